@@ -1,0 +1,45 @@
+# agtap — the two commands that matter: `sudo make run` and `make test`.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+ARGS  ?=
+
+.PHONY: help setup run test test-unit test-bpf test-system deb install bench fuzz clean
+
+help:
+	@echo "make setup        install Debian/pip/npm packages agtap needs (root for apt)"
+	@echo "sudo make run     set up what is missing, then run the tracer in the foreground (ARGS='-v -c python3')"
+	@echo "make test         the whole suite: unit, then (as root) bpf and system tiers"
+	@echo "make test-unit    parsers and sinks, no root"
+	@echo "make test-bpf     root: real BPF on this kernel, official clients against a local fake API"
+	@echo "make test-system  root: the .deb in a systemd-nspawn Debian with real systemd and D-Bus"
+	@echo "make deb          build dist/agtap_<version>_all.deb"
+	@echo "sudo make install build the .deb and install it with apt"
+	@echo "sudo make bench   benchmarks -> docs/PERFORMANCE.md, bench/results/"
+
+setup:
+	@./setup/setup.sh
+
+run: setup
+	@if [ "$$(id -u)" != 0 ]; then echo "make run: the tracer loads BPF programs: run 'sudo make run'" >&2; exit 77; fi
+	$(VENV)/bin/agtap $(ARGS)
+
+test: setup test-unit
+	@if [ "$$(id -u)" = 0 ]; then \
+	  $(MAKE) --no-print-directory test-bpf && $(MAKE) --no-print-directory test-system; \
+	else \
+	  if [ -n "$$CI" ]; then echo "make test: CI must run as root (bpf and system tiers)" >&2; exit 1; fi; \
+	  echo "make test: not root: bpf and system tiers not run (run 'sudo make test')"; \
+	fi
+
+test-unit: setup
+	$(PY) -m pytest -q tests/unit
+
+test-bpf: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests/bpf
+
+test-system: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests/system
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache

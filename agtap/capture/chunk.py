@@ -1,0 +1,68 @@
+"""The values the capture layer hands down: plain data, no BCC.
+
+Everything below `capture` (wire, providers, sinks, service) sees only these
+types, so the whole pipeline runs from a recording without root or BPF.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Direction(str, Enum):
+    EGRESS = "egress"    # bytes the traced process wrote (requests, for a client)
+    INGRESS = "ingress"  # bytes the traced process read (responses, for a client)
+
+
+class Transport(str, Enum):
+    TLS = "tls"        # plaintext at SSL_read/SSL_write
+    SOCKET = "socket"  # plain TCP or unix socket, from syscall tracepoints
+    PIPE = "pipe"      # anonymous pipe or fifo (MCP stdio)
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One run of bytes that one process wrote to or read from one connection.
+
+    `conn` is a stable string naming the conversation the bytes belong to:
+    "tls:<tgid>:<ssl-ptr-hex>", "sock:<tgid>:<fd>" or, for local IPC carrying
+    JSON-RPC, "ipc:<inode>" shared by both processes of the conversation.
+    """
+
+    conn: str
+    direction: Direction
+    ts_ns: int            # CLOCK_MONOTONIC ns at the probe
+    wall_ns: int          # wall-clock ns (time.time_ns()) of the same instant
+    pid: int              # tgid, as seen from the daemon's PID namespace
+    tid: int
+    comm: str             # thread name at the probe
+    proc: str             # process name (main thread's comm)
+    data: bytes
+    transport: Transport
+    cut: bool = False     # the buffer was longer than what was copied
+    exe: str = ""         # /proc/PID/exe at first sight
+    unit: str = ""        # systemd unit from the cgroup path, e.g. "my-agent.service"
+    container_id: str = ""
+    fd: int = -1          # the fd for syscall captures, -1 for TLS
+
+
+@dataclass(slots=True)
+class ConnClosed:
+    """The connection ended (close(2) on its fd, or its process exited)."""
+
+    conn: str
+    ts_ns: int
+    reason: str = "closed"     # "closed" | "process_exit" | "evicted"
+
+
+@dataclass(slots=True)
+class CaptureStats:
+    """Counters the capture layer keeps; nothing is dropped without a count here."""
+
+    chunks: int = 0
+    bytes: int = 0
+    lost_records: int = 0       # ring-buffer reservations that failed
+    cut_records: int = 0        # buffers longer than the per-call cap
+    ignored_conns: int = 0      # connections userspace marked "not interesting"
+    targets: list[str] = field(default_factory=list)

@@ -1,0 +1,41 @@
+"""Configuration: one dataclass, filled from flags, then /etc/agtap/agtap.toml, then the environment.
+
+Every key of the TOML file is the long name of a flag with '-' written as '_'
+(`max_log_size = 100`). The CLI (agtap/cli.py) owns the flags; this module owns
+the defaults and their meaning.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_CONFIG_FILE = "/etc/agtap/agtap.toml"
+DEFAULT_EVENT_LOG = "/var/log/agtap/events.jsonl"
+DEFAULT_BODIES_DIR = "/var/lib/agtap/bodies"
+DEFAULT_RUNTIME_DIR = "/run/agtap"
+
+
+@dataclass(slots=True)
+class Config:
+    pids: list[int] = field(default_factory=list)        # -p/--pid, repeatable
+    comms: list[str] = field(default_factory=list)       # -c/--comm, repeatable
+    verbose: bool = False                                 # -v
+    max_capture_bytes: int = 4 * 1024 * 1024              # per SSL_write/read call
+    event_log: str = DEFAULT_EVENT_LOG                    # AGTAP_LOG
+    bodies_dir: str = DEFAULT_BODIES_DIR
+    runtime_dir: str = DEFAULT_RUNTIME_DIR
+    max_body_store: int = 1024                            # MB of bodies kept (oldest removed first)
+    body_retention: float = 24 * 7                        # hours bodies are kept
+    max_log_size: int = 100                               # MB before the event log rotates
+    max_log_files: int = 5                                # rotated files kept
+    stdout: bool = True                                   # JSONL on stdout (foreground)
+    otel: str | None = None                               # OTLP/HTTP base URL
+    metrics_addr: str | None = None                       # host:port for /metrics
+    bus: str = "system"                                   # system | session | none
+    record: str | None = None                             # `agtap record FILE`
+
+    def apply_env(self, env: dict[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        if env.get("AGTAP_LOG"):
+            self.event_log = env["AGTAP_LOG"]
