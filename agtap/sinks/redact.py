@@ -1,0 +1,116 @@
+"""The one place secrets are removed before anything is written to disk.
+
+Three kinds of secret are removed:
+
+1. Header values, by header name (case-insensitive): SECRET_HEADERS.
+2. Query parameter values, by parameter name: `key` (Gemini's API key) and,
+   to be safe with other APIs, any name that is or ends in `key`, `token`,
+   `secret`, `password` or `signature`/`sig` (`api_key`, `access_token`,
+   `client_secret`, `X-Amz-Signature` ...). Over-redacting a query value
+   costs nothing; the names stay, so the call is still readable.
+3. Credential-shaped strings anywhere in a body: `sk-ant-...` (Anthropic),
+   `sk-...`/`sk-proj-...` (OpenAI), `AIza...` (Google), and the token after
+   `Bearer `. Bodies are the user's prompts, so nothing else in them is
+   rewritten; the patterns are anchored so that words like "risk-free" or
+   "task-list" are left alone. Replacements contain no quote or backslash, so
+   JSON stays valid after scrubbing.
+
+Every function works on `str`; `scrub_bytes` is the byte form for bodies.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+REDACTED = "[REDACTED]"
+
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "x-goog-api-key",
+        "api-key",
+        "cookie",
+        "set-cookie",
+    }
+)
+
+def is_secret_param(name: str) -> bool:
+    """True for `key`, `api_key`, `apiKey`, `access_token`, `client_secret`, `sig` ... (after %-decoding)."""
+    name = unquote(name)
+    low = name.lower()
+    if low in ("sig", "signature"):
+        return True
+    return low.endswith(("key", "token", "secret", "password", "signature"))
+
+
+def redact_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A copy of `headers` with the value of every secret header replaced by [REDACTED]."""
+    return [(name, REDACTED if name.strip().lower() in SECRET_HEADERS else value) for name, value in headers]
+
+
+# name=value inside a query string; value stops at &, ;, #, whitespace or a quote.
+_QUERY_PARAM = re.compile(r"""([?&;])([^=&;#\s"'<>]+)=([^&;#\s"'<>]*)""")
+
+
+def _redact_param(m: re.Match[str]) -> str:
+    sep, name, value = m.group(1), m.group(2), m.group(3)
+    if value and is_secret_param(name):
+        return f"{sep}{name}={REDACTED}"
+    return m.group(0)
+
+
+def redact_target(target: str) -> str:
+    """Request target ("POST /v1beta/...:generateContent?key=AIza..&alt=sse") with secret params' values removed."""
+    q = target.find("?")
+    if q < 0:
+        return target
+    return target[:q] + _QUERY_PARAM.sub(_redact_param, target[q:])
+
+
+# Credential patterns. The look-behind keeps "risk-free", "task-12345..." intact.
+_TOKEN_PATTERNS = (
+    r"(?<![A-Za-z0-9_\-])sk-ant-[A-Za-z0-9_\-]{8,}",
+    r"(?<![A-Za-z0-9_\-])sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}",
+    r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{30,}",
+)
+# A bearer token: 16+ token characters with at least one digit, so prose ("the bearer
+# instrument") is left alone while API keys, JWTs and OAuth tokens are caught.
+_BEARER = r"(?i:\b(bearer))[ \t]+(?=[A-Za-z0-9._~+/\-]*[0-9])[A-Za-z0-9._~+/\-]{16,}=*"
+
+_TOKENS_STR = re.compile("|".join(_TOKEN_PATTERNS))
+_BEARER_STR = re.compile(_BEARER)
+_TOKENS_BYTES = re.compile("|".join(_TOKEN_PATTERNS).encode())
+_BEARER_BYTES = re.compile(_BEARER.encode())
+_REDACTED_B = REDACTED.encode()
+
+
+def scrub_text(text: str) -> str:
+    """Remove credential-shaped strings (sk-..., sk-ant-..., AIza..., Bearer tokens); nothing else changes."""
+    text = _TOKENS_STR.sub(REDACTED, text)
+    return _BEARER_STR.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+
+
+def scrub_bytes(data: bytes) -> bytes:
+    """`scrub_text` for raw bytes (bodies that may not be UTF-8)."""
+    data = _TOKENS_BYTES.sub(_REDACTED_B, data)
+    return _BEARER_BYTES.sub(lambda m: m.group(1) + b" " + _REDACTED_B, data)
+
+
+# A header line in raw HTTP text: "X-Api-Key: value" up to the end of the line.
+_HEADER_LINE = re.compile(
+    r"(?im)^([ \t]*(?:" + "|".join(re.escape(h) for h in sorted(SECRET_HEADERS)) + r")[ \t]*:)[^\r\n]*"
+)
+
+
+def redact_text(text: str) -> str:
+    """Raw text that may hold HTTP (a request head, an error message, a log line): remove every secret.
+
+    Secret header lines keep their name, query parameters keep their name,
+    and credential-shaped strings are scrubbed wherever they are.
+    """
+    text = _HEADER_LINE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _QUERY_PARAM.sub(_redact_param, text)
+    return scrub_text(text)
