@@ -1,0 +1,103 @@
+"""Every metric agtap exports: names, label sets and bucket boundaries, defined once.
+
+The Prometheus sink (agtap/sinks/prometheus.py) and the OpenTelemetry sink
+(agtap/sinks/otel.py) read their names from here; docs and dashboards should
+too. Bucket boundaries are the OpenTelemetry GenAI semantic conventions'
+advisory buckets, which fit LLM latencies (10 ms .. 80 s) and token counts
+(1 .. 67M).
+"""
+
+from __future__ import annotations
+
+# --- bucket boundaries (GenAI semconv advisory buckets) ---
+DURATION_BUCKETS_S: tuple[float, ...] = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)
+TOKEN_BUCKETS: tuple[float, ...] = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+TTFT_BUCKETS_S: tuple[float, ...] = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)
+# request/response sizes on the wire: 256 B .. 64 MiB, by powers of 4
+BYTES_BUCKETS: tuple[float, ...] = tuple(float(256 * 4**i) for i in range(10))
+
+# --- label values ---
+LABEL_OVERFLOW = "other"       # value beyond the cardinality limit, or outside a closed set
+LABEL_UNKNOWN = "unknown"      # the call did not say (e.g. no model in the request)
+DEFAULT_LABEL_LIMIT = 200      # distinct values kept per open label (model, process)
+MAX_LABEL_LEN = 128            # longer values are cut
+STATUS_VALUES = ("ok", "error", "incomplete")
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_creation")
+
+# --- Prometheus: agtap_* ---
+PROM_PREFIX = "agtap"
+# name -> (type, help, labels). Counters are given without the `_total`
+# suffix (prometheus_client adds it); the exposed name is in the help text.
+PROM_REQUEST_DURATION = "agtap_request_duration_seconds"
+PROM_TOKEN_COUNT = "agtap_token_count"
+PROM_TTFT = "agtap_time_to_first_token_seconds"
+PROM_REQUESTS = "agtap_requests"                   # exposed as agtap_requests_total
+PROM_REQUEST_BYTES = "agtap_request_bytes"
+PROM_RESPONSE_BYTES = "agtap_response_bytes"
+PROM_COST = "agtap_cost_usd"                       # exposed as agtap_cost_usd_total
+PROM_LABEL_OVERFLOW = "agtap_label_overflow"       # exposed as agtap_label_overflow_total
+PROM_LOST_RECORDS = "agtap_lost_records_total"
+PROM_CUT_RECORDS = "agtap_cut_records_total"
+PROM_PARSE_ERRORS = "agtap_parse_errors_total"
+PROM_TARGETS = "agtap_targets"
+PROM_BUILD_INFO = "agtap_build_info"
+PROM_SINK_ERRORS = "agtap_metrics_sink_errors"     # exposed as agtap_metrics_sink_errors_total
+
+LABELS_DURATION = ("model", "provider", "process", "kind", "streaming")
+LABELS_TOKENS = ("model", "provider", "process", "kind", "streaming", "token_type")
+LABELS_TTFT = ("model", "provider", "process", "kind")
+LABELS_REQUESTS = ("provider", "process", "kind", "streaming", "status")
+LABELS_BYTES = ("provider", "process", "kind")
+LABELS_COST = ("model", "provider", "process")
+LABELS_OVERFLOW = ("label",)
+LABELS_BUILD_INFO = ("version", "python")
+
+PROM_HELP = {
+    PROM_REQUEST_DURATION: "Call latency, first request byte to last response byte, seconds",
+    PROM_TOKEN_COUNT: "Tokens per call by token_type (input, output, cache_read, cache_creation)",
+    PROM_TTFT: "Time to first token of streamed calls, seconds",
+    PROM_REQUESTS: "Calls seen, by status (ok, error, incomplete)",
+    PROM_REQUEST_BYTES: "Request size on the wire, bytes",
+    PROM_RESPONSE_BYTES: "Response size on the wire, bytes",
+    PROM_COST: "Estimated cost of calls with a known price, USD",
+    PROM_LABEL_OVERFLOW: "Label values collapsed to 'other' past the cardinality limit",
+    PROM_LOST_RECORDS: "Capture records lost (ring buffer full)",
+    PROM_CUT_RECORDS: "Capture records cut at the per-call copy cap",
+    PROM_PARSE_ERRORS: "Exchanges that failed to parse",
+    PROM_TARGETS: "Attached capture targets (libssl files, node binaries)",
+    PROM_BUILD_INFO: "agtap build information",
+    PROM_SINK_ERRORS: "Calls the metrics sink failed to record",
+}
+
+# --- OpenTelemetry: GenAI / MCP semantic conventions ---
+OTEL_DURATION = "gen_ai.client.operation.duration"
+OTEL_TOKEN_USAGE = "gen_ai.client.token.usage"
+OTEL_TTFT = "gen_ai.server.time_to_first_token"
+OTEL_MCP_DURATION = "mcp.client.operation.duration"
+OTEL_UNITS = {OTEL_DURATION: "s", OTEL_TOKEN_USAGE: "{token}", OTEL_TTFT: "s", OTEL_MCP_DURATION: "s"}
+OTEL_BUCKETS = {
+    OTEL_DURATION: DURATION_BUCKETS_S,
+    OTEL_TOKEN_USAGE: TOKEN_BUCKETS,
+    OTEL_TTFT: TTFT_BUCKETS_S,
+    OTEL_MCP_DURATION: DURATION_BUCKETS_S,
+}
+OTEL_DESCRIPTIONS = {
+    OTEL_DURATION: "GenAI operation duration",
+    OTEL_TOKEN_USAGE: "Number of input and output tokens used",
+    OTEL_TTFT: "Time to generate first token for successful responses",
+    OTEL_MCP_DURATION: "Duration of the MCP request as observed by the sender",
+}
+# agtap provider -> gen_ai.provider.name
+OTEL_PROVIDER_NAMES = {
+    "anthropic": "anthropic",
+    "openai": "openai",
+    "gemini": "gcp.gemini",
+    "vertex_ai": "gcp.vertex_ai",
+}
+SERVICE_NAME = "agtap"
