@@ -1,0 +1,9 @@
+"""service: the daemon around the pipeline.
+
+    controller.py   plain class: tracer + pipeline + sinks, stats, recent events, filters
+    daemon.py       run(config, mode): the asyncio loop, signals, sd_notify, watchdog
+    dbus_object.py  io.agtap.Agtap1 on the bus, access checks (bus policy + code + polkit)
+    configfile.py   /etc/agtap/agtap.toml: load, validate, merge with flags and environment
+
+Only this package (and agtap/ctl.py, the client) knows D-Bus.
+"""

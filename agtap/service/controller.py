@@ -1,0 +1,442 @@
+"""The service's state and verbs, with no D-Bus and no event loop in it.
+
+The Controller owns the tracer (made by a factory, so tests and `agtap replay`
+need no BPF), the pipeline and the sinks. Items from the tracer's poll thread
+are queued and handed to the owner's thread through `schedule` (the daemon
+passes a `loop.call_soon_threadsafe` wrapper); everything else — feeding the
+pipeline, writing sinks, notifying subscribers — runs on that one thread.
+
+`clean()` removes captured data from disk and memory: every stored body file
+under `bodies_dir`, the rotated event logs (`event_log.1` ... `.N`), the
+current event log's contents (truncated in place; the JSONL sink appends with
+O_APPEND, so it keeps writing at the new end), and the recent-events buffer.
+Counters (stats) are kept.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import gzip
+import json
+import logging
+import os
+import re
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from agtap.call import Call
+from agtap.capture.chunk import CaptureStats, Chunk, ConnClosed
+from agtap.config import Config
+
+RECENT_MAX = 5000
+MAX_FILTER_ENTRIES = 1024
+PID_MAX = 4194304                      # the kernel's PID_MAX_LIMIT
+COMM_MAX_BYTES = 15                    # TASK_COMM_LEN - 1
+MAX_BODY_BYTES = 32 * 1024 * 1024      # well under the bus's 128 MiB message limit
+_CALL_ID = re.compile(r"[0-9a-f]{32}")
+_COMM_OK = re.compile(r"[\x20-\x7e]+")
+
+
+class ControllerError(Exception):
+    """Base of the errors a caller may see; the D-Bus layer maps each to a named error."""
+
+
+class InvalidArgument(ControllerError, ValueError):
+    pass
+
+
+class NotFound(ControllerError, LookupError):
+    pass
+
+
+class Failed(ControllerError, RuntimeError):
+    pass
+
+
+def validate_filter(pids: Iterable[Any], comms: Iterable[Any]) -> tuple[list[int], list[str]]:
+    """Checked, de-duplicated copies of a filter; InvalidArgument names the bad entry."""
+    pids, comms = list(pids), list(comms)
+    if len(pids) > MAX_FILTER_ENTRIES or len(comms) > MAX_FILTER_ENTRIES:
+        raise InvalidArgument(f"at most {MAX_FILTER_ENTRIES} pids and {MAX_FILTER_ENTRIES} process names")
+    out_pids: list[int] = []
+    for p in pids:
+        if isinstance(p, bool) or not isinstance(p, int) or not 0 < p <= PID_MAX:
+            raise InvalidArgument(f"pid {p!r}: must be a whole number from 1 to {PID_MAX}")
+        if p not in out_pids:
+            out_pids.append(p)
+    out_comms: list[str] = []
+    for c in comms:
+        if not isinstance(c, str) or not _COMM_OK.fullmatch(c) or len(c.encode()) > COMM_MAX_BYTES:
+            raise InvalidArgument(
+                f"process name {c!r}: must be 1 to {COMM_MAX_BYTES} printable ASCII characters "
+                "(the kernel's comm, as `ps -o comm` shows it)")
+        if c not in out_comms:
+            out_comms.append(c)
+    return out_pids, out_comms
+
+
+def _default_pipeline(emit, ignore_conn):
+    from agtap.pipeline import Pipeline
+    return Pipeline(emit, ignore_conn=ignore_conn)
+
+
+class Controller:
+    def __init__(
+        self,
+        config: Config,
+        tracer_factory: Callable[[Config, Callable[[Any], None], logging.Logger], Any],
+        *,
+        sinks: Iterable[Any] = (),
+        pipeline_factory: Callable[..., Any] = _default_pipeline,
+        schedule: Callable[[Callable[[], None]], None] | None = None,
+        log: logging.Logger | None = None,
+        recent_max: int = RECENT_MAX,
+        poll_timeout_ms: int = 100,
+    ):
+        self.config = config
+        self.log = log or logging.getLogger("agtap.service")
+        self._tracer_factory = tracer_factory
+        self.sinks = list(sinks)
+        self._schedule = schedule or (lambda fn: fn())
+        self._poll_timeout_ms = poll_timeout_ms
+        self.pipeline = pipeline_factory(self._on_call, self._ignore_conn)
+        self.tracer: Any = None
+        self.capturing = False
+        self.pids, self.comms = validate_filter(config.pids, config.comms)
+        self.recent: collections.deque[str] = collections.deque(maxlen=recent_max)
+        self._ids: dict[str, str | None] = {}           # call id -> body_path, for the calls in `recent`
+        self._subscribers: list[Callable[[dict[str, Any]], None]] = []
+        self._inbox: collections.deque = collections.deque()
+        self._drain_pending = False
+        self._poll_thread: threading.Thread | None = None
+        self._poll_stop = threading.Event()
+        self._lock = threading.Lock()                    # start/stop may run in worker threads
+        self.started_at = time.time()
+        self._mono0 = time.monotonic()
+        self.poll_errors = 0
+        self.sink_errors = 0
+        self._old_capture = CaptureStats()               # counts of tracers already stopped
+        self.calls = 0
+        self.calls_by_provider: collections.Counter[str] = collections.Counter()
+        self.calls_by_kind: collections.Counter[str] = collections.Counter()
+        self.incomplete = 0
+        self.tokens = {"input": 0, "output": 0, "cache_creation_input": 0, "cache_read_input": 0}
+        self.request_bytes = 0
+        self.response_bytes = 0
+
+    # --- capture ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Attach the probes (blocking: BCC compiles; call it off the event loop). Failed on error."""
+        with self._lock:
+            if self.capturing:
+                return
+            cfg = dataclasses.replace(self.config, pids=list(self.pids), comms=list(self.comms))
+            try:
+                tracer = self._tracer_factory(cfg, self._on_item, logging.getLogger("agtap.capture"))
+                tracer.start()
+            except Exception as e:
+                fix = getattr(e, "fix", "")
+                raise Failed(f"{e}" + (f" (fix: {fix})" if fix else "")) from e
+            self.tracer = tracer
+            self._poll_stop.clear()
+            self._poll_thread = threading.Thread(target=self._poll_loop, args=(tracer,),
+                                                 name="agtap-poll", daemon=True)
+            self._poll_thread.start()
+            self.capturing = True
+            self.log.info("capturing: %d targets", len(self.targets))
+
+    def stop(self) -> None:
+        """Detach every probe; the service stays up. Open calls finish as incomplete."""
+        with self._lock:
+            if not self.capturing:
+                return
+            self._poll_stop.set()
+            if self._poll_thread is not None:
+                self._poll_thread.join(timeout=5)
+                self._poll_thread = None
+            tracer, self.tracer = self.tracer, None
+            self.capturing = False
+            try:
+                st = tracer.stats()
+                for f in ("chunks", "bytes", "lost_records", "cut_records", "ignored_conns"):
+                    setattr(self._old_capture, f, getattr(self._old_capture, f) + getattr(st, f, 0))
+            except Exception:
+                self.log.exception("tracer stats at stop")
+            try:
+                tracer.stop()
+            except Exception as e:
+                raise Failed(f"detaching probes: {e}") from e
+            finally:
+                self._schedule(self._drain)
+                self._schedule(self._flush_pipeline)
+            self.log.info("capture stopped: probes detached")
+
+    def shutdown(self) -> None:
+        """stop(), finish every open call, close the sinks. Runs on the owner's thread."""
+        try:
+            self.stop()
+        except Failed:
+            self.log.exception("stopping the tracer")
+        self._drain()
+        self._flush_pipeline()
+        for s in self.sinks:
+            try:
+                s.close()
+            except Exception:
+                self.log.exception("closing sink %s", getattr(s, "name", s))
+
+    def _poll_loop(self, tracer) -> None:
+        while not self._poll_stop.is_set():
+            try:
+                tracer.poll(self._poll_timeout_ms)
+            except Exception:
+                self.poll_errors += 1
+                self.log.exception("tracer poll")
+                self._poll_stop.wait(0.5)
+
+    def _on_item(self, item: Chunk | ConnClosed) -> None:
+        """From the poll thread: queue, and wake the owner's thread once per batch."""
+        self._inbox.append(item)
+        if not self._drain_pending:
+            self._drain_pending = True
+            self._schedule(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_pending = False
+        while self._inbox:
+            self.feed(self._inbox.popleft())
+
+    def feed(self, item: Chunk | ConnClosed) -> None:
+        try:
+            self.pipeline.feed(item)
+        except Exception:
+            self.log.exception("pipeline feed")
+
+    def expire(self) -> None:
+        try:
+            self.pipeline.expire(time.monotonic_ns())
+        except Exception:
+            self.log.exception("pipeline expire")
+
+    def _flush_pipeline(self) -> None:
+        try:
+            self.pipeline.flush()
+        except Exception:
+            self.log.exception("pipeline flush")
+
+    def _ignore_conn(self, conn: str) -> None:
+        if self.tracer is not None:
+            try:
+                self.tracer.ignore_conn(conn)
+            except Exception:
+                self.log.exception("ignore_conn")
+
+    def _on_call(self, call: Call) -> None:
+        for s in self.sinks:
+            try:
+                s.write(call)
+            except Exception:
+                self.sink_errors += 1
+                self.log.exception("sink %s", getattr(s, "name", s))
+        event = call.to_dict()
+        self.calls += 1
+        self.calls_by_provider[call.provider] += 1
+        self.calls_by_kind[call.kind] += 1
+        self.incomplete += bool(call.incomplete)
+        for k in self.tokens:
+            self.tokens[k] += getattr(call, k + "_tokens") or 0
+        self.request_bytes += call.request_bytes or 0
+        self.response_bytes += call.response_bytes or 0
+        line = json.dumps(event, separators=(",", ":"), default=str)
+        if len(self.recent) == self.recent.maxlen:
+            old = json.loads(self.recent[0]).get("id")
+            self._ids.pop(old, None)
+        self.recent.append(line)
+        self._ids[call.id] = call.body_path
+        for cb in list(self._subscribers):
+            try:
+                cb(event)
+            except Exception:
+                self.log.exception("subscriber")
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """callback(event dict) for every finished call; returns a function that unsubscribes."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    # --- filters ---------------------------------------------------------------------
+
+    def set_filter(self, pids: Iterable[Any], comms: Iterable[Any]) -> None:
+        pids, comms = validate_filter(pids, comms)
+        tracer = self.tracer
+        if tracer is not None:
+            try:
+                tracer.set_filter(pids, comms)
+            except Exception as e:
+                raise Failed(f"setting the filter: {e}") from e
+        self.pids, self.comms = pids, comms
+        self.log.info("filter: pids=%s comms=%s", pids or "any", comms or "any")
+
+    def clear_filter(self) -> None:
+        self.set_filter([], [])
+
+    # --- reading ---------------------------------------------------------------------
+
+    @property
+    def targets(self) -> list[str]:
+        t = self.tracer
+        if t is None:
+            return []
+        try:
+            return [str(x) for x in t.targets]
+        except Exception:
+            return []
+
+    def capture_stats(self) -> CaptureStats:
+        old, out = self._old_capture, CaptureStats()
+        st = None
+        if self.tracer is not None:
+            try:
+                st = self.tracer.stats()
+            except Exception:
+                self.log.exception("tracer stats")
+        for f in ("chunks", "bytes", "lost_records", "cut_records", "ignored_conns"):
+            setattr(out, f, getattr(old, f) + (getattr(st, f, 0) if st else 0))
+        out.targets = self.targets
+        return out
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self._mono0
+
+    def get_stats(self) -> dict[str, Any]:
+        cap = self.capture_stats()
+        ps = getattr(self.pipeline, "stats", None)
+        return {
+            "capturing": self.capturing,
+            "uptime_s": round(self.uptime, 3),
+            "started_at": self.started_at,
+            "targets": cap.targets,
+            "filter_pids": list(self.pids),
+            "filter_comms": list(self.comms),
+            "calls": self.calls,
+            "calls_by_provider": dict(self.calls_by_provider),
+            "calls_by_kind": dict(self.calls_by_kind),
+            "incomplete": self.incomplete,
+            "input_tokens": self.tokens["input"],
+            "output_tokens": self.tokens["output"],
+            "cache_creation_input_tokens": self.tokens["cache_creation_input"],
+            "cache_read_input_tokens": self.tokens["cache_read_input"],
+            "request_bytes": self.request_bytes,
+            "response_bytes": self.response_bytes,
+            "chunks": cap.chunks,
+            "capture_bytes": cap.bytes,
+            "lost_records": cap.lost_records,
+            "cut_records": cap.cut_records,
+            "ignored_conns": cap.ignored_conns,
+            "parse_errors": int(getattr(ps, "parse_errors", 0) or 0),
+            "conns_open": int(getattr(ps, "conns_open", 0) or 0),
+            "poll_errors": self.poll_errors,
+            "sink_errors": self.sink_errors,
+        }
+
+    def recent_calls(self, n: int) -> list[str]:
+        """The last `n` events as JSON strings, newest last."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise InvalidArgument(f"n {n!r}: must be a whole number ≥ 0")
+        if n == 0:
+            return []
+        return list(self.recent)[-n:]
+
+    def call_bodies(self, call_id: str) -> str:
+        """The stored (redacted) body file of a call, as JSON text. The id is looked up, never used as a path."""
+        if not isinstance(call_id, str) or not _CALL_ID.fullmatch(call_id):
+            raise InvalidArgument(f"call id {call_id!r}: must be 32 lowercase hex digits, as in the event's \"id\"")
+        root = os.path.realpath(self.config.bodies_dir)
+        path = self._ids.get(call_id) or self._find_body(root, call_id)
+        if not path:
+            raise NotFound(f"no stored bodies for call {call_id} (never stored, removed by retention, or cleaned)")
+        real = os.path.realpath(path)
+        if os.path.commonpath([root, real]) != root or not os.path.isfile(real):
+            raise NotFound(f"no stored bodies for call {call_id}")
+        try:
+            with open(real, "rb") as f:
+                raw = f.read(MAX_BODY_BYTES + 1)
+            if real.endswith(".gz"):
+                raw = gzip.decompress(raw)
+        except FileNotFoundError:
+            raise NotFound(f"no stored bodies for call {call_id} (removed)") from None
+        except OSError as e:
+            raise Failed(f"reading the bodies of call {call_id}: {e.strerror or e}") from e
+        if len(raw) > MAX_BODY_BYTES:
+            raise Failed(f"bodies of call {call_id} are over {MAX_BODY_BYTES >> 20} MiB; read the file as root")
+        return raw.decode("utf-8", "replace")
+
+    @staticmethod
+    def _find_body(root: str, call_id: str) -> str | None:
+        """A file named after the id anywhere in the two levels under `root` (e.g. <day>/<id>.json)."""
+        try:
+            for top in os.scandir(root):
+                if top.name.startswith(call_id) and top.is_file(follow_symlinks=False):
+                    return top.path
+                if top.is_dir(follow_symlinks=False):
+                    for e in os.scandir(top.path):
+                        if e.name.startswith(call_id) and e.is_file(follow_symlinks=False):
+                            return e.path
+        except OSError:
+            return None
+        return None
+
+    # --- housekeeping ----------------------------------------------------------------
+
+    def clean(self) -> dict[str, int]:
+        """Remove captured data (see the module doc). Returns what was removed."""
+        removed = {"body_files": 0, "log_files": 0, "bytes": 0}
+        root = self.config.bodies_dir
+        if os.path.isdir(root):
+            for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+                for name in filenames:
+                    p = os.path.join(dirpath, name)
+                    try:
+                        removed["bytes"] += os.lstat(p).st_size
+                        os.unlink(p)
+                        removed["body_files"] += 1
+                    except OSError as e:
+                        self.log.warning("clean: %s: %s", p, e.strerror)
+                if dirpath != root:
+                    try:
+                        os.rmdir(dirpath)
+                    except OSError:
+                        pass
+        log = self.config.event_log
+        if log:
+            for i in range(1, max(self.config.max_log_files, 0) + 50):
+                for p in (f"{log}.{i}", f"{log}.{i}.gz"):
+                    try:
+                        removed["bytes"] += os.lstat(p).st_size
+                        os.unlink(p)
+                        removed["log_files"] += 1
+                    except FileNotFoundError:
+                        pass
+                    except OSError as e:
+                        self.log.warning("clean: %s: %s", p, e.strerror)
+            try:
+                removed["bytes"] += os.lstat(log).st_size
+                os.truncate(log, 0)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise Failed(f"clean: truncating {log}: {e.strerror}") from e
+        self.recent.clear()
+        self._ids.clear()
+        self.log.info("cleaned: %(body_files)d body files, %(log_files)d rotated logs, %(bytes)d bytes", removed)
+        return removed
+
+    def status_line(self) -> str:
+        st = self.capture_stats()
+        state = "capturing" if self.capturing else "stopped"
+        return (f"{state} · {len(st.targets)} targets · {self.calls:,} calls · "
+                f"{st.lost_records:,} lost")
