@@ -38,7 +38,7 @@ def llm_call(provider: str = "anthropic", model: str = "claude-sonnet-4-5", *, p
         cache_creation_input_tokens=cache_creation, cache_read_input_tokens=cache_read, latency_ms=latency_ms,
         stop_reason=stop_reason, tools=list(tools or []), streaming=streaming, ttft_ms=ttft_ms,
         request_bytes=812, response_bytes=2048, exe=f"/usr/bin/{proc}", transport="tls", cost_usd=cost_usd,
-        http_status=http_status, operation=operation, response_model=model + "-20250929" if provider == "anthropic" else model,
+        http_status=http_status, operation=operation, response_model=model + "-20250929" if provider == "anthropic" and model else model,
         response_id="msg_01" + uuid.uuid4().hex[:20], server_port=443, error_type=error_type,
         start_ns=start, end_ns=end, wall_start_ns=wall,
     )
