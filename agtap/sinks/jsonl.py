@@ -65,6 +65,7 @@ class JsonlSink:
         self._lines = 0
         self._bytes = 0
         self._rotations = 0
+        self._short_writes = 0
         self._errors = FailureLog(log, f"writing event log {path}")
         self._stdout_errors = FailureLog(log, "writing events to stdout")
         if path is not None:
@@ -93,11 +94,12 @@ class JsonlSink:
         if self.max_files == 0:
             os.unlink(self.path)
         else:
-            for n in range(self.max_files - 1, 0, -1):
-                try:
-                    os.rename(f"{self.path}.{n}", f"{self.path}.{n + 1}")
-                except FileNotFoundError:
-                    pass
+            # Shift only the files that exist; renaming onto .max_files drops the oldest.
+            existing = 0
+            while existing < self.max_files and os.path.lexists(f"{self.path}.{existing + 1}"):
+                existing += 1
+            for n in range(min(existing, self.max_files - 1), 0, -1):
+                os.rename(f"{self.path}.{n}", f"{self.path}.{n + 1}")
             os.rename(self.path, f"{self.path}.1")
         self._rotations += 1
         self._open()
@@ -115,6 +117,7 @@ class JsonlSink:
             raise
         if n != len(line):
             # Disk filled mid-line: take the partial line back off so the file stays whole lines.
+            self._short_writes += 1
             try:
                 os.ftruncate(self._fd, before)
             finally:
@@ -154,6 +157,7 @@ class JsonlSink:
             "lines": self._lines,
             "bytes": self._bytes,
             "rotations": self._rotations,
+            "short_writes": self._short_writes,
             "write_errors": self._errors.count,
             "stdout_errors": self._stdout_errors.count,
         }
