@@ -1,0 +1,47 @@
+"""Official `anthropic` Python SDK against the fake API. Modes: stream, nonstream, tools, tools-stream."""
+
+from __future__ import annotations
+
+import anthropic
+
+from pyclient_common import api_key, parse_args, run, tool_schema, wait_go
+
+args = parse_args(["stream", "nonstream", "tools", "tools-stream"], "claude-sonnet-5")
+# max_retries=0: a scripted 429 must reach the script as one request, not be retried.
+client = anthropic.Anthropic(api_key=api_key(), base_url=args.base_url, max_retries=0)
+params = {"model": args.model, "max_tokens": 256,
+          "messages": [{"role": "user", "content": args.prompt}]}
+if args.mode.startswith("tools"):
+    params["tools"] = [{"name": "get_weather", "description": "Weather for a city",
+                        "input_schema": tool_schema()}]
+
+
+def summarize(msg: anthropic.types.Message, streamed_text: str | None = None) -> dict:
+    u = msg.usage
+    return {
+        "id": msg.id, "model": msg.model, "stop_reason": msg.stop_reason,
+        "text": "".join(b.text for b in msg.content if b.type == "text"),
+        "streamed_text": streamed_text,
+        "tool_calls": [{"id": b.id, "name": b.name, "arguments": b.input}
+                       for b in msg.content if b.type == "tool_use"],
+        "input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
+        "cache_creation_input_tokens": u.cache_creation_input_tokens,
+        "cache_read_input_tokens": u.cache_read_input_tokens,
+    }
+
+
+def call() -> dict:
+    try:
+        if args.mode in ("stream", "tools-stream"):
+            with client.messages.stream(**params) as stream:
+                text = "".join(stream.text_stream)
+                return summarize(stream.get_final_message(), text)
+        return summarize(client.messages.create(**params))
+    except anthropic.APIStatusError as e:
+        body = e.body if isinstance(e.body, dict) else {}
+        return {"error": {"status": e.status_code, "type": (body.get("error") or {}).get("type"),
+                          "message": (body.get("error") or {}).get("message")}}
+
+
+wait_go(args)
+run("python-anthropic", args, call)

@@ -1,0 +1,58 @@
+"""Shared command line and output for the Python client scripts in tests/clients.
+
+Every script: `python tests/clients/py_<sdk>.py --base-url URL --mode MODE [--repeat N]
+[--model M] [--wait-go]`, API key from $AGTAP_TEST_API_KEY. It prints ONE JSON line on
+stdout: {"client", "mode", "pid", "results": [one dict per call]} and exits 0, also when
+the API answered with an error (that is recorded in the result): exit != 0 means the SDK
+or the script itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from typing import Any, Callable
+
+
+def parse_args(modes: list[str], default_model: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--mode", choices=modes, default=modes[0])
+    parser.add_argument("--model", default=default_model)
+    parser.add_argument("--prompt", default="Say hello.")
+    parser.add_argument("--repeat", type=int, default=1, help="calls made on one client (keep-alive)")
+    parser.add_argument("--wait-go", action="store_true",
+                        help="after set-up, wait for a line on stdin before the first call")
+    return parser.parse_args()
+
+
+def api_key() -> str:
+    return os.environ.get("AGTAP_TEST_API_KEY", "sk-agtap-test-key")
+
+
+def wait_go(args: argparse.Namespace) -> None:
+    if args.wait_go:
+        print(json.dumps({"ready": os.getpid()}), flush=True)
+        sys.stdin.readline()
+
+
+def run(client_name: str, args: argparse.Namespace, call: Callable[[], dict[str, Any]]) -> None:
+    results = []
+    try:
+        for _ in range(args.repeat):
+            results.append(call())
+    except Exception:
+        traceback.print_exc()
+        print(json.dumps({"client": client_name, "mode": args.mode, "pid": os.getpid(),
+                          "results": results, "failed": True}), flush=True)
+        sys.exit(1)
+    print(json.dumps({"client": client_name, "mode": args.mode, "pid": os.getpid(),
+                      "results": results}), flush=True)
+
+
+def tool_schema() -> dict[str, Any]:
+    """JSON schema of the `get_weather` tool every tools-mode client offers."""
+    return {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}

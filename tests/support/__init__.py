@@ -1,0 +1,58 @@
+"""Test harness: a local TLS fake LLM API and the official clients that call it.
+
+Every end-to-end test uses the same three pieces. tests/conftest.py puts the repo root on
+sys.path and provides the fixtures `certs` (session CA), `fake_api` (TLS) and
+`fake_api_plain` (plain HTTP).
+
+1. Start the fake API (or take the `fake_api` fixture)::
+
+       from tests.support import FakeApi, Reply, ToolCall, make_certs, run_client, start_client
+       certs = make_certs(tmp_path)                 # ca.pem, cert.pem, key.pem
+       with FakeApi(certs) as api:                  # https://127.0.0.1:<port>, keep-alive
+           ...                                      # FakeApi(tls=False) for plain http
+
+   Routes: POST /v1/messages (Anthropic), /v1/chat/completions and /v1/responses
+   (OpenAI), /v1beta/models/{model}:generateContent|streamGenerateContent[?alt=sse]
+   (Gemini), GET /bulk/{n} (n filler bytes), POST /echo (body echoed back).
+
+2. Script what the LLM routes answer, in order (then `api.default`)::
+
+       api.script(Reply(text="Hi there", input_tokens=30, output_tokens=4,
+                        cache_read_input_tokens=10, model="claude-x"),
+                  Reply(tool_calls=[ToolCall("get_weather", {"city": "Paris"})]),
+                  Reply(status=429),                      # provider's own error body
+                  Reply(events=50, event_size=4096, event_delay=0.01))  # big / slow SSE
+   Streaming follows the request ("stream": true, or :streamGenerateContent) unless
+   Reply.stream says otherwise. Bodies are gzipped when the client sends
+   Accept-Encoding: gzip (non-streaming by default; Reply(gzip=True) for streams too).
+
+3. Run an official client in its own process (the tracer must see a separate pid)::
+
+       run = run_client("python-anthropic", api, "stream").check()
+       run.pid, run.returncode, run.result["text"], run.result["output_tokens"]
+       proc = start_client("node-openai", api, "chat-stream", wait_go=True)
+       ...                                   # proc.pid is known, no traffic yet
+       run = proc.go().wait().check()
+   Kinds and modes: clients.MODES. Each kind sends its own fake key (clients.API_KEYS,
+   in the header clients.KEY_HEADER names) so secret-stripping tests can grep for it.
+   MCP kinds (python-mcp, node-mcp, node-jsonrpc) need no FakeApi: run_client("python-mcp").
+
+4. Read what crossed the wire::
+
+       ex = api.wait_for(1)[0]               # Exchange, in arrival order
+       ex.method, ex.path, ex.query, ex.headers, ex.body, ex.json()
+       ex.status, ex.response_headers, ex.response_body (decoded), ex.events (SSE events)
+       ex.raw_request, ex.raw_response       # exact bytes read / written on the socket
+       ex.conn                               # same number = same keep-alive connection
+       ex.reply                              # the Reply used
+"""
+
+from .certs import CertPaths, make_certs
+from .clients import API_KEYS, KEY_HEADER, MODES, ClientProcess, ClientRun, run_client, start_client
+from .fakeapi import Exchange, FakeApi
+from .reply import Reply, ToolCall
+
+__all__ = [
+    "API_KEYS", "KEY_HEADER", "MODES", "CertPaths", "ClientProcess", "ClientRun", "Exchange",
+    "FakeApi", "Reply", "ToolCall", "make_certs", "run_client", "start_client",
+]

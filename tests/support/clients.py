@@ -1,0 +1,283 @@
+"""Run official clients against a FakeApi in their own process, as a traced program would.
+
+The tracer under test must see a real, separate process (its own pid, its own libssl or
+node binary), so every client runs as a subprocess: Python SDK scripts with this venv's
+interpreter, Node scripts with /usr/bin/node, curl as itself. Each prints one JSON line
+that says what the SDK parsed; `ClientRun.results` holds it.
+
+    run = run_client("python-anthropic", api, "stream")     # blocks until it exits
+    proc = start_client("node-openai", api, "chat-stream", wait_go=True)
+    ... attach / check the tracer sees proc.pid ...
+    run = proc.go().wait()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .fakeapi import FakeApi
+
+REPO = Path(__file__).resolve().parents[2]
+CLIENTS_DIR = REPO / "tests" / "clients"
+SUPPORT_DIR = REPO / "tests" / "support"
+PYTHON = sys.executable  # the venv's python: it has the SDKs
+NODE = shutil.which("node") or "/usr/bin/node"
+CURL = shutil.which("curl") or "/usr/bin/curl"
+
+# One distinct fake key per client, so a secret-stripping test can grep stored bodies,
+# logs and events for it. Each client sends it the way its SDK does (see KEY_HEADER).
+API_KEYS = {
+    "python-anthropic": "sk-ant-agtap-test-pyanthropic-7f3a",
+    "python-openai": "sk-agtap-test-pyopenai-91c2",
+    "python-gemini": "AIzaAgtapTestPyGemini5e1d",
+    "node-anthropic": "sk-ant-agtap-test-nodeanthropic-2b8e",
+    "node-openai": "sk-agtap-test-nodeopenai-c44f",
+    "curl": "sk-agtap-test-curl-0d9b",
+    "python-requests": "sk-agtap-test-requests-a1e7",
+    "python-httpx": "sk-agtap-test-httpx-66b0",
+}
+# Header that carries the key on the wire, per client (what the SDK versions installed do;
+# anthropic's SDKs send Authorization: Bearer for api_key since their 2.x/1.x releases).
+KEY_HEADER = {
+    "python-anthropic": "authorization", "python-openai": "authorization",
+    "python-gemini": "x-goog-api-key", "node-anthropic": "x-api-key", "node-openai": "authorization",
+}
+
+# kind -> modes it accepts (first one is the default).
+MODES: dict[str, list[str]] = {
+    "python-anthropic": ["stream", "nonstream", "tools", "tools-stream"],
+    "python-openai": ["chat-stream", "chat", "chat-tools", "chat-tools-stream",
+                      "responses-stream", "responses", "responses-tools"],
+    "python-gemini": ["stream", "nonstream", "tools"],
+    "node-anthropic": ["stream", "nonstream", "tools", "tools-stream"],
+    "node-openai": ["chat-stream", "chat", "chat-tools", "responses-stream", "responses"],
+    # Raw HTTP clients: the mode names the request they send (see raw_request()).
+    "curl": ["anthropic-stream", "anthropic", "openai-chat-stream", "openai-chat", "responses-stream",
+             "gemini-stream", "gemini-stream-array", "gemini", "echo", "bulk"],
+    "python-requests": ["anthropic", "anthropic-stream", "openai-chat-stream", "openai-chat",
+                        "responses-stream", "gemini-stream", "gemini", "echo", "bulk"],
+    "python-httpx": ["anthropic", "anthropic-stream", "openai-chat-stream", "openai-chat",
+                     "responses-stream", "gemini-stream", "gemini", "echo", "bulk"],
+    # MCP over stdio (no FakeApi needed; pass api=None).
+    "python-mcp": ["session"],  # mcp SDK ClientSession <-> tests/support/mcp_server.py
+    "node-mcp": ["session"],  # @modelcontextprotocol/sdk Client <-> the same server
+    "node-jsonrpc": ["session"],  # hand-written newline JSON-RPC over child_process pipes
+}
+
+
+@dataclass
+class ClientRun:
+    kind: str
+    mode: str
+    argv: list[str]
+    pid: int
+    returncode: int
+    stdout: str
+    stderr: str
+    output: dict[str, Any] | None = None  # the client's JSON line
+    api_key: str | None = None
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        return (self.output or {}).get("results", [])
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """The first (often only) call's result."""
+        return self.results[0]
+
+    def check(self) -> "ClientRun":
+        """Raise with the client's stderr unless it exited 0 with a JSON result."""
+        if self.returncode != 0 or self.output is None:
+            raise AssertionError(f"{self.kind} {self.mode} exited {self.returncode}\n"
+                                 f"argv: {self.argv}\nstdout: {self.stdout[-3000:]}\n"
+                                 f"stderr: {self.stderr[-5000:]}")
+        return self
+
+
+@dataclass
+class ClientProcess:
+    kind: str
+    mode: str
+    argv: list[str]
+    popen: subprocess.Popen
+    api_key: str | None
+    timeout: float
+    ready: dict[str, Any] | None = field(default=None)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def wait_ready(self) -> "ClientProcess":
+        """Block until a wait_go client has finished its set-up (SDK imported, client built)."""
+        if self.ready is None and self.kind != "curl":
+            assert self.popen.stdout is not None
+            line = self.popen.stdout.readline()  # {"ready": pid}
+            try:
+                self.ready = json.loads(line)
+            except ValueError:
+                self.ready = {"ready": None, "unexpected": line}
+        return self
+
+    def go(self) -> "ClientProcess":
+        """Let a wait_go client make its calls (waits for its set-up first)."""
+        self.wait_ready()
+        assert self.popen.stdin is not None
+        self.popen.stdin.write("go\n")
+        self.popen.stdin.flush()
+        return self
+
+    def wait(self, timeout: float | None = None) -> ClientRun:
+        try:
+            out, err = self.popen.communicate(timeout=timeout or self.timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            out, err = self.popen.communicate()
+            err += f"\n[tests.support.clients: killed after {timeout or self.timeout}s]"
+        output = None
+        for line in reversed(out.splitlines()):
+            try:
+                parsed = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict) and "results" in parsed:
+                output = parsed
+                break
+        if output is None and self.kind == "curl" and self.popen.returncode == 0:
+            output = {"client": "curl", "mode": self.mode, "pid": self.pid, "results": [{"body": out}]}
+        return ClientRun(self.kind, self.mode, self.argv, self.pid, self.popen.returncode, out, err,
+                         output, self.api_key)
+
+
+def client_env(api: FakeApi | None, api_key: str | None = None,
+               extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment that makes every kind of client trust the FakeApi's CA."""
+    env = dict(os.environ)
+    if api is not None and api.certs is not None:
+        ca = str(api.certs.ca)
+        env.update(SSL_CERT_FILE=ca,  # Python ssl users: httpx2/httpcore2, google-genai, py_raw.py
+                   REQUESTS_CA_BUNDLE=ca, NODE_EXTRA_CA_CERTS=ca)
+    if api_key:
+        env["AGTAP_TEST_API_KEY"] = api_key
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("HTTPS_PROXY", None), env.pop("https_proxy", None)
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env.update(extra or {})
+    return env
+
+
+def raw_request(mode: str, api_key: str, model: str | None = None) -> tuple[str, str, dict[str, str], str | None]:
+    """(method, path, headers, body) a raw HTTP client sends for `mode`, as the provider docs show."""
+    prompt = [{"role": "user", "content": "Say hello."}]
+    json_ct = {"Content-Type": "application/json"}
+    if mode.startswith("anthropic"):
+        body = {"model": model or "claude-sonnet-5", "max_tokens": 256, "messages": prompt,
+                "stream": mode.endswith("stream")}
+        return "POST", "/v1/messages", {**json_ct, "x-api-key": api_key,
+                                        "anthropic-version": "2023-06-01"}, json.dumps(body)
+    if mode.startswith("openai-chat"):
+        body = {"model": model or "gpt-5.1", "messages": prompt}
+        if mode.endswith("stream"):
+            body.update(stream=True, stream_options={"include_usage": True})
+        return "POST", "/v1/chat/completions", {**json_ct, "Authorization": f"Bearer {api_key}"}, json.dumps(body)
+    if mode == "responses-stream":
+        body = {"model": model or "gpt-5.1", "input": "Say hello.", "stream": True}
+        return "POST", "/v1/responses", {**json_ct, "Authorization": f"Bearer {api_key}"}, json.dumps(body)
+    if mode.startswith("gemini"):
+        body = {"contents": [{"role": "user", "parts": [{"text": "Say hello."}]}]}
+        method = "streamGenerateContent" if "stream" in mode else "generateContent"
+        query = "?alt=sse" if mode == "gemini-stream" else ""
+        path = f"/v1beta/models/{model or 'gemini-2.5-flash'}:{method}{query}"
+        return "POST", path, {**json_ct, "x-goog-api-key": api_key}, json.dumps(body)
+    if mode == "echo":
+        return "POST", "/echo", {"Content-Type": "application/octet-stream",
+                                 "Authorization": f"Bearer {api_key}"}, "agtap echo body \u00e9\n"
+    if mode == "bulk":
+        return "GET", "/bulk/65536", {}, None
+    raise ValueError(f"unknown raw mode {mode!r}")
+
+
+def _argv(kind: str, api: FakeApi | None, mode: str, key: str, *, repeat: int, model: str | None,
+          wait_go: bool, compressed: bool, body: str | None) -> list[str]:
+    sdk_args = ["--mode", mode, "--repeat", str(repeat)] + (["--model", model] if model else [])
+    sdk_args += ["--wait-go"] if wait_go else []
+    if kind in ("python-anthropic", "python-openai", "python-gemini"):
+        script = {"python-anthropic": "py_anthropic.py", "python-openai": "py_openai.py",
+                  "python-gemini": "py_gemini.py"}[kind]
+        assert api is not None
+        return [PYTHON, str(CLIENTS_DIR / script), "--base-url", api.base_url, *sdk_args]
+    if kind in ("node-anthropic", "node-openai"):
+        assert api is not None
+        script = "anthropic.mjs" if kind == "node-anthropic" else "openai.mjs"
+        return [NODE, str(CLIENTS_DIR / script), "--base-url", api.base_url, *sdk_args]
+    if kind == "python-mcp":
+        return [PYTHON, str(CLIENTS_DIR / "py_mcp.py"), *(["--wait-go"] if wait_go else [])]
+    if kind == "node-mcp":
+        return [NODE, str(CLIENTS_DIR / "mcp_client.mjs"), "--python", PYTHON,
+                *(["--wait-go"] if wait_go else [])]
+    if kind == "node-jsonrpc":
+        return [NODE, str(CLIENTS_DIR / "jsonrpc_child.mjs"), "--python", PYTHON,
+                *(["--wait-go"] if wait_go else [])]
+    assert api is not None
+    method, path, headers, default_body = raw_request(mode, key, model)
+    body = default_body if body is None else body
+    url = api.url(path)
+    if kind == "curl":
+        argv = [CURL, "-sS", "--http1.1", "-X", method]
+        argv += ["--cacert", str(api.certs.ca)] if api.tls and api.certs else []
+        argv += ["--compressed"] if compressed else []
+        for name, value in headers.items():
+            argv += ["-H", f"{name}: {value}"]
+        argv += ["--data-binary", body] if body is not None else []
+        argv += [url] * repeat  # several URLs on one command line reuse one keep-alive connection
+        if wait_go:  # exec keeps the pid: the process the test was told about is curl itself
+            return ["/bin/sh", "-c", 'read _go; exec "$@"', "sh", *argv]
+        return argv
+    lib = kind.split("-", 1)[1]
+    argv = [PYTHON, str(CLIENTS_DIR / "py_raw.py"), "--lib", lib, "--url", url, "--method", method,
+            "--repeat", str(repeat)]
+    for name, value in headers.items():
+        argv += ["--header", f"{name}: {value}"]
+    argv += ["--body", body] if body is not None else []
+    argv += ["--wait-go"] if wait_go else []
+    return argv
+
+
+def start_client(kind: str, api: FakeApi | None = None, mode: str | None = None, *, repeat: int = 1,
+                 model: str | None = None, wait_go: bool = False, compressed: bool = False,
+                 body: str | None = None, api_key: str | None = None, env: dict[str, str] | None = None,
+                 timeout: float = 60.0) -> ClientProcess:
+    """Start a client process; returns at once (the pid is known before any traffic).
+    With wait_go=True the client sets up (imports, builds its client) and then waits for
+    ClientProcess.go() before its first call; .wait_ready() blocks until set-up is done.
+    Start several with wait_go=True to overlap their (slow) SDK imports."""
+    if kind not in MODES:
+        raise ValueError(f"unknown client kind {kind!r}; known: {sorted(MODES)}")
+    mode = mode or MODES[kind][0]
+    if mode not in MODES[kind]:
+        raise ValueError(f"{kind} has no mode {mode!r}; modes: {MODES[kind]}")
+    key = api_key or API_KEYS.get(kind)
+    argv = _argv(kind, api, mode, key or "", repeat=repeat, model=model, wait_go=wait_go,
+                 compressed=compressed, body=body)
+    popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=str(CLIENTS_DIR),
+                             env=client_env(api, key, env))
+    return ClientProcess(kind, mode, argv, popen, key, timeout)
+
+
+def run_client(kind: str, api: FakeApi | None = None, mode: str | None = None, **kwargs: Any) -> ClientRun:
+    """Run a client to completion; see start_client for the options. Does not raise on
+    failure: call .check() (or assert on .returncode) in the test."""
+    proc = start_client(kind, api, mode, **kwargs)
+    if kwargs.get("wait_go"):
+        proc.go()
+    return proc.wait()

@@ -1,0 +1,372 @@
+"""FakeApi: a local HTTP/1.1 server (TLS or plain) that answers like Anthropic, OpenAI and Gemini.
+
+Written on raw sockets rather than http.server so it can record exactly the bytes that
+crossed the connection (`Exchange.raw_request` / `raw_response`): the tracer under test
+sees those same bytes through SSL_read/SSL_write, and tests compare them byte for byte.
+
+Routes (by path, like the real APIs):
+  POST /v1/messages                                  Anthropic Messages (JSON or SSE)
+  POST /v1/chat/completions                          OpenAI Chat Completions
+  POST /v1/responses                                 OpenAI Responses
+  POST /v1beta/models/{model}:generateContent        Gemini (also /v1/models/...)
+  POST /v1beta/models/{model}:streamGenerateContent  Gemini stream (?alt=sse or JSON array)
+  GET  /bulk/{n}                                     n bytes of filler ("unrelated traffic")
+  POST /echo                                         the request body, unchanged
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import socket
+import ssl
+import threading
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from . import shapes_anthropic, shapes_gemini, shapes_openai
+from .certs import CertPaths
+from .reply import Planned, Reply
+
+GEMINI_PATH = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^/:]+):(generateContent|streamGenerateContent)$")
+REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+           404: "Not Found", 413: "Payload Too Large", 429: "Too Many Requests",
+           500: "Internal Server Error", 503: "Service Unavailable", 504: "Gateway Timeout",
+           529: "Overloaded"}
+
+
+@dataclass
+class Exchange:
+    """One request and its response, as they crossed the wire."""
+
+    seq: int  # 1-based order of arrival over this FakeApi
+    conn: int  # connection number; equal for requests reusing a keep-alive connection
+    client_port: int
+    method: str = ""
+    target: str = ""  # request-target as sent, with the query string
+    path: str = ""
+    query: dict[str, list[str]] = field(default_factory=dict)
+    headers: list[tuple[str, str]] = field(default_factory=list)  # as received: order and case kept
+    body: bytes = b""  # request body (de-chunked)
+    raw_request: bytes = b""  # every byte read for this request: head, framing, body
+    status: int = 0
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    response_body: bytes = b""  # entity as the client sees it after un-gzip and de-chunking
+    raw_response: bytes = b""  # every byte written for this response (gzip/chunked included)
+    events: list[bytes] = field(default_factory=list)  # SSE events / JSON-array pieces as framed
+    gzipped: bool = False
+    reply: Reply | None = None  # the scripted reply used, for LLM routes
+    t_request: float = 0.0  # time.time() when the request was fully read
+    t_first_byte: float = 0.0  # ... when the response's first byte was written
+    t_done: float = 0.0  # ... when the last byte was written
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+    def response_header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.response_headers if k.lower() == name), None)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def response_json(self) -> Any:
+        return json.loads(self.response_body)
+
+
+class _Closed(Exception):
+    pass
+
+
+class _Reader:
+    """Buffered reads from a socket that remember every byte consumed (for raw_request)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock, self.buf, self.taken = sock, bytearray(), bytearray()
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise _Closed()
+        self.buf += data
+
+    def until(self, marker: bytes, limit: int = 1 << 20) -> bytes:
+        while (i := self.buf.find(marker)) < 0:
+            if len(self.buf) > limit:
+                raise _Closed()
+            self._fill()
+        return self.exactly(i + len(marker))
+
+    def exactly(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        self.taken += out
+        return out
+
+    def take_record(self) -> bytes:
+        out, self.taken = bytes(self.taken), bytearray()
+        return out
+
+
+class FakeApi:
+    """Start with `with FakeApi(certs) as api:`; script with `api.script(Reply(...))`."""
+
+    def __init__(self, certs: CertPaths | None = None, *, tls: bool = True, host: str = "127.0.0.1",
+                 idle_timeout: float = 30.0):
+        if tls and certs is None:
+            raise ValueError("FakeApi(tls=True) needs certs (tests.support.certs.make_certs)")
+        self.certs, self.tls, self.host, self.idle_timeout = certs, tls, host, idle_timeout
+        self.default = Reply()  # used when the script queue is empty
+        self.exchanges: list[Exchange] = []
+        self._queue: deque[Reply] = deque()
+        self._lock = threading.Condition()
+        self._conns: set[socket.socket] = set()
+        self._seq = self._conn_seq = 0
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def base_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def script(self, *replies: Reply) -> "FakeApi":
+        """Queue replies; each LLM request takes the next one (then `self.default`)."""
+        with self._lock:
+            self._queue.extend(replies)
+        return self
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Exchange]:
+        """Block until `count` exchanges have completed; return them all."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self.exchanges) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"fake API saw {len(self.exchanges)} exchanges, wanted {count}")
+                self._lock.wait(left)
+            return list(self.exchanges)
+
+    def start(self) -> "FakeApi":
+        ctx = None
+        if self.tls:
+            assert self.certs is not None
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.certs.cert, self.certs.key)
+            ctx.set_alpn_protocols(["http/1.1"])  # never HTTP/2: the tracer parses HTTP/1.1
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, 0))
+        listener.listen(64)
+        self._listener, self.port = listener, listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept_loop, args=(ctx,), daemon=True,
+                                        name=f"fakeapi-{self.port}")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "FakeApi":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ connections
+    def _accept_loop(self, ctx: ssl.SSLContext | None) -> None:
+        while self._listener is not None:
+            try:
+                raw, addr = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conn_seq += 1
+                conn_no = self._conn_seq
+            threading.Thread(target=self._serve_connection, args=(raw, addr, ctx, conn_no),
+                             daemon=True).start()
+
+    def _serve_connection(self, raw: socket.socket, addr: tuple, ctx: ssl.SSLContext | None,
+                          conn_no: int) -> None:
+        raw.settimeout(self.idle_timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            self._conns.add(raw)
+        sock: socket.socket = raw
+        try:
+            if ctx is not None:
+                sock = ctx.wrap_socket(raw, server_side=True)
+            reader = _Reader(sock)
+            while self._serve_one(sock, reader, addr, conn_no):
+                pass
+        except (_Closed, OSError, ssl.SSLError):
+            pass
+        finally:
+            with self._lock:
+                self._conns.discard(raw)
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _serve_one(self, sock: socket.socket, reader: _Reader, addr: tuple, conn_no: int) -> bool:
+        head = reader.until(b"\r\n\r\n")
+        lines = head[:-4].decode("latin-1").split("\r\n")
+        method, target, version = lines[0].split(" ", 2)
+        headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines[1:] if line]
+        ex = Exchange(seq=0, conn=conn_no, client_port=addr[1], method=method, target=target,
+                      headers=headers)  # type: ignore[arg-type]
+        parts = urlsplit(target)
+        ex.path, ex.query = parts.path, parse_qs(parts.query)
+        sent = bytearray()
+        if (ex.header("expect") or "").lower() == "100-continue":
+            cont = b"HTTP/1.1 100 Continue\r\n\r\n"
+            sock.sendall(cont)
+            sent += cont
+        ex.body = self._read_body(reader, ex)
+        ex.raw_request = reader.take_record()
+        ex.t_request = time.time()
+        with self._lock:
+            self._seq += 1
+            ex.seq = self._seq
+        keep_alive = version == "HTTP/1.1" and (ex.header("connection") or "").lower() != "close"
+        planned, stream = self._route(ex)
+        if ex.reply is not None and ex.reply.close:
+            keep_alive = False
+        self._respond(sock, ex, planned, stream, keep_alive, sent)
+        with self._lock:
+            self.exchanges.append(ex)
+            self._lock.notify_all()
+        return keep_alive
+
+    @staticmethod
+    def _read_body(reader: _Reader, ex: Exchange) -> bytes:
+        if "chunked" in (ex.header("transfer-encoding") or "").lower():
+            body = bytearray()
+            while True:
+                size = int(reader.until(b"\r\n")[:-2].split(b";")[0], 16)
+                if size == 0:
+                    reader.until(b"\r\n")  # no trailers are expected; eat the final CRLF
+                    return bytes(body)
+                body += reader.exactly(size)
+                reader.exactly(2)
+        return reader.exactly(int(ex.header("content-length") or 0))
+
+    # ------------------------------------------------------------------ routing
+    def _next_reply(self) -> Reply:
+        with self._lock:
+            return self._queue.popleft() if self._queue else self.default
+
+    def _route(self, ex: Exchange) -> tuple[Planned, bool]:
+        path, method = ex.path, ex.method
+        if method == "POST" and path == "/echo":
+            ctype = ex.header("content-type") or "application/octet-stream"
+            return Planned(200, ctype, body=ex.body), False
+        if method == "GET" and (m := re.fullmatch(r"/bulk/(\d+)", path)):
+            n = int(m.group(1))
+            filler = (b"agtap-bulk-filler-" * (n // 18 + 1))[:n]
+            return Planned(200, "application/octet-stream", body=filler), False
+        gem = GEMINI_PATH.match(path)
+        if method != "POST" or not (gem or path in ("/v1/messages", "/v1/chat/completions",
+                                                    "/v1/responses")):
+            body = json.dumps({"error": {"message": f"fake API: no route {method} {path}"}}).encode()
+            return Planned(404, "application/json", body=body), False
+        reply = ex.reply = self._next_reply()
+        try:
+            request = json.loads(ex.body or b"{}")
+        except ValueError:
+            request = {}
+        if gem:
+            wants_stream = gem.group(3) == "streamGenerateContent"
+            stream = wants_stream if reply.stream is None else reply.stream
+            alt_sse = ex.query.get("alt") == ["sse"]
+            return shapes_gemini.generate(reply, gem.group(2), ex.seq, stream, alt_sse), stream
+        stream = bool(request.get("stream")) if reply.stream is None else reply.stream
+        shape = {"/v1/messages": shapes_anthropic.messages, "/v1/chat/completions": shapes_openai.chat,
+                 "/v1/responses": shapes_openai.responses}[path]
+        return shape(reply, request, ex.seq, stream), stream
+
+    # ------------------------------------------------------------------ responses
+    def _respond(self, sock: socket.socket, ex: Exchange, planned: Planned, stream: bool,
+                 keep_alive: bool, sent: bytearray) -> None:
+        reply = ex.reply or Reply()
+        if reply.delay:
+            time.sleep(reply.delay)
+        accepts_gzip = "gzip" in (ex.header("accept-encoding") or "").lower()
+        streaming = planned.events is not None and planned.status == 200
+        # /echo and /bulk are never compressed: byte-exact capture tests compare them as sent.
+        use_gzip = accepts_gzip and ex.reply is not None and (
+            reply.gzip is True or (reply.gzip is None and not streaming))
+        ex.gzipped, ex.status = use_gzip, planned.status
+        headers = [("Date", formatdate(usegmt=True)), ("Content-Type", planned.content_type)]
+        headers += planned.headers + list(reply.headers.items())
+        if use_gzip:
+            headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Connection", "keep-alive" if keep_alive else "close"))
+
+        def write(data: bytes) -> None:
+            if not ex.t_first_byte:
+                ex.t_first_byte = time.time()
+            sock.sendall(data)
+            sent.extend(data)
+
+        if not streaming:
+            body = planned.body or b"".join(planned.events or [])
+            ex.response_body = body
+            wire = gzip.compress(body, mtime=0) if use_gzip else body
+            headers.append(("Content-Length", str(len(wire))))
+            ex.response_headers = headers
+            write(self._head(planned.status, headers) + wire)
+        else:
+            headers.append(("Transfer-Encoding", "chunked"))
+            ex.response_headers = headers
+            write(self._head(planned.status, headers))
+            # gzip a stream the way servers do: one deflate stream, flushed after every event.
+            comp = zlib.compressobj(wbits=31) if use_gzip else None
+            for i, event in enumerate(planned.events or []):
+                if i and reply.event_delay:
+                    time.sleep(reply.event_delay)
+                ex.events.append(event)
+                data = comp.compress(event) + comp.flush(zlib.Z_SYNC_FLUSH) if comp else event
+                write(b"%x\r\n%s\r\n" % (len(data), data))
+            if comp:
+                tail = comp.flush()
+                write(b"%x\r\n%s\r\n" % (len(tail), tail))
+            write(b"0\r\n\r\n")
+            ex.response_body = b"".join(ex.events)
+        ex.raw_response = bytes(sent)
+        ex.t_done = time.time()
+
+    @staticmethod
+    def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
+        lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}"]
+        lines += [f"{k}: {v}" for k, v in headers]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

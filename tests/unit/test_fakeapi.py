@@ -1,0 +1,144 @@
+"""The fake API answers in shapes the official SDKs accept (no root needed).
+
+Each official client runs in its own process against FakeApi and reports what its SDK
+parsed; equal text / usage / stop reason / tool calls prove the wire shapes are right.
+Clients are started in parallel (each Python SDK import costs about a second).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import ssl
+
+import pytest
+
+from tests.support import FakeApi, Reply, ToolCall, start_client
+from tests.support.clients import KEY_HEADER, ClientRun
+
+WEATHER = ToolCall("get_weather", {"city": "Paris"})
+SCRIPTED = Reply(text="The fake model says hi.", input_tokens=31, output_tokens=9,
+                 cache_read_input_tokens=4)
+
+
+def run_each(api: FakeApi, cases: list[tuple[str, str, Reply]], **kwargs) -> list[ClientRun]:
+    """Start all clients at once (imports overlap), then let them call one by one in order."""
+    procs = []
+    for kind, mode, _ in cases:
+        procs.append(start_client(kind, api, mode, wait_go=True, **kwargs))
+    runs = []
+    # Release one at a time so the scripted queue order matches the client order.
+    for proc, (_, _, reply) in zip(procs, cases):
+        api.script(reply)
+        runs.append(proc.go().wait().check())
+    return runs
+
+
+def assert_matches(run: ClientRun, reply: Reply, stream: bool) -> None:
+    result = run.result
+    assert "error" not in result, result
+    assert result["text"] == reply.full_text()
+    if stream and result.get("streamed_text") is not None:
+        assert result["streamed_text"] == reply.full_text()
+    assert result["input_tokens"] == reply.input_tokens
+    assert result["output_tokens"] == reply.output_tokens
+    if "cache_read_input_tokens" in result:
+        assert result["cache_read_input_tokens"] == reply.cache_read_input_tokens
+    assert [(t["name"], t["arguments"]) for t in result["tool_calls"]] == \
+        [(t.name, t.arguments) for t in reply.tool_calls]
+
+
+SDK_CASES = [
+    ("python-anthropic", "stream", SCRIPTED),
+    ("python-anthropic", "nonstream", SCRIPTED),
+    ("python-anthropic", "tools-stream", Reply(tool_calls=[WEATHER])),
+    ("python-openai", "chat-stream", SCRIPTED),
+    ("python-openai", "chat-tools", Reply(text="", tool_calls=[WEATHER])),
+    ("python-openai", "responses-stream", SCRIPTED),
+    ("python-openai", "responses-tools", Reply(tool_calls=[WEATHER])),
+    ("python-gemini", "stream", SCRIPTED),
+    ("python-gemini", "tools", Reply(text="", tool_calls=[WEATHER])),
+]
+
+
+def test_python_sdks_parse_fake_answers(fake_api: FakeApi) -> None:
+    runs = run_each(fake_api, SDK_CASES)
+    exchanges = fake_api.wait_for(len(SDK_CASES))
+    for run, (kind, mode, reply), ex in zip(runs, SDK_CASES, exchanges):
+        assert_matches(run, reply, "stream" in mode)
+        assert ex.header(KEY_HEADER[kind]).endswith(run.api_key)
+        assert ex.header("host").startswith("127.0.0.1:")
+        assert ex.raw_request.startswith(f"POST {ex.target} HTTP/1.1\r\n".encode())
+
+
+def test_sdk_errors_are_provider_error_bodies(fake_api: FakeApi) -> None:
+    cases = [("python-anthropic", "nonstream", Reply(status=429)),
+             ("python-openai", "chat", Reply(status=429)),
+             ("python-gemini", "nonstream", Reply(status=429))]
+    runs = run_each(fake_api, cases)
+    errors = [r.result["error"] for r in runs]
+    assert [e["status"] for e in errors] == [429, 429, 429]
+    assert [e["type"] for e in errors] == ["rate_limit_error", "requests", "RESOURCE_EXHAUSTED"]
+    assert len(fake_api.wait_for(3)) == 3  # max_retries=0: one request each
+
+
+def test_gzip_and_raw_bytes_recorded(fake_api: FakeApi) -> None:
+    run = start_client("curl", fake_api, "anthropic", compressed=True).wait().check()
+    ex = fake_api.wait_for(1)[0]
+    assert ex.gzipped and ex.response_header("content-encoding") == "gzip"
+    assert json.loads(run.result["body"]) == ex.response_json()
+    head, _, wire_body = ex.raw_response.partition(b"\r\n\r\n")
+    assert gzip.decompress(wire_body) == ex.response_body
+    assert ex.raw_request.endswith(ex.body)
+
+
+def test_keep_alive_and_echo_byte_exact(fake_api: FakeApi) -> None:
+    run = start_client("python-requests", fake_api, "echo", repeat=3).wait().check()
+    exchanges = fake_api.wait_for(3)
+    assert len({ex.conn for ex in exchanges}) == 1  # one connection, three requests
+    for result, ex in zip(run.results, exchanges):
+        assert result["body"].encode() == ex.body == ex.response_body
+        assert ex.raw_response.endswith(ex.body)
+
+
+def test_gemini_json_array_stream_and_bulk(fake_api: FakeApi) -> None:
+    fake_api.script(Reply(events=3))
+    array = start_client("curl", fake_api, "gemini-stream-array").wait().check()
+    chunks = json.loads(array.result["body"])
+    assert "".join(c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks) == Reply().text
+    bulk = start_client("python-httpx", fake_api, "bulk").wait().check()
+    assert len(bulk.result["body"]) == 65536 and bulk.result["http_version"] == "HTTP/1.1"
+
+
+def test_sse_event_count_and_size(fake_api: FakeApi) -> None:
+    fake_api.script(Reply(events=20, event_size=3000))
+    run = start_client("curl", fake_api, "anthropic-stream").wait().check()
+    ex = fake_api.wait_for(1)[0]
+    deltas = [e for e in ex.events if b"text_delta" in e]
+    assert len(deltas) == 20
+    assert run.result["body"].encode() == ex.response_body == b"".join(ex.events)
+
+
+def test_tls_offers_only_http11(fake_api: FakeApi, certs) -> None:
+    ctx = ssl.create_default_context(cafile=str(certs.ca))
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", fake_api.port)) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.selected_alpn_protocol() == "http/1.1"
+
+
+def test_plain_http_and_unknown_route(fake_api_plain: FakeApi) -> None:
+    run = start_client("python-httpx", fake_api_plain, "openai-chat").wait().check()
+    assert json.loads(run.result["body"])["choices"][0]["message"]["content"] == Reply().text
+    with socket.create_connection(("127.0.0.1", fake_api_plain.port)) as sock:
+        sock.sendall(b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 404 ")
+
+
+@pytest.mark.parametrize("status", [400, 500])
+def test_error_shapes_per_status(fake_api: FakeApi, status: int) -> None:
+    fake_api.script(Reply(status=status))
+    start_client("curl", fake_api, "anthropic").wait().check()
+    body = fake_api.wait_for(1)[0].response_json()
+    assert body["type"] == "error" and body["error"]["type"] in ("invalid_request_error", "api_error")
