@@ -1,0 +1,260 @@
+"""The daemon: one asyncio loop around the Controller.
+
+    foreground (`sudo agtap`)   JSONL on stdout and in the event log, logs on stderr,
+                                D-Bus if the bus is reachable (a warning if not)
+    service    (`agtap serve`)  under systemd (Type=notify): logs to the journal,
+                                D-Bus required
+
+The tracer's poll() runs in a thread of its own and hands items to the loop
+(call_soon_threadsafe); the loop feeds the pipeline, writes the sinks and
+emits CallCaptured. Blocking work (attaching probes, detaching them, clean)
+runs in worker threads, so the loop always answers the bus and the watchdog.
+
+sd_notify: READY=1 once the probes are attached and the bus name is owned;
+STATUS= kept current; WATCHDOG=1 every WATCHDOG_USEC/2; SIGHUP →
+RELOADING=1 + MONOTONIC_USEC, re-read the config file (filters, sizes),
+READY=1; SIGINT/SIGTERM → STOPPING=1, detach, finish open calls as
+incomplete ("shutdown"), close the sinks, exit 0.
+
+Test hook: with AGTAP_TEST_BLOCK_LOOP_ON_SIGUSR2=1 in the environment,
+SIGUSR2 blocks the loop for 60 s (to show the watchdog firing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any, Callable
+
+from agtap import __version__
+from agtap.config import DEFAULT_CONFIG_FILE, Config
+from agtap.service.configfile import ConfigFileError, build_config, load_config_file
+from agtap.service.controller import Controller, Failed
+
+log = logging.getLogger("agtap.service")
+
+SHUTDOWN_BUDGET_S = 1.5        # detaching probes must not hold the exit past systemd's patience
+STATUS_EVERY_S = 1.0
+PRUNE_EVERY_S = 600.0
+TEST_BLOCK_ENV = "AGTAP_TEST_BLOCK_LOOP_ON_SIGUSR2"
+
+
+class Notifier:
+    """sd_notify, a no-op without NOTIFY_SOCKET (foreground runs)."""
+
+    def __init__(self):
+        self._n = None
+        if os.environ.get("NOTIFY_SOCKET"):
+            import sdnotify
+            self._n = sdnotify.SystemdNotifier()
+        self._status = None
+
+    def notify(self, *lines: str) -> None:
+        if self._n is not None:
+            self._n.notify("\n".join(lines))
+
+    def status(self, text: str) -> None:
+        if text != self._status:
+            self._status = text
+            self.notify(f"STATUS={text}")
+
+
+def watchdog_interval() -> float | None:
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return max(int(usec), 1) / 2 / 1e6
+    except ValueError:
+        return None
+
+
+def setup_logging(mode: str, verbose: bool) -> None:
+    root = logging.getLogger("agtap")
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    if mode == "service":
+        try:
+            from systemd.journal import JournalHandler
+            handler: logging.Handler = JournalHandler(SYSLOG_IDENTIFIER="agtap")
+        except ImportError:
+            handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("agtap: %(message)s"))
+        root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.addHandler(handler)
+    root.propagate = False
+
+
+def default_tracer_factory(config: Config, on_item, log_: logging.Logger):
+    from agtap.capture.tracer import Tracer     # BCC: only when really capturing
+    return Tracer(config, on_item, log_)
+
+
+def build_sinks(config: Config, mode: str) -> list[Any]:
+    """Bodies first (it sets call.body_path), then the event log, then the journal."""
+    from agtap.sinks.bodies import BodiesSink
+    from agtap.sinks.journal import JournalSink
+    from agtap.sinks.jsonl import JsonlSink
+    return [
+        BodiesSink(config.bodies_dir, config.max_body_store, config.body_retention),
+        JsonlSink(config.event_log, config.max_log_size, config.max_log_files,
+                  stdout=config.stdout and mode == "foreground"),
+        JournalSink(enabled=mode == "service"),
+    ]
+
+
+class Daemon:
+    def __init__(self, config: Config, mode: str, *, tracer_factory=None, sinks=None,
+                 pipeline_factory=None, config_file: str | None = DEFAULT_CONFIG_FILE,
+                 flags: dict[str, Any] | None = None):
+        if mode not in ("foreground", "service"):
+            raise ValueError(f"mode {mode!r}")
+        self.config, self.mode = config, mode
+        self.tracer_factory = tracer_factory or default_tracer_factory
+        self.sinks = sinks
+        self.pipeline_factory = pipeline_factory
+        self.config_file, self.flags = config_file, flags
+        self.notifier = Notifier()
+        self.ctl: Controller | None = None
+        self.dbus = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    def status(self) -> None:
+        if self.ctl is not None:
+            self.notifier.status(self.ctl.status_line())
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        if os.environ.get(TEST_BLOCK_ENV) == "1":
+            loop.add_signal_handler(signal.SIGUSR2, lambda: time.sleep(60))
+        wd = watchdog_interval()
+        if wd:
+            self._spawn(self._watchdog(wd))
+        self.notifier.status("starting: attaching probes")
+        sinks = self.sinks if self.sinks is not None else build_sinks(self.config, self.mode)
+        kw = {"pipeline_factory": self.pipeline_factory} if self.pipeline_factory else {}
+        self.ctl = Controller(self.config, self.tracer_factory, sinks=sinks,
+                              schedule=lambda fn: loop.call_soon_threadsafe(fn), log=log, **kw)
+        start = asyncio.ensure_future(asyncio.to_thread(self.ctl.start))
+        stopper = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({start, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not start.done():              # SIGTERM while attaching: let it finish, then leave
+            await asyncio.shield(start)
+        try:
+            start.result()
+        except Failed as e:
+            log.error("cannot start capturing: %s", e)
+            self.notifier.status(f"failed: {e}")
+            self.ctl.shutdown()
+            return 1
+        if self.config.bus != "none":
+            if not await self._start_dbus():
+                self.notifier.notify("STOPPING=1")
+                await self._shutdown()
+                return 1
+        self.notifier.notify("READY=1", f"STATUS={self.ctl.status_line()}")
+        self._spawn(self._housekeeping())
+        await self._stop.wait()
+        self.notifier.notify("STOPPING=1", "STATUS=stopping: detaching probes")
+        await self._shutdown()
+        return 0
+
+    async def _start_dbus(self) -> bool:
+        from agtap.service.dbus_object import BusUnavailable, DbusService
+        svc = DbusService(self.ctl, self.config.bus, __version__, on_change=self.status)
+        try:
+            await svc.start()
+        except BusUnavailable as e:
+            if self.mode == "service":
+                log.error("%s", e)
+                self.notifier.status(f"failed: {e}")
+                return False
+            log.warning("%s; continuing without D-Bus (agtapctl and agtap-tui will not see this tracer)", e)
+            return True
+        self.dbus = svc
+        return True
+
+    async def _shutdown(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.ctl.stop), SHUTDOWN_BUDGET_S)
+        except asyncio.TimeoutError:
+            log.warning("detaching probes took over %.1f s; exiting anyway", SHUTDOWN_BUDGET_S)
+        except Failed as e:
+            log.error("%s", e)
+        self.ctl.shutdown()           # open calls -> incomplete "shutdown", sinks closed
+        if self.dbus is not None:
+            await self.dbus.stop()
+
+    def _spawn(self, coro) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+
+    async def _watchdog(self, every: float) -> None:
+        while True:
+            self.notifier.notify("WATCHDOG=1")
+            await asyncio.sleep(every)
+
+    async def _housekeeping(self) -> None:
+        last_prune = time.monotonic()
+        while True:
+            await asyncio.sleep(STATUS_EVERY_S)
+            self.ctl.expire()
+            self.status()
+            if time.monotonic() - last_prune >= PRUNE_EVERY_S:
+                last_prune = time.monotonic()
+                for s in self.ctl.sinks:
+                    if hasattr(s, "prune"):
+                        try:
+                            s.prune()
+                        except Exception:
+                            log.exception("pruning %s", getattr(s, "name", s))
+
+    async def reload(self) -> None:
+        if self.ctl is None:
+            return
+        mono_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={mono_usec}", "STATUS=reloading configuration")
+        try:
+            if self.flags is not None:
+                new = build_config(self.flags, self.config_file)
+            else:             # flags unknown: the file's keys on top of what runs now
+                new = dataclasses.replace(self.config)
+                for k, v in (load_config_file(self.config_file) if self.config_file else {}).items():
+                    setattr(new, k, v)
+            new.bus, new.stdout = self.config.bus, self.config.stdout      # not changeable live
+            if (new.pids, new.comms) != (self.ctl.pids, self.ctl.comms):
+                self.ctl.set_filter(new.pids, new.comms)
+            for s in self.ctl.sinks:
+                if hasattr(s, "reconfigure"):
+                    s.reconfigure(new)
+            self.config = self.ctl.config = new
+            log.info("configuration reloaded from %s", self.config_file)
+        except (ConfigFileError, Exception) as e:
+            log.error("reload failed, keeping the running configuration: %s", e)
+        self.notifier.notify("READY=1", f"STATUS={self.ctl.status_line()}")
+        if self.dbus is not None:
+            self.dbus.properties_changed()
+
+
+def run(config: Config, mode: str, **kw: Any) -> int:
+    """Run until SIGTERM/SIGINT; the process exit code. kw: see Daemon (tests inject a fake tracer)."""
+    setup_logging(mode, config.verbose)
+    try:
+        return asyncio.run(Daemon(config, mode, **kw).main())
+    except KeyboardInterrupt:
+        return 0
