@@ -211,7 +211,8 @@ class App:
     # --- lifecycle -------------------------------------------------------------
     def _denied(self) -> None:
         self.exit_code = EXIT_DENIED
-        asyncio.get_event_loop().stop()
+        if self.loop is not None:  # in the UI: end it; in preflight the caller checks link.denied
+            asyncio.get_event_loop().stop()
 
     def make_loop(self, aloop: asyncio.AbstractEventLoop, screen=None) -> BatchedMainLoop:
         kw = {"screen": screen} if screen is not None else {}

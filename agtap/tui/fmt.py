@@ -116,8 +116,8 @@ class Column:
 
 
 COLUMNS = (
-    Column("time", "TIME", 8, 0),
-    Column("proc", "PROCESS", 12, 0, flex=2, max_width=28),
+    Column("time", "TIME", 9, 0),       # HH:MM:SS then "~" when streaming
+    Column("proc", "PROCESS", 13, 0, flex=2, max_width=28),
     Column("unit", "UNIT", 12, 6, flex=1, max_width=30),
     Column("provider", "PROVIDER", 9, 5),
     Column("model", "MODEL", 17, 0, flex=3, max_width=40),
@@ -128,7 +128,6 @@ COLUMNS = (
     Column("ttft", "TTFT", 5, 1, ">"),
     Column("stop", "STOP", 8, 1, flex=2, max_width=30),
     Column("tools", "TOOLS", 8, 4, flex=2, max_width=40),
-    Column("stream", "S", 1, 1),
 )
 
 
@@ -161,7 +160,7 @@ def layout(maxcol: int) -> list[tuple[Column, int]]:
 
 def cell(ev: dict, key: str, width: int) -> str:
     if key == "time":
-        return clock(ev)
+        return clock(ev) + ("~" if ev.get("streaming") else "")
     if key == "proc":
         return proc_cell(ev, width)
     if key == "unit":
@@ -185,8 +184,6 @@ def cell(ev: dict, key: str, width: int) -> str:
     if key == "tools":
         tools = ev.get("tools") or []
         return ",".join(str(t) for t in tools) if isinstance(tools, list) else str(tools)
-    if key == "stream":
-        return "~" if ev.get("streaming") else ""
     return ""
 
 

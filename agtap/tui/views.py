@@ -55,8 +55,8 @@ class AggregatesView(urwid.Widget):
             return self._lines
         calls = self.model.view()
         now = self.clock()
-        sparkw = 12 if maxcol >= 70 else 0
-        keyw = max(8, maxcol - 59 - (sparkw + 1 if sparkw else 0))
+        sparkw = 0 if maxcol < 70 else 11 if maxcol < 100 else 24
+        keyw = max(8, min(40, maxcol - 51 - (sparkw + 1 if sparkw else 0)))
         out: list[tuple[str, str]] = []
         total = aggregate.rate_buckets((aggregate.event_epoch(ev) or 0 for ev in calls), now, SPARK_SPAN,
                                        max(10, min(60, maxcol - 30)))
@@ -177,7 +177,7 @@ HELP = """agtap-tui — live view of LLM API and MCP calls on this host
   ?          this help
 
 Rows in the error colour: stop reason "error:…" or an incomplete call.
-S column: ~ streaming.  LAT: latency; TTFT: time to first token.
+~ after the time: a streamed response.  LAT: latency; TTFT: time to first token.
 """
 
 
