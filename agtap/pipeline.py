@@ -2,7 +2,14 @@
 
 This module is the seam the service and `agtap replay` use. The pipeline is
 single-threaded and never raises out of `feed`: malformed input becomes a
-partial Call with `incomplete_reason` "parse_error: ..." and a counter.
+partial Call with `incomplete_reason` "parse_error: ..." and a counter, and a
+bug anywhere below is caught per connection, counted, and that connection's
+state dropped.
+
+Each connection is decided from its first bytes: an HTTP request line makes it
+HTTP/1.1 (providers.httpconn), a '{' or '[' makes it newline-delimited
+JSON-RPC (providers.ipcconn: MCP stdio). Anything else is treated as HTTP that
+has lost its place: it waits, cheaply, for a request line.
 """
 
 from __future__ import annotations
@@ -11,7 +18,14 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from agtap.call import Call
-from agtap.capture.chunk import Chunk, ConnClosed
+from agtap.capture.chunk import Chunk, ConnClosed, Direction
+from agtap.providers.httpconn import HttpConn
+from agtap.providers.ipcconn import IpcConn
+from agtap.providers.pricing import PriceTable
+from agtap.wire.http1 import MAX_HEAD, looks_like_request_start
+
+_CLOSE_REASONS = {"closed": "connection_closed", "process_exit": "process_exit", "evicted": "evicted"}
+_WS = b" \t\r\n"
 
 
 @dataclass(slots=True)
@@ -27,6 +41,35 @@ class PipelineStats:
     output_tokens: int = 0
     request_bytes: int = 0
     response_bytes: int = 0
+    # added by the pipeline work
+    conns_expired: int = 0
+    ignored_exchanges: int = 0     # requests no provider wanted (ignore_conn was called)
+    unmatched_responses: int = 0   # responses with no request waiting (attached mid-stream)
+    bodies_truncated: int = 0      # bodies past max_body (counted, kept only up to the cap)
+    decompression_capped: int = 0
+    internal_errors: int = 0       # exceptions caught from below (also counted in parse_errors)
+    emit_errors: int = 0           # exceptions raised by the emit callback
+
+
+@dataclass(slots=True)
+class Limits:
+    max_head: int = MAX_HEAD                      # bytes of one HTTP head
+    max_body: int = 16 * 1024 * 1024              # body bytes kept per message for the bodies sink
+    decompress_cap: int = 64 * 1024 * 1024        # decoded bytes per body before "decompression_cap"
+    idle_timeout_ns: int = 600 * 1_000_000_000    # conns idle this long are expired
+    max_conns: int = 10_000
+
+
+class _Undecided:
+    """A connection whose first egress bytes do not yet say what it is."""
+
+    __slots__ = ("prefix", "last_ts")
+    kind = "undecided"
+    busy = False
+
+    def __init__(self):
+        self.prefix = b""
+        self.last_ts = 0
 
 
 class Pipeline:
@@ -37,15 +80,129 @@ class Pipeline:
     copying its bytes in the kernel until the next request line.
     """
 
-    def __init__(self, emit: Callable[[Call], None], *, ignore_conn: Callable[[str], None] | None = None):
-        raise NotImplementedError("filled in by the pipeline work (issue 3)")
+    def __init__(self, emit: Callable[[Call], None], *, ignore_conn: Callable[[str], None] | None = None,
+                 limits: Limits | None = None, prices: PriceTable | None = None):
+        self.emit = emit
+        self.ignore_conn = ignore_conn
+        self.limits = limits or Limits()
+        self.prices = prices if prices is not None else PriceTable()
+        self.stats = PipelineStats()
+        self.conns: dict[str, object] = {}
 
-    def feed(self, item: Chunk | ConnClosed) -> None: ...
+    # -- input -------------------------------------------------------------------
+    def feed(self, item: Chunk | ConnClosed) -> None:
+        conn_id = item.conn
+        try:
+            if isinstance(item, ConnClosed):
+                self._close(conn_id, _CLOSE_REASONS.get(item.reason, item.reason or "connection_closed"),
+                            item.ts_ns)
+            else:
+                self._chunk(item)
+        except Exception as e:  # a bug below must cost one connection, never the service
+            self.stats.internal_errors += 1
+            self.stats.parse_errors += 1
+            self._abort(conn_id, f"parse_error: internal {type(e).__name__}", getattr(item, "ts_ns", 0))
+        self.stats.conns_open = len(self.conns)
 
+    def _chunk(self, ch: Chunk) -> None:
+        c = self.conns.get(ch.conn)
+        if c is None:
+            if len(self.conns) >= self.limits.max_conns:
+                self._evict_one(ch.ts_ns)
+            c = self.conns[ch.conn] = _Undecided()
+        c.last_ts = ch.ts_ns
+        egress = ch.direction == Direction.EGRESS or ch.direction == "egress"
+        if c.kind == "undecided":
+            decided = self._decide(ch, c, egress)
+            if decided is None:
+                return
+            c, data = decided
+            c.egress(ch, data)
+            return
+        if egress:
+            c.egress(ch)
+        else:
+            c.ingress(ch)
+
+    def _decide(self, ch: Chunk, und: _Undecided, egress: bool):
+        if not egress:
+            # Replies before any request: only a JSON-RPC peer on local IPC speaks first.
+            if ch.conn.startswith("ipc:") and ch.data.lstrip(_WS)[:1] in (b"{", b"["):
+                c = self.conns[ch.conn] = IpcConn(ch.conn, self)
+                c.last_ts = ch.ts_ns
+                c.ingress(ch)
+            return None
+        data = und.prefix + ch.data if und.prefix else ch.data
+        head = data.lstrip(_WS)
+        if not head:
+            und.prefix = data[-16:]
+            return None
+        if head[:1] in (b"{", b"["):
+            c = IpcConn(ch.conn, self)
+        else:
+            verdict = looks_like_request_start(head[:16])
+            if verdict is None and len(data) < 16:
+                und.prefix = data
+                return None
+            c = HttpConn(ch.conn, self)
+            if not verdict:
+                c.req.abandon()   # not at a message start: wait for the next request line
+        c.last_ts = ch.ts_ns
+        self.conns[ch.conn] = c
+        return c, data
+
+    def _close(self, conn_id: str, reason: str, ts: int) -> None:
+        c = self.conns.pop(conn_id, None)
+        if c is not None and c.kind != "undecided":
+            c.close(reason, ts)
+
+    def _abort(self, conn_id: str, reason: str, ts: int) -> None:
+        c = self.conns.pop(conn_id, None)
+        if c is None or c.kind == "undecided":
+            return
+        try:
+            c.close(reason, ts)
+        except Exception:
+            self.stats.internal_errors += 1
+
+    def _evict_one(self, ts: int) -> None:
+        victim = min(self.conns, key=lambda k: self.conns[k].last_ts)
+        self.stats.conns_evicted += 1
+        self._abort(victim, "evicted", ts)
+
+    # -- time ----------------------------------------------------------------------
     def expire(self, now_ns: int) -> None:
-        """Finish calls on connections idle past their timeout (incomplete)."""
+        """Finish calls on connections idle past their timeout (incomplete "idle_timeout")."""
+        limit = now_ns - self.limits.idle_timeout_ns
+        for conn_id in [k for k, c in self.conns.items() if c.last_ts < limit]:
+            self.stats.conns_expired += 1
+            self._abort(conn_id, "idle_timeout", now_ns)
+        self.stats.conns_open = len(self.conns)
 
     def flush(self) -> None:
         """At shutdown: finish every open call as incomplete ("shutdown")."""
+        for conn_id in list(self.conns):
+            c = self.conns[conn_id]
+            self._abort(conn_id, "shutdown", c.last_ts)
+        self.stats.conns_open = 0
 
-    stats: PipelineStats
+    # -- output --------------------------------------------------------------------
+    def _emit(self, call: Call) -> None:
+        st = self.stats
+        try:
+            call.cost_usd = self.prices.cost(call)
+        except Exception:
+            st.internal_errors += 1
+        st.calls += 1
+        st.calls_by_provider[call.provider] = st.calls_by_provider.get(call.provider, 0) + 1
+        st.calls_by_kind[call.kind] = st.calls_by_kind.get(call.kind, 0) + 1
+        if call.incomplete:
+            st.incomplete += 1
+        st.input_tokens += call.input_tokens or 0
+        st.output_tokens += call.output_tokens or 0
+        st.request_bytes += call.request_bytes
+        st.response_bytes += call.response_bytes
+        try:
+            self.emit(call)
+        except Exception:
+            st.emit_errors += 1

@@ -1,0 +1,89 @@
+"""Anthropic Messages API: POST [prefix]/v1/messages, plain JSON or SSE.
+
+Shapes: https://docs.anthropic.com/en/api/messages (Message object, usage with
+cache_creation_input_tokens / cache_read_input_tokens) and
+https://docs.anthropic.com/en/docs/build-with-claude/streaming (message_start,
+content_block_start/delta/stop, message_delta with cumulative usage, message_stop,
+ping, error). Errors: {"type":"error","error":{"type":"rate_limit_error",...}}.
+"""
+
+from __future__ import annotations
+
+from agtap.providers.base import add_tool, as_int, content_at, set_error
+
+NAME = "anthropic"
+
+
+def match(req) -> bool:
+    return req.method == "POST" and req.path.endswith("/v1/messages")
+
+
+class _State:
+    __slots__ = ()
+
+
+_STATE = _State()
+
+
+def begin(req, call):
+    body = req.json_obj()
+    m = body.get("model")
+    call.model = m if isinstance(m, str) else None
+    call.streaming = body.get("stream") is True
+    call.operation = "chat"
+    return _STATE
+
+
+def _usage(call, u) -> None:
+    if not isinstance(u, dict):
+        return
+    # message_delta usage is cumulative; input-side counts may repeat message_start's.
+    for key in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+        v = as_int(u.get(key))
+        if v is not None:
+            setattr(call, key, v)
+
+
+def _message(call, msg) -> None:
+    if not isinstance(msg, dict):
+        return
+    if isinstance(msg.get("id"), str):
+        call.response_id = msg["id"]
+    if isinstance(msg.get("model"), str):
+        call.response_model = msg["model"]
+    if isinstance(msg.get("stop_reason"), str):
+        call.stop_reason = msg["stop_reason"]
+    _usage(call, msg.get("usage"))
+    content = msg.get("content")
+    if isinstance(content, list):
+        for block in content:
+            if isinstance(block, dict) and block.get("type") in ("tool_use", "server_tool_use"):
+                add_tool(call, block.get("name"))
+
+
+def feed(state, call, event, obj, ts) -> None:
+    if not isinstance(obj, dict):
+        return
+    t = obj.get("type")
+    if t == "content_block_delta":
+        content_at(call, ts)
+    elif t == "message_start":
+        _message(call, obj.get("message"))
+    elif t == "content_block_start":
+        block = obj.get("content_block")
+        if isinstance(block, dict) and block.get("type") in ("tool_use", "server_tool_use"):
+            add_tool(call, block.get("name"))
+    elif t == "message_delta":
+        delta = obj.get("delta")
+        if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+            call.stop_reason = delta["stop_reason"]
+        _usage(call, obj.get("usage"))
+    elif t == "message":
+        _message(call, obj)
+    elif t == "error":
+        err = obj.get("error")
+        set_error(call, err.get("type") if isinstance(err, dict) else None)
+
+
+def finish(state, call) -> None:
+    pass

@@ -1,0 +1,119 @@
+"""What every provider module shares: the request view, the call template, field helpers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from agtap.call import Call, CallBodies, rfc3339
+
+
+class Request:
+    """An HTTP request as providers see it: head plus the (decoded) body."""
+
+    __slots__ = ("method", "target", "path", "query", "headers", "body", "body_complete", "_json")
+
+    def __init__(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes = b"",
+                 body_complete: bool = True):
+        self.method = method
+        self.target = target
+        path, _, query = target.partition("?")
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.body_complete = body_complete
+        self._json: Any = None
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+    def json(self) -> Any:
+        """The body as JSON, or None if it is not JSON (parsed once)."""
+        if self._json is None:
+            try:
+                self._json = json.loads(self.body) if self.body else False
+            except (ValueError, UnicodeDecodeError):
+                self._json = False
+        return self._json if self._json is not False else None
+
+    def json_obj(self) -> dict:
+        j = self.json()
+        return j if isinstance(j, dict) else {}
+
+
+class Origin:
+    """Who made the call: copied from the chunk that carried the first request byte."""
+
+    __slots__ = ("pid", "proc", "exe", "unit", "container_id", "transport")
+
+    def __init__(self, pid: int = 0, proc: str = "", exe: str = "", unit: str = "", container_id: str = "",
+                 transport: str = ""):
+        self.pid, self.proc, self.exe, self.unit = pid, proc, exe, unit
+        self.container_id, self.transport = container_id, transport
+
+    @classmethod
+    def of(cls, chunk) -> "Origin":
+        t = chunk.transport
+        return cls(chunk.pid, chunk.proc, chunk.exe, chunk.unit, chunk.container_id,
+                   t.value if hasattr(t, "value") else str(t))
+
+
+def split_host(host: str | None, transport: str) -> tuple[str, int | None]:
+    """Host header -> (address, port); default port by transport (443 for TLS, 80 for plain)."""
+    default = 443 if transport == "tls" else 80
+    if not host:
+        return "", None if transport == "pipe" else default
+    host = host.strip()
+    if host.startswith("["):  # [v6]:port
+        end = host.find("]")
+        addr, rest = host[1:end], host[end + 1:]
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        addr, _, port = host.partition(":")
+    try:
+        return addr, int(port) if port else default
+    except ValueError:
+        return addr, default
+
+
+def new_call(origin: Origin, provider: str, kind: str, start_ns: int, wall_ns: int) -> Call:
+    return Call(
+        ts=rfc3339(wall_ns) if wall_ns else "", id=uuid.uuid4().hex, pid=origin.pid, proc=origin.proc,
+        provider=provider, server_address="", kind=kind, unit=origin.unit, container_id=origin.container_id,
+        exe=origin.exe, transport=origin.transport, start_ns=start_ns, wall_start_ns=wall_ns, bodies=CallBodies(),
+    )
+
+
+def content_at(call: Call, ts_ns: int) -> None:
+    """The first content-bearing event arrived at ts_ns (sets ttft once)."""
+    if call.ttft_ms is None and call.start_ns:
+        call.ttft_ms = round(max(0, ts_ns - call.start_ns) / 1e6, 3)
+
+
+def set_error(call: Call, etype: Any) -> None:
+    etype = str(etype) if etype not in (None, "") else "unknown"
+    call.stop_reason = "error:" + etype
+    call.error_type = etype
+
+
+def as_int(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return int(v)
+    if isinstance(v, str) and v.isdigit():
+        return int(v)
+    return None
+
+
+def add_tool(call: Call, name: Any) -> None:
+    if isinstance(name, str) and name:
+        call.tools.append(name)

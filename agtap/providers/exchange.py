@@ -1,0 +1,268 @@
+"""One HTTP request/response exchange on its way to a Call.
+
+The connection driver (httpconn) frames messages and pairs them; an Exchange
+turns one pair into provider calls: it keeps the (bounded) bodies, undoes
+Content-Encoding as bytes arrive, splits the response into messages (SSE
+events, JSON-array elements, or one JSON body) and hands each to its provider
+with the time of the chunk that completed it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from agtap.call import KIND_LLM
+from agtap.providers import anthropic, gemini, openai_chat, openai_responses
+from agtap.providers.base import Request, new_call, set_error, split_host
+from agtap.providers.mcp import McpContext
+from agtap.wire.encoding import BodyDecoder, decode_all
+from agtap.wire.jsonarray import JsonArrayStream
+from agtap.wire.sse import SseDecoder
+
+LLM_PROVIDERS = (anthropic, openai_chat, openai_responses, gemini)
+
+# Exchange kinds
+LLM, MCP, PENDING, IGNORED = "llm", "mcp", "pending", "ignored"
+
+
+def classify_head(req: Request) -> tuple[str, object]:
+    """From the request head alone: (kind, provider module or None)."""
+    if req.method == "POST":
+        for mod in LLM_PROVIDERS:
+            if mod.match(req):
+                return LLM, mod
+    if req.header("mcp-method") or (req.header("mcp-session-id") and req.method in ("POST", "GET")):
+        return MCP, None
+    if req.method != "POST":
+        return IGNORED, None
+    ct = (req.header("content-type") or "").lower()
+    if ct and "json" not in ct:
+        return IGNORED, None
+    return PENDING, None  # maybe MCP: the body will tell
+
+
+class Exchange:
+    __slots__ = ("conn", "head", "req", "kind", "mod", "state", "call", "origin", "req_parts", "req_size",
+                 "req_truncated", "req_done", "started", "resp_head", "decoder", "mode", "sse", "jarr",
+                 "resp_parts", "resp_size", "resp_truncated", "incomplete", "last_ts", "ctx", "mcp_keys")
+
+    def __init__(self, conn, head, req: Request, kind: str, mod, origin):
+        self.conn = conn              # the HttpConn: limits, stats, emit, mcp session
+        self.head = head
+        self.req = req
+        self.kind = kind
+        self.mod = mod
+        self.origin = origin
+        self.state = None
+        self.call = None
+        self.req_parts: list[bytes] = []
+        self.req_size = 0
+        self.req_truncated = False
+        self.req_done = False
+        self.started = False
+        self.resp_head = None
+        self.decoder: BodyDecoder | None = None
+        self.mode = "json"
+        self.sse: SseDecoder | None = None
+        self.jarr: JsonArrayStream | None = None
+        self.resp_parts: list[bytes] = []
+        self.resp_size = 0
+        self.resp_truncated = False
+        self.incomplete: str | None = None
+        self.last_ts = 0
+        self.ctx: McpContext | None = None
+        self.mcp_keys: list = []
+
+    def mark(self, reason: str) -> None:
+        if self.incomplete is None:
+            self.incomplete = reason
+
+    # -- request -------------------------------------------------------------
+    def request_body(self, data: bytes) -> None:
+        room = self.conn.limits.max_body - self.req_size
+        if len(data) > room:
+            data = data[:max(room, 0)]
+            if not self.req_truncated:
+                self.req_truncated = True
+                self.conn.stats.bodies_truncated += 1
+        if data:
+            self.req_parts.append(data)
+            self.req_size += len(data)
+
+    def first_body_bytes(self) -> bytes:
+        return self.req_parts[0].lstrip()[:1] if self.req_parts else b""
+
+    def start(self) -> None:
+        """The request is complete (or a response began early): decide and begin the call."""
+        if self.started:
+            return
+        self.started = True
+        body = b"".join(self.req_parts)
+        self.req_parts = []
+        ce = self.req.header("content-encoding")
+        if ce:
+            body, problem = decode_all(ce, body, self.conn.limits.decompress_cap)
+            if problem:
+                self.mark(problem if problem == "decompression_cap" else "parse_error: " + problem)
+        self.req.body = body
+        self.req.body_complete = self.req_done and not self.req_truncated
+        host = self.req.header("host")
+        addr, port = split_host(host, self.origin.transport)
+        if self.kind == PENDING:
+            from agtap.providers.mcp import is_jsonrpc
+            self.kind = MCP if is_jsonrpc(self.req.json()) else IGNORED
+        if self.kind == LLM:
+            call = new_call(self.origin, self.mod.NAME, KIND_LLM, self.head.start_ns, self.head.start_wall)
+            call.server_address, call.server_port = addr, port
+            b = call.bodies
+            b.request_headers = self.req.headers
+            b.request_target = f"{self.req.method} {self.req.target}"
+            b.request_body = body
+            self.call = call
+            self.state = self.mod.begin(self.req, call)
+        elif self.kind == MCP:
+            self.ctx = McpContext(self.origin, addr, port, self.req.header("mcp-session-id"))
+            obj = self.req.json()
+            if obj is None and self.req.method == "POST":
+                self.mark("parse_error: bad json-rpc body")
+                self.conn.stats.parse_errors += 1
+            elif obj is not None:
+                self.mcp_keys = self.conn.mcp_session().message(
+                    obj, True, self.head.start_ns, self.head.start_wall, self.ctx, raw=body,
+                    wire_bytes=self.head.wire_bytes, first_ts=self.head.start_ns, incomplete=self.incomplete)
+
+    # -- response ------------------------------------------------------------
+    def response_head(self, head) -> None:
+        self.resp_head = head
+        self.last_ts = head.start_ns
+        self.decoder = BodyDecoder(head.header("content-encoding"), self.conn.limits.decompress_cap)
+        ct = (head.header("content-type") or "").lower()
+        if "text/event-stream" in ct:
+            self.mode = "sse"
+            self.sse = SseDecoder()
+        elif self.kind == LLM and self.call.streaming and self.mod is gemini:
+            self.mode = "array"
+            self.jarr = JsonArrayStream()
+        if self.call is not None:
+            self.call.http_status = head.status
+            b = self.call.bodies
+            b.response_status = head.status
+            b.response_headers = head.headers
+        if self.ctx is not None:
+            self.ctx.http_status = head.status
+            sid = head.header("mcp-session-id")
+            if sid:
+                self.ctx.session_id = sid
+
+    def response_body(self, data: bytes, ts: int) -> None:
+        self.last_ts = ts
+        dec = self.decoder
+        if not dec.identity:
+            data = dec.feed(data)
+            if dec.capped:
+                self.mark("decompression_cap")
+            elif dec.error:
+                self.mark("parse_error: " + dec.error)
+        if not data:
+            return
+        self._keep(data)
+        if self.mode == "sse":
+            for ev in self.sse.feed(data, ts):
+                self._sse_event(ev)
+        elif self.mode == "array":
+            for obj in self.jarr.feed(data):
+                self._deliver(None, obj, ts, b"")
+
+    def _keep(self, data: bytes) -> None:
+        room = self.conn.limits.max_body - self.resp_size
+        if len(data) > room:
+            data = data[:max(room, 0)]
+            if not self.resp_truncated:
+                self.resp_truncated = True
+                self.conn.stats.bodies_truncated += 1
+        if data:
+            self.resp_parts.append(data)
+            self.resp_size += len(data)
+
+    def _sse_event(self, ev) -> None:
+        d = ev.data
+        obj = None
+        if d[:1] in (b"{", b"[") or d.lstrip()[:1] in (b"{", b"["):
+            try:
+                obj = json.loads(d)
+            except ValueError:
+                self.conn.stats.parse_errors += 1
+                self.mark("parse_error: bad json in sse event")
+                return
+        self._deliver(ev.event, obj, ev.ts_ns, d)
+
+    def _deliver(self, event, obj, ts: int, raw: bytes) -> None:
+        if self.kind == LLM:
+            self.mod.feed(self.state, self.call, event, obj, ts)
+        elif self.kind == MCP and obj is not None:
+            self.conn.mcp_session().message(obj, False, ts, 0, self.ctx, raw=raw,
+                                            wire_bytes=len(raw), incomplete=self.incomplete)
+
+    def response_end(self, ts: int, reason: str | None = None) -> None:
+        """The response is over: `reason` None for a clean end, else why it stopped."""
+        if reason:
+            self.mark(reason)
+        if self.resp_head is not None:
+            self.last_ts = max(self.last_ts, ts) if reason is None else self.last_ts
+            if self.decoder is not None and not self.decoder.identity:
+                rest = self.decoder.flush()
+                if rest:
+                    self.response_body(rest, self.last_ts)
+            if self.mode == "sse":
+                for ev in self.sse.finish(self.last_ts):
+                    self._sse_event(ev)
+            elif self.mode == "array":
+                for obj in self.jarr.finish():
+                    self._deliver(None, obj, self.last_ts, b"")
+                if self.jarr.error and reason is None:
+                    self.conn.stats.parse_errors += 1
+                    self.mark("parse_error: " + self.jarr.error)
+            else:
+                self._json_body(reason)
+        self._finish()
+
+    def _json_body(self, reason) -> None:
+        body = b"".join(self.resp_parts)
+        if not body.strip():
+            return
+        try:
+            obj = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            if reason is None and self.resp_head.status < 400 and not self.resp_truncated:
+                self.conn.stats.parse_errors += 1
+                self.mark("parse_error: bad json body")
+            elif self.resp_truncated:
+                self.mark("body_truncated")
+            return
+        self._deliver(None, obj, self.last_ts, body if len(body) < 1 << 20 else b"")
+
+    def _finish(self) -> None:
+        head, resp = self.head, self.resp_head
+        if self.decoder is not None and self.decoder.capped:
+            self.conn.stats.decompression_capped += 1
+        if self.kind == MCP:
+            status = resp.status if resp is not None else 0
+            if status >= 400 and self.mcp_keys:
+                self.conn.mcp_session().answer_failed(self.mcp_keys, self.last_ts, status)
+            return
+        call = self.call
+        if self.kind != LLM or call is None:
+            return
+        self.mod.finish(self.state, call)
+        call.request_bytes = head.wire_bytes
+        if resp is not None:
+            call.response_bytes = resp.wire_bytes
+            call.end_ns = self.last_ts
+            call.latency_ms = round(max(0, self.last_ts - call.start_ns) / 1e6, 3)
+            call.bodies.response_body = b"".join(self.resp_parts)
+            if resp.status >= 400 and call.stop_reason is None:
+                set_error(call, f"http_{resp.status}")
+        if self.incomplete:
+            call.incomplete, call.incomplete_reason = True, self.incomplete
+        self.resp_parts = []
+        self.conn.emit(call)

@@ -1,0 +1,107 @@
+"""Google Gemini generateContent / streamGenerateContent, Google AI and Vertex AI.
+
+Paths: Google AI `/v1beta/models/{model}:generateContent` (also /v1/, and
+tunedModels/), Vertex AI `/v1/projects/{p}/locations/{l}/publishers/google/models/{model}:...`
+(provider "vertex_ai"). Streams are SSE with `?alt=sse`, else one JSON array
+whose elements arrive over time. Shapes: https://ai.google.dev/api/generate-content
+(GenerateContentResponse: candidates[].content.parts[] with text / functionCall{name},
+finishReason, usageMetadata{promptTokenCount, candidatesTokenCount,
+cachedContentTokenCount, thoughtsTokenCount}, modelVersion, responseId).
+Errors: https://ai.google.dev/gemini-api/docs/troubleshooting ({"error":{"code","message","status"}}).
+"""
+
+from __future__ import annotations
+
+from agtap.providers.base import add_tool, as_int, content_at, set_error
+
+NAME = "gemini"
+_OPS = {"generateContent": False, "streamGenerateContent": True}
+
+
+def _split(path: str) -> tuple[str, str] | None:
+    """'/v1beta/models/gemini-2.5-flash:streamGenerateContent' -> ('gemini-2.5-flash', 'streamGenerateContent')."""
+    colon = path.rfind(":")
+    if colon < 0:
+        return None
+    op = path[colon + 1:]
+    if op not in _OPS:
+        return None
+    i = path.rfind("/models/", 0, colon)
+    if i < 0:
+        return None
+    return path[i + 8:colon], op
+
+
+def match(req) -> bool:
+    return req.method == "POST" and _split(req.path) is not None
+
+
+class _State:
+    __slots__ = ()
+
+
+_STATE = _State()
+
+
+def provider_for(path: str) -> str:
+    return "vertex_ai" if "/projects/" in path and "/locations/" in path else "gemini"
+
+
+def begin(req, call):
+    model, op = _split(req.path)
+    call.provider = provider_for(req.path)
+    call.model = model
+    call.streaming = _OPS[op]
+    call.operation = "generate_content"
+    return _STATE
+
+
+def feed(state, call, event, obj, ts) -> None:
+    if isinstance(obj, list):  # a non-streamed array body, or an SSE data line holding one
+        for o in obj:
+            feed(state, call, event, o, ts)
+        return
+    if not isinstance(obj, dict):
+        return
+    err = obj.get("error")
+    if isinstance(err, dict):
+        set_error(call, err.get("status") or err.get("code"))
+        return
+    if isinstance(obj.get("responseId"), str):
+        call.response_id = obj["responseId"]
+    if isinstance(obj.get("modelVersion"), str):
+        call.response_model = obj["modelVersion"]
+    cands = obj.get("candidates")
+    if isinstance(cands, list):
+        for cand in cands:
+            if not isinstance(cand, dict):
+                continue
+            content = cand.get("content")
+            parts = content.get("parts") if isinstance(content, dict) else None
+            if isinstance(parts, list):
+                for part in parts:
+                    if not isinstance(part, dict):
+                        continue
+                    if "functionCall" in part:
+                        fc = part["functionCall"]
+                        add_tool(call, fc.get("name") if isinstance(fc, dict) else None)
+                        content_at(call, ts)
+                    elif part.get("text"):
+                        content_at(call, ts)
+            if isinstance(cand.get("finishReason"), str):
+                call.stop_reason = cand["finishReason"]
+    fb = obj.get("promptFeedback")
+    if isinstance(fb, dict) and isinstance(fb.get("blockReason"), str):
+        call.stop_reason = "blocked:" + fb["blockReason"]
+    u = obj.get("usageMetadata")
+    if isinstance(u, dict):  # cumulative in a stream: the last one wins
+        for src, dst in (("promptTokenCount", "input_tokens"), ("candidatesTokenCount", "output_tokens"),
+                         ("cachedContentTokenCount", "cache_read_input_tokens"),
+                         ("thoughtsTokenCount", "thoughts_tokens")):
+            v = as_int(u.get(src))
+            if v is not None:
+                setattr(call, dst, v)
+
+
+def finish(state, call) -> None:
+    pass

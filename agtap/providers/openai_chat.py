@@ -1,0 +1,113 @@
+"""OpenAI Chat Completions: POST .../chat/completions (OpenAI, Azure, compatible servers).
+
+Shapes: https://platform.openai.com/docs/api-reference/chat/object and
+/chat/streaming (chat.completion.chunk; tool_calls deltas keyed by index with
+the name in the first delta; a final chunk with empty choices and usage when
+stream_options.include_usage; `data: [DONE]`). usage.prompt_tokens_details.cached_tokens,
+usage.completion_tokens_details.reasoning_tokens. Errors: {"error":{"message","type","param","code"}}.
+"""
+
+from __future__ import annotations
+
+from agtap.providers.base import add_tool, as_int, content_at, set_error
+
+NAME = "openai"
+
+
+def match(req) -> bool:
+    return req.method == "POST" and req.path.endswith("/chat/completions")
+
+
+class _State:
+    __slots__ = ("tool_index",)
+
+    def __init__(self):
+        self.tool_index: set = set()   # (choice, tool index) whose name was recorded
+
+
+def begin(req, call):
+    body = req.json_obj()
+    m = body.get("model")
+    if isinstance(m, str):
+        call.model = m
+    elif "/deployments/" in req.path:  # Azure: the deployment names the model
+        call.model = req.path.split("/deployments/", 1)[1].split("/", 1)[0]
+    call.streaming = body.get("stream") is True
+    call.operation = "chat"
+    return _State()
+
+
+def error_kind(err) -> str | None:
+    """OpenAI errors carry both: `code` is the specific one (rate_limit_exceeded), `type` the class."""
+    if not isinstance(err, dict):
+        return str(err) if isinstance(err, str) else None
+    code = err.get("code")
+    if isinstance(code, str) and code:
+        return code
+    t = err.get("type")
+    return t if isinstance(t, str) and t else (str(code) if code is not None else None)
+
+
+def usage(call, u) -> None:
+    if not isinstance(u, dict):
+        return
+    v = as_int(u.get("prompt_tokens"))
+    if v is not None:
+        call.input_tokens = v
+    v = as_int(u.get("completion_tokens"))
+    if v is not None:
+        call.output_tokens = v
+    d = u.get("prompt_tokens_details")
+    if isinstance(d, dict) and as_int(d.get("cached_tokens")) is not None:
+        call.cache_read_input_tokens = as_int(d.get("cached_tokens"))
+    d = u.get("completion_tokens_details")
+    if isinstance(d, dict) and as_int(d.get("reasoning_tokens")) is not None:
+        call.thoughts_tokens = as_int(d.get("reasoning_tokens"))
+
+
+def feed(state, call, event, obj, ts) -> None:
+    if not isinstance(obj, dict):
+        return  # `[DONE]`
+    if "error" in obj and obj.get("error"):
+        set_error(call, error_kind(obj["error"]))
+        return
+    if isinstance(obj.get("id"), str):
+        call.response_id = obj["id"]
+    if isinstance(obj.get("model"), str) and obj["model"]:
+        call.response_model = obj["model"]
+    choices = obj.get("choices")
+    if isinstance(choices, list):
+        for ch in choices:
+            if not isinstance(ch, dict):
+                continue
+            if isinstance(ch.get("finish_reason"), str):
+                call.stop_reason = ch["finish_reason"]
+            delta = ch.get("delta")
+            if isinstance(delta, dict):
+                if delta.get("content") or delta.get("tool_calls") or delta.get("refusal") \
+                        or delta.get("reasoning_content"):
+                    content_at(call, ts)
+                _tool_deltas(state, call, ch.get("index", 0), delta.get("tool_calls"))
+            msg = ch.get("message")
+            if isinstance(msg, dict) and isinstance(msg.get("tool_calls"), list):
+                for tc in msg["tool_calls"]:
+                    if isinstance(tc, dict) and isinstance(tc.get("function"), dict):
+                        add_tool(call, tc["function"].get("name"))
+    usage(call, obj.get("usage"))
+
+
+def _tool_deltas(state, call, choice, tool_calls) -> None:
+    if not isinstance(tool_calls, list):
+        return
+    for tc in tool_calls:
+        if not isinstance(tc, dict):
+            continue
+        key = (choice, tc.get("index", 0))
+        fn = tc.get("function")
+        if key not in state.tool_index and isinstance(fn, dict) and fn.get("name"):
+            state.tool_index.add(key)
+            add_tool(call, fn.get("name"))
+
+
+def finish(state, call) -> None:
+    pass
