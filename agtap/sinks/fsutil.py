@@ -6,7 +6,8 @@ symlink or own a directory on that path could make root append to any file,
 or read prompts. So:
 
 - a directory agtap uses must be a real directory (not a symlink) owned by
-  the user agtap runs as (root); it is created 0750 and chowned to :agtap;
+  the user agtap runs as (root), not writable by others unless sticky; one
+  agtap creates is made 0750 root:agtap (existing ones are left as they are);
 - no directory above it may be writable by another user unless it is sticky
   (like /tmp), and a symlink above it must be root's (like /var/run -> /run);
 - files are opened with O_NOFOLLOW and checked after opening (regular file,
@@ -91,10 +92,18 @@ def _check_own_dir(path: str, st: os.stat_result) -> None:
         raise UnsafePathError(path, "exists and is not a directory")
     if st.st_uid != os.geteuid():
         raise UnsafePathError(path, f"owned by uid {st.st_uid}, not uid {os.geteuid()}")
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise UnsafePathError(path, f"writable by others (mode {stat.S_IMODE(st.st_mode):o}) and not sticky")
 
 
 def ensure_dir(path: str, mode: int = DIR_MODE, group: str | None = GROUP) -> str:
-    """Create `path` (and missing parents) as a safe directory: ours, `mode`, group `group`. Returns it."""
+    """Make sure `path` is a safe directory, creating it and missing parents as `mode`, root:`group`.
+
+    A directory that already exists is checked but not changed: AGTAP_LOG may
+    point into /var/log itself, whose mode is not agtap's to tighten. The
+    service's own directories come from systemd (LogsDirectory= ...) or from
+    here, with the right mode either way.
+    """
     path = os.path.abspath(path)
     _check_ancestors(path)
     parent = os.path.dirname(path)
@@ -102,15 +111,15 @@ def ensure_dir(path: str, mode: int = DIR_MODE, group: str | None = GROUP) -> st
         ensure_dir(parent, mode, group)
     try:
         os.mkdir(path, mode)
+        created = True
     except FileExistsError:
-        pass
+        created = False
     st = os.lstat(path)
     _check_own_dir(path, st)
-    if stat.S_IMODE(st.st_mode) != mode:
-        os.chmod(path, mode)  # checked above: a directory of ours, not a symlink
-    gid = group_id(group)
-    if gid != -1 and st.st_gid != gid:
-        _set_owner(path, gid)
+    if created:
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(path, mode)  # mkdir's mode went through the umask; checked above: ours, not a symlink
+        _set_owner(path, group_id(group))
     return path
 
 

@@ -23,12 +23,23 @@ def test_ensure_dir_creates_parents_with_mode_and_group(tmp_path):
             assert (st.st_uid, st.st_gid) == (0, grp.getgrnam(GROUP).gr_gid)
 
 
-def test_ensure_dir_fixes_a_loose_mode_on_our_own_dir(tmp_path):
+def test_existing_dir_is_left_as_it_is(tmp_path):
+    d = tmp_path / "var-log"
+    d.mkdir()
+    os.chmod(d, 0o755)
+    ensure_dir(str(d), group=GROUP)
+    st = os.stat(d)
+    assert stat.S_IMODE(st.st_mode) == 0o755 and st.st_gid == os.getegid()
+
+
+def test_existing_dir_writable_by_others_is_refused(tmp_path):
     d = tmp_path / "loose"
-    d.mkdir(mode=0o777)
+    d.mkdir()
     os.chmod(d, 0o777)
-    ensure_dir(str(d), group=None)
-    assert stat.S_IMODE(os.stat(d).st_mode) == 0o750
+    with pytest.raises(UnsafePathError, match="writable by others"):
+        ensure_dir(str(d))
+    os.chmod(d, 0o1777)  # sticky, like /tmp: others cannot replace what we create there
+    ensure_dir(str(d))
 
 
 def test_missing_group_leaves_group_alone(tmp_path):
