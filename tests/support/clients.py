@@ -47,7 +47,7 @@ API_KEYS = {
 # anthropic's SDKs send Authorization: Bearer for api_key since their 2.x/1.x releases).
 KEY_HEADER = {
     "python-anthropic": "authorization", "python-openai": "authorization",
-    "python-gemini": "x-goog-api-key", "node-anthropic": "x-api-key", "node-openai": "authorization",
+    "python-gemini": "x-goog-api-key", "node-anthropic": "authorization", "node-openai": "authorization",
 }
 
 # kind -> modes it accepts (first one is the default).

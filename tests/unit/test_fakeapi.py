@@ -142,3 +142,31 @@ def test_error_shapes_per_status(fake_api: FakeApi, status: int) -> None:
     start_client("curl", fake_api, "anthropic").wait().check()
     body = fake_api.wait_for(1)[0].response_json()
     assert body["type"] == "error" and body["error"]["type"] in ("invalid_request_error", "api_error")
+
+
+NODE_CASES = [
+    ("node-anthropic", "stream", SCRIPTED),
+    ("node-anthropic", "tools", Reply(text="", tool_calls=[WEATHER])),
+    ("node-openai", "chat-stream", SCRIPTED),
+    ("node-openai", "chat-tools", Reply(text="", tool_calls=[WEATHER])),
+    ("node-openai", "responses-stream", SCRIPTED),
+]
+
+
+def test_node_sdks_parse_fake_answers(fake_api: FakeApi) -> None:
+    runs = run_each(fake_api, NODE_CASES)
+    exchanges = fake_api.wait_for(len(NODE_CASES))
+    for run, (kind, mode, reply), ex in zip(runs, NODE_CASES, exchanges):
+        assert_matches(run, reply, "stream" in mode)
+        assert ex.header(KEY_HEADER[kind]).endswith(run.api_key)
+        assert ex.raw_request.startswith(f"POST {ex.target} HTTP/1.1\r\n".encode())
+
+
+@pytest.mark.parametrize("kind", ["python-mcp", "node-mcp", "node-jsonrpc"])
+def test_mcp_stdio_sessions(kind: str) -> None:
+    run = start_client(kind).wait().check()
+    result = run.result
+    assert result["server_name"] == "agtap-test-server"
+    assert result["tools"] == ["add", "big", "echo"]
+    assert result["add"] == "5" and result["is_error"] is False
+    assert isinstance(result["server_pid"], int) and result["server_pid"] != run.pid
