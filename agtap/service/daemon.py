@@ -56,7 +56,8 @@ class Notifier:
 
     def notify(self, *lines: str) -> None:
         if self._n is not None:
-            self._n.notify("\n".join(lines))
+            # sdnotify encodes latin-1; systemd reads UTF-8: hand it the UTF-8 bytes as latin-1 text.
+            self._n.notify("\n".join(lines).encode("utf-8").decode("latin-1"))
 
     def status(self, text: str) -> None:
         if text != self._status:

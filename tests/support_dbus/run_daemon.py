@@ -1,0 +1,57 @@
+"""Run the real daemon (agtap.service.daemon.run) with the FakeTracer, for the service tests.
+
+    python -m tests.support_dbus.run_daemon --dir DIR [--mode foreground|service] [--bus system|none]
+                                            [--calls N] [--config-file F] [--comm NAME]
+
+DIR gets events.jsonl and bodies/. N crafted Anthropic exchanges are replayed
+right after the probes "attach"; each SIGUSR1 replays one more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from agtap.config import Config
+from agtap.service import daemon
+from tests.support_dbus.fakes import FakeTracer, anthropic_exchange, pipeline_factory
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--dir", required=True)
+    p.add_argument("--mode", default="foreground")
+    p.add_argument("--bus", default="system")
+    p.add_argument("--calls", type=int, default=0)
+    p.add_argument("--config-file")
+    p.add_argument("--comm", action="append", default=[])
+    p.add_argument("--fail-start")
+    a = p.parse_args()
+    cfg = Config(event_log=os.path.join(a.dir, "events.jsonl"), bodies_dir=os.path.join(a.dir, "bodies"),
+                 runtime_dir=a.dir, bus=a.bus, stdout=False, comms=a.comm, verbose=True)
+    FakeTracer.fail_start = a.fail_start
+    n = [0]
+
+    def factory(config, on_item, log):
+        t = FakeTracer(config, on_item, log)
+        items = []
+        for _ in range(a.calls):
+            n[0] += 1
+            items += anthropic_exchange(conn=f"tls:4242:{n[0]:x}")
+        t.feed(items)
+        return t
+
+    def more(*_):
+        if FakeTracer.instances:
+            n[0] += 1
+            FakeTracer.instances[-1].feed(anthropic_exchange(conn=f"tls:4242:{n[0]:x}"))
+    signal.signal(signal.SIGUSR1, more)
+    flags = {"comms": a.comm} if a.comm else {}
+    return daemon.run(cfg, a.mode, tracer_factory=factory, pipeline_factory=pipeline_factory(),
+                      config_file=a.config_file, flags=flags if a.config_file else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
