@@ -5,7 +5,9 @@ and a short write (disk full mid-line) is cut back off with ftruncate before
 the error is counted. Rotation happens between lines, before a line that
 would push the file past the size limit, so every line lands whole in exactly
 one file. On a write error the fd is closed; the next write reopens the file,
-so the log heals by itself once space returns or the file is removed.
+so the log heals by itself once space returns. A log deleted or moved away
+by someone else (an admin, logrotate) is noticed within a second and
+recreated, so lines never go to an unlinked file.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import logging
 import os
 import sys
 import threading
+import time
 from typing import Any, TextIO
 
 from agtap.call import Call
 from agtap.sinks.fsutil import GROUP, FailureLog, open_append
 
 log = logging.getLogger(__name__)
+
+REOPEN_CHECK_S = 1.0  # how often to notice that the log was deleted or rotated by someone else
 
 # JSON escapes C0 itself; with ensure_ascii=False DEL, C1 (\x9b is CSI on some
 # terminals) and U+2028/2029 would pass raw into a `tail -f`: escape them too.
@@ -61,6 +66,8 @@ class JsonlSink:
         self._out = out
         self._lock = threading.Lock()
         self._fd: int | None = None
+        self._ino: tuple[int, int] | None = None
+        self._next_check = 0.0
         self._size = 0
         self._lines = 0
         self._bytes = 0
@@ -77,8 +84,21 @@ class JsonlSink:
 
     def _open(self) -> None:
         fd = open_append(self.path, group=self.group)
-        self._size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        self._size, self._ino = st.st_size, (st.st_dev, st.st_ino)
         self._fd = fd
+
+    def _replaced(self) -> bool:
+        """True when the log was removed or moved away by someone else (checked at most once a second)."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return False
+        self._next_check = now + REOPEN_CHECK_S
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != self._ino
 
     def _close_fd(self) -> None:
         if self._fd is not None:
@@ -105,6 +125,8 @@ class JsonlSink:
         self._open()
 
     def _write_file(self, line: bytes) -> None:
+        if self._fd is not None and self._replaced():
+            self._close_fd()
         if self._fd is None:
             self._open()
         if self._size > 0 and self._size + len(line) > self.max_size:

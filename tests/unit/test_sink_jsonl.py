@@ -128,6 +128,21 @@ def test_threads_never_interleave_lines(tmp_path):
     assert seen == sorted(k * 1000 + i for k in range(4) for i in range(500))
 
 
+def test_log_deleted_or_moved_away_is_recreated(tmp_path):
+    path = str(tmp_path / "events.jsonl")
+    sink = JsonlSink(path, 100, 5)
+    sink.write(make_call(1))
+    os.rename(path, path + ".moved")
+    sink._next_check = 0  # as if a second had passed
+    sink.write(make_call(2))
+    os.unlink(path)
+    sink._next_check = 0
+    sink.write(make_call(3))
+    assert [d["input_tokens"] for d in read_lines(path + ".moved")] == [1]
+    assert [d["input_tokens"] for d in read_lines(path)] == [3]
+    assert sink.stats()["write_errors"] == 0
+
+
 def test_stdout_gets_every_line(tmp_path, capsys):
     sink = JsonlSink(str(tmp_path / "events.jsonl"), 100, 5, stdout=True)
     calls = [make_call(i) for i in range(3)]
