@@ -9,6 +9,7 @@ import pytest
 
 from agtap.sinks.fsutil import FailureLog, UnsafePathError, ensure_dir, open_append
 
+GROUP = "daemon"  # exists on every Debian system; stands in for "agtap" in tests
 
 
 def need_root(why="chown to another uid needs root"):
@@ -17,8 +18,6 @@ def need_root(why="chown to another uid needs root"):
         if os.environ.get("CI"):
             pytest.fail(f"CI must run as root: {why}")
         pytest.skip(why)
-
-GROUP = "daemon"  # exists on every Debian system; stands in for "agtap" in tests
 
 
 def test_ensure_dir_creates_parents_with_mode_and_group(tmp_path):
