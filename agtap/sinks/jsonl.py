@@ -164,8 +164,14 @@ class JsonlSink:
             if self.stdout:
                 try:
                     out = self._out or sys.stdout
-                    out.write(line.decode("utf-8"))
-                    out.flush()
+                    raw = getattr(out, "buffer", None)
+                    if raw is not None:  # bytes: a C/ASCII locale must not make UTF-8 lines fail
+                        out.flush()
+                        raw.write(line)
+                        raw.flush()
+                    else:
+                        out.write(line.decode("utf-8"))
+                        out.flush()
                 except (OSError, ValueError) as e:  # closed or broken stdout
                     self._stdout_errors.failed(e)
 
