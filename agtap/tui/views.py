@@ -56,12 +56,13 @@ class AggregatesView(urwid.Widget):
         calls = self.model.view()
         now = self.clock()
         sparkw = 0 if maxcol < 70 else 11 if maxcol < 100 else 24
-        keyw = max(8, min(40, maxcol - 51 - (sparkw + 1 if sparkw else 0)))
+        keyw = max(8, min(40, maxcol - 50 - (sparkw + 1 if sparkw else 0)))
         out: list[tuple[str, str]] = []
         total = aggregate.rate_buckets((aggregate.event_epoch(ev) or 0 for ev in calls), now, SPARK_SPAN,
                                        max(10, min(60, maxcol - 30)))
-        peak = max(total) / (SPARK_SPAN / len(total)) if total else 0
-        out.append(("title", f"calls/s, last 2 min (peak {peak:.1f}/s) "
+        times = [t for t in (aggregate.event_epoch(ev) for ev in calls) if t is not None and t > now - SPARK_SPAN]
+        peak = max(aggregate.rate_buckets(times, now, SPARK_SPAN, int(SPARK_SPAN)), default=0)
+        out.append(("title", f"calls/s, last 2 min (peak {peak}/s) "
                              f"{aggregate.sparkline(total, self.ascii_only)}"[:maxcol]))
         out.append(("dim", f"over the {len(calls)} calls kept"
                            + (f" matching /{self.model.filter}" if self.model.filter else "")))
@@ -105,7 +106,7 @@ def field_lines(ev: dict) -> list[str]:
     for k, v in ev.items():
         if isinstance(v, (list, dict)):
             v = json.dumps(v, ensure_ascii=False)
-        elif v is None:
+        elif v is None or v == "":
             v = "-"
         out.append(f"{str(k):<{width}}  {safe_field(v, 4000)}")
     return out
