@@ -125,6 +125,7 @@ class Daemon:
         self.sinks = sinks
         self.pipeline_factory = pipeline_factory
         self.config_file, self.flags = config_file, flags
+        self._base = dataclasses.replace(config)     # defaults + flags, before the file
         self.notifier = Notifier()
         self.ctl: Controller | None = None
         self.dbus = None
@@ -142,6 +143,13 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
         if os.environ.get(TEST_BLOCK_ENV) == "1":
             loop.add_signal_handler(signal.SIGUSR2, lambda: time.sleep(60))
+        if self.flags is not None:
+            try:
+                self.config = build_config(self.flags, self.config_file, base=self.config)
+            except ConfigFileError as e:
+                log.error("%s", e)
+                self.notifier.status(f"failed: {e}")
+                return 1
         wd = watchdog_interval()
         if wd:
             self._spawn(self._watchdog(wd))
@@ -232,7 +240,7 @@ class Daemon:
         self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={mono_usec}", "STATUS=reloading configuration")
         try:
             if self.flags is not None:
-                new = build_config(self.flags, self.config_file)
+                new = build_config(self.flags, self.config_file, base=self._base)
             else:             # flags unknown: the file's keys on top of what runs now
                 new = dataclasses.replace(self.config)
                 for k, v in (load_config_file(self.config_file) if self.config_file else {}).items():
@@ -252,10 +260,19 @@ class Daemon:
             self.dbus.properties_changed()
 
 
-def run(config: Config, mode: str, **kw: Any) -> int:
-    """Run until SIGTERM/SIGINT; the process exit code. kw: see Daemon (tests inject a fake tracer)."""
+def run(config: Config, mode: str, *, flags: dict[str, Any] | None = None,
+        config_file: str | None = DEFAULT_CONFIG_FILE, **kw: Any) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code (0 clean, 1 could not start).
+
+    `config` holds the defaults plus the flags; `flags` names the Config fields the
+    user gave on the command line ({"comms": ["python3"], ...}). With `flags`, the
+    daemon reads `config_file` itself (precedence: flags > file > AGTAP_LOG >
+    defaults) at start and again on SIGHUP. Without it, `config` is taken as final
+    and SIGHUP lays the file's keys over it. kw: tracer_factory, sinks,
+    pipeline_factory (tests inject a fake tracer through them).
+    """
     setup_logging(mode, config.verbose)
     try:
-        return asyncio.run(Daemon(config, mode, **kw).main())
+        return asyncio.run(Daemon(config, mode, flags=flags, config_file=config_file, **kw).main())
     except KeyboardInterrupt:
         return 0

@@ -1,7 +1,7 @@
 """Run the real daemon (agtap.service.daemon.run) with the FakeTracer, for the service tests.
 
     python -m tests.support_dbus.run_daemon --dir DIR [--mode foreground|service] [--bus system|none]
-                                            [--calls N] [--config-file F] [--comm NAME]
+                                            [--calls N] [--open N] [--config-file F] [--comm NAME]
 
 DIR gets events.jsonl and bodies/. N crafted Anthropic exchanges are replayed
 right after the probes "attach"; each SIGUSR1 replays one more.
@@ -28,6 +28,7 @@ def main() -> int:
     p.add_argument("--config-file")
     p.add_argument("--comm", action="append", default=[])
     p.add_argument("--fail-start")
+    p.add_argument("--open", type=int, default=0, help="requests left without a response")
     a = p.parse_args()
     cfg = Config(event_log=os.path.join(a.dir, "events.jsonl"), bodies_dir=os.path.join(a.dir, "bodies"),
                  runtime_dir=a.dir, bus=a.bus, stdout=False, comms=a.comm, verbose=True)
@@ -40,6 +41,8 @@ def main() -> int:
         for _ in range(a.calls):
             n[0] += 1
             items += anthropic_exchange(conn=f"tls:4242:{n[0]:x}")
+        for i in range(a.open):
+            items += anthropic_exchange(conn=f"tls:4243:{i:x}")[:1]
         t.feed(items)
         return t
 
@@ -50,7 +53,7 @@ def main() -> int:
     signal.signal(signal.SIGUSR1, more)
     flags = {"comms": a.comm} if a.comm else {}
     return daemon.run(cfg, a.mode, tracer_factory=factory, pipeline_factory=pipeline_factory(),
-                      config_file=a.config_file, flags=flags if a.config_file else None)
+                      config_file=a.config_file, flags=flags)
 
 
 if __name__ == "__main__":

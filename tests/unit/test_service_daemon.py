@@ -1,0 +1,148 @@
+"""The daemon's lifecycle as systemd sees it: a real NOTIFY_SOCKET (unix datagram) read by the test.
+
+The daemon is agtap.service.daemon.run in a subprocess with the FakeTracer
+(loading BPF is the bpf tier's job); the bus is a private dbus-daemon with
+the shipped policy, or none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from agtap import busnames as B  # noqa: E402
+from tests.support_dbus.bus import PrivateBus  # noqa: E402
+from tests.support_dbus.procs import Daemon, client_calls, env_for  # noqa: E402
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: only root may own io.agtap.Agtap1")
+
+
+@pytest.fixture
+def bus():
+    with PrivateBus() as b:
+        yield b
+
+
+@pytest.fixture
+def workdir():
+    with tempfile.TemporaryDirectory() as d:
+        yield d
+
+
+@needs_root
+def test_ready_only_once_the_name_is_owned_then_clean_exit_on_sigterm(bus, workdir):
+    dm = Daemon(workdir, bus.env(), "--calls", "2", "--open", "1")
+    dm.ready()
+    # The name is owned the moment READY=1 arrives.
+    (res,) = client_calls("root", [[B.READ_INTERFACE, "GetStats", "", []]], env_for(bus.env()))
+    assert res["ok"], res
+    status = [ln for ln in dm.notify.drain(1.5) if ln.startswith("STATUS=")]
+    assert "STATUS=capturing · 2 targets · 2 calls · 0 lost" in status, status
+    t0 = time.monotonic()
+    dm.proc.send_signal(signal.SIGTERM)
+    dm.notify.wait_for("STOPPING=1", 2)
+    rc = dm.stop(timeout=2)
+    assert rc == 0 and time.monotonic() - t0 < 2.0, dm.err
+    events = dm.events()
+    assert len(events) == 3
+    assert [e.get("incomplete_reason") for e in events if e.get("incomplete")] == ["shutdown"]
+
+
+@needs_root
+def test_sigint_also_exits_zero(bus, workdir):
+    dm = Daemon(workdir, bus.env()).ready()
+    dm.proc.send_signal(signal.SIGINT)
+    assert dm.stop(timeout=2) == 0, dm.err
+
+
+@needs_root
+def test_sighup_reloads_the_config_file(bus, workdir):
+    conf = Path(workdir) / "agtap.toml"
+    conf.write_text('comm = ["python3"]\n')
+    dm = Daemon(workdir, bus.env(), "--config-file", str(conf)).ready()
+    env = env_for(bus.env())
+    get_filters = [["org.freedesktop.DBus.Properties", "Get", "ss", [B.READ_INTERFACE, "Filters"]]]
+    assert client_calls("root", get_filters, env)[0]["body"][0] == {"pids": [], "comms": ["python3"]}
+    conf.write_text('comm = ["node", "python3"]\npid = [42]\nmax_log_size = 7\n')
+    before_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    dm.proc.send_signal(signal.SIGHUP)
+    dm.notify.wait_for("RELOADING=1", 5)
+    reload_msg = next(m for _, m in dm.notify.messages if "RELOADING=1" in m)
+    mono = int(next(x for x in reload_msg.split("\n") if x.startswith("MONOTONIC_USEC="))[15:])
+    assert before_ns // 1000 <= mono <= time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    dm.notify.wait_for("READY=1", 5)
+    assert client_calls("root", get_filters, env)[0]["body"][0] == {"pids": [42], "comms": ["node", "python3"]}
+    # A broken file is reported and the running configuration kept.
+    conf.write_text('comm = ["node"]\nno_such_key = 1\n')
+    dm.proc.send_signal(signal.SIGHUP)
+    dm.notify.wait_for("READY=1", 5)
+    assert client_calls("root", get_filters, env)[0]["body"][0] == {"pids": [42], "comms": ["node", "python3"]}
+    assert dm.stop() == 0
+    assert "no_such_key" in dm.err
+
+
+def test_watchdog_pings_and_the_test_hook_stops_them(workdir):
+    dm = Daemon(workdir, None, "--bus", "none", WATCHDOG_USEC="200000",
+                AGTAP_TEST_BLOCK_LOOP_ON_SIGUSR2="1").ready()
+    dm.notify.drain(1.0)
+    pings = [t for t, m in dm.notify.messages if "WATCHDOG=1" in m.split("\n")]
+    assert len(pings) >= 4, dm.notify.lines()          # every 0.1 s
+    dm.proc.send_signal(signal.SIGUSR2)                # the loop now sleeps 60 s
+    time.sleep(0.3)
+    n = len(dm.notify.messages)
+    dm.notify.drain(1.0)
+    assert not any("WATCHDOG=1" in m for _, m in dm.notify.messages[n:]), "pings continued while blocked"
+    dm.proc.kill()
+    dm.stop()
+
+
+def test_no_watchdog_pings_without_watchdog_usec(workdir):
+    dm = Daemon(workdir, None, "--bus", "none").ready()
+    assert not any("WATCHDOG=1" in ln for ln in dm.notify.drain(0.5))
+    assert dm.stop() == 0
+
+
+def test_foreground_continues_without_a_bus(workdir):
+    dm = Daemon(workdir, {"DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={workdir}/no-such-bus"}, "--calls", "1").ready()
+    time.sleep(0.5)
+    assert dm.stop() == 0
+    assert "continuing without D-Bus" in dm.err
+    assert len(dm.events()) == 1
+
+
+def test_service_mode_requires_the_bus(workdir):
+    dm = Daemon(workdir, {"DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={workdir}/no-such-bus"}, "--mode", "service")
+    assert dm.proc.wait(10) == 1
+    with pytest.raises(TimeoutError):
+        dm.notify.wait_for("READY=1", 0.1)
+    assert any(ln.startswith("STATUS=failed: cannot connect") for ln in dm.notify.lines())
+    dm.stop()
+
+
+def test_capture_failure_exits_1_and_says_what_to_do(workdir):
+    dm = Daemon(workdir, None, "--bus", "none", "--fail-start", "no kernel headers found")
+    assert dm.proc.wait(10) == 1
+    dm.stop()
+    assert "no kernel headers found" in dm.err and "apt-get install linux-headers" in dm.err
+    assert not any(ln == "READY=1" for ln in dm.notify.lines())
+
+
+def test_event_log_and_bodies_written(workdir):
+    dm = Daemon(workdir, None, "--bus", "none", "--calls", "2").ready()
+    time.sleep(0.5)
+    assert dm.stop() == 0
+    events = dm.events()
+    assert [e["provider"] for e in events] == ["anthropic", "anthropic"]
+    for e in events:
+        assert e["body_path"] and Path(e["body_path"]).is_file()
+        assert "sk-ant-api03" not in Path(e["body_path"]).read_text()
+        assert json.loads(Path(e["body_path"]).read_text())
