@@ -1,0 +1,231 @@
+"""The Tracer: BPF programs loaded, probes attached, records turned into Chunks.
+
+See agtap/capture/__init__.py for the API. One Tracer may be started and
+stopped many times (D-Bus Start/Stop): stop() detaches every probe and frees
+the maps; start() compiles and attaches again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import heapq
+import logging
+import os
+import threading
+import time
+from typing import Callable
+
+from agtap.capture import headers, loader
+from agtap.capture.chunk import CaptureStats
+from agtap.capture.conns import ConnMapper
+from agtap.capture.records import (COUNTER_NAMES, K_EXEC, S_IGNORE, decode)
+from agtap.capture.targets import TargetSet
+from agtap.config import Config
+
+# when to look again at a new process's mapped libraries (seconds after exec)
+RESCAN_DELAYS = (0.05, 0.5, 3.0)
+
+
+class CaptureError(Exception):
+    """Capture cannot start: `message` says what is missing, `fix` the command that fixes it."""
+
+    def __init__(self, message: str, fix: str = ""):
+        super().__init__(message + (f"\n  fix: {fix}" if fix else ""))
+        self.message = message
+        self.fix = fix
+
+
+class _ConnKey(ctypes.Structure):
+    _fields_ = [("pid", ctypes.c_uint32), ("is_tls", ctypes.c_uint32), ("id", ctypes.c_uint64)]
+
+
+class _ConnVal(ctypes.Structure):
+    _fields_ = [("state", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+
+
+class _Comm(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char * 16)]
+
+
+class Tracer:
+    def __init__(self, config: Config, on_item: Callable, log: logging.Logger | None = None):
+        self.config = config
+        self.on_item = on_item
+        self.log = log or logging.getLogger("agtap.capture")
+        self._bpf = None
+        self._lock = threading.RLock()
+        self._mapper: ConnMapper | None = None
+        self._targets: TargetSet | None = None
+        self._rescans: list[tuple[float, int]] = []   # (due monotonic s, pid)
+        self._pids = list(config.pids)
+        self._comms = list(config.comms)
+        self.header_tree: headers.HeaderTree | None = None
+        self.started_at: float | None = None
+
+    # --- lifecycle ---
+    @property
+    def capturing(self) -> bool:
+        return self._bpf is not None
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self._targets.attached) if self._targets else []
+
+    def start(self) -> None:
+        with self._lock:
+            if self._bpf is not None:
+                return
+            if os.geteuid() != 0:
+                raise CaptureError("loading BPF programs needs root", "sudo agtap")
+            try:
+                headers.ensure_tracefs()
+                self.header_tree = headers.find_header_tree(self.config.runtime_dir)
+            except headers.HeadersNotFound as e:
+                raise CaptureError(str(e), headers.HEADERS_PACKAGE_HINT) from None
+            self.log.info("kernel headers: %s (%s)", self.header_tree.path, self.header_tree.source)
+            try:
+                from bcc import BPF  # noqa: F401  (Debian's python3-bpfcc)
+            except ImportError:
+                raise CaptureError("BCC's Python module is missing", "sudo apt-get install python3-bpfcc") from None
+            try:
+                b = loader.compile_program(self.config.max_capture_bytes, self.header_tree.path)
+            except Exception as e:
+                raise CaptureError(f"the BPF programs did not load: {e}",
+                                   "run 'agtap doctor' to see what this kernel lacks") from None
+            from bcc import BPF
+            for fn_name, arr, ptype in (("cont_kprobe", "cont_kprobe_progs", BPF.KPROBE),
+                                        ("cont_tracepoint", "cont_tp_progs", BPF.TRACEPOINT)):
+                fn = b.load_func(fn_name, ptype)
+                b[arr][ctypes.c_int(0)] = ctypes.c_int(fn.fd)
+            self._bpf = b
+            self._mapper = ConnMapper(self._set_state)
+            self._apply_filter()
+            self._targets = TargetSet(self._attach_file, self.log)
+            self._targets.scan_host()
+            b["records"].open_ring_buffer(self._on_record)
+            self.started_at = time.time()
+            self.log.info("capturing: %d targets, syscall tracepoints attached", len(self._targets.attached))
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._bpf is None:
+                return
+            self._bpf.cleanup()
+            self._bpf = None
+            self._rescans.clear()
+            self.log.info("capture stopped: every probe detached")
+
+    # --- probes ---
+    def _attach_file(self, path: str, symbols: set[str]) -> None:
+        b = self._bpf
+        for sym, enter, ret in (("SSL_write", "probe_ssl_write_enter", "probe_ssl_write_return"),
+                                ("SSL_write_ex", "probe_ssl_write_ex_enter", "probe_ssl_write_ex_return"),
+                                ("SSL_read", "probe_ssl_read_enter", "probe_ssl_read_return"),
+                                ("SSL_read_ex", "probe_ssl_read_ex_enter", "probe_ssl_read_ex_return")):
+            if sym in symbols:
+                b.attach_uprobe(name=path, sym=sym, fn_name=enter)
+                b.attach_uretprobe(name=path, sym=sym, fn_name=ret)
+        if "SSL_free" in symbols:
+            b.attach_uprobe(name=path, sym="SSL_free", fn_name="probe_ssl_free")
+
+    # --- the poll thread ---
+    def poll(self, timeout_ms: int = 100) -> None:
+        """Drain the ring buffer once (blocks up to timeout_ms). Run it in a thread of its own."""
+        with self._lock:
+            if self._bpf is None:
+                time.sleep(timeout_ms / 1000)
+                return
+            self._bpf.ring_buffer_poll(timeout_ms)
+            self._run_rescans()
+
+    def _on_record(self, ctx, data, size) -> None:
+        try:
+            rec = decode(ctypes.string_at(data, size))
+            if rec.kind == K_EXEC:
+                self._on_exec(rec.pid)
+            for item in self._mapper.map(rec):
+                self.on_item(item)
+        except Exception:   # a bad record must not stop the capture
+            self.log.exception("record dropped")
+
+    def _on_exec(self, pid: int) -> None:
+        now = time.monotonic()
+        for d in RESCAN_DELAYS:
+            heapq.heappush(self._rescans, (now + d, pid))
+        if self._targets:
+            self._targets.scan_process(pid)
+
+    def _run_rescans(self) -> None:
+        now = time.monotonic()
+        while self._rescans and self._rescans[0][0] <= now:
+            _, pid = heapq.heappop(self._rescans)
+            if self._targets and os.path.exists(f"/proc/{pid}"):
+                self._targets.scan_process(pid)
+
+    # --- maps ---
+    def _set_state(self, pid: int, is_tls: bool, ident: int, state: int) -> None:
+        if self._bpf is None:
+            return
+        try:
+            self._bpf["conns"][_ConnKey(pid, int(is_tls), ident)] = _ConnVal(state, 0)
+        except Exception:
+            pass   # map full: counted in the kernel
+
+    def ignore_conn(self, conn: str) -> None:
+        key = ConnMapper.kernel_key(conn)
+        if key is not None:
+            self._set_state(*key, S_IGNORE)
+
+    def set_filter(self, pids: list[int], comms: list[str]) -> None:
+        self._pids = [int(p) for p in pids]
+        self._comms = [str(c)[:15] for c in comms]
+        with self._lock:
+            self._apply_filter()
+
+    def _apply_filter(self) -> None:
+        b = self._bpf
+        if b is None:
+            return
+        cfg, fp, fc, ct = b["filter_cfg"], b["filter_pids"], b["filter_comms"], b["comm_tgids"]
+        fp.clear()
+        fc.clear()
+        ct.clear()
+        for p in self._pids:
+            fp[ctypes.c_uint32(p)] = ctypes.c_uint8(1)
+        for c in self._comms:
+            fc[_Comm(c.encode()[:15])] = ctypes.c_uint8(1)
+        # processes already running whose name matches: their renamed threads count too
+        if self._comms:
+            for d in os.listdir("/proc"):
+                if not d.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{d}/comm") as f:
+                        if f.read().strip() in self._comms:
+                            ct[ctypes.c_uint32(int(d))] = ctypes.c_uint8(1)
+                except OSError:
+                    pass
+        cfg[ctypes.c_int(0)] = ctypes.c_uint32(1 if self._pids else 0)
+        cfg[ctypes.c_int(1)] = ctypes.c_uint32(1 if self._comms else 0)
+
+    @property
+    def filters(self) -> tuple[list[int], list[str]]:
+        return list(self._pids), list(self._comms)
+
+    def counters(self) -> dict[str, int]:
+        out = dict.fromkeys(COUNTER_NAMES, 0)
+        b = self._bpf
+        if b is None:
+            return out
+        for i, name in enumerate(COUNTER_NAMES):
+            try:
+                out[name] = sum(b["counters"][ctypes.c_int(i)])
+            except Exception:
+                pass
+        return out
+
+    def stats(self) -> CaptureStats:
+        c = self.counters()
+        s = CaptureStats(chunks=c["records"], bytes=c["bytes"], lost_records=c["lost_records"],
+                         cut_records=c["cut_buffers"], targets=self.targets)
+        return s

@@ -1,0 +1,456 @@
+/* agtap: what every hook family shares — the record sent to userspace, the
+ * maps that say which connections are captured, the filters, the counters.
+ *
+ * Loaded by agtap/capture/loader.py, which concatenates this file with
+ * ssl.c, syscalls.c and sched.c and defines these macros first:
+ *   SEG_SIZE     bytes of payload per ring-buffer record (power of two)
+ *   MAX_SEGS     records one SSL/syscall buffer may produce (cap = SEG_SIZE*MAX_SEGS)
+ *   RINGBUF_PAGES ring buffer size in pages
+ *   USE_NS_PIDS  1 when the daemon runs in a non-initial PID namespace
+ *   PIDNS_DEV, PIDNS_INO  that namespace, for bpf_get_ns_current_pid_tgid
+ *
+ * Nothing here reads a kernel struct field: only helpers, syscall arguments
+ * and user memory, so any linux-headers tree compiles it (see DESIGN.md).
+ */
+#include <uapi/linux/ptrace.h>
+#include <linux/sched.h>
+
+/* record kinds */
+#define K_TLS_WRITE   1
+#define K_TLS_READ    2
+#define K_SOCK_WRITE  3
+#define K_SOCK_READ   4
+#define K_CLOSE       5   /* close(fd) or SSL_free(ssl) on a captured connection */
+#define K_EXEC        6   /* a process exec'd: userspace looks for new SSL targets */
+#define K_EXIT        7   /* a process with captured connections exited */
+
+/* record flags */
+#define F_CUT         1   /* the buffer was longer than the cap: the rest was not copied */
+#define F_LAST        2   /* last record of this buffer */
+
+/* connection states (conns map) */
+#define S_CAPTURE     1   /* copy writes and reads */
+#define S_IGNORE      2   /* copy nothing until the next HTTP request line */
+#define S_EGRESS_ONLY 3   /* copy writes only (local IPC: the peer's writes are captured too) */
+#define S_NEVER       4   /* not a connection at all (a file, a tty): copy nothing ever */
+
+/* counters (per-CPU array, summed by userspace) */
+#define C_LOST        0   /* ring-buffer output failed: bytes lost */
+#define C_CUT         1   /* buffers cut at the cap */
+#define C_RECORDS     2   /* records delivered */
+#define C_BYTES       3   /* payload bytes delivered */
+#define C_CONN_FULL   4   /* conns map full: a connection could not be tracked */
+#define C_READ_FAIL   5   /* bpf_probe_read_user failed (page not present): bytes lost */
+#define C_SKIPPED     6   /* payload bytes seen on ignored connections (not copied) */
+#define C_LOST_RECS   7   /* ring-buffer records lost */
+#define N_COUNTERS    8
+
+struct record_t {
+    u64 ts_ns;        /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+    u64 conn_id;      /* SSL* for TLS, fd for syscalls */
+    u64 total;        /* bytes in the whole buffer (before the cap) */
+    u64 offset;       /* where this record's bytes start in the buffer */
+    u32 pid;          /* tgid, in the daemon's PID namespace */
+    u32 tid;
+    u32 len;          /* payload bytes in data[] */
+    u8  kind;
+    u8  flags;
+    u8  pad[2];
+    char comm[16];    /* thread name */
+    char data[SEG_SIZE];
+};
+#define HDR_SIZE (sizeof(struct record_t) - SEG_SIZE)
+
+struct conn_key_t {
+    u32 pid;
+    u32 is_tls;
+    u64 id;           /* SSL* or fd */
+};
+
+struct comm_key_t {
+    char name[16];
+};
+
+struct conn_val_t {
+    u32 state;
+    u32 pad;
+};
+
+/* Buffer arguments stashed at entry, used at return when the byte count is known. */
+struct args_t {
+    u64 conn_id;
+    u64 buf;          /* user buffer, or iovec array for the vector forms */
+    u64 len_ptr;      /* SSL_*_ex: size_t * that receives the count */
+    u32 iovcnt;       /* 0 = plain buffer; >0 = iovec array of that many entries */
+    u32 kind;
+};
+
+/* The records. Written by every hook, read by the loader's poll thread. */
+BPF_RINGBUF_OUTPUT(records, RINGBUF_PAGES);
+
+/* Scratch space for one record (too big for the stack). Written and read by
+ * the hook that fills it, on this CPU only. */
+BPF_PERCPU_ARRAY(scratch, struct record_t, 1);
+
+/* Connection states. Written by the hooks (new request line, close) and by
+ * userspace (ignore_conn, S_EGRESS_ONLY/S_NEVER after resolving the fd);
+ * read by every data hook. */
+BPF_HASH(conns, struct conn_key_t, struct conn_val_t, 65536);
+
+/* Arguments between entry and return probes, by pid_tgid. Written at entry,
+ * read and deleted at return, by the same thread. */
+BPF_HASH(tls_args, u64, struct args_t, 16384);
+BPF_HASH(sys_args, u64, struct args_t, 16384);
+
+/* Filters. Written by userspace (-p/-c, D-Bus SetFilter) and by the exec hook
+ * (tgids whose process name matches a comm filter); read by every hook. */
+BPF_ARRAY(filter_cfg, u32, 2);                 /* [0]: pid filter on, [1]: comm filter on */
+BPF_HASH(filter_pids, u32, u8, 4096);          /* tgids to capture */
+BPF_HASH(filter_comms, struct comm_key_t, u8, 256);
+BPF_HASH(comm_tgids, u32, u8, 65536);          /* tgids whose main thread's comm matched */
+
+/* Tgids that own a captured connection, so exit is reported only for them.
+ * Written by the data hooks, read and deleted by the exit hook. */
+BPF_HASH(active_tgids, u32, u8, 65536);
+
+/* Counters: written by every hook, read by userspace. */
+BPF_PERCPU_ARRAY(counters, u64, N_COUNTERS);
+
+static __always_inline void count(u32 idx, u64 n) {
+    u64 *v = counters.lookup(&idx);
+    if (v)
+        *v += n;
+}
+
+/* tgid and tid as the daemon sees them. Returns 0 when the task is outside
+ * the daemon's PID namespace (it cannot be named there). */
+static __always_inline int current_ids(u32 *tgid, u32 *tid) {
+#if USE_NS_PIDS
+    struct bpf_pidns_info ns = {};
+    if (bpf_get_ns_current_pid_tgid(PIDNS_DEV, PIDNS_INO, &ns, sizeof(ns)))
+        return 0;
+    *tgid = ns.tgid;
+    *tid = ns.pid;
+#else
+    u64 id = bpf_get_current_pid_tgid();
+    *tgid = id >> 32;
+    *tid = (u32)id;
+#endif
+    return 1;
+}
+
+/* Is this process selected by the -p / -c filters? Both off: everything is.
+ * Both on: either one selects (a union, as with repeated -p). */
+static __always_inline int selected(u32 tgid) {
+    u32 k0 = 0, k1 = 1;
+    u32 *pid_on = filter_cfg.lookup(&k0);
+    u32 *comm_on = filter_cfg.lookup(&k1);
+    int pon = pid_on && *pid_on;
+    int con = comm_on && *comm_on;
+    if (!pon && !con)
+        return 1;
+    if (pon && filter_pids.lookup(&tgid))
+        return 1;
+    if (con) {
+        struct comm_key_t c = {};
+        bpf_get_current_comm(&c.name, sizeof(c.name));
+        if (filter_comms.lookup(&c))
+            return 1;
+        /* the thread may be renamed (HTTP client threads often are):
+         * the process name matched at exec or when the filter was set */
+        if (comm_tgids.lookup(&tgid))
+            return 1;
+    }
+    return 0;
+}
+
+#define UP(c) ((c) >= 'A' && (c) <= 'Z')
+
+/* Does a buffer start like an HTTP/1.x request line: an upper-case method,
+ * a space, then '/', '*' or an absolute URI? Returns 2 for POST (the only
+ * method provider APIs use), 1 for any other method, 0 for neither. */
+static __always_inline int http_request_start(const char *h) {
+    /* bytes are taken out of two words by shifts, so the compiler cannot turn
+     * the checks into a computed stack index (the verifier refuses those) */
+    u64 w0, w1;
+    __builtin_memcpy(&w0, h, 8);
+    __builtin_memcpy(&w1, h + 8, 8);
+#define B(k) ((char)(((k) < 8 ? (w0 >> (8 * (k))) : (w1 >> (8 * ((k) - 8)))) & 0xff))
+    if (B(0) == 'P' && B(1) == 'O' && B(2) == 'S' && B(3) == 'T' && B(4) == ' ' &&
+        (B(5) == '/' || B(5) == 'h'))
+        return 2;
+    /* method: 3 to 7 upper-case letters, then a space */
+    char n;
+    if (!UP(B(0)) || !UP(B(1)) || !UP(B(2)))
+        return 0;
+    if (B(3) == ' ')
+        n = B(4);
+    else if (!UP(B(3)))
+        return 0;
+    else if (B(4) == ' ')
+        n = B(5);
+    else if (!UP(B(4)))
+        return 0;
+    else if (B(5) == ' ')
+        n = B(6);
+    else if (!UP(B(5)))
+        return 0;
+    else if (B(6) == ' ')
+        n = B(7);
+    else if (!UP(B(6)))
+        return 0;
+    else if (B(7) == ' ')
+        n = B(8);
+    else
+        return 0;
+#undef B
+    /* after the space: origin-form, asterisk-form or absolute-form */
+    return (n == '/' || n == '*' || n == 'h') ? 1 : 0;
+}
+
+/* Does a buffer look like a JSON-RPC message: '{' (after up to 3 blanks) and
+ * "jsonrpc" within the first 64 bytes? (MCP stdio, newline-delimited.) */
+static __always_inline int jsonrpc_start(const char *h, u32 n) {
+    int open = 0;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        if (h[i] == '{') { open = 1; break; }
+        if (h[i] != ' ' && h[i] != '\n' && h[i] != '\r' && h[i] != '\t')
+            return 0;
+    }
+    if (!open)
+        return 0;
+#pragma unroll
+    for (int i = 1; i < 64 - 9; i++) {
+        if (i + 9 > n)
+            return 0;
+        if (h[i] == '"' && h[i + 1] == 'j' && h[i + 2] == 's' && h[i + 3] == 'o' &&
+            h[i + 4] == 'n' && h[i + 5] == 'r' && h[i + 6] == 'p' && h[i + 7] == 'c' &&
+            h[i + 8] == '"')
+            return 1;
+    }
+    return 0;
+}
+
+/* Copying a buffer: a cursor, advanced STEPS records at a time. A buffer
+ * longer than STEPS records continues in a tail call to a program that runs
+ * emit_steps() again (cont_kprobe / cont_tracepoint), so the verifier's work
+ * does not grow with the cap: 34 programs x STEPS records x SEG_SIZE bytes
+ * bound what one call can copy, and MAX_SEGS (from the cap) is below that. */
+#define STEPS 8
+
+struct cursor_t {
+    u64 buf;          /* where the next bytes come from */
+    u64 seg_left;     /* bytes left in the current buffer (or iovec) */
+    u64 total_left;   /* bytes left in the whole transfer */
+    u64 copied;       /* bytes copied so far (the next record's offset) */
+    u64 total;        /* bytes in the whole transfer */
+    u64 iov;          /* iovec array, 0 for a plain buffer */
+    u32 iov_idx;
+    u32 iov_cnt;
+};
+
+/* The copy in progress on this CPU. Written by the hook that starts a copy and
+ * by the continuation programs; read by the continuation programs. */
+BPF_PERCPU_ARRAY(cursors, struct cursor_t, 1);
+
+/* Continuation programs, one per program type (a tail call must stay within
+ * its type). Filled by userspace at load; read by bpf_tail_call. */
+BPF_PROG_ARRAY(cont_kprobe_progs, 1);
+BPF_PROG_ARRAY(cont_tp_progs, 1);
+
+struct iovec_user {
+    u64 base;
+    u64 len;
+};
+
+/* Emit up to STEPS records from the cursor. Returns 1 if bytes remain. */
+static __always_inline int emit_steps(void) {
+    u32 zero = 0;
+    struct record_t *r = scratch.lookup(&zero);
+    struct cursor_t *c = cursors.lookup(&zero);
+    if (!r || !c)
+        return 0;   /* cannot happen: a per-CPU array always has slot 0 */
+    u64 cap = (u64)SEG_SIZE * MAX_SEGS;
+#pragma unroll
+    for (int i = 0; i < STEPS; i++) {
+        if (c->total_left == 0)
+            return 0;   /* all copied */
+        if (c->copied >= cap) {
+            count(C_CUT, 1);
+            return 0;   /* the cap: the last record was flagged F_CUT */
+        }
+        if (c->seg_left == 0) {
+            /* next iovec */
+            if (!c->iov || c->iov_idx >= c->iov_cnt || c->iov_idx >= 64)
+                return 0;   /* no more buffers */
+            struct iovec_user v = {};
+            if (bpf_probe_read_user(&v, sizeof(v), (void *)(c->iov + (u64)c->iov_idx * sizeof(v)))) {
+                count(C_READ_FAIL, c->total_left);
+                return 0;   /* unreadable iovec array */
+            }
+            c->iov_idx++;
+            c->buf = v.base;
+            c->seg_left = v.len < c->total_left ? v.len : c->total_left;
+            continue;
+        }
+        u64 n = c->seg_left < SEG_SIZE ? c->seg_left : SEG_SIZE;
+        if (c->copied + n > cap)
+            n = cap - c->copied;
+        u32 nn = (u32)n & (2 * SEG_SIZE - 1);
+        if (nn > SEG_SIZE || nn == 0)
+            return 0;   /* cannot happen: n is 1..SEG_SIZE; tells the verifier */
+        r->offset = c->copied;
+        r->total = c->total;
+        r->flags = 0;
+        if (c->total_left == n)
+            r->flags = F_LAST;
+        else if (c->copied + n >= cap)
+            r->flags = F_LAST | F_CUT;
+        if (bpf_probe_read_user(r->data, nn, (void *)c->buf)) {
+            count(C_READ_FAIL, nn);
+            r->len = 0;
+            nn = 0;
+        } else {
+            r->len = nn;
+        }
+        if (records.ringbuf_output(r, HDR_SIZE + nn, 0)) {
+            count(C_LOST, n);
+            count(C_LOST_RECS, 1);
+        } else {
+            count(C_RECORDS, 1);
+            count(C_BYTES, nn);
+        }
+        c->buf += n;
+        c->seg_left -= n;
+        c->total_left -= n;
+        c->copied += n;
+    }
+    return c->total_left > 0 && c->copied < cap;
+}
+
+/* Start copying `len` bytes: from buf, or (iov_cnt > 0) from the iovec array
+ * at buf. Returns 1 if the caller must tail-call its continuation program. */
+static __always_inline int start_copy(u8 kind, u64 conn_id, u32 tgid, u32 tid,
+                                      u64 buf, u64 len, u32 iov_cnt) {
+    u32 zero = 0;
+    struct record_t *r = scratch.lookup(&zero);
+    struct cursor_t *c = cursors.lookup(&zero);
+    if (!r || !c)
+        return 0;   /* cannot happen: a per-CPU array always has slot 0 */
+    r->ts_ns = bpf_ktime_get_ns();
+    r->conn_id = conn_id;
+    r->pid = tgid;
+    r->tid = tid;
+    r->kind = kind;
+    bpf_get_current_comm(&r->comm, sizeof(r->comm));
+    c->total = len;
+    c->total_left = len;
+    c->copied = 0;
+    c->iov_idx = 0;
+    if (iov_cnt) {
+        c->iov = buf;
+        c->iov_cnt = iov_cnt;
+        c->seg_left = 0;
+        c->buf = 0;
+    } else {
+        c->iov = 0;
+        c->iov_cnt = 0;
+        c->buf = buf;
+        c->seg_left = len;
+    }
+    return emit_steps();
+}
+
+int cont_kprobe(struct pt_regs *ctx) {
+    if (emit_steps())
+        cont_kprobe_progs.call(ctx, 0);
+    else
+        return 0;
+    count(C_CUT, 1);   /* reached only if the tail call failed: the rest is not copied */
+    return 0;
+}
+
+int cont_tracepoint(void *ctx) {
+    if (emit_steps())
+        cont_tp_progs.call(ctx, 0);
+    else
+        return 0;
+    count(C_CUT, 1);   /* reached only if the tail call failed: the rest is not copied */
+    return 0;
+}
+
+/* A record with no payload: close, exec, exit. */
+static __always_inline void emit_event(u8 kind, u64 conn_id, u32 tgid, u32 tid) {
+    u32 zero = 0;
+    struct record_t *r = scratch.lookup(&zero);
+    if (!r)
+        return;   /* cannot happen: a per-CPU array always has slot 0 */
+    r->ts_ns = bpf_ktime_get_ns();
+    r->conn_id = conn_id;
+    r->total = 0;
+    r->offset = 0;
+    r->pid = tgid;
+    r->tid = tid;
+    r->len = 0;
+    r->kind = kind;
+    r->flags = F_LAST;
+    bpf_get_current_comm(&r->comm, sizeof(r->comm));
+    if (records.ringbuf_output(r, HDR_SIZE, 0))
+        count(C_LOST_RECS, 1);
+    else
+        count(C_RECORDS, 1);
+}
+
+/* Decide, from the first bytes of a write, whether it is captured.
+ * Returns 1 to copy the buffer. Updates the connection's state. */
+static __always_inline int classify_write(struct conn_key_t *key, const char *buf, u64 len,
+                                          int allow_jsonrpc) {
+    struct conn_val_t *cv = conns.lookup(key);
+    if (cv && cv->state == S_NEVER)
+        return 0;   /* userspace resolved it to a file or tty */
+    char head[64] = {};
+    u32 n = len < 64 ? (u32)len : 64;
+    if (n < 4)
+        goto known;   /* too short to start anything: only continues a capture */
+    if (bpf_probe_read_user(head, n & 127, buf))
+        goto known;   /* unreadable: treat as a continuation */
+    int http = http_request_start(head);
+    if (http) {
+        /* A new request: POST exchanges are captured (every provider API
+         * call is a POST); any other method's exchange is not copied. */
+        struct conn_val_t v = {.state = http == 2 ? S_CAPTURE : S_IGNORE};
+        if (cv && cv->state == S_EGRESS_ONLY && http == 2)
+            v.state = S_EGRESS_ONLY;
+        if (conns.update(key, &v))
+            count(C_CONN_FULL, 1);
+        return http == 2;
+    }
+    if (!cv && allow_jsonrpc && jsonrpc_start(head, n)) {
+        struct conn_val_t v = {.state = S_CAPTURE};
+        if (conns.update(key, &v)) {
+            count(C_CONN_FULL, 1);
+            return 0;
+        }
+        return 1;
+    }
+known:
+    if (!cv)
+        return 0;   /* not a connection we capture: the common case */
+    if (cv->state == S_CAPTURE || cv->state == S_EGRESS_ONLY)
+        return 1;
+    count(C_SKIPPED, len);
+    return 0;
+}
+
+/* Should a read on this connection be copied? */
+static __always_inline int read_wanted(struct conn_key_t *key) {
+    struct conn_val_t *cv = conns.lookup(key);
+    return cv && cv->state == S_CAPTURE;
+}
+
+/* Note a tgid that owns a captured connection (so its exit is reported). */
+static __always_inline void mark_active(u32 tgid) {
+    u8 one = 1;
+    active_tgids.update(&tgid, &one);
+}
