@@ -1,0 +1,161 @@
+"""agtapctl against the real daemon (FakeTracer) on a private bus with the shipped policy, as real users."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from agtap.ctl import call_line, main  # noqa: E402
+from tests.support_dbus.bus import OUTSIDER, TESTER, PrivateBus, ensure_users  # noqa: E402
+from tests.support_dbus.procs import PY, REPO, Daemon, ctl, env_for  # noqa: E402
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates test users and switches to them")
+
+
+@pytest.fixture(scope="module")
+def bus():
+    if os.geteuid() == 0:
+        ensure_users()
+    with PrivateBus() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def env(bus):
+    return env_for(bus.env())
+
+
+@pytest.fixture(scope="module")
+def daemon(bus):
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)
+        dm = Daemon(d, bus.env(), "--calls", "3").ready()
+        yield dm
+        dm.stop()
+
+
+def test_exit_3_when_no_bus(tmp_path):
+    r = ctl(None, ["status"], env_for({"DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={tmp_path}/none"}))
+    assert r.returncode == 3 and r.stderr.startswith("agtapctl: cannot reach the system bus"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_exit_3_when_the_name_has_no_owner():
+    with PrivateBus() as empty:                 # a bus of its own: no agtap on it
+        results = [(args, ctl(None, args, env_for(empty.env()))) for args in (["status"], ["calls", "--json"], ["start"])]
+    for args, r in results:
+        assert r.returncode == 3, (args, r.stderr)
+        assert r.stderr == "agtapctl: agtap is not running: sudo systemctl start agtap\n"
+
+
+@needs_root
+def test_exit_4_when_denied_with_what_to_do(daemon, env):
+    r = ctl(OUTSIDER, ["status"], env)
+    assert r.returncode == 4 and "sudo usermod -aG agtap $USER" in r.stderr, r.stderr
+    r = ctl(OUTSIDER, ["calls", "--json"], env)
+    assert r.returncode == 4 and r.stdout == ""
+    for user in (TESTER, OUTSIDER):
+        r = ctl(user, ["filter", "--comm", "node"], env)
+        assert r.returncode == 4 and "sudo agtapctl" in r.stderr and "io.agtap.manage" in r.stderr, r.stderr
+
+
+@needs_root
+def test_status_json_shape(daemon, env):
+    r = ctl(TESTER, ["status", "--json"], env)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert set(d) == {"version", "capturing", "filters", "targets", "started_at", "stats"}
+    assert d["capturing"] is True and d["filters"] == {"pids": [], "comms": []}
+    assert d["stats"]["calls"] >= 3 and isinstance(d["stats"]["calls_by_provider"], dict)
+    r = ctl(TESTER, ["status"], env)
+    assert r.returncode == 0 and "capturing" in r.stdout and "calls: " in r.stdout
+
+
+@needs_root
+def test_stats_json_shape(daemon, env):
+    d = json.loads(ctl(TESTER, ["stats", "--json"], env).stdout)
+    for k in ("calls", "input_tokens", "output_tokens", "lost_records", "cut_records", "parse_errors",
+              "uptime_s", "calls_by_provider", "calls_by_kind"):
+        assert k in d, k
+    assert ctl(TESTER, ["stats"], env).stdout.count("\n") == len(d)
+
+
+@needs_root
+def test_calls_json_and_human(daemon, env):
+    r = ctl(TESTER, ["calls", "--json", "-n", "2"], env)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and len(lines) == 2
+    ev = json.loads(lines[0])
+    assert ev["provider"] == "anthropic" and len(ev["id"]) == 32
+    human = ctl(TESTER, ["calls", "-n", "1"], env).stdout.splitlines()
+    assert len(human) == 1
+    assert "python3[4242]" in human[0] and "anthropic" in human[0] and "claude-sonnet-4-5" in human[0]
+    assert "12/34" in human[0] and "50 ms" in human[0] and "end_turn" in human[0]
+    body = ctl(TESTER, ["body", "--json", ev["id"]], env)
+    assert body.returncode == 0 and json.loads(body.stdout)
+    assert "sk-ant-api03" not in body.stdout
+    nf = ctl(TESTER, ["body", "f" * 32], env)
+    assert nf.returncode == 1 and nf.stderr.startswith("agtapctl: not found:")
+
+
+@needs_root
+def test_calls_follow(daemon, env):
+    p = subprocess.Popen(["runuser", "-u", TESTER, "--", PY, "-m", "agtap.ctl", "calls", "--follow", "--json",
+                          "-n", "0"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        import time
+        time.sleep(1.0)                       # let it subscribe
+        daemon.proc.send_signal(signal.SIGUSR1)
+        import select
+        ready, _, _ = select.select([p.stdout], [], [], 10)
+        assert ready, "no line from --follow"
+        assert json.loads(p.stdout.readline())["provider"] == "anthropic"
+    finally:
+        p.terminate()
+        p.wait(5)
+
+
+@needs_root
+def test_control_as_root(daemon, env):
+    assert ctl(None, ["filter", "--comm", "python3", "--pid", "7"], env).returncode == 0
+    d = json.loads(ctl(None, ["status", "--json"], env).stdout)
+    assert d["filters"] == {"pids": [7], "comms": ["python3"]}
+    bad = ctl(None, ["filter", "--comm", "x" * 16], env)
+    assert bad.returncode == 1 and bad.stderr.startswith("agtapctl: invalid argument: process name")
+    assert ctl(None, ["filter", "--clear"], env).returncode == 0
+    assert ctl(None, ["stop"], env).returncode == 0
+    assert json.loads(ctl(None, ["status", "--json"], env).stdout)["capturing"] is False
+    assert ctl(None, ["start"], env).returncode == 0
+    assert json.loads(ctl(None, ["status", "--json"], env).stdout)["capturing"] is True
+    assert ctl(None, ["clean"], env).returncode == 0
+    assert ctl(None, ["calls", "--json"], env).stdout == ""
+
+
+def test_filter_needs_an_argument(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["filter"])
+    assert e.value.code == 2
+
+
+def test_call_line_is_terminal_safe():
+    ev = {"ts": "2026-11-26T23:37:25.123456Z", "pid": 1, "proc": "evil\x1b]0;pwned\x07",
+          "provider": "openai", "model": "gpt\x1b[2J-4o\u202e", "input_tokens": 5, "output_tokens": None,
+          "latency_ms": 12.4, "stop_reason": "stop\x9b31m"}
+    line = call_line(ev)
+    assert not any(c in line for c in "\x1b\x07\x9b\u202e"), repr(line)
+    assert "evil[1]" in line and "gpt-4o" in line and "5/-" in line and "12 ms" in line
+
+
+def test_call_line_incomplete():
+    line = call_line({"ts": "bad", "pid": 2, "proc": "node", "provider": "mcp", "model": None,
+                      "incomplete": True, "incomplete_reason": "shutdown"})
+    assert "incomplete: shutdown" in line and "node[2]" in line
