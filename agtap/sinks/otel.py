@@ -185,6 +185,36 @@ def span_times(call: Call) -> tuple[int, int]:
 
 # --- export with counting ---
 
+_QUIET_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.sdk._shared_internal",
+    "opentelemetry.sdk.metrics._internal.export",
+)
+
+
+class _OncePerMinute(logging.Filter):
+    """A dead collector must not flood the journal: one SDK message a minute per logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = -1e9
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now - self._last >= 60:
+            self._last = now
+            return True
+        return False
+
+
+def _quiet_sdk_loggers() -> None:
+    for name in _QUIET_LOGGERS:
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, _OncePerMinute) for f in lg.filters):
+            lg.addFilter(_OncePerMinute())
+
+
 if _IMPORT_ERROR is None:
 
     class _CountingSpanExporter(OTLPSpanExporter):
@@ -251,6 +281,7 @@ class OtelSink:
                 f"the OpenTelemetry sink needs the OpenTelemetry SDK: pip install {PIP_PACKAGES} "
                 f"({_IMPORT_ERROR})"
             )
+        _quiet_sdk_loggers()
         self._lock = threading.Lock()
         self._c = {"otel_spans": 0, "otel_exported_spans": 0, "otel_dropped_spans": 0, "otel_queue_full_drops": 0,
                    "otel_export_failures": 0, "otel_metric_exports": 0, "otel_metric_export_failures": 0,
