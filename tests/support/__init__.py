@@ -49,7 +49,8 @@ sys.path and provides the fixtures `certs` (session CA), `fake_api` (TLS) and
 
 from .certs import CertPaths, make_certs
 from .clients import API_KEYS, KEY_HEADER, MODES, ClientProcess, ClientRun, run_client, start_client
-from .fakeapi import Exchange, FakeApi
+from .exchange import Exchange
+from .fakeapi import FakeApi
 from .reply import Reply, ToolCall
 
 __all__ = [

@@ -25,13 +25,12 @@ import threading
 import time
 import zlib
 from collections import deque
-from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from . import shapes_anthropic, shapes_gemini, shapes_openai
 from .certs import CertPaths
+from .exchange import Exchange
 from .reply import Planned, Reply
 
 GEMINI_PATH = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^/:]+):(generateContent|streamGenerateContent)$")
@@ -39,46 +38,6 @@ REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 401: "Unauthorized", 
            404: "Not Found", 413: "Payload Too Large", 429: "Too Many Requests",
            500: "Internal Server Error", 503: "Service Unavailable", 504: "Gateway Timeout",
            529: "Overloaded"}
-
-
-@dataclass
-class Exchange:
-    """One request and its response, as they crossed the wire."""
-
-    seq: int  # 1-based order of arrival over this FakeApi
-    conn: int  # connection number; equal for requests reusing a keep-alive connection
-    client_port: int
-    method: str = ""
-    target: str = ""  # request-target as sent, with the query string
-    path: str = ""
-    query: dict[str, list[str]] = field(default_factory=dict)
-    headers: list[tuple[str, str]] = field(default_factory=list)  # as received: order and case kept
-    body: bytes = b""  # request body (de-chunked)
-    raw_request: bytes = b""  # every byte read for this request: head, framing, body
-    status: int = 0
-    response_headers: list[tuple[str, str]] = field(default_factory=list)
-    response_body: bytes = b""  # entity as the client sees it after un-gzip and de-chunking
-    raw_response: bytes = b""  # every byte written for this response (gzip/chunked included)
-    events: list[bytes] = field(default_factory=list)  # SSE events / JSON-array pieces as framed
-    gzipped: bool = False
-    reply: Reply | None = None  # the scripted reply used, for LLM routes
-    t_request: float = 0.0  # time.time() when the request was fully read
-    t_first_byte: float = 0.0  # ... when the response's first byte was written
-    t_done: float = 0.0  # ... when the last byte was written
-
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k.lower() == name), None)
-
-    def response_header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.response_headers if k.lower() == name), None)
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def response_json(self) -> Any:
-        return json.loads(self.response_body)
 
 
 class _Closed(Exception):
@@ -126,7 +85,11 @@ class FakeApi:
             raise ValueError("FakeApi(tls=True) needs certs (tests.support.certs.make_certs)")
         self.certs, self.tls, self.host, self.idle_timeout = certs, tls, host, idle_timeout
         self.default = Reply()  # used when the script queue is empty
-        self.exchanges: list[Exchange] = []
+        self.exchanges: list[Exchange] = []  # in completion order; wait_for() sorts by arrival
+        # Connections that failed before a request was read (TLS handshake refused: the
+        # client did not trust the CA, spoke HTTP to the TLS port, ...): (conn, error text).
+        self.connection_errors: list[tuple[int, str]] = []
+        self.connections = 0  # connections accepted so far
         self._queue: deque[Reply] = deque()
         self._lock = threading.Condition()
         self._conns: set[socket.socket] = set()
@@ -149,8 +112,18 @@ class FakeApi:
             self._queue.extend(replies)
         return self
 
+    def reset(self) -> None:
+        """Forget recorded exchanges and queued replies (for a FakeApi shared by several tests)."""
+        with self._lock:
+            self.exchanges.clear()
+            self.connection_errors.clear()
+            self._queue.clear()
+
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Exchange]:
-        """Block until `count` exchanges have completed; return them all."""
+        """Block until `count` exchanges have completed; return them all in arrival order.
+
+        Use this rather than reading `exchanges` right after a client exits: the client can
+        exit as soon as it has read the last byte, before the server thread records it."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while len(self.exchanges) < count:
@@ -158,7 +131,7 @@ class FakeApi:
                 if left <= 0:
                     raise TimeoutError(f"fake API saw {len(self.exchanges)} exchanges, wanted {count}")
                 self._lock.wait(left)
-            return list(self.exchanges)
+            return sorted(self.exchanges, key=lambda ex: ex.seq)
 
     def start(self) -> "FakeApi":
         ctx = None
@@ -210,7 +183,7 @@ class FakeApi:
                 return
             with self._lock:
                 self._conn_seq += 1
-                conn_no = self._conn_seq
+                conn_no = self.connections = self._conn_seq
             threading.Thread(target=self._serve_connection, args=(raw, addr, ctx, conn_no),
                              daemon=True).start()
 
@@ -221,17 +194,27 @@ class FakeApi:
         with self._lock:
             self._conns.add(raw)
         sock: socket.socket = raw
+        served = 0
         try:
             if ctx is not None:
+                # wrap_socket detaches `raw`: track the TLS socket so stop() can shut it down.
                 sock = ctx.wrap_socket(raw, server_side=True)
+                with self._lock:
+                    self._conns.discard(raw)
+                    self._conns.add(sock)
             reader = _Reader(sock)
             while self._serve_one(sock, reader, addr, conn_no):
-                pass
-        except (_Closed, OSError, ssl.SSLError):
+                served += 1
+        except _Closed:
             pass
+        except (OSError, ssl.SSLError) as e:
+            if not served and self._listener is not None:
+                with self._lock:
+                    self.connection_errors.append((conn_no, repr(e)))
         finally:
             with self._lock:
                 self._conns.discard(raw)
+                self._conns.discard(sock)
             try:
                 sock.close()
             except OSError:

@@ -91,8 +91,9 @@ def sse(data: Any, event: str | None = None, newline: str = "\n") -> bytes:
     return f"{head}data: {payload}{newline}{newline}".encode()
 
 
-def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, indent=2).encode()
+def dumps(obj: Any, pretty: bool = True) -> bytes:
+    """JSON body. OpenAI and Gemini send theirs pretty-printed (2 spaces), Anthropic compact."""
+    return (json.dumps(obj, indent=2) if pretty else json.dumps(obj, separators=(",", ":"))).encode()
 
 
 # HTTP status -> error type, per provider docs:

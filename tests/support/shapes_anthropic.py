@@ -47,7 +47,7 @@ def error(reply: Reply, seq: int) -> Planned:
     headers = [("x-should-retry", "false")]
     if reply.status == 429:
         headers.append(("retry-after", "1"))
-    return Planned(reply.status, "application/json", body=dumps(body), headers=headers)
+    return Planned(reply.status, "application/json", body=dumps(body, pretty=False), headers=headers)
 
 
 def messages(reply: Reply, request: dict[str, Any], seq: int, stream: bool) -> Planned:
@@ -72,7 +72,7 @@ def messages(reply: Reply, request: dict[str, Any], seq: int, stream: bool) -> P
             "stop_sequence": None,
             "usage": _usage(reply, reply.output_tokens),
         }
-        return Planned(200, "application/json", body=dumps(body), headers=headers)
+        return Planned(200, "application/json", body=dumps(body, pretty=False), headers=headers)
 
     events = [
         sse({

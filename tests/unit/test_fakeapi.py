@@ -11,6 +11,7 @@ import gzip
 import json
 import socket
 import ssl
+import time
 
 import pytest
 
@@ -117,6 +118,8 @@ def test_sse_event_count_and_size(fake_api: FakeApi) -> None:
     ex = fake_api.wait_for(1)[0]
     deltas = [e for e in ex.events if b"text_delta" in e]
     assert len(deltas) == 20
+    assert [d["delta"]["text"] for d in ex.sse_data() if d["type"] == "content_block_delta"] == \
+        Reply(events=20, event_size=3000).text_pieces()
     assert run.result["body"].encode() == ex.response_body == b"".join(ex.events)
 
 
@@ -126,6 +129,24 @@ def test_tls_offers_only_http11(fake_api: FakeApi, certs) -> None:
     with socket.create_connection(("127.0.0.1", fake_api.port)) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
             assert tls.selected_alpn_protocol() == "http/1.1"
+
+
+def test_untrusting_client_is_reported(fake_api: FakeApi) -> None:
+    ctx = ssl.create_default_context()  # system roots only: our throwaway CA is not in them
+    with socket.create_connection(("127.0.0.1", fake_api.port)) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            ctx.wrap_socket(raw, server_hostname="localhost")
+    for _ in range(100):
+        if fake_api.connection_errors:
+            break
+        time.sleep(0.02)
+    assert fake_api.connection_errors and fake_api.connection_errors[0][0] == 1
+
+
+def test_sdk_reuses_keep_alive_connection(fake_api: FakeApi) -> None:
+    run = start_client("python-openai", fake_api, "chat", repeat=3).wait().check()
+    assert [r["text"] for r in run.results] == [Reply().text] * 3
+    assert len({ex.conn for ex in fake_api.wait_for(3)}) == 1
 
 
 def test_plain_http_and_unknown_route(fake_api_plain: FakeApi) -> None:
