@@ -395,6 +395,14 @@ class Controller:
     def clean(self) -> dict[str, int]:
         """Remove captured data (see the module doc). Returns what was removed."""
         removed = {"body_files": 0, "log_files": 0, "bytes": 0}
+        for s in self.sinks:              # a sink that keeps an index or a size clears it itself first
+            if hasattr(s, "clean"):
+                try:
+                    for k, v in (s.clean() or {}).items():
+                        if k in removed:
+                            removed[k] += int(v)
+                except Exception:
+                    self.log.exception("clean: sink %s", getattr(s, "name", s))
         root = self.config.bodies_dir
         if os.path.isdir(root):
             for dirpath, dirnames, filenames in os.walk(root, topdown=False):
