@@ -1,0 +1,136 @@
+"""`agtap doctor`: can capture work on this machine, and if not, what fixes it.
+
+Each check is a line: a verdict (ok / warn / FAIL), what was found, and for
+anything not ok the command that fixes it. Runs without root (some checks
+then say they need it).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+
+from agtap.capture import headers
+from agtap.capture.elfsyms import SSL_SYMBOLS, exported
+from agtap.capture.targets import all_pids, exe_of, ldconfig_libssl, mapped_libssl
+
+
+@dataclass
+class Check:
+    verdict: str     # "ok" | "warn" | "FAIL"
+    what: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        s = f"{self.verdict:<4}  {self.what}: {self.detail}"
+        return s + (f"\n      fix: {self.fix}" if self.fix and self.verdict != "ok" else "")
+
+
+def _kernel() -> Check:
+    rel = platform.release()
+    try:
+        major, minor = (int(x) for x in rel.split(".")[:2])
+    except ValueError:
+        return Check("warn", "kernel", rel + " (version not understood)")
+    ok = (major, minor) >= (5, 8)   # BPF ring buffer
+    return Check("ok" if ok else "FAIL", "kernel", rel + ("" if ok else ": the BPF ring buffer needs 5.8 or later"),
+                 "boot a kernel 5.8 or later")
+
+
+def _btf() -> Check:
+    ok = os.path.exists("/sys/kernel/btf/vmlinux")
+    return Check("ok" if ok else "warn", "BTF", "/sys/kernel/btf/vmlinux " + ("present" if ok else "absent (not needed by agtap)"))
+
+
+def _tracefs() -> Check:
+    p = headers.tracefs_path()
+    if p:
+        return Check("ok", "tracefs", f"mounted at {p}")
+    return Check("warn", "tracefs", "not mounted (agtap mounts it when it starts as root)",
+                 "sudo mount -t tracefs tracefs /sys/kernel/tracing")
+
+
+def _events() -> list[Check]:
+    p = headers.tracefs_path()
+    if not p:
+        return []
+    out = []
+    for ev in ("syscalls/sys_enter_write", "syscalls/sys_exit_read", "sched/sched_process_exec"):
+        ok = os.path.isdir(os.path.join(p, "events", ev))
+        out.append(Check("ok" if ok else "FAIL", "tracepoint", ev + (" available" if ok else " missing"),
+                         "a kernel with CONFIG_FTRACE_SYSCALLS"))
+    up = os.path.exists(os.path.join(p, "uprobe_events"))
+    out.append(Check("ok" if up else "FAIL", "uprobes", "uprobe_events " + ("available" if up else "missing"),
+                     "a kernel with CONFIG_UPROBE_EVENTS"))
+    kp = os.path.exists(os.path.join(p, "kprobe_events"))
+    out.append(Check("ok", "kprobes", ("available" if kp else "absent") + " (agtap does not use them)"))
+    return out
+
+
+def _headers(runtime_dir: str) -> Check:
+    try:
+        t = headers.find_header_tree(runtime_dir, prepare=False)
+    except headers.HeadersNotFound as e:
+        return Check("FAIL", "kernel headers", str(e).split(". Fix:")[0], headers.HEADERS_PACKAGE_HINT)
+    note = "" if t.exact else " (not the running kernel's: fine, agtap's BPF reads no kernel structs)"
+    return Check("ok", "kernel headers", f"{t.source}{note}")
+
+
+def _bcc() -> Check:
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return Check("FAIL", "BCC", "python3-bpfcc is not importable", "sudo apt-get install python3-bpfcc")
+    return Check("ok", "BCC", f"python3-bpfcc {getattr(bcc, '__version__', '')}".strip())
+
+
+def _libssl() -> list[Check]:
+    paths = list(dict.fromkeys(ldconfig_libssl() + [p for pid in all_pids() for p in mapped_libssl(pid)]))
+    out = []
+    for p in paths:
+        syms = exported(p)
+        missing = [s for s in SSL_SYMBOLS if s not in syms]
+        if not missing:
+            out.append(Check("ok", "libssl", f"{p}: exports {', '.join(SSL_SYMBOLS)}"))
+        else:
+            out.append(Check("warn", "libssl", f"{p}: no SSL symbols ({', '.join(missing)} missing; not OpenSSL?)"))
+    if not any(c.verdict == "ok" for c in out):
+        out.append(Check("warn", "libssl", "no OpenSSL libssl found: TLS from dynamically linked programs is not seen",
+                         "sudo apt-get install libssl3"))
+    return out
+
+
+def _node() -> list[Check]:
+    seen, out = set(), []
+    cands = [shutil.which("node") or ""] + [exe_of(pid) for pid in all_pids()]
+    for exe in cands:
+        if not exe or exe in seen or not os.path.basename(exe).startswith("node"):
+            continue
+        seen.add(exe)
+        syms = exported(exe)
+        ok = all(s in syms for s in SSL_SYMBOLS)
+        out.append(Check("ok" if ok else "warn", "node", f"{exe}: " + ("exports the SSL symbols" if ok else
+                                                                       "no SSL symbols (built against a shared libssl?)")))
+    if not out:
+        out.append(Check("ok", "node", "no node binary found (new ones are found when they start)"))
+    return out
+
+
+def _root() -> Check:
+    if os.geteuid() == 0:
+        return Check("ok", "privileges", "root")
+    return Check("warn", "privileges", "not root: capture needs root", "sudo agtap")
+
+
+def run_checks(runtime_dir: str) -> list[Check]:
+    return [_kernel(), _btf(), _tracefs(), *_events(), _headers(runtime_dir), _bcc(), *_libssl(), *_node(), _root()]
+
+
+def main(runtime_dir: str) -> int:
+    checks = run_checks(runtime_dir)
+    for c in checks:
+        print(c.line())
+    return 1 if any(c.verdict == "FAIL" for c in checks) else 0
