@@ -145,7 +145,7 @@ class HttpParser:
     def close(self, ts: int) -> bool:
         """The stream ended. Ends an until-close body normally; returns True if a message was cut short."""
         if self.state == BODY_CLOSE and self.cur is not None:
-            self._end(ts)
+            self._end(self.ts)   # the body's last byte came with the last chunk, not at close
             return False
         return self.cur is not None
 
