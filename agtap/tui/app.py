@@ -24,6 +24,7 @@ from .views import AggregatesView, DetailView, help_view
 from .widgets import PALETTE, Banner, CallTable, Footer, HeaderView
 
 EXIT_DENIED = 4
+EXIT_NO_TTY = 2
 REFRESH = 0.15      # seconds between widget refreshes (at most)
 HEADER_EVERY = 1.0  # the header's uptime moves even when nothing else does
 
@@ -231,7 +232,7 @@ class App:
         if self.link.denied:
             return EXIT_DENIED
         loop = self.make_loop(aloop, screen)
-        self._spawn(self.link.run())
+        loop.set_alarm_in(0, lambda *_: self._spawn(self.link.run()))
         try:
             loop.run()
         finally:
@@ -273,7 +274,13 @@ def main(argv=None) -> int:
     if _mono(args):
         screen.set_terminal_properties(colors=1)
     try:
-        code = app.run(aloop, screen)
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            aloop.run_until_complete(app.preflight())  # access denied still says so
+            code = EXIT_DENIED if app.link.denied else EXIT_NO_TTY
+            if code == EXIT_NO_TTY:
+                print("agtap-tui: needs a terminal (use agtapctl for scripts)", file=sys.stderr)
+        else:
+            code = app.run(aloop, screen)
     except KeyboardInterrupt:
         code = 130
     except Exception as e:  # the terminal is restored by now; one line, not a traceback

@@ -73,10 +73,12 @@ class Link:
         self._loading = True
         try:
             props = await self.client.properties()
+            stats = await self.client.get_stats()
+            calls = await self.client.recent_calls(self.history)
             self.ever_read = True
             self.model.set_props(props)
-            self.model.set_stats(await self.client.get_stats())
-            self.model.add_many(await self.client.recent_calls(self.history))
+            self.model.set_stats(stats)
+            self.model.add_many(calls)
         finally:
             self._loading = False
             buf, self._buffer = self._buffer, []

@@ -65,8 +65,9 @@ class HeaderView(urwid.WidgetWrap):
         filters = props.get("Filters")
         if isinstance(filters, (list, tuple)):
             filters = " ".join(str(f) for f in filters)
-        elif isinstance(filters, dict):
-            filters = " ".join(f"{k}={v}" for k, v in filters.items() if v not in (None, "", [], {}))
+        elif isinstance(filters, dict):  # {"pids": [..], "comms": [..]}
+            filters = " ".join(f"{k}=" + (",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v))
+                               for k, v in filters.items() if v not in (None, "", [], {}))
         filters = safe_field(filters or "none", 60)
         parts1 = [("header", f"agtap {version} " if version else "agtap "), state,
                   ("header", f"  up {fmt.duration(up) if m.state == RUNNING else '-'}"),
@@ -81,7 +82,7 @@ class HeaderView(urwid.WidgetWrap):
         perr = stats.get("parse_errors")
         line2 = (f"calls {fmt.count(stats.get('calls'))}  in {fmt.tokens(stats.get('input_tokens'))}"
                  f"  out {fmt.tokens(stats.get('output_tokens'))}"
-                 f"  cost {fmt.cost(stats.get('cost_usd', stats.get('cost')))}"
+                 f"  cost {fmt.cost(stats.get('cost_usd', m.cost_seen))}"
                  f"  lost {fmt.count(lost)}  cut {fmt.count(cut)}")
         if perr is not None:
             line2 += f"  parse err {fmt.count(perr)}"

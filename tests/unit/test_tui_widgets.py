@@ -153,3 +153,17 @@ def test_number_formats():
         ["-", "12ms", "999ms", "2.35s", "12.3s", "10m"]
     assert [fmt.duration(s) for s in (None, 5, 3720, 90061)] == ["-", "0m05s", "1h02m", "1d01h"]
     assert fmt.cost(0.0087) == "$0.0087" and fmt.cost(12.3456) == "$12.35"
+
+
+def test_header_with_the_services_filter_dict_and_no_cost_in_stats():
+    """The service's Filters is a{sv} {"pids": au, "comms": as}; without cost_usd in GetStats
+    the header sums the calls this dashboard has seen."""
+    m = Model(clock=lambda: 1000.0)
+    m.set_props({"Version": "0.1.0", "Capturing": True, "Filters": {"pids": [42, 7], "comms": ["python3"]}})
+    m.set_stats({"calls": 2, "uptime_s": 59.6, "lost_records": 0, "cut_records": 0})
+    m.set_state(RUNNING)
+    m.add(events.llm(0, cost_usd=0.01))
+    m.add(events.llm(1, cost_usd=0.0025))
+    out = lines(HeaderView(m), (80,))
+    assert out[0].rstrip() == "agtap 0.1.0 ● capturing  up 0m59s  filters: pids=42,7 comms=python3"
+    assert out[1].rstrip() == "calls 2  in -  out -  cost $0.0125  lost 0  cut 0"
