@@ -34,8 +34,10 @@ async function call() {
     }
     return summarize(await client.messages.create(params));
   } catch (e) {
-    if (e instanceof Anthropic.APIError && e.status) {
-      return { error: { status: e.status, type: e.error?.error?.type, message: e.error?.error?.message } };
+    // HTTP error status, or `event: error` inside a stream (status undefined); connection
+    // errors mean the harness is broken and fail the script.
+    if (e instanceof Anthropic.APIError && !(e instanceof Anthropic.APIConnectionError)) {
+      return { error: { status: e.status ?? null, type: e.error?.error?.type, message: e.error?.error?.message } };
     }
     throw e;
   }

@@ -69,8 +69,10 @@ async function call() {
   try {
     return args.mode.startsWith('chat') ? await chat() : await responses();
   } catch (e) {
-    if (e instanceof OpenAI.APIError && e.status) {
-      return { error: { status: e.status, type: e.type ?? e.error?.type, message: e.error?.message, code: e.code } };
+    // HTTP error status, or an error inside a stream (status undefined); connection errors
+    // mean the harness is broken and fail the script.
+    if (e instanceof OpenAI.APIError && !(e instanceof OpenAI.APIConnectionError)) {
+      return { error: { status: e.status ?? null, type: e.type ?? e.error?.type, message: e.error?.message, code: e.code ?? null } };
     }
     throw e;
   }

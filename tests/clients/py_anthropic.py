@@ -37,9 +37,12 @@ def call() -> dict:
                 text = "".join(stream.text_stream)
                 return summarize(stream.get_final_message(), text)
         return summarize(client.messages.create(**params))
-    except anthropic.APIStatusError as e:
+    except anthropic.APIConnectionError:
+        raise  # the harness is broken (CA, port): fail the script
+    except anthropic.APIError as e:  # HTTP error status, or `event: error` inside a stream
         body = e.body if isinstance(e.body, dict) else {}
-        return {"error": {"status": e.status_code, "type": (body.get("error") or {}).get("type"),
+        return {"error": {"status": getattr(e, "status_code", None),
+                          "type": (body.get("error") or {}).get("type"),
                           "message": (body.get("error") or {}).get("message")}}
 
 

@@ -84,11 +84,13 @@ def responses_call() -> dict:
 def call() -> dict:
     try:
         return chat_call() if args.mode.startswith("chat") else responses_call()
-    except openai.APIStatusError as e:
+    except openai.APIConnectionError:
+        raise  # the harness is broken (CA, port): fail the script
+    except openai.APIError as e:  # HTTP error status, or an error event inside a stream (status None)
         err = (e.body or {}) if isinstance(e.body, dict) else {}
         err = err.get("error", err) if isinstance(err, dict) else {}
-        return {"error": {"status": e.status_code, "type": err.get("type"), "message": err.get("message"),
-                          "code": err.get("code")}}
+        return {"error": {"status": getattr(e, "status_code", None), "type": err.get("type"),
+                          "message": err.get("message"), "code": err.get("code")}}
 
 
 wait_go(args)

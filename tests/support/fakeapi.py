@@ -264,9 +264,13 @@ class FakeApi:
         return reader.exactly(int(ex.header("content-length") or 0))
 
     # ------------------------------------------------------------------ routing
-    def _next_reply(self) -> Reply:
+    def _next_reply(self, path: str) -> Reply:
         with self._lock:
-            return self._queue.popleft() if self._queue else self.default
+            for reply in self._queue:
+                if reply.route is None or reply.route in path:
+                    self._queue.remove(reply)
+                    return reply
+            return self.default
 
     def _route(self, ex: Exchange) -> tuple[Planned, bool]:
         path, method = ex.path, ex.method
@@ -282,7 +286,7 @@ class FakeApi:
                                                     "/v1/responses")):
             body = json.dumps({"error": {"message": f"fake API: no route {method} {path}"}}).encode()
             return Planned(404, "application/json", body=body), False
-        reply = ex.reply = self._next_reply()
+        reply = ex.reply = self._next_reply(ex.target)
         try:
             request = json.loads(ex.body or b"{}")
         except ValueError:

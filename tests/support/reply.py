@@ -55,6 +55,13 @@ class Reply:
     gzip: bool | None = None
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
     close: bool = False  # answer with Connection: close and close the connection
+    # Only requests whose path contains this take the reply (e.g. "/v1/messages",
+    # ":streamGenerateContent"); None: any LLM route. For clients of several providers at once.
+    route: str | None = None
+    # Streams only: after the text deltas, end with the provider's in-stream error instead of
+    # a normal finish (Anthropic `event: error`; OpenAI chat `data: {"error": ...}`), using
+    # error_type (default overloaded_error / server_error) and error_message.
+    stream_error: bool = False
 
     def text_pieces(self) -> list[str]:
         """The text as it is cut into stream deltas; "".join() gives the full text."""

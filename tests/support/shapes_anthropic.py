@@ -95,6 +95,11 @@ def messages(reply: Reply, request: dict[str, Any], seq: int, stream: bool) -> P
         for piece in pieces:
             events.append(sse({"type": "content_block_delta", "index": index,
                                "delta": {"type": "text_delta", "text": piece}}, "content_block_delta"))
+        if reply.stream_error:
+            # https://docs.anthropic.com/en/docs/build-with-claude/streaming#error-events
+            events.append(sse({"type": "error", "error": {
+                "type": reply.error_type or "overloaded_error", "message": reply.error_message}}, "error"))
+            return Planned(200, "text/event-stream; charset=utf-8", events=events, headers=headers)
         events.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
         index += 1
     for tool, tool_id in zip(reply.tool_calls, tool_ids):

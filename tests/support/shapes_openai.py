@@ -85,6 +85,11 @@ def chat(reply: Reply, request: dict[str, Any], seq: int, stream: bool) -> Plann
     text = reply.full_text()
     if text or not reply.tool_calls:
         events += [chunk({"content": piece}) for piece in reply.text_pieces()]
+    if reply.stream_error:
+        # What the API sends when a stream fails after it started; the SDKs raise APIError.
+        events.append(sse({"error": {"message": reply.error_message, "type": reply.error_type or "server_error",
+                                     "param": None, "code": None}}))
+        return Planned(200, "text/event-stream; charset=utf-8", events=events, headers=headers)
     for i, (tool, tid) in enumerate(zip(reply.tool_calls, tool_ids)):
         events.append(chunk({"tool_calls": [{"index": i, "id": tid, "type": "function",
                                              "function": {"name": tool.name, "arguments": ""}}]}))

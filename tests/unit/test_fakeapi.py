@@ -191,3 +191,14 @@ def test_mcp_stdio_sessions(kind: str) -> None:
     assert result["tools"] == ["add", "big", "echo"]
     assert result["add"] == "5" and result["is_error"] is False
     assert isinstance(result["server_pid"], int) and result["server_pid"] != run.pid
+
+
+def test_in_stream_errors_and_routed_replies(fake_api: FakeApi) -> None:
+    # Scripted out of order on purpose: `route` sends each reply to its provider's path.
+    fake_api.script(Reply(stream_error=True, route="/v1/chat/completions"),
+                    Reply(stream_error=True, route="/v1/messages", error_message="mid-stream"))
+    procs = [start_client("node-anthropic", fake_api, "stream"),
+             start_client("node-openai", fake_api, "chat-stream")]
+    anthropic_run, openai_run = (p.wait().check() for p in procs)
+    assert anthropic_run.result["error"] == {"status": None, "type": "overloaded_error", "message": "mid-stream"}
+    assert openai_run.result["error"]["type"] == "server_error"
