@@ -1,0 +1,71 @@
+"""SSE decoding against the WHATWG rules (https://html.spec.whatwg.org/multipage/server-sent-events.html)."""
+
+from __future__ import annotations
+
+from agtap.wire.sse import SseDecoder
+
+STREAM = (b"\xef\xbb\xbf: a comment\n"
+          b"event: message_start\n"
+          b"data: {\"a\":1}\n\n"
+          b"data:first\r\n"
+          b"data: second\r\n"
+          b"id: 42\r\n\r\n"
+          b"event: only-name\r\r"          # no data: not dispatched
+          b"data\r"                        # field with no colon: empty value
+          b"\r"
+          b"retry: 10\n"
+          b"data:  two spaces\n\n"
+          b"data: unfinished")             # no blank line: never dispatched
+
+
+def expected():
+    return [("message_start", b'{"a":1}', None),
+            ("message", b"first\nsecond", "42"),
+            ("message", b"", "42"),
+            ("message", b" two spaces", "42")]
+
+
+def decode(pieces, finish=True):
+    d = SseDecoder()
+    out = []
+    for i, p in enumerate(pieces):
+        out += [(e.event, e.data, e.id) for e in d.feed(p, i)]
+    if finish:
+        out += [(e.event, e.data, e.id) for e in d.finish(99)]
+    return out
+
+
+def test_whole_stream():
+    assert decode([STREAM]) == expected()
+
+
+def test_split_at_every_byte_boundary():
+    for i in range(len(STREAM) + 1):
+        assert decode([STREAM[:i], STREAM[i:]]) == expected(), i
+
+
+def test_byte_at_a_time():
+    assert decode([STREAM[i:i + 1] for i in range(len(STREAM))]) == expected()
+
+
+def test_event_carries_ts_of_completing_chunk():
+    d = SseDecoder()
+    assert d.feed(b"data: x\n", 10) == []
+    (ev,) = d.feed(b"\n", 20)
+    assert ev.ts_ns == 20 and ev.data == b"x"
+
+
+def test_crlf_split_across_chunks_is_one_line_end():
+    d = SseDecoder()
+    assert d.feed(b"data: a\r", 1) == []
+    assert d.feed(b"\n", 2) == []          # CRLF is one line end, not two: no blank line yet
+    (ev,) = d.feed(b"\r\n", 3)
+    assert ev.data == b"a"
+
+
+def test_oversized_event_is_dropped_and_counted():
+    d = SseDecoder(max_event=100)
+    d.feed(b"data: " + b"x" * 200, 1)
+    assert d.overflows == 1
+    (ev,) = d.feed(b"\n\ndata: ok\n\n", 2)
+    assert ev.data == b"ok"
