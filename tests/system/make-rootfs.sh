@@ -11,7 +11,7 @@ suite=bookworm
 # python3 + ca-certificates for the client calls; tmux for agtap-tui; sudo/util-linux for
 # running commands as other users. The agtap runtime dependencies are NOT here: the test
 # installs the .deb with apt, which resolves them from Debian inside the container.
-include=systemd,systemd-sysv,dbus,dbus-user-session,libpam-systemd,polkitd,pkexec,python3,curl,ca-certificates,tmux,sudo,procps,iproute2,less,openssl
+include=systemd,systemd-sysv,dbus,man-db,dbus-user-session,libpam-systemd,polkitd,pkexec,python3,curl,ca-certificates,tmux,sudo,procps,iproute2,less,openssl
 stamp_want=$(cat "$0" | sha256sum | cut -c1-16)
 if [ -f "$dest/.agtap-rootfs-stamp" ] && [ "$(cat "$dest/.agtap-rootfs-stamp")" = "$stamp_want" ]; then
   echo "rootfs: cached at $dest"; exit 0
