@@ -144,20 +144,12 @@ def span_attributes(call: Call) -> dict[str, Any]:
     a["process.pid"] = call.pid
     a["process.executable.name"] = os.path.basename(call.exe) if call.exe else call.proc
     a.update({
-        "agtap.call_id": call.id,
-        "agtap.pid": call.pid,
-        "agtap.process": call.proc,
-        "agtap.kind": call.kind,
-        "agtap.streaming": call.streaming,
-        "agtap.tools": list(call.tools),
-        "agtap.ttft_ms": call.ttft_ms,
-        "agtap.request_bytes": call.request_bytes,
-        "agtap.response_bytes": call.response_bytes,
-        "agtap.transport": call.transport or None,
-        "agtap.cost_usd": call.cost_usd,
+        "agtap.call_id": call.id, "agtap.pid": call.pid, "agtap.process": call.proc, "agtap.kind": call.kind,
+        "agtap.streaming": call.streaming, "agtap.tools": list(call.tools), "agtap.ttft_ms": call.ttft_ms,
+        "agtap.request_bytes": call.request_bytes, "agtap.response_bytes": call.response_bytes,
+        "agtap.transport": call.transport or None, "agtap.cost_usd": call.cost_usd,
         "agtap.incomplete_reason": call.incomplete_reason if call.incomplete else None,
-        "agtap.body_path": call.body_path,
-        "agtap.unit": call.unit or None,
+        "agtap.body_path": call.body_path, "agtap.unit": call.unit or None,
         "agtap.container_id": call.container_id or None,
     })
     return {k: v for k, v in a.items() if v is not None}
@@ -185,31 +177,21 @@ def span_times(call: Call) -> tuple[int, int]:
 
 # --- export with counting ---
 
-_QUIET_LOGGERS = (
-    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
-    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
-    "opentelemetry.sdk._shared_internal",
-    "opentelemetry.sdk.metrics._internal.export",
-)
-
-
 class _OncePerMinute(logging.Filter):
     """A dead collector must not flood the journal: one SDK message a minute per logger."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._last = -1e9
+    last = -1e9
 
     def filter(self, record: logging.LogRecord) -> bool:
-        now = time.monotonic()
-        if now - self._last >= 60:
-            self._last = now
-            return True
-        return False
+        if time.monotonic() - self.last < 60:
+            return False
+        self.last = time.monotonic()
+        return True
 
 
 def _quiet_sdk_loggers() -> None:
-    for name in _QUIET_LOGGERS:
+    for name in ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "opentelemetry.sdk._shared_internal",
+                 "opentelemetry.exporter.otlp.proto.http.metric_exporter", "opentelemetry.sdk.metrics._internal.export"):
         lg = logging.getLogger(name)
         if not any(isinstance(f, _OncePerMinute) for f in lg.filters):
             lg.addFilter(_OncePerMinute())
@@ -240,7 +222,8 @@ if _IMPORT_ERROR is None:
                 result = super().export(metrics_data, timeout_millis=timeout_millis, **kw)
             except Exception:
                 result = MetricExportResult.FAILURE
-            self._owner._metrics_exported(result == MetricExportResult.SUCCESS)
+            self._owner._add("otel_metric_exports" if result == MetricExportResult.SUCCESS
+                             else "otel_metric_export_failures")
             return result
 
     class _BoundedSpanProcessor(BatchSpanProcessor):
@@ -262,11 +245,7 @@ if _IMPORT_ERROR is None:
             super().on_end(span)
 
         def shutdown(self) -> None:  # TracerProvider calls it without a timeout: bound it here
-            bp = getattr(self, "_batch_processor", None)
-            if bp is not None and hasattr(bp, "shutdown"):
-                bp.shutdown(timeout_millis=self._close_timeout_ms)
-            else:  # pragma: no cover - other SDK versions
-                super().shutdown()
+            self._batch_processor.shutdown(timeout_millis=self._close_timeout_ms)
 
 
 class OtelSink:
@@ -277,25 +256,20 @@ class OtelSink:
                  metric_interval_ms: int = 10_000, close_timeout: float = 5.0,
                  timeout: float | None = None):
         if _IMPORT_ERROR is not None:
-            raise RuntimeError(
-                f"the OpenTelemetry sink needs the OpenTelemetry SDK: pip install {PIP_PACKAGES} "
-                f"({_IMPORT_ERROR})"
-            )
+            raise RuntimeError(f"the OpenTelemetry sink needs the OpenTelemetry SDK: pip install {PIP_PACKAGES} "
+                               f"({_IMPORT_ERROR})")
         _quiet_sdk_loggers()
         self._lock = threading.Lock()
-        self._c = {"otel_spans": 0, "otel_exported_spans": 0, "otel_dropped_spans": 0, "otel_queue_full_drops": 0,
-                   "otel_export_failures": 0, "otel_metric_exports": 0, "otel_metric_export_failures": 0,
-                   "errors": 0}
+        self._c = dict.fromkeys(("otel_spans", "otel_exported_spans", "otel_dropped_spans", "otel_queue_full_drops",
+                                 "otel_export_failures", "otel_metric_exports", "otel_metric_export_failures",
+                                 "errors"), 0)
         self._last_log = 0.0
         base = endpoint.rstrip("/") if endpoint else None
         self.traces_url = f"{base}/v1/traces" if base else None
         self.metrics_url = f"{base}/v1/metrics" if base else None
 
-        self.resource = Resource.create({
-            "service.name": os.environ.get("OTEL_SERVICE_NAME") or mn.SERVICE_NAME,
-            "service.version": __version__,
-            "host.name": socket.gethostname(),
-        })
+        self.resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or mn.SERVICE_NAME,
+                                         "service.version": __version__, "host.name": socket.gethostname()})
         close_ms = self._close_ms = int(close_timeout * 1000)
         span_exporter = _CountingSpanExporter(self, endpoint=self.traces_url, timeout=timeout)
         self.traces_url = getattr(span_exporter, "_endpoint", self.traces_url)
@@ -342,8 +316,6 @@ class OtelSink:
             self._c["otel_dropped_spans"] += 1
             self._c["otel_queue_full_drops"] += 1
 
-    def _metrics_exported(self, ok: bool) -> None:
-        self._add("otel_metric_exports" if ok else "otel_metric_export_failures")
 
     # --- Sink ---
     def write(self, call: Call) -> None:
