@@ -21,7 +21,11 @@ sys.path and provides the fixtures `certs` (session CA), `fake_api` (TLS) and
                         cache_read_input_tokens=10, model="claude-x"),
                   Reply(tool_calls=[ToolCall("get_weather", {"city": "Paris"})]),
                   Reply(status=429),                      # provider's own error body
-                  Reply(events=50, event_size=4096, event_delay=0.01))  # big / slow SSE
+                  Reply(events=50, event_size=4096, event_delay=0.01),  # big / slow SSE
+                  Reply(stream_error=True),               # error event inside the stream
+                  Reply(route=":streamGenerateContent"))  # only for that path
+   Replies are taken in order by LLM requests (the first whose `route` matches the path);
+   `api.reset()` forgets the queue and the record.
    Streaming follows the request ("stream": true, or :streamGenerateContent) unless
    Reply.stream says otherwise. Bodies are gzipped when the client sends
    Accept-Encoding: gzip (non-streaming by default; Reply(gzip=True) for streams too).
@@ -45,6 +49,14 @@ sys.path and provides the fixtures `certs` (session CA), `fake_api` (TLS) and
        ex.raw_request, ex.raw_response       # exact bytes read / written on the socket
        ex.conn                               # same number = same keep-alive connection
        ex.reply                              # the Reply used
+       ex.sse_data()                         # the SSE `data:` payloads, JSON-decoded
+       api.connection_errors                 # (conn, error) for failed TLS handshakes
+   Exchanges are recorded when the response's last byte is written, which can be just
+   after the client exits: use api.wait_for(n), not api.exchanges, after a client run.
+
+The fake API runs inside the test process, so its server-side SSL_read/SSL_write happen in
+the pytest pid; tell the tracer to watch the client's pid (ClientRun.pid) or its comm.
+`python -m tests.support.serve` runs a FakeApi as a process of its own (manual runs, bench).
 """
 
 from .certs import CertPaths, make_certs

@@ -80,7 +80,7 @@ class FakeApi:
     """Start with `with FakeApi(certs) as api:`; script with `api.script(Reply(...))`."""
 
     def __init__(self, certs: CertPaths | None = None, *, tls: bool = True, host: str = "127.0.0.1",
-                 idle_timeout: float = 30.0):
+                 port: int = 0, idle_timeout: float = 30.0):
         if tls and certs is None:
             raise ValueError("FakeApi(tls=True) needs certs (tests.support.certs.make_certs)")
         self.certs, self.tls, self.host, self.idle_timeout = certs, tls, host, idle_timeout
@@ -96,7 +96,7 @@ class FakeApi:
         self._seq = self._conn_seq = 0
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self.port = 0
+        self.port = port  # 0 until start(): then the bound (ephemeral) port
 
     # ------------------------------------------------------------------ public API
     @property
@@ -142,7 +142,7 @@ class FakeApi:
             ctx.set_alpn_protocols(["http/1.1"])  # never HTTP/2: the tracer parses HTTP/1.1
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, 0))
+        listener.bind((self.host, self.port))
         listener.listen(64)
         self._listener, self.port = listener, listener.getsockname()[1]
         self._thread = threading.Thread(target=self._accept_loop, args=(ctx,), daemon=True,
