@@ -106,12 +106,14 @@ class Pipeline:
 
     def _chunk(self, ch: Chunk) -> None:
         c = self.conns.get(ch.conn)
+        egress = ch.direction == Direction.EGRESS or ch.direction == "egress"
         if c is None:
+            if not egress and not ch.conn.startswith("ipc:"):
+                return   # an answer to nothing we saw (attached mid-stream, or after an abort): no state
             if len(self.conns) >= self.limits.max_conns:
                 self._evict_one(ch.ts_ns)
             c = self.conns[ch.conn] = _Undecided()
         c.last_ts = ch.ts_ns
-        egress = ch.direction == Direction.EGRESS or ch.direction == "egress"
         if c.kind == "undecided":
             decided = self._decide(ch, c, egress)
             if decided is None:
