@@ -42,7 +42,7 @@ class Link:
         if self._loading:
             self._buffer.append(ev)
         else:
-            self.model.add(ev)
+            self.model.add_live(ev)
 
     def _on_service_change(self, running: bool) -> None:
         if not running:

@@ -131,6 +131,23 @@ class Model:
         self.version += 1
         return True
 
+    def add_live(self, ev: dict) -> bool:
+        """A call just captured (CallCaptured): also counted into the totals until the next GetStats."""
+        if not self.add(ev):
+            return False
+        ev = self.calls[-1]
+        st = self.stats
+        if isinstance(st.get("calls"), int):
+            st["calls"] += 1
+        for k in ("input_tokens", "output_tokens"):
+            v = ev.get(k)
+            if isinstance(st.get(k), int) and isinstance(v, int) and not isinstance(v, bool):
+                st[k] += v
+        c = ev.get("cost_usd")
+        if isinstance(st.get("cost_usd"), (int, float)) and isinstance(c, (int, float)) and not isinstance(c, bool):
+            st["cost_usd"] += c
+        return True
+
     def add_many(self, evs: Iterable[dict]) -> int:
         return sum(1 for ev in evs if self.add(ev))
 

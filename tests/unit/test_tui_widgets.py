@@ -167,3 +167,15 @@ def test_header_with_the_services_filter_dict_and_no_cost_in_stats():
     out = lines(HeaderView(m), (80,))
     assert out[0].rstrip() == "agtap 0.1.0 ● capturing  up 0m59s  filters: pids=42,7 comms=python3"
     assert out[1].rstrip() == "calls 2  in -  out -  cost $0.0125  lost 0  cut 0"
+
+
+def test_live_calls_move_the_totals_until_the_next_stats_read():
+    m = Model()
+    m.set_stats({"calls": 1, "input_tokens": 100, "output_tokens": 10, "cost_usd": 0.5})
+    m.add_live(events.llm(0, input_tokens=1200, output_tokens=340, cost_usd=0.25))
+    assert (m.stats["calls"], m.stats["input_tokens"], m.stats["output_tokens"]) == (2, 1300, 350)
+    assert m.stats["cost_usd"] == pytest.approx(0.75)
+    ev = events.llm(1)
+    m.add_live(ev)
+    m.add_live(ev)  # a duplicate is not counted twice
+    assert m.stats["calls"] == 3
