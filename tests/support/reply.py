@@ -93,14 +93,18 @@ class Planned:
 
 def sse(data: Any, event: str | None = None, newline: str = "\n") -> bytes:
     """One Server-Sent Event (https://html.spec.whatwg.org/multipage/server-sent-events.html)."""
-    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    # ensure_ascii=False: the APIs send UTF-8 as is, so multi-byte characters reach the
+    # tracer raw (and may straddle TLS records), as in real traffic.
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     head = f"event: {event}{newline}" if event else ""
     return f"{head}data: {payload}{newline}{newline}".encode()
 
 
 def dumps(obj: Any, pretty: bool = True) -> bytes:
     """JSON body. OpenAI and Gemini send theirs pretty-printed (2 spaces), Anthropic compact."""
-    return (json.dumps(obj, indent=2) if pretty else json.dumps(obj, separators=(",", ":"))).encode()
+    if pretty:
+        return json.dumps(obj, indent=2, ensure_ascii=False).encode()
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 # HTTP status -> error type, per provider docs:

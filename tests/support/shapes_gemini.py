@@ -69,7 +69,7 @@ def generate(reply: Reply, model_in_path: str, seq: int, stream: bool, alt_sse: 
         events = [sse(o, newline="\r\n") for o in objects]
         return Planned(200, "text/event-stream", events=events)
     # JSON-array form: "[" first piece, ",\r\n" between, "]" closing.
-    texts = [json.dumps(o, indent=2) for o in objects]
+    texts = [json.dumps(o, indent=2, ensure_ascii=False) for o in objects]
     events = [("[" if i == 0 else "\n,\r\n").encode() + t.encode() for i, t in enumerate(texts)]
     events.append(b"\n]")
     return Planned(200, "application/json; charset=UTF-8", events=events)
