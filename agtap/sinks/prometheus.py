@@ -12,11 +12,14 @@ are recorded as "other" and counted in agtap_label_overflow_total{label=...}.
 Capture counters (lost/cut records, parse errors, targets) belong to the
 daemon. It plugs them in with one line, read at every scrape:
 
-    sink.set_stats_source(capture=tracer.stats, pipeline=lambda: pipeline.stats)
+    sink.set_stats_source(stats=controller.get_stats)
 
-`capture()` returns anything with .lost_records, .cut_records, .targets
-(agtap.capture.chunk.CaptureStats); `pipeline()` anything with .parse_errors
-(agtap.pipeline.PipelineStats). Or push values instead:
+`stats()` returns a mapping with "lost_records", "cut_records", "parse_errors"
+and "targets" (a list or a count), as agtap.service.controller.Controller.get_stats
+does. Or give objects: `capture()` with .lost_records, .cut_records, .targets
+(agtap.capture.chunk.CaptureStats) and `pipeline()` with .parse_errors
+(agtap.pipeline.PipelineStats). A source that fails keeps the last values. Or
+push values instead:
 
     sink.set_capture_stats(lost=..., cut=..., parse_errors=..., targets=...)
 """
@@ -98,6 +101,10 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+def _count(targets: Any) -> int:
+    return len(targets) if isinstance(targets, (list, tuple, set)) else int(targets or 0)
+
+
 class _CaptureCollector:
     """Reads the daemon's capture counters at scrape time."""
 
@@ -106,22 +113,27 @@ class _CaptureCollector:
         self.cut = 0
         self.parse_errors = 0
         self.targets = 0
+        self.stats: Callable[[], Any] | None = None
         self.capture: Callable[[], Any] | None = None
         self.pipeline: Callable[[], Any] | None = None
+        self._failed_at = -1e9
 
     def _values(self) -> tuple[int, int, int, int]:
-        lost, cut, perr, targets = self.lost, self.cut, self.parse_errors, self.targets
         try:
+            if self.stats is not None:
+                d = self.stats()
+                self.lost, self.cut = int(d.get("lost_records", 0)), int(d.get("cut_records", 0))
+                self.parse_errors, self.targets = int(d.get("parse_errors", 0)), _count(d.get("targets", 0))
             if self.capture is not None:
                 cs = self.capture()
-                lost, cut = int(cs.lost_records), int(cs.cut_records)
-                t = cs.targets
-                targets = len(t) if isinstance(t, (list, tuple, set)) else int(t)
+                self.lost, self.cut, self.targets = int(cs.lost_records), int(cs.cut_records), _count(cs.targets)
             if self.pipeline is not None:
-                perr = int(self.pipeline().parse_errors)
-        except Exception:  # a scrape must not fail because a stats source did
-            log.exception("prometheus: stats source failed")
-        return lost, cut, perr, targets
+                self.parse_errors = int(self.pipeline().parse_errors)
+        except Exception:  # a scrape must not fail because a stats source did: keep the last values
+            if time.monotonic() - self._failed_at > 60:
+                self._failed_at = time.monotonic()
+                log.exception("prometheus: stats source failed")
+        return self.lost, self.cut, self.parse_errors, self.targets
 
     def collect(self) -> Iterator[Any]:
         lost, cut, perr, targets = self._values()
@@ -173,11 +185,10 @@ class PrometheusSink:
             self._serve(addr)
 
     # --- daemon hooks ---
-    def set_stats_source(self, capture: Callable[[], Any] | None = None,
+    def set_stats_source(self, stats: Callable[[], Any] | None = None, *, capture: Callable[[], Any] | None = None,
                          pipeline: Callable[[], Any] | None = None) -> None:
         """Read capture/pipeline counters at every scrape (see module doc)."""
-        self._capture.capture = capture
-        self._capture.pipeline = pipeline
+        self._capture.stats, self._capture.capture, self._capture.pipeline = stats, capture, pipeline
 
     def set_capture_stats(self, lost: int, cut: int, parse_errors: int, targets: int) -> None:
         """Push the current totals (used when no stats source is set)."""
@@ -249,7 +260,7 @@ class PrometheusSink:
             "label_overflow": self._overflow_count,
             "models": len(self._models),
             "processes": len(self._procs),
-            "address": None if self.address is None else f"{self.address[0]}:{self.address[1]}",
+            "address": "" if self.address is None else f"{self.address[0]}:{self.address[1]}",
         }
 
     def close(self) -> None:

@@ -200,3 +200,33 @@ def test_is_a_sink():
     from agtap.sinks import Sink
     s: Sink = PrometheusSink()
     assert s.name == "prometheus" and isinstance(Call, type)
+
+
+def test_stats_mapping_source_and_failure_keeps_last_values():
+    from prometheus_client import generate_latest
+    s = PrometheusSink()
+    state = {"lost_records": 7, "cut_records": 1, "parse_errors": 2, "targets": ["libssl.so.3"], "calls": 9}
+    s.set_stats_source(stats=lambda: state)     # e.g. Controller.get_stats
+    t = generate_latest(s.registry).decode()
+    assert (sample(t, "agtap_lost_records_total"), sample(t, "agtap_cut_records_total"),
+            sample(t, "agtap_parse_errors_total"), sample(t, "agtap_targets")) == (7, 1, 2, 1)
+
+    def broken():
+        raise RuntimeError("tracer gone")
+    s.set_stats_source(stats=broken)            # a counter must not fall back to 0 (a fake reset)
+    t = generate_latest(s.registry).decode()
+    assert sample(t, "agtap_lost_records_total") == 7 and sample(t, "agtap_targets") == 1
+
+
+def test_daemon_controller_plugs_in_with_one_line():
+    """The contract with agtap/service: Controller.get_stats has the keys the collector reads."""
+    from prometheus_client import generate_latest
+
+    from agtap.config import Config
+    from agtap.service.controller import Controller
+    s = PrometheusSink()
+    ctl = Controller(Config(bus="none"), lambda *a: None, sinks=[s])
+    assert {"lost_records", "cut_records", "parse_errors", "targets"} <= set(ctl.get_stats())
+    s.set_stats_source(stats=ctl.get_stats)
+    t = generate_latest(s.registry).decode()
+    assert sample(t, "agtap_lost_records_total") == 0 and sample(t, "agtap_targets") == 0
