@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import gzip
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -29,30 +27,16 @@ from typing import Any, Callable, Iterable
 from agtap.call import Call
 from agtap.capture.chunk import CaptureStats, Chunk, ConnClosed
 from agtap.config import Config
+from agtap.service import storage
+from agtap.service.errors import ControllerError, Failed, InvalidArgument, NotFound
+
+__all__ = ["Controller", "validate_filter", "ControllerError", "Failed", "InvalidArgument", "NotFound"]
 
 RECENT_MAX = 5000
 MAX_FILTER_ENTRIES = 1024
 PID_MAX = 4194304                      # the kernel's PID_MAX_LIMIT
 COMM_MAX_BYTES = 15                    # TASK_COMM_LEN - 1
-MAX_BODY_BYTES = 32 * 1024 * 1024      # well under the bus's 128 MiB message limit
-_CALL_ID = re.compile(r"[0-9a-f]{32}")
 _COMM_OK = re.compile(r"[\x20-\x7e]+")
-
-
-class ControllerError(Exception):
-    """Base of the errors a caller may see; the D-Bus layer maps each to a named error."""
-
-
-class InvalidArgument(ControllerError, ValueError):
-    pass
-
-
-class NotFound(ControllerError, LookupError):
-    pass
-
-
-class Failed(ControllerError, RuntimeError):
-    pass
 
 
 def validate_filter(pids: Iterable[Any], comms: Iterable[Any]) -> tuple[list[int], list[str]]:
@@ -353,42 +337,7 @@ class Controller:
 
     def call_bodies(self, call_id: str) -> str:
         """The stored (redacted) body file of a call, as JSON text. The id is looked up, never used as a path."""
-        if not isinstance(call_id, str) or not _CALL_ID.fullmatch(call_id):
-            raise InvalidArgument(f"call id {call_id!r}: must be 32 lowercase hex digits, as in the event's \"id\"")
-        root = os.path.realpath(self.config.bodies_dir)
-        path = self._ids.get(call_id) or self._find_body(root, call_id)
-        if not path:
-            raise NotFound(f"no stored bodies for call {call_id} (never stored, removed by retention, or cleaned)")
-        real = os.path.realpath(path)
-        if os.path.commonpath([root, real]) != root or not os.path.isfile(real):
-            raise NotFound(f"no stored bodies for call {call_id}")
-        try:
-            with open(real, "rb") as f:
-                raw = f.read(MAX_BODY_BYTES + 1)
-            if real.endswith(".gz"):
-                raw = gzip.decompress(raw)
-        except FileNotFoundError:
-            raise NotFound(f"no stored bodies for call {call_id} (removed)") from None
-        except OSError as e:
-            raise Failed(f"reading the bodies of call {call_id}: {e.strerror or e}") from e
-        if len(raw) > MAX_BODY_BYTES:
-            raise Failed(f"bodies of call {call_id} are over {MAX_BODY_BYTES >> 20} MiB; read the file as root")
-        return raw.decode("utf-8", "replace")
-
-    @staticmethod
-    def _find_body(root: str, call_id: str) -> str | None:
-        """A file named after the id anywhere in the two levels under `root` (e.g. <day>/<id>.json)."""
-        try:
-            for top in os.scandir(root):
-                if top.name.startswith(call_id) and top.is_file(follow_symlinks=False):
-                    return top.path
-                if top.is_dir(follow_symlinks=False):
-                    for e in os.scandir(top.path):
-                        if e.name.startswith(call_id) and e.is_file(follow_symlinks=False):
-                            return e.path
-        except OSError:
-            return None
-        return None
+        return storage.read_body(self.config.bodies_dir, call_id, self._ids.get(call_id) if isinstance(call_id, str) else None)
 
     # --- housekeeping ----------------------------------------------------------------
 
@@ -403,41 +352,8 @@ class Controller:
                             removed[k] += int(v)
                 except Exception:
                     self.log.exception("clean: sink %s", getattr(s, "name", s))
-        root = self.config.bodies_dir
-        if os.path.isdir(root):
-            for dirpath, dirnames, filenames in os.walk(root, topdown=False):
-                for name in filenames:
-                    p = os.path.join(dirpath, name)
-                    try:
-                        removed["bytes"] += os.lstat(p).st_size
-                        os.unlink(p)
-                        removed["body_files"] += 1
-                    except OSError as e:
-                        self.log.warning("clean: %s: %s", p, e.strerror)
-                if dirpath != root:
-                    try:
-                        os.rmdir(dirpath)
-                    except OSError:
-                        pass
-        log = self.config.event_log
-        if log:
-            for i in range(1, max(self.config.max_log_files, 0) + 50):
-                for p in (f"{log}.{i}", f"{log}.{i}.gz"):
-                    try:
-                        removed["bytes"] += os.lstat(p).st_size
-                        os.unlink(p)
-                        removed["log_files"] += 1
-                    except FileNotFoundError:
-                        pass
-                    except OSError as e:
-                        self.log.warning("clean: %s: %s", p, e.strerror)
-            try:
-                removed["bytes"] += os.lstat(log).st_size
-                os.truncate(log, 0)
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                raise Failed(f"clean: truncating {log}: {e.strerror}") from e
+        for k, v in storage.remove_captured(self.config, self.log).items():
+            removed[k] += v
         self.recent.clear()
         self._ids.clear()
         self.log.info("cleaned: %(body_files)d body files, %(log_files)d rotated logs, %(bytes)d bytes", removed)

@@ -29,7 +29,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 from agtap import __version__
 from agtap.config import DEFAULT_CONFIG_FILE, Config

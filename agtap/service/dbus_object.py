@@ -33,7 +33,8 @@ from dbus_next.constants import PropertyAccess
 from dbus_next.service import ServiceInterface, dbus_property, method, signal
 
 from agtap import busnames as B
-from agtap.service.controller import Controller, ControllerError, Failed, InvalidArgument, NotFound
+from agtap.service.controller import Controller
+from agtap.service.errors import ControllerError, InvalidArgument, NotFound
 
 POLKIT_NAME = "org.freedesktop.PolicyKit1"
 POLKIT_PATH = "/org/freedesktop/PolicyKit1/Authority"
