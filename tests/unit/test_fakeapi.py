@@ -75,7 +75,7 @@ def test_python_sdks_parse_fake_answers(fake_api: FakeApi) -> None:
 
 def test_sdk_errors_are_provider_error_bodies(fake_api: FakeApi) -> None:
     cases = [("python-anthropic", "nonstream", Reply(status=429)),
-             ("python-openai", "chat", Reply(status=429)),
+             ("node-openai", "chat", Reply(status=429)),
              ("python-gemini", "nonstream", Reply(status=429))]
     runs = run_each(fake_api, cases)
     errors = [r.result["error"] for r in runs]
