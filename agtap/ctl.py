@@ -131,20 +131,30 @@ def print_status(props: dict, stats: dict) -> None:
 
 
 async def follow(client: Client, as_json: bool) -> int:
-    rule = (f"type='signal',sender='{B.BUS_NAME}',interface='{B.READ_INTERFACE}',member='CallCaptured'")
-    reply = await client.bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                          interface="org.freedesktop.DBus", member="AddMatch",
-                                          signature="s", body=[rule]))
-    if reply.message_type == MessageType.ERROR:
-        raise CtlError(EXIT_ERROR, f"subscribing: {printable(reply.body[0] if reply.body else reply.error_name)}")
+    """Print every CallCaptured until the service goes away (exit 3) or the user presses Ctrl-C."""
+    gone: asyncio.Future = asyncio.get_running_loop().create_future()
+    rules = [f"type='signal',sender='{B.BUS_NAME}',interface='{B.READ_INTERFACE}',member='CallCaptured'",
+             "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+             f"member='NameOwnerChanged',arg0='{B.BUS_NAME}'"]
+    for rule in rules:
+        reply = await client.bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                                              interface="org.freedesktop.DBus", member="AddMatch",
+                                              signature="s", body=[rule]))
+        if reply.message_type == MessageType.ERROR:
+            raise CtlError(EXIT_ERROR, f"subscribing: {printable(reply.body[0] if reply.body else reply.error_name)}")
 
     def on_msg(msg: Message):
-        if msg.message_type == MessageType.SIGNAL and msg.member == "CallCaptured" and msg.body:
+        if msg.message_type != MessageType.SIGNAL:
+            return
+        if msg.member == "CallCaptured" and msg.body:
             emit_event(msg.body[0], as_json)
+        elif msg.member == "NameOwnerChanged" and msg.body[0] == B.BUS_NAME and not msg.body[2] and not gone.done():
+            gone.set_result(None)
 
     client.bus.add_message_handler(on_msg)
-    await client.bus.wait_for_disconnect()
-    return EXIT_OK
+    disconnect = asyncio.ensure_future(client.bus.wait_for_disconnect())
+    await asyncio.wait({gone, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+    raise CtlError(EXIT_NOT_RUNNING, "agtap stopped" if gone.done() else "the bus connection closed")
 
 
 def emit_event(line: str, as_json: bool) -> None:

@@ -61,6 +61,14 @@ def _message(call, msg) -> None:
                 add_tool(call, block.get("name"))
 
 
+def fast(state, call, event, data, ts) -> bool:
+    """Events that need no JSON parse: text/tool deltas (just timing) and pings. True if handled."""
+    if event == "content_block_delta":
+        content_at(call, ts)
+        return True
+    return event == "ping"
+
+
 def feed(state, call, event, obj, ts) -> None:
     if not isinstance(obj, dict):
         return

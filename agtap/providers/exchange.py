@@ -186,6 +186,10 @@ class Exchange:
 
     def _sse_event(self, ev) -> None:
         d = ev.data
+        if self.kind == LLM:
+            fast = getattr(self.mod, "fast", None)
+            if fast is not None and fast(self.state, self.call, ev.event, d, ev.ts_ns):
+                return   # the provider needed nothing from this event's JSON
         obj = None
         if d[:1] in (b"{", b"[") or d.lstrip()[:1] in (b"{", b"["):
             try:

@@ -65,6 +65,17 @@ def usage(call, u) -> None:
         call.thoughts_tokens = as_int(d.get("reasoning_tokens"))
 
 
+def fast(state, call, event, data, ts) -> bool:
+    """Skip parsing a chunk that can only be a plain content delta once the first token was timed.
+
+    Conservative: any mention of tools, a finish reason, usage, an error or an id change
+    falls through to the full parse (compact JSON as OpenAI writes it; spaced JSON always parses)."""
+    if call.ttft_ms is None or data[:1] != b"{":
+        return False
+    return (b'"finish_reason":null' in data and b'"tool_calls"' not in data and b'"usage":{' not in data
+            and b'"error"' not in data and b'"refusal":"' not in data)
+
+
 def feed(state, call, event, obj, ts) -> None:
     if not isinstance(obj, dict):
         return  # `[DONE]`

@@ -72,6 +72,14 @@ def _response(state, call, r) -> None:
                 add_tool(call, item.get("name"))
 
 
+def fast(state, call, event, data, ts) -> bool:
+    """Delta events (text, arguments, reasoning) only time the first token: no parse needed."""
+    if event.endswith(".delta") and event.startswith("response."):
+        content_at(call, ts)
+        return True
+    return False
+
+
 def feed(state, call, event, obj, ts) -> None:
     if not isinstance(obj, dict):
         return

@@ -241,7 +241,9 @@ class Gate:
     async def _check(self, msg: Message, level: str) -> None:
         try:
             uid = await self.uid(msg.sender)
-            if level == "read":
+            if uid == os.geteuid():
+                ok = True          # our own uid (a session bus): it could ptrace us anyway
+            elif level == "read":
                 ok = await asyncio.to_thread(is_reader, uid)
                 why = f"reading agtap's data needs root or group {B.GROUP}"
             else:

@@ -246,11 +246,19 @@ class HttpParser:
                 except ValueError:
                     self._error("bad_chunk_size")
                     continue
-                self.cur.wire_bytes += i + 1 - pos
-                self.pos = i + 1
+                cur = self.cur
+                cur.wire_bytes += i + 1 - pos
+                pos = i + 1
                 if size == 0:
+                    self.pos = pos
                     self.state = TRAILERS
+                elif buf[pos + size:pos + size + 2] == b"\r\n":
+                    # Fast path: the whole chunk and its CRLF are here (one event per write, typically).
+                    self.pos = pos + size + 2
+                    cur.wire_bytes += size + 2
+                    self.on_body(cur, buf[pos:pos + size], self.ts)
                 else:
+                    self.pos = pos
                     self.remaining = size
                     self.state = CHUNK_DATA
             elif st == CHUNK_CRLF:

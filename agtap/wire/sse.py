@@ -11,6 +11,7 @@ dispatched. https://html.spec.whatwg.org/multipage/server-sent-events.html
 from __future__ import annotations
 
 DEFAULT_MAX_EVENT = 16 * 1024 * 1024
+_NAMES: dict[bytes, str] = {}  # event names seen, decoded once
 
 
 class SseEvent:
@@ -91,6 +92,19 @@ class SseDecoder:
         return out
 
     def _block(self, block: bytes, ts_ns: int) -> SseEvent | None:
+        # Fast paths for the two shapes nearly every API sends: "event: X\ndata: Y" and "data: Y".
+        if block.startswith(b"event: "):
+            nl = block.find(b"\n")
+            if nl > 0 and block.startswith(b"data: ", nl + 1) and block.find(b"\n", nl + 1) < 0:
+                name = block[7:nl]
+                ev = _NAMES.get(name)
+                if ev is None:
+                    ev = name.decode("utf-8", "replace")
+                    if len(_NAMES) < 256:
+                        _NAMES[name] = ev
+                return SseEvent(ev, block[nl + 7:], self.last_id, ts_ns)
+        elif block.startswith(b"data: ") and block.find(b"\n") < 0:
+            return SseEvent("message", block[6:], self.last_id, ts_ns)
         event = "message"
         data: list[bytes] = []
         for line in block.split(b"\n"):

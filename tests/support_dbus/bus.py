@@ -55,6 +55,21 @@ CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configurat
 """
 
 
+SESSION_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={sock}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
 def ensure_users() -> None:
     """Group agtap, agtap-tester in it, agtap-outsider not (created once, kept: harmless system users)."""
     if os.geteuid() != 0:
@@ -74,14 +89,15 @@ def ensure_users() -> None:
 
 
 class PrivateBus:
-    def __init__(self, includes: list[str | Path] = (POLICY,)):
+    def __init__(self, includes: list[str | Path] = (POLICY,), *, session: bool = False):
         self.dir = tempfile.mkdtemp(prefix="agtap-bus-")
         os.chmod(self.dir, 0o755)
         self.sock = os.path.join(self.dir, "system_bus_socket")
         self.address = f"unix:path={self.sock}"
         inc = "\n".join(f"  <include>{p}</include>" for p in includes)
         self.config = os.path.join(self.dir, "bus.conf")
-        Path(self.config).write_text(CONFIG.format(sock=self.sock, includes=inc))
+        text = SESSION_CONFIG.format(sock=self.sock) if session else CONFIG.format(sock=self.sock, includes=inc)
+        Path(self.config).write_text(text)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "PrivateBus":

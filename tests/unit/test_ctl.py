@@ -159,3 +159,30 @@ def test_call_line_incomplete():
     line = call_line({"ts": "bad", "pid": 2, "proc": "node", "provider": "mcp", "model": None,
                       "incomplete": True, "incomplete_reason": "shutdown"})
     assert "incomplete: shutdown" in line and "node[2]" in line
+
+
+@needs_root
+def test_follow_exits_3_when_the_service_stops(bus, env, tmp_path):
+    os.chmod(tmp_path, 0o755)
+    with PrivateBus() as own:
+        dm = Daemon(str(tmp_path), own.env()).ready()
+        p = subprocess.Popen([PY, "-m", "agtap.ctl", "calls", "--follow"], cwd=REPO, env=env_for(own.env()),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        import time
+        time.sleep(1.0)
+        assert dm.stop() == 0
+        _out, err = p.communicate(timeout=10)
+        assert p.returncode == 3 and err == "agtapctl: agtap stopped\n", err
+
+
+def test_session_bus_same_user(tmp_path):
+    """--bus session: the bus's only user is the daemon's own uid, which the service lets in."""
+    with PrivateBus(session=True) as b:
+        dm = Daemon(str(tmp_path), {"DBUS_SESSION_BUS_ADDRESS": b.address}, "--bus", "session", "--calls", "1")
+        dm.ready()
+        e = env_for({"DBUS_SESSION_BUS_ADDRESS": b.address, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent"})
+        r = ctl(None, ["--bus", "session", "calls", "--json"], e)
+        assert r.returncode == 0 and json.loads(r.stdout)["provider"] == "anthropic", r.stderr
+        assert ctl(None, ["--bus", "session", "filter", "--comm", "node"], e).returncode == 0
+        assert ctl(None, ["status"], e).returncode == 3          # not on the system bus
+        assert dm.stop() == 0
