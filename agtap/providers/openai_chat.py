@@ -72,7 +72,8 @@ def fast(state, call, event, data, ts) -> bool:
     falls through to the full parse (compact JSON as OpenAI writes it; spaced JSON always parses)."""
     if call.ttft_ms is None or data[:1] != b"{":
         return False
-    return (b'"finish_reason":null' in data and b'"tool_calls"' not in data and b'"usage":{' not in data
+    return (b'"finish_reason":null' in data and b'"finish_reason":"' not in data
+            and b'"tool_calls"' not in data and b'"usage":{' not in data
             and b'"error"' not in data and b'"refusal":"' not in data)
 
 

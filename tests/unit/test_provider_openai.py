@@ -121,3 +121,16 @@ def test_responses_stream_error_event():
     stream_sse(r, b'event: error\ndata: {"type":"error","code":"ERR_SOMETHING","message":"bad","param":null}\n\n', 5)
     end_chunked(r, 6)
     assert r.one().stop_reason == "error:ERR_SOMETHING"
+
+
+def test_fast_path_never_hides_a_finish_reason_of_another_choice():
+    r = Run()
+    r.out(request("/v1/chat/completions", dict(CHAT, stream=True, n=2), host=HOST), 0)
+    sse = (b'data: {"id":"c","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}\n\n'
+           b'data: {"id":"c","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"b"},"finish_reason":null},'
+           b'{"index":1,"delta":{},"finish_reason":"length"}]}\n\n'
+           b'data: [DONE]\n\n')
+    stream_sse(r, sse, 5)
+    end_chunked(r, 30)
+    c = r.one()
+    assert c.stop_reason == "length" and c.ttft_ms == 5.0
