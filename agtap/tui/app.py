@@ -105,7 +105,8 @@ class App:
 
     def _show(self) -> None:
         if self.help_shown:
-            body = urwid.Overlay(help_view(), self._body(), "center", ("relative", 90), "middle", ("relative", 90))
+            body = urwid.Overlay(help_view(), self._body(), "center", ("relative", 95), "middle", ("relative", 95),
+                                  min_width=40, min_height=8)
         else:
             body = self._body()
         self.frame.body = body
@@ -199,8 +200,9 @@ class App:
             m.notify("capture stopped" if stopping else "capture started")
             await self.link.refresh()
         except AccessDenied:
-            m.notify(f"not permitted to {'stop' if stopping else 'start'} capture: needs root or polkit "
-                     f"io.agtap.manage (try: sudo agtapctl {'stop' if stopping else 'start'})", error=True)
+            verb = "stop" if stopping else "start"
+            m.notify(f"{verb}: not permitted (needs root or polkit io.agtap.manage): sudo agtapctl {verb}",
+                     error=True)
         except ClientError as e:
             m.notify(f"{'stop' if stopping else 'start'} failed: {safe_field(e.text or e.name, 120)}", error=True)
 

@@ -165,20 +165,22 @@ class DetailView(urwid.WidgetWrap):
         self.walker.set_focus(0)
 
 
-HELP = """agtap-tui — live view of LLM API and MCP calls on this host
+HELP = """agtap-tui: live view of LLM API and MCP calls on this host
 
-  q          quit
-  tab        switch view: calls / aggregates
-  enter      detail of the selected call (fields and bodies)
-  esc        back from detail or help
-  ↑ ↓ PgUp PgDn Home End   move / scroll
-  /          filter by text (process, model, provider, unit); empty clears
-  p          pause the live table (calls are still counted)
-  s          start/stop capture (root or polkit io.agtap.manage)
-  ?          this help
+  q        quit
+  tab      switch view: calls / aggregates
+  enter    detail of the selected call: fields and bodies
+  esc      back from the detail view
+  ↑ ↓ PgUp PgDn Home End    move, scroll
+  /        filter by process, model, provider or unit
+           (enter applies, an empty filter clears it)
+  p        pause the table (new calls are still kept)
+  s        start/stop capture (root or polkit io.agtap.manage)
+  ?        this help; any key closes it
 
-Rows in the error colour: stop reason "error:…" or an incomplete call.
-~ after the time: a streamed response.  LAT: latency; TTFT: time to first token.
+Error colour: stop reason "error:…", or an incomplete call.
+"~" after the time: a streamed response.
+LAT: latency. TTFT: time to first token.
 """
 
 

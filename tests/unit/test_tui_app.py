@@ -97,7 +97,9 @@ def test_tab_switches_to_aggregates_and_back():
 def test_help_and_quit():
     app, _ = _app()
     press(app, "?")
-    assert any("start/stop capture" in line for line in screen(app))
+    out = screen(app)
+    assert any("start/stop capture (root or polkit io.agtap.manage)" in line for line in out)
+    assert "┌" in out[2] and "help" in out[2] and "┐" in out[2]  # a box over the table
     press(app, "x")  # any key closes help
     assert not any("start/stop capture" in line for line in screen(app))
     import urwid
@@ -140,8 +142,7 @@ def test_start_stop_toggles_and_says_when_not_permitted(aloop):
     client.deny_control = True
     press(app, "s")
     aloop.run_until_complete(asyncio.sleep(0.01))
-    assert screen(app, (160, 24))[-1].rstrip() == ("not permitted to start capture: needs root or polkit "
-                                                   "io.agtap.manage (try: sudo agtapctl start)")
+    assert screen(app)[-1] == "start: not permitted (needs root or polkit io.agtap.manage): sudo agtapctl start"
     press(app, "x")  # the next key clears the notice
     assert screen(app)[-1].startswith("q quit")
 
