@@ -16,7 +16,8 @@ import time
 import pytest
 
 from tests.support import FakeApi, Reply, ToolCall, start_client
-from tests.support.clients import KEY_HEADER, ClientRun
+from tests.support.cases import LLM_CASES, MCP_CASES
+from tests.support.clients import KEY_HEADER, MODES, ClientRun
 
 WEATHER = ToolCall("get_weather", {"city": "Paris"})
 SCRIPTED = Reply(text="The fake model says hi.", input_tokens=31, output_tokens=9,
@@ -202,3 +203,9 @@ def test_in_stream_errors_and_routed_replies(fake_api: FakeApi) -> None:
     anthropic_run, openai_run = (p.wait().check() for p in procs)
     assert anthropic_run.result["error"] == {"status": None, "type": "overloaded_error", "message": "mid-stream"}
     assert openai_run.result["error"]["type"] == "server_error"
+
+
+def test_case_matrix_names_real_modes() -> None:
+    for case in LLM_CASES + MCP_CASES:
+        assert case.mode in MODES[case.kind], case
+    assert {c.kind for c in LLM_CASES + MCP_CASES} == set(MODES)
