@@ -33,6 +33,14 @@ class Exchange:
     t_request: float = 0.0  # time.time() when the request was fully read
     t_first_byte: float = 0.0  # ... when the response's first byte was written
     t_done: float = 0.0  # ... when the last byte was written
+    # The same instants on CLOCK_MONOTONIC (time.monotonic_ns), the clock BPF's
+    # bpf_ktime_get_ns() reads, plus when the request's first byte arrived: to check
+    # latency_ms / ttft_ms against what the server saw.
+    ns_request_start: int = 0
+    ns_request: int = 0
+    ns_first_byte: int = 0
+    ns_first_event: int = 0  # first SSE event / stream piece written (0: not a stream)
+    ns_done: int = 0
 
     def header(self, name: str) -> str | None:
         name = name.lower()

@@ -49,11 +49,14 @@ class _Reader:
 
     def __init__(self, sock: socket.socket):
         self.sock, self.buf, self.taken = sock, bytearray(), bytearray()
+        self.first_ns = 0  # monotonic time the current request's first byte was received
 
     def _fill(self) -> None:
         data = self.sock.recv(65536)
         if not data:
             raise _Closed()
+        if not self.buf and not self.taken:
+            self.first_ns = time.monotonic_ns()
         self.buf += data
 
     def until(self, marker: bytes, limit: int = 1 << 20) -> bytes:
@@ -73,6 +76,8 @@ class _Reader:
 
     def take_record(self) -> bytes:
         out, self.taken = bytes(self.taken), bytearray()
+        # Bytes already buffered belong to the next request (pipelining): it started now.
+        self.first_ns = time.monotonic_ns() if self.buf else 0
         return out
 
 
@@ -235,8 +240,9 @@ class FakeApi:
             sock.sendall(cont)
             sent += cont
         ex.body = self._read_body(reader, ex)
+        ex.ns_request_start = reader.first_ns
         ex.raw_request = reader.take_record()
-        ex.t_request = time.time()
+        ex.t_request, ex.ns_request = time.time(), time.monotonic_ns()
         with self._lock:
             self._seq += 1
             ex.seq = self._seq
@@ -321,7 +327,7 @@ class FakeApi:
 
         def write(data: bytes) -> None:
             if not ex.t_first_byte:
-                ex.t_first_byte = time.time()
+                ex.t_first_byte, ex.ns_first_byte = time.time(), time.monotonic_ns()
             sock.sendall(data)
             sent.extend(data)
 
@@ -342,6 +348,8 @@ class FakeApi:
                 if i and reply.event_delay:
                     time.sleep(reply.event_delay)
                 ex.events.append(event)
+                if not ex.ns_first_event:
+                    ex.ns_first_event = time.monotonic_ns()
                 data = comp.compress(event) + comp.flush(zlib.Z_SYNC_FLUSH) if comp else event
                 write(b"%x\r\n%s\r\n" % (len(data), data))
             if comp:
@@ -350,7 +358,7 @@ class FakeApi:
             write(b"0\r\n\r\n")
             ex.response_body = b"".join(ex.events)
         ex.raw_response = bytes(sent)
-        ex.t_done = time.time()
+        ex.t_done, ex.ns_done = time.time(), time.monotonic_ns()
 
     @staticmethod
     def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
