@@ -111,7 +111,7 @@ class BusClient:
             bus = MessageBus(bus_address=self.address, bus_type=bus_type)
             await asyncio.wait_for(bus.connect(), TIMEOUT)
         except Exception as e:  # no socket, auth failure, bad address, timeout
-            raise BusUnavailable("", f"cannot connect to the {self.bus_kind} bus: {e or type(e).__name__}") from None
+            raise BusUnavailable("", str(e) or type(e).__name__) from None
         self._bus = bus
         bus.add_message_handler(self._on_message)
         for rule in (

@@ -127,7 +127,13 @@ class Link:
 
     async def run(self) -> None:
         while not self.denied:
-            wait = await self.step()
+            try:
+                wait = await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a bug here must not freeze the dashboard silently
+                self.model.notify(f"agtap-tui: internal error: {type(e).__name__}: {e}", error=True)
+                wait = self.poll
             if self.denied:
                 return
             await self._sleep(wait)

@@ -55,6 +55,8 @@ class HeaderView(urwid.WidgetWrap):
                 state = ("state_on", "● capturing")
         elif m.state == CONNECTING:
             state = ("state_off", "… connecting")
+        elif m.state == NO_BUS:
+            state = ("state_off", "○ no bus")
         elif m.state == DENIED:
             state = ("state_off", "✗ access denied")
         else:
@@ -82,7 +84,7 @@ class HeaderView(urwid.WidgetWrap):
         perr = stats.get("parse_errors")
         line2 = (f"calls {fmt.count(stats.get('calls'))}  in {fmt.tokens(stats.get('input_tokens'))}"
                  f"  out {fmt.tokens(stats.get('output_tokens'))}"
-                 f"  cost {fmt.cost(stats.get('cost_usd', m.cost_seen))}"
+                 f"  cost {fmt.cost(stats.get('cost_usd', m.cost_seen if m.received else None))}"
                  f"  lost {fmt.count(lost)}  cut {fmt.count(cut)}")
         if perr is not None:
             line2 += f"  parse err {fmt.count(perr)}"
@@ -92,7 +94,7 @@ class HeaderView(urwid.WidgetWrap):
 BANNERS = {
     NOT_RUNNING: "agtap service is not running (no owner of io.agtap.Agtap1 on the {bus} bus)."
                  " Waiting for it; reconnects automatically. Start it: sudo systemctl start agtap",
-    NO_BUS: "cannot reach the {bus} bus: {detail}. Retrying every 2 s.",
+    NO_BUS: "cannot reach the {bus} bus ({detail}). Retrying every 2 s.",
     CONNECTING: "connecting to the agtap service on the {bus} bus…",
     DENIED: "access denied: add yourself to group agtap: sudo usermod -aG agtap $USER, then log in again",
 }

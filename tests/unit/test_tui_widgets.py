@@ -138,8 +138,11 @@ def test_banner_when_the_service_is_not_running():
 
 def test_banner_when_the_bus_is_missing_and_when_denied():
     m = Model()
-    m.set_state(NO_BUS, "cannot connect to the system bus: [Errno 2] No such file or directory")
-    assert lines(Banner(m, "system"), (80,))[0].startswith("cannot reach the system bus: cannot connect")
+    m.set_state(NO_BUS, "[Errno 2] No such file or directory")
+    assert [line.rstrip() for line in lines(Banner(m, "system"), (80,))] == [
+        "cannot reach the system bus ([Errno 2] No such file or directory). Retrying",
+        "every 2 s."]
+    assert lines(HeaderView(m), (80,))[0].startswith("agtap ○ no bus  up -")
     m.set_state(DENIED)
     text = " ".join(line.strip() for line in lines(Banner(m, "system"), (80,)))
     assert text == ("access denied: add yourself to group agtap: sudo usermod -aG agtap $USER, then log in"
