@@ -1,0 +1,268 @@
+"""agtap as a Debian service: installed from the .deb, run by systemd, used as root and as users.
+
+Every test here needs the daemon (`agtap serve`) in the package: marked
+`needs_daemon`. They are not skipped when it is missing: they fail, with the
+journal of agtap.service in the message.
+
+One container for the module (booting and installing once); the tests that
+restart, kill or block the daemon come last, and each leaves it running.
+
+    alice   member of group agtap: may read (status, calls), may not control
+    bob     not in the group: may do nothing
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+
+import pytest
+
+from conftest import HERE, Container, Failed, free_port, make_cert
+
+pytestmark = pytest.mark.needs_daemon
+
+GUEST = "/usr/local/lib/agtap-test"
+SECRET = "sk-ant-systest-SECRET-0123456789"
+
+
+class Svc:
+    def __init__(self, box: Container, port: int):
+        self.box, self.port = box, port
+
+    def main_pid(self) -> int:
+        return int(self.box.sh("systemctl show -p MainPID --value agtap").stdout.strip())
+
+    def restarts(self) -> int:
+        return int(self.box.sh("systemctl show -p NRestarts --value agtap").stdout.strip())
+
+    def wait_active(self, timeout: float = 120, not_pid: int | None = None) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.box.sh("systemctl is-active agtap", check=False).stdout.strip()
+            if state == "active":
+                pid = self.main_pid()
+                if pid and pid != not_pid:
+                    return pid
+            time.sleep(0.3)
+        raise Failed(f"agtap.service not active (again) within {timeout}s\n{self.box.journal_dump()}")
+
+    def python_call(self, model: str, user: str = "root") -> None:
+        r = self.box.sh(f"python3 {GUEST}/client_call.py {self.port} /etc/agtap-test/cert.pem {model}",
+                        user=user)
+        assert json.loads(r.stdout)["model"] == model
+
+    def curl_call(self, model: str) -> None:
+        body = json.dumps({"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
+        self.box.sh(f"curl -sS --http1.1 --cacert /etc/agtap-test/cert.pem "
+                    f"-H 'content-type: application/json' -H 'x-api-key: {SECRET}' "
+                    f"-H 'anthropic-version: 2023-06-01' --data '{body}' "
+                    f"https://api.anthropic.com:{self.port}/v1/messages")
+
+    def journal_entries(self, model: str) -> list[dict]:
+        out = self.box.sh(f"journalctl -u agtap -o json --no-pager AGTAP_MODEL={model}", check=False).stdout
+        return [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+
+    def wait_captured(self, model: str, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            e = self.journal_entries(model)
+            if e:
+                return e[0]
+            time.sleep(0.3)
+        raise Failed(f"call with model {model} not in `journalctl -u agtap` within {timeout}s\n{self.box.journal_dump()}")
+
+    def ctl(self, args: str, user: str = "root") -> "subprocess.CompletedProcess":  # noqa: F821
+        return self.box.sh(f"agtapctl {args}", user=user, check=False, timeout=60)
+
+
+def new_model() -> str:
+    return "claude-systest-" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="module")
+def svc(rootfs, deb, tmp_path_factory):
+    box = Container(rootfs, tmp_path_factory.mktemp("nspawn-svc"))
+    try:
+        box.boot()
+        secs = box.install_deb(deb)
+        print(f"\ninstalled {deb.name} in {secs:.1f}s")
+        box.sh("useradd -m -s /bin/bash -G agtap alice && useradd -m -s /bin/bash bob")
+        certdir = tmp_path_factory.mktemp("cert")
+        key, crt = make_cert(certdir, "api.anthropic.com")
+        box.put(crt, "/etc/agtap-test/cert.pem")
+        box.put(key, "/etc/agtap-test/key.pem", 0o600)
+        for f in ("fake_anthropic.py", "client_call.py"):
+            box.put(HERE / "guest" / f, f"{GUEST}/{f}")
+        box.sh("echo '127.0.0.1 api.anthropic.com' >> /etc/hosts")
+        port = free_port()
+        box.sh(f"systemd-run --unit=fakeapi --quiet python3 {GUEST}/fake_anthropic.py {port} "
+               f"/etc/agtap-test/cert.pem /etc/agtap-test/key.pem")
+        box.wait_for(f"curl -s -o /dev/null --cacert /etc/agtap-test/cert.pem -X POST -d '{{}}' "
+                     f"https://api.anthropic.com:{port}/v1/messages", what="fake API up")
+        s = Svc(box, port)
+        # the package already enabled and started it; this is what the README tells users to run
+        r = box.sh("systemctl enable --now agtap", check=False, timeout=300)
+        if r.returncode != 0:
+            raise Failed(f"systemctl enable --now agtap: {r.stderr}\n{box.journal_dump()}")
+        s.wait_active()
+        yield s
+    finally:
+        box.stop()
+
+
+def test_active_ready_and_on_the_bus(svc):
+    box = svc.box
+    assert box.sh("systemctl is-active agtap").stdout.strip() == "active"
+    assert box.sh("systemctl is-enabled agtap").stdout.strip() == "enabled"
+    # Type=notify: READY=1 came with a status line
+    assert box.sh("systemctl show -p StatusText --value agtap").stdout.strip()
+    assert box.sh("systemctl show -p WatchdogUSec --value agtap").stdout.strip() in ("30s", "30000000")
+    box.sh("busctl status io.agtap.Agtap1 >/dev/null")
+
+
+def test_call_in_journal_and_event_log_without_secrets(svc):
+    box = svc.box
+    model = new_model()
+    svc.python_call(model, user="bob")            # any process on the host is seen
+    e = svc.wait_captured(model)
+    assert e["AGTAP_PROVIDER"] == "anthropic"
+    assert e["AGTAP_INPUT_TOKENS"] == "12" and e["AGTAP_OUTPUT_TOKENS"] == "7"
+    assert e["AGTAP_STOP_REASON"] == "end_turn"
+    assert e["AGTAP_PROC"].startswith("python3")
+    assert e["_SYSTEMD_UNIT"] == "agtap.service"
+    assert model in e["MESSAGE"]
+    box.wait_for(f"grep -q '{model}' /var/log/agtap/events.jsonl", what="event in events.jsonl")
+    line = [ln for ln in box.sh("cat /var/log/agtap/events.jsonl").stdout.splitlines() if model in ln][-1]
+    ev = json.loads(line)
+    assert ev["provider"] == "anthropic" and ev["model"] == model
+    assert ev["input_tokens"] == 12 and ev["output_tokens"] == 7 and ev["stop_reason"] == "end_turn"
+    assert box.sh(f"grep -rqF {SECRET} /var/log/agtap /var/lib/agtap", check=False).returncode == 1, \
+        "the API key reached a file agtap wrote"
+
+
+def test_status_for_root_and_group_member(svc):
+    for user in ("root", "alice"):
+        r = svc.ctl("status --json", user=user)
+        assert r.returncode == 0, f"{user}: {r.stdout}{r.stderr}"
+        assert isinstance(json.loads(r.stdout), dict)
+        r = svc.ctl("status", user=user)
+        assert r.returncode == 0 and r.stdout.strip()
+
+
+def test_status_outside_group_is_access_denied(svc):
+    r = svc.ctl("status --json", user="bob")
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "denied" in r.stderr.lower()
+
+
+def test_file_modes_root_agtap(svc):
+    box = svc.box
+    svc.python_call(model := new_model())
+    svc.wait_captured(model)
+    box.wait_for(f"grep -q '{model}' /var/log/agtap/events.jsonl")
+    out = box.sh("find /var/log/agtap /var/lib/agtap -printf '%y %m %u %g %p\\n'").stdout
+    bad = []
+    for ln in out.splitlines():
+        kind, mode, u, g, p = ln.split(" ", 4)
+        want = "750" if kind == "d" else "640"
+        if (mode, u, g) != (want, "root", "agtap"):
+            bad.append(ln)
+    assert not bad, "expected dirs 0750 / files 0640 root:agtap:\n" + "\n".join(bad)
+    assert "f 640 root agtap /var/log/agtap/events.jsonl" in out
+    box.sh("head -c1 /var/log/agtap/events.jsonl >/dev/null", user="alice")
+    assert box.sh("head -c1 /var/log/agtap/events.jsonl", user="bob", check=False).returncode != 0
+
+
+def test_filter_needs_polkit_then_applies(svc):
+    box = svc.box
+    r = svc.ctl("filter --comm curl", user="alice")
+    assert r.returncode == 4, f"group member may read, not control: {r.stdout}{r.stderr}"
+    r = svc.ctl("filter --comm curl", user="root")
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        svc.curl_call(seen := new_model())        # positive control: curl is still captured
+        svc.wait_captured(seen)
+        svc.python_call(unseen := new_model())
+        time.sleep(3)
+        assert not svc.journal_entries(unseen), "python3 call captured despite filter --comm curl"
+        assert box.sh(f"grep -c '{unseen}' /var/log/agtap/events.jsonl", check=False).stdout.strip() == "0"
+    finally:
+        r = svc.ctl("filter --clear", user="root")
+    assert r.returncode == 0, r.stdout + r.stderr
+    svc.python_call(again := new_model())
+    svc.wait_captured(again)
+
+
+def test_reload_keeps_the_process(svc):
+    pid = svc.main_pid()
+    svc.box.sh("systemctl reload agtap", timeout=120)
+    assert svc.wait_active() == pid
+    svc.python_call(model := new_model())
+    svc.wait_captured(model)
+
+
+def test_tui_in_tmux_as_group_member(svc):
+    box = svc.box
+    box.sh("tmux new-session -d -s tui -x 200 -y 50 agtap-tui", user="alice")
+    try:
+        time.sleep(2)
+        svc.python_call(model := new_model())
+        svc.wait_captured(model)
+        deadline = time.monotonic() + 20
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = box.sh("tmux capture-pane -p -t tui", user="alice", check=False).stdout
+            if model[:20] in screen or "systest" in screen:
+                break
+            time.sleep(0.5)
+        assert "systest" in screen, f"agtap-tui did not show the call:\n{screen}"
+        box.sh("tmux send-keys -t tui q", user="alice")
+        box.wait_for("! tmux has-session -t tui 2>/dev/null", user="alice", timeout=10, what="agtap-tui quits on q")
+    finally:
+        box.sh("tmux kill-server", user="alice", check=False)
+
+
+def test_restart_and_kill9_recover(svc):
+    box = svc.box
+    pid = svc.main_pid()
+    box.sh("systemctl restart agtap", timeout=300)
+    pid2 = svc.wait_active(not_pid=pid)
+    svc.python_call(m1 := new_model())
+    svc.wait_captured(m1)
+    n = svc.restarts()
+    box.sh(f"kill -9 {pid2}")
+    pid3 = svc.wait_active(not_pid=pid2)         # Restart=on-failure
+    assert svc.restarts() == n + 1
+    svc.python_call(m2 := new_model())
+    svc.wait_captured(m2)
+    assert pid3 != pid2
+
+
+def test_watchdog_restarts_a_blocked_loop(svc):
+    """SIGUSR2 blocks the daemon's loop for 60 s (test hook); the watchdog kills it, systemd restarts it."""
+    box = svc.box
+    box.write("/etc/systemd/system/agtap.service.d/50-test-watchdog.conf",
+              "[Service]\nEnvironment=AGTAP_TEST_BLOCK_LOOP_ON_SIGUSR2=1\nWatchdogSec=6s\n")
+    try:
+        box.sh("systemctl daemon-reload && systemctl restart agtap", timeout=300)
+        pid = svc.wait_active()
+        n = svc.restarts()
+        since = box.sh("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+        box.sh(f"kill -USR2 {pid}")
+        t0 = time.monotonic()
+        pid2 = svc.wait_active(timeout=90, not_pid=pid)
+        took = time.monotonic() - t0
+        assert svc.restarts() == n + 1
+        log = box.sh(f"journalctl -u agtap --no-pager --since '{since}'").stdout
+        assert re.search(r"[Ww]atchdog timeout", log), log
+        assert took < 40, f"restart took {took:.0f}s: the watchdog (6s) should have fired, not the 60s block ending"
+        svc.python_call(m := new_model())
+        svc.wait_captured(m)
+        print(f"\nwatchdog: blocked pid {pid} killed and replaced by {pid2} in {took:.1f}s")
+    finally:
+        box.sh("rm -f /etc/systemd/system/agtap.service.d/50-test-watchdog.conf && systemctl daemon-reload "
+               "&& systemctl restart agtap", check=False, timeout=300)
+        svc.wait_active()
