@@ -106,12 +106,24 @@ def build_sinks(config: Config, mode: str) -> list[Any]:
     from agtap.sinks.bodies import BodiesSink
     from agtap.sinks.journal import JournalSink
     from agtap.sinks.jsonl import JsonlSink
-    return [
+    sinks: list[Any] = [
         BodiesSink(config.bodies_dir, config.max_body_store, config.body_retention),
         JsonlSink(config.event_log, config.max_log_size, config.max_log_files,
                   stdout=config.stdout and mode == "foreground"),
         JournalSink(enabled=mode == "service"),
     ]
+    try:
+        if config.metrics_addr:
+            from agtap.sinks.prometheus import PrometheusSink
+            sinks.append(PrometheusSink(config.metrics_addr))
+        if config.otel:
+            from agtap.sinks.otel import OtelSink
+            sinks.append(OtelSink(config.otel))
+    except BaseException:
+        for s in sinks:
+            s.close()
+        raise
+    return sinks
 
 
 class Daemon:
@@ -154,10 +166,18 @@ class Daemon:
         if wd:
             self._spawn(self._watchdog(wd))
         self.notifier.status("starting: attaching probes")
-        sinks = self.sinks if self.sinks is not None else build_sinks(self.config, self.mode)
+        try:
+            sinks = self.sinks if self.sinks is not None else build_sinks(self.config, self.mode)
+        except (RuntimeError, OSError, ValueError) as e:       # a missing SDK, a taken metrics port
+            log.error("cannot set up the outputs: %s", e)
+            self.notifier.status(f"failed: {e}")
+            return 1
         kw = {"pipeline_factory": self.pipeline_factory} if self.pipeline_factory else {}
         self.ctl = Controller(self.config, self.tracer_factory, sinks=sinks,
                               schedule=lambda fn: loop.call_soon_threadsafe(fn), log=log, **kw)
+        for s in sinks:
+            if hasattr(s, "set_stats_source"):           # Prometheus: capture counters at every scrape
+                s.set_stats_source(stats=self.ctl.get_stats)
         start = asyncio.ensure_future(asyncio.to_thread(self.ctl.start))
         stopper = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait({start, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -146,3 +146,32 @@ def test_event_log_and_bodies_written(workdir):
         assert e["body_path"] and Path(e["body_path"]).is_file()
         assert "sk-ant-api03" not in Path(e["body_path"]).read_text()
         assert json.loads(Path(e["body_path"]).read_text())
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_metrics_endpoint_serves_calls_and_capture_counters(workdir):
+    import urllib.request
+    port = _free_port()
+    dm = Daemon(workdir, None, "--bus", "none", "--calls", "2", "--metrics-addr", f"127.0.0.1:{port}").ready()
+    time.sleep(0.5)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert dm.stop() == 0
+    assert 'agtap_requests_total{' in text and "agtap_lost_records_total 0.0" in text
+    assert "agtap_targets 2.0" in text
+
+
+def test_a_taken_metrics_port_is_a_clear_startup_error(workdir):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        dm = Daemon(workdir, None, "--bus", "none", "--metrics-addr", f"127.0.0.1:{s.getsockname()[1]}")
+        assert dm.proc.wait(10) == 1
+    dm.stop()
+    assert "cannot set up the outputs" in dm.err and "Traceback" not in dm.err
