@@ -126,6 +126,19 @@ def build_sinks(config: Config, mode: str) -> list[Any]:
     return sinks
 
 
+def apply_sizes(sinks: list[Any], config: Config) -> None:
+    """Live size and retention limits after a reload: a sink's own reconfigure(config) if it has one."""
+    for s in sinks:
+        if hasattr(s, "reconfigure"):
+            s.reconfigure(config)
+        elif getattr(s, "name", "") == "jsonl":
+            s.max_size = max(int(config.max_log_size * 1024 * 1024), 1)
+            s.max_files = max(int(config.max_log_files), 0)
+        elif getattr(s, "name", "") == "bodies":
+            s.max_store = int(config.max_body_store * 1024 * 1024)
+            s.retention_s = config.body_retention * 3600.0
+
+
 class Daemon:
     def __init__(self, config: Config, mode: str, *, tracer_factory=None, sinks=None,
                  pipeline_factory=None, config_file: str | None = DEFAULT_CONFIG_FILE,
@@ -268,9 +281,7 @@ class Daemon:
             new.bus, new.stdout = self.config.bus, self.config.stdout      # not changeable live
             if (new.pids, new.comms) != (self.ctl.pids, self.ctl.comms):
                 self.ctl.set_filter(new.pids, new.comms)
-            for s in self.ctl.sinks:
-                if hasattr(s, "reconfigure"):
-                    s.reconfigure(new)
+            apply_sizes(self.ctl.sinks, new)
             self.config = self.ctl.config = new
             log.info("configuration reloaded from %s", self.config_file)
         except (ConfigFileError, Exception) as e:

@@ -175,3 +175,19 @@ def test_a_taken_metrics_port_is_a_clear_startup_error(workdir):
         assert dm.proc.wait(10) == 1
     dm.stop()
     assert "cannot set up the outputs" in dm.err and "Traceback" not in dm.err
+
+
+def test_apply_sizes_reaches_the_real_sinks(tmp_path):
+    from agtap.config import Config
+    from agtap.service.daemon import apply_sizes, build_sinks
+    cfg = Config(event_log=str(tmp_path / "e.jsonl"), bodies_dir=str(tmp_path / "b"), stdout=False)
+    sinks = build_sinks(cfg, "foreground")
+    try:
+        apply_sizes(sinks, Config(max_log_size=7, max_log_files=2, max_body_store=3, body_retention=1.5))
+        jsonl = next(s for s in sinks if s.name == "jsonl")
+        bodies = next(s for s in sinks if s.name == "bodies")
+        assert (jsonl.max_size, jsonl.max_files) == (7 * 1024 * 1024, 2)
+        assert (bodies.max_store, bodies.retention_s) == (3 * 1024 * 1024, 5400.0)
+    finally:
+        for s in sinks:
+            s.close()
