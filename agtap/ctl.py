@@ -6,7 +6,7 @@
 
 --json on every read command; --bus system|session. Exit codes: 0 ok, 1 error,
 3 agtap not running (or no bus), 4 access denied. Every string that came over
-the bus goes through agtap.textsafe.printable before it reaches the terminal.
+the bus goes through agtap.textsafe (safe_field: one line; printable) before it reaches the terminal.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dbus_next import BusType, Message, MessageType, Variant
 from dbus_next.aio import MessageBus
 
 from agtap import busnames as B
-from agtap.textsafe import printable
+from agtap.textsafe import printable, safe_field
 
 EXIT_OK, EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_DENIED = 0, 1, 3, 4
 NOT_RUNNING = ("org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner")
@@ -67,7 +67,7 @@ class Client:
         reply = await self.bus.call(Message(destination=B.BUS_NAME, path=B.OBJECT_PATH, interface=iface,
                                             member=member, signature=signature, body=body or []))
         if reply.message_type == MessageType.ERROR:
-            text = printable(reply.body[0] if reply.body else reply.error_name)
+            text = safe_field(reply.body[0] if reply.body else reply.error_name)
             if reply.error_name in NOT_RUNNING:
                 raise CtlError(EXIT_NOT_RUNNING, "agtap is not running: sudo systemctl start agtap")
             if reply.error_name in DENIED:
@@ -77,7 +77,7 @@ class Client:
                 raise CtlError(EXIT_ERROR, f"invalid argument: {text}")
             if reply.error_name == B.ERROR_NOT_FOUND:
                 raise CtlError(EXIT_ERROR, f"not found: {text}")
-            raise CtlError(EXIT_ERROR, f"{printable(reply.error_name)}: {text}")
+            raise CtlError(EXIT_ERROR, f"{safe_field(reply.error_name)}: {text}")
         return reply.body
 
     async def properties(self) -> dict[str, Any]:
@@ -86,7 +86,7 @@ class Client:
 
 
 def _num(n: Any) -> str:
-    return f"{n:,}" if isinstance(n, int) else printable(n)
+    return f"{n:,}" if isinstance(n, int) else safe_field(n)
 
 
 def _ago(seconds: float) -> str:
@@ -103,27 +103,27 @@ def call_line(ev: dict[str, Any]) -> str:
     try:
         t = dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone().strftime("%H:%M:%S")
     except ValueError:
-        t = printable(ts, 8)
+        t = safe_field(ts, 8)
     tok = f"{ev.get('input_tokens') if ev.get('input_tokens') is not None else '-'}/" \
           f"{ev.get('output_tokens') if ev.get('output_tokens') is not None else '-'}"
     lat = ev.get("latency_ms")
     lat_s = f"{lat:.0f} ms" if isinstance(lat, (int, float)) else "-"
     stop = ev.get("stop_reason") or (f"incomplete: {ev.get('incomplete_reason')}" if ev.get("incomplete") else "-")
-    proc = f"{printable(ev.get('proc'), 15)}[{ev.get('pid')}]"
-    return (f"{t}  {proc:<22} {printable(ev.get('provider'), 10):<10} {printable(ev.get('model') or '-', 40):<32} "
-            f"{tok:>11} {lat_s:>9}  {printable(stop, 40)}")
+    proc = f"{safe_field(ev.get('proc'), 15)}[{safe_field(ev.get('pid'), 10)}]"
+    return (f"{t}  {proc:<22} {safe_field(ev.get('provider'), 10):<10} {safe_field(ev.get('model') or '-', 40):<32} "
+            f"{safe_field(tok, 23):>11} {lat_s:>9}  {safe_field(stop, 40)}")
 
 
 def print_status(props: dict, stats: dict) -> None:
     state = "capturing" if props.get("Capturing") else "stopped (probes detached)"
     started = dt.datetime.fromtimestamp(props.get("StartedAt", 0) / 1e6).strftime("%Y-%m-%d %H:%M:%S")
     f = props.get("Filters", {})
-    print(f"agtap {printable(props.get('Version'))}: {state}; up {_ago(stats.get('uptime_s', 0))} (since {started})")
+    print(f"agtap {safe_field(props.get('Version'))}: {state}; up {_ago(stats.get('uptime_s', 0))} (since {started})")
     targets = props.get("Targets", [])
-    print(f"targets: {len(targets)}" + "".join(f"\n  {printable(t)}" for t in targets))
+    print(f"targets: {len(targets)}" + "".join(f"\n  {safe_field(t)}" for t in targets))
     print("filter: pids " + (", ".join(map(str, f.get("pids", []))) or "any")
-          + "; process names " + (", ".join(printable(c) for c in f.get("comms", [])) or "any"))
-    by = ", ".join(f"{printable(k)} {_num(v)}" for k, v in sorted(stats.get("calls_by_provider", {}).items()))
+          + "; process names " + (", ".join(safe_field(c) for c in f.get("comms", [])) or "any"))
+    by = ", ".join(f"{safe_field(k)} {_num(v)}" for k, v in sorted(stats.get("calls_by_provider", {}).items()))
     print(f"calls: {_num(stats.get('calls', 0))}" + (f" ({by})" if by else "")
           + f"; tokens in {_num(stats.get('input_tokens', 0))} out {_num(stats.get('output_tokens', 0))}")
     print(f"lost records: {_num(stats.get('lost_records', 0))}; cut: {_num(stats.get('cut_records', 0))}; "
@@ -141,7 +141,7 @@ async def follow(client: Client, as_json: bool) -> int:
                                               interface="org.freedesktop.DBus", member="AddMatch",
                                               signature="s", body=[rule]))
         if reply.message_type == MessageType.ERROR:
-            raise CtlError(EXIT_ERROR, f"subscribing: {printable(reply.body[0] if reply.body else reply.error_name)}")
+            raise CtlError(EXIT_ERROR, f"subscribing: {safe_field(reply.body[0] if reply.body else reply.error_name)}")
 
     def on_msg(msg: Message):
         if msg.message_type != MessageType.SIGNAL:
@@ -187,9 +187,9 @@ async def run(args: argparse.Namespace) -> int:
             print(json.dumps(stats, ensure_ascii=True))
         else:
             for k, v in stats.items():
-                shown = (", ".join(f"{printable(a)}={_num(b)}" for a, b in v.items()) if isinstance(v, dict)
-                         else ", ".join(printable(x) for x in v) if isinstance(v, list) else _num(v))
-                print(f"{k}: {shown}")
+                shown = (", ".join(f"{safe_field(a)}={_num(b)}" for a, b in v.items()) if isinstance(v, dict)
+                         else ", ".join(safe_field(x) for x in v) if isinstance(v, list) else _num(v))
+                print(f"{safe_field(k)}: {shown}")
     elif args.cmd == "calls":
         if args.follow:                      # subscribe first, so nothing falls between the two
             task = asyncio.ensure_future(follow(client, as_json))
@@ -218,7 +218,7 @@ async def run(args: argparse.Namespace) -> int:
         else:
             await client.call("SetFilter", "auas", [args.pid or [], args.comm or []])
             print("agtap: filter set: pids " + (", ".join(map(str, args.pid or [])) or "any")
-                  + "; process names " + (", ".join(printable(c) for c in args.comm or []) or "any"))
+                  + "; process names " + (", ".join(safe_field(c) for c in args.comm or []) or "any"))
     elif args.cmd == "clean":
         await client.call("Clean")
         print("agtap: removed stored bodies and event logs")

@@ -186,3 +186,9 @@ def test_session_bus_same_user(tmp_path):
         assert ctl(None, ["--bus", "session", "filter", "--comm", "node"], e).returncode == 0
         assert ctl(None, ["status"], e).returncode == 3          # not on the system bus
         assert dm.stop() == 0
+
+
+def test_call_line_stays_one_line():
+    line = call_line({"ts": "x", "pid": "1\n2", "proc": "a\tb", "provider": "openai\n", "model": "m\r\nfake line",
+                      "stop_reason": "end\n23:00:00 forged"})
+    assert "\n" not in line and "\r" not in line and "\t" not in line
