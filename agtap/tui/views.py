@@ -147,8 +147,9 @@ class DetailView(urwid.WidgetWrap):
         """state: loading | ok | denied | missing | error (data: bodies or the reason)."""
         head = [urwid.Text(("title", f"call {safe_field(self.ev.get('id'), 40)}  (esc: back, ↑↓ PgUp PgDn: scroll)"),
                            wrap="clip")]
-        rows = [urwid.Text(("error" if k.startswith("stop_reason") and fmt.row_attr(self.ev) == "error" else "row",
-                            line)) for line in field_lines(self.ev) for k in [line]]
+        failed = fmt.row_attr(self.ev) == "error"
+        rows = [urwid.Text(("error" if failed and line.startswith(("stop_reason", "incomplete")) else "row", line))
+                for line in field_lines(self.ev)]
         rows.append(urwid.Text(""))
         if state == "ok":
             rows.append(urwid.Text(("title", "bodies (secrets removed)")))
