@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import json
 import logging
 import re
@@ -89,7 +90,7 @@ class Controller:
         self.tracer: Any = None
         self.capturing = False
         self.pids, self.comms = validate_filter(config.pids, config.comms)
-        self.recent: collections.deque[str] = collections.deque(maxlen=recent_max)
+        self.recent: collections.deque[tuple[str, str]] = collections.deque(maxlen=recent_max)  # (id, JSON)
         self._ids: dict[str, str | None] = {}           # call id -> body_path, for the calls in `recent`
         self._subscribers: list[Callable[[dict[str, Any]], None]] = []
         self._inbox: collections.deque = collections.deque()
@@ -236,9 +237,8 @@ class Controller:
         self.response_bytes += call.response_bytes or 0
         line = json.dumps(event, separators=(",", ":"), default=str)
         if len(self.recent) == self.recent.maxlen:
-            old = json.loads(self.recent[0]).get("id")
-            self._ids.pop(old, None)
-        self.recent.append(line)
+            self._ids.pop(self.recent[0][0], None)
+        self.recent.append((call.id, line))
         self._ids[call.id] = call.body_path
         for cb in list(self._subscribers):
             try:
@@ -333,7 +333,8 @@ class Controller:
             raise InvalidArgument(f"n {n!r}: must be a whole number ≥ 0")
         if n == 0:
             return []
-        return list(self.recent)[-n:]
+        n = min(n, len(self.recent))
+        return [line for _id, line in itertools.islice(self.recent, len(self.recent) - n, None)]
 
     def call_bodies(self, call_id: str) -> str:
         """The stored (redacted) body file of a call, as JSON text. The id is looked up, never used as a path."""
