@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from urwid.util import calc_width
+
 from agtap.textsafe import ELLIPSIS, safe_field
 
 from .model import event_epoch, is_error
@@ -81,19 +83,31 @@ def clock(ev: dict) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t))
 
 
+def cols(s: str) -> int:
+    """Terminal columns `s` takes (wide CJK characters take two, combining marks none)."""
+    return len(s) if s.isascii() else calc_width(s, 0, len(s))
+
+
 def fit(s: str, width: int, align: str = "<") -> str:
-    """Exactly `width` characters: cut with an ellipsis, or padded."""
+    """Exactly `width` terminal columns: cut with an ellipsis, or padded."""
     if width <= 0:
         return ""
-    if len(s) > width:
-        s = s[: width - 1] + ELLIPSIS if width > 1 else s[:1]
-    return f"{s:{align}{width}}"
+    if s.isascii() or all(ord(c) < 0x300 or c == ELLIPSIS for c in s):
+        if len(s) > width:
+            s = s[: width - 1] + ELLIPSIS if width > 1 else s[:1]
+        return f"{s:{align}{width}}"
+    if cols(s) > width:
+        while s and cols(s) > width - 1:
+            s = s[:-1]
+        s += ELLIPSIS
+    pad = " " * (width - cols(s))
+    return pad + s if align == ">" else s + pad
 
 
 def proc_cell(ev: dict, width: int) -> str:
     name = safe_field(ev.get("proc") or "?", 64)
     pid = f"[{ev.get('pid')}]" if ev.get("pid") is not None else ""
-    if len(name) + len(pid) > width:
+    if cols(name) + len(pid) > width:
         name = fit(name, max(width - len(pid), 1)).rstrip()
     return name + pid
 
@@ -189,7 +203,8 @@ def cell(ev: dict, key: str, width: int) -> str:
 
 def row_text(ev: dict, maxcol: int) -> str:
     parts = [fit(safe_field(cell(ev, c.key, w), 400), w, c.align) for c, w in layout(maxcol)]
-    return " ".join(parts)[:maxcol].ljust(maxcol)
+    line = " ".join(parts)
+    return line[:maxcol].ljust(maxcol) if line.isascii() else line
 
 
 def header_text(maxcol: int) -> str:

@@ -182,3 +182,16 @@ def test_live_calls_move_the_totals_until_the_next_stats_read():
     m.add_live(ev)
     m.add_live(ev)  # a duplicate is not counted twice
     assert m.stats["calls"] == 3
+
+
+def test_wide_characters_keep_the_columns_aligned():
+    from urwid.util import calc_width
+    m = Model()
+    m.add(events.llm(0))
+    m.add(events.llm(1, model="通义千问-max-长上下文版本", proc="工具"))
+    out = lines(CallTable(m), (80, 3))
+    wide, plain = out[1], out[2]
+    assert calc_width(wide, 0, len(wide)) == 80
+    # IN and OUT end at the same terminal column in both rows
+    assert calc_width(wide, 0, wide.index(" 1200 ") + 5) == calc_width(plain, 0, plain.index(" 1200 ") + 5)
+    assert "通义千问" in wide and "…" in wide and "工具[4242]" in wide
