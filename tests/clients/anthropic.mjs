@@ -1,6 +1,6 @@
 // Official @anthropic-ai/sdk against the fake API. Modes: stream, nonstream, tools, tools-stream.
 import Anthropic from '@anthropic-ai/sdk';
-import { apiKey, parseArgs, run, toolSchema, waitGo } from './common.mjs';
+import { apiKey, exitNow, parseArgs, run, toolSchema, waitGo } from './common.mjs';
 
 const args = parseArgs(['stream', 'nonstream', 'tools', 'tools-stream'], 'claude-sonnet-5');
 // maxRetries 0: a scripted 429 must reach the script as exactly one request.
@@ -28,7 +28,11 @@ async function call() {
     if (args.mode === 'stream' || args.mode === 'tools-stream') {
       const stream = client.messages.stream(params);
       let text = '';
-      stream.on('text', (t) => { text += t; });
+      let deltas = 0;
+      stream.on('text', (t) => {
+        text += t;
+        if (++deltas === args.exitAfter) exitNow('node-anthropic', args, { text });
+      });
       const msg = await stream.finalMessage();
       return summarize(msg, text);
     }

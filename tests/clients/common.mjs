@@ -3,10 +3,13 @@
 // API key from $AGTAP_TEST_API_KEY; the test CA comes from $NODE_EXTRA_CA_CERTS, which
 // Node's TLS (and so fetch/undici, which the SDKs use, HTTP/1.1 only) adds to its roots.
 // Prints ONE JSON line {"client","mode","pid","results":[...]}; exit 0 also on API errors.
+import fs from 'node:fs';
 import readline from 'node:readline';
 
 export function parseArgs(modes, defaultModel) {
-  const args = { mode: modes[0], model: defaultModel, repeat: 1, prompt: 'Say hello.', waitGo: false };
+  const args = {
+    mode: modes[0], model: defaultModel, repeat: 1, parallel: 1, exitAfter: 0, prompt: 'Say hello.', waitGo: false,
+  };
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -15,12 +18,25 @@ export function parseArgs(modes, defaultModel) {
     else if (a === '--model') args.model = argv[++i];
     else if (a === '--repeat') args.repeat = Number(argv[++i]);
     else if (a === '--prompt') args.prompt = argv[++i];
+    else if (a === '--prompt-size') args.prompt = bigPrompt(Number(argv[++i]));
+    else if (a === '--parallel') args.parallel = Number(argv[++i]);
+    else if (a === '--exit-after') args.exitAfter = Number(argv[++i]);
     else if (a === '--python') args.python = argv[++i];
     else if (a === '--wait-go') args.waitGo = true;
     else throw new Error(`unknown argument ${a}`);
   }
   if (!modes.includes(args.mode)) throw new Error(`mode ${args.mode} not in ${modes}`);
   return args;
+}
+
+// `size` bytes of ASCII words: a large request body that still looks like a prompt.
+export const bigPrompt = (size) => 'Summarize this log line please. '.repeat(Math.floor(size / 32) + 1).slice(0, size);
+
+// Die mid-stream like a killed agent (no socket shutdown). writeSync: console.log to a pipe
+// is asynchronous and would be lost by process.exit.
+export function exitNow(client, args, partial) {
+  fs.writeSync(1, `${JSON.stringify({ client, mode: args.mode, pid: process.pid, results: [{ aborted: true, ...partial }] })}\n`);
+  process.exit(0);
 }
 
 export const apiKey = () => process.env.AGTAP_TEST_API_KEY || 'sk-agtap-test-key';
@@ -34,9 +50,14 @@ export async function waitGo(args) {
 }
 
 export async function run(client, args, call) {
-  const results = [];
+  let results = [];
   try {
-    for (let i = 0; i < args.repeat; i++) results.push(await call());
+    if (args.parallel > 1) {
+      // Several requests in flight at once: undici opens one connection for each.
+      results = await Promise.all(Array.from({ length: args.repeat * args.parallel }, () => call()));
+    } else {
+      for (let i = 0; i < args.repeat; i++) results.push(await call());
+    }
   } catch (e) {
     console.error(e);
     console.log(JSON.stringify({ client, mode: args.mode, pid: process.pid, results, failed: true }));

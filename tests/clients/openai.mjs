@@ -1,7 +1,7 @@
 // Official `openai` Node SDK against the fake API.
 // Modes: chat-stream (stream_options.include_usage), chat, chat-tools, responses-stream, responses.
 import OpenAI from 'openai';
-import { apiKey, parseArgs, run, toolSchema, waitGo } from './common.mjs';
+import { apiKey, exitNow, parseArgs, run, toolSchema, waitGo } from './common.mjs';
 
 const args = parseArgs(['chat-stream', 'chat', 'chat-tools', 'responses-stream', 'responses'], 'gpt-5.1');
 const client = new OpenAI({ apiKey: apiKey(), baseURL: `${args.baseURL.replace(/\/$/, '')}/v1`, maxRetries: 0 });
@@ -19,11 +19,13 @@ async function chat() {
       model: args.model, messages, stream: true, stream_options: { include_usage: true },
     });
     const out = { text: '', tool_calls: [], stop_reason: null };
+    let deltas = 0;
     for await (const chunk of stream) {
       out.id = chunk.id; out.model = chunk.model;
       if (chunk.usage) Object.assign(out, chatUsage(chunk.usage));
       for (const choice of chunk.choices) {
         out.text += choice.delta.content ?? '';
+        if (choice.delta.content && ++deltas === args.exitAfter) exitNow('node-openai', args, { text: out.text });
         out.stop_reason = choice.finish_reason ?? out.stop_reason;
       }
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anthropic
 
-from pyclient_common import api_key, parse_args, run, tool_schema, wait_go
+from pyclient_common import api_key, exit_now, parse_args, run, tool_schema, wait_go
 
 args = parse_args(["stream", "nonstream", "tools", "tools-stream"], "claude-sonnet-5")
 # max_retries=0: a scripted 429 must reach the script as one request, not be retried.
@@ -34,8 +34,12 @@ def call() -> dict:
     try:
         if args.mode in ("stream", "tools-stream"):
             with client.messages.stream(**params) as stream:
-                text = "".join(stream.text_stream)
-                return summarize(stream.get_final_message(), text)
+                pieces = []
+                for piece in stream.text_stream:
+                    pieces.append(piece)
+                    if len(pieces) == args.exit_after:
+                        exit_now("python-anthropic", args, {"text": "".join(pieces)})
+                return summarize(stream.get_final_message(), "".join(pieces))
         return summarize(client.messages.create(**params))
     except anthropic.APIConnectionError:
         raise  # the harness is broken (CA, port): fail the script

@@ -11,7 +11,7 @@ from __future__ import annotations
 from google import genai
 from google.genai import types
 
-from pyclient_common import api_key, parse_args, run, tool_schema, wait_go
+from pyclient_common import api_key, exit_now, parse_args, run, tool_schema, wait_go
 
 args = parse_args(["stream", "nonstream", "tools"], "gemini-2.5-flash")
 client = genai.Client(
@@ -51,6 +51,8 @@ def call() -> dict:
                                                                config=config):
                 text.append(chunk.text or "")
                 last = chunk
+                if len(text) == args.exit_after:
+                    exit_now("python-google-genai", args, {"text": "".join(text)})
             out = summarize(last, "".join(text))
             out["text"] = out["streamed_text"]
             return out

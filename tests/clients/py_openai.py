@@ -10,7 +10,7 @@ import json
 
 import openai
 
-from pyclient_common import api_key, parse_args, run, tool_schema, wait_go
+from pyclient_common import api_key, exit_now, parse_args, run, tool_schema, wait_go
 
 args = parse_args(["chat-stream", "chat", "chat-tools", "chat-tools-stream",
                    "responses-stream", "responses", "responses-tools"], "gpt-5.1")
@@ -47,6 +47,8 @@ def chat_call() -> dict:
             out.update(chat_usage(chunk.usage))
         for choice in chunk.choices:
             text.append(choice.delta.content or "")
+            if choice.delta.content and sum(1 for t in text if t) == args.exit_after:
+                exit_now("python-openai", args, {"text": "".join(text)})
             for tc in choice.delta.tool_calls or []:
                 entry = calls.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
                 entry["id"] = tc.id or entry["id"]

@@ -1,6 +1,6 @@
 """A plain HTTP/1.1 POST/GET with `requests` or `httpx` (no LLM SDK): the "hand-written client" case.
 
-python tests/clients/py_raw.py --lib requests|httpx --url URL [--method POST] [--body TEXT]
+python tests/clients/py_raw.py --lib requests|httpx --url URL [--method POST] [--body TEXT | --body-file F]
     [--header 'Name: value' ...] [--repeat N] [--wait-go]
 Trusts $SSL_CERT_FILE explicitly (requests reads REQUESTS_CA_BUNDLE, httpx does not read env
 CAs at all), so both get verify=<that file>. Prints {"client","pid","results":[{"status","body",...}]}.
@@ -19,6 +19,7 @@ parser.add_argument("--lib", choices=["requests", "httpx"], required=True)
 parser.add_argument("--url", required=True)
 parser.add_argument("--method", default="POST")
 parser.add_argument("--body", default=None)
+parser.add_argument("--body-file", default=None, help="read the body from this file (large bodies)")
 parser.add_argument("--header", action="append", default=[])
 parser.add_argument("--repeat", type=int, default=1)
 parser.add_argument("--wait-go", action="store_true")
@@ -26,6 +27,9 @@ args = parser.parse_args()
 
 headers = dict(h.split(": ", 1) for h in args.header)
 body = args.body.encode() if args.body is not None else None
+if args.body_file:
+    with open(args.body_file, "rb") as f:
+        body = f.read()
 ca = os.environ.get("SSL_CERT_FILE")
 results = []
 

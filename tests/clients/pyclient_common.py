@@ -23,10 +23,32 @@ def parse_args(modes: list[str], default_model: str) -> argparse.Namespace:
     parser.add_argument("--mode", choices=modes, default=modes[0])
     parser.add_argument("--model", default=default_model)
     parser.add_argument("--prompt", default="Say hello.")
+    parser.add_argument("--prompt-size", type=int, default=0,
+                        help="send a prompt of this many bytes instead (large request bodies)")
     parser.add_argument("--repeat", type=int, default=1, help="calls made on one client (keep-alive)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="run the calls from this many threads at once (several connections)")
+    parser.add_argument("--exit-after", type=int, default=0,
+                        help="streams: exit the process abruptly after this many text deltas")
     parser.add_argument("--wait-go", action="store_true",
                         help="after set-up, wait for a line on stdin before the first call")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.prompt_size:
+        args.prompt = big_prompt(args.prompt_size)
+    return args
+
+
+def big_prompt(size: int) -> str:
+    """`size` bytes of ASCII words: a large request body that still looks like a prompt."""
+    return ("Summarize this log line please. " * (size // 32 + 1))[:size]
+
+
+def exit_now(client_name: str, args: argparse.Namespace, partial: dict[str, Any]) -> None:
+    """Die mid-stream like a killed agent: no socket shutdown, no TLS close_notify."""
+    line = json.dumps({"client": client_name, "mode": args.mode, "pid": os.getpid(),
+                       "results": [{"aborted": True, **partial}]})
+    os.write(1, (line + "\n").encode())
+    os._exit(0)
 
 
 def api_key() -> str:
@@ -40,10 +62,16 @@ def wait_go(args: argparse.Namespace) -> None:
 
 
 def run(client_name: str, args: argparse.Namespace, call: Callable[[], dict[str, Any]]) -> None:
-    results = []
+    results: list[dict[str, Any]] = []
     try:
-        for _ in range(args.repeat):
-            results.append(call())
+        if args.parallel > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(args.parallel) as pool:
+                results = list(pool.map(lambda _: call(), range(args.repeat * args.parallel)))
+        else:
+            for _ in range(args.repeat):
+                results.append(call())
     except Exception:
         traceback.print_exc()
         print(json.dumps({"client": client_name, "mode": args.mode, "pid": os.getpid(),

@@ -23,7 +23,8 @@ sys.path and provides the fixtures `certs` (session CA), `fake_api` (TLS) and
                   Reply(status=429),                      # provider's own error body
                   Reply(events=50, event_size=4096, event_delay=0.01),  # big / slow SSE
                   Reply(stream_error=True),               # error event inside the stream
-                  Reply(route=":streamGenerateContent"))  # only for that path
+                  Reply(route=":streamGenerateContent"),  # only for that path
+                  Reply(events=10, drop_after=4))         # server cuts the connection
    Replies are taken in order by LLM requests (the first whose `route` matches the path);
    `api.reset()` forgets the queue and the record.
    Streaming follows the request ("stream": true, or :streamGenerateContent) unless
@@ -37,6 +38,9 @@ sys.path and provides the fixtures `certs` (session CA), `fake_api` (TLS) and
        proc = start_client("node-openai", api, "chat-stream", wait_go=True)
        ...                                   # proc.pid is known, no traffic yet
        run = proc.go().wait().check()
+   Options (start_client): repeat=N (keep-alive reuse), parallel=N (N connections at
+   once), prompt_size=BYTES (large request), exit_after=K (die after K stream deltas),
+   model=..., compressed=True (curl gzip), body=... (raw kinds), api_key=..., env=...
    Kinds and modes: clients.MODES. Each kind sends its own fake key (clients.API_KEYS,
    in the header clients.KEY_HEADER names) so secret-stripping tests can grep for it.
    MCP kinds (python-mcp, node-mcp, node-jsonrpc) need no FakeApi: run_client("python-mcp").
@@ -53,6 +57,9 @@ sys.path and provides the fixtures `certs` (session CA), `fake_api` (TLS) and
        ex.reply                              # the Reply used
        ex.sse_data()                         # the SSE `data:` payloads, JSON-decoded
        api.connection_errors                 # (conn, error) for failed TLS handshakes
+       ex.dropped, ex.client_gone            # response cut by the server / client vanished
+       ex.ns_request_start, ex.ns_request, ex.ns_first_byte, ex.ns_first_event, ex.ns_done
+                                             # CLOCK_MONOTONIC, the clock bpf_ktime_get_ns reads
    Exchanges are recorded when the response's last byte is written, which can be just
    after the client exits: use api.wait_for(n), not api.exchanges, after a client run.
 

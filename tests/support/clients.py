@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,7 @@ class ClientProcess:
     api_key: str | None
     timeout: float
     ready: dict[str, Any] | None = field(default=None)
+    cleanup: list[str] = field(default_factory=list)  # temp files to delete once it exits
 
     @property
     def pid(self) -> int:
@@ -142,6 +144,11 @@ class ClientProcess:
             self.popen.kill()
             out, err = self.popen.communicate()
             err += f"\n[tests.support.clients: killed after {timeout or self.timeout}s]"
+        for path in self.cleanup:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
         output = None
         for line in reversed(out.splitlines()):
             try:
@@ -175,9 +182,15 @@ def client_env(api: FakeApi | None, api_key: str | None = None,
     return env
 
 
-def raw_request(mode: str, api_key: str, model: str | None = None) -> tuple[str, str, dict[str, str], str | None]:
+def big_prompt(size: int) -> str:
+    """`size` bytes of ASCII words (same as the client scripts' --prompt-size)."""
+    return ("Summarize this log line please. " * (size // 32 + 1))[:size]
+
+
+def raw_request(mode: str, api_key: str, model: str | None = None,
+                text: str = "Say hello.") -> tuple[str, str, dict[str, str], str | None]:
     """(method, path, headers, body) a raw HTTP client sends for `mode`, as the provider docs show."""
-    prompt = [{"role": "user", "content": "Say hello."}]
+    prompt = [{"role": "user", "content": text}]
     json_ct = {"Content-Type": "application/json"}
     if mode.startswith("anthropic"):
         body = {"model": model or "claude-sonnet-5", "max_tokens": 256, "messages": prompt,
@@ -190,10 +203,10 @@ def raw_request(mode: str, api_key: str, model: str | None = None) -> tuple[str,
             body.update(stream=True, stream_options={"include_usage": True})
         return "POST", "/v1/chat/completions", {**json_ct, "Authorization": f"Bearer {api_key}"}, json.dumps(body)
     if mode == "responses-stream":
-        body = {"model": model or "gpt-5.1", "input": "Say hello.", "stream": True}
+        body = {"model": model or "gpt-5.1", "input": text, "stream": True}
         return "POST", "/v1/responses", {**json_ct, "Authorization": f"Bearer {api_key}"}, json.dumps(body)
     if mode.startswith("gemini"):
-        body = {"contents": [{"role": "user", "parts": [{"text": "Say hello."}]}]}
+        body = {"contents": [{"role": "user", "parts": [{"text": text}]}]}
         method = "streamGenerateContent" if "stream" in mode else "generateContent"
         query = "?alt=sse" if mode == "gemini-stream" else ""
         path = f"/v1beta/models/{model or 'gemini-2.5-flash'}:{method}{query}"
@@ -206,72 +219,104 @@ def raw_request(mode: str, api_key: str, model: str | None = None) -> tuple[str,
     raise ValueError(f"unknown raw mode {mode!r}")
 
 
-def _argv(kind: str, api: FakeApi | None, mode: str, key: str, *, repeat: int, model: str | None,
-          wait_go: bool, compressed: bool, body: str | None) -> list[str]:
-    sdk_args = ["--mode", mode, "--repeat", str(repeat)] + (["--model", model] if model else [])
-    sdk_args += ["--wait-go"] if wait_go else []
+def _sdk_args(mode: str, opts: dict[str, Any]) -> list[str]:
+    args = ["--mode", mode, "--repeat", str(opts["repeat"])]
+    for flag, key in (("--model", "model"), ("--prompt-size", "prompt_size"),
+                      ("--parallel", "parallel"), ("--exit-after", "exit_after")):
+        if opts.get(key):
+            args += [flag, str(opts[key])]
+    return args + (["--wait-go"] if opts["wait_go"] else [])
+
+
+def _body_arg(body: str, cleanup: list[str]) -> str:
+    """"@file" for bodies above 64 KiB (one argv string may not exceed 128 KiB) and for
+    bodies that start with "@" (curl would read them as a file name); else the body."""
+    if len(body) <= 65536 and not body.startswith("@"):
+        return body
+    fd, path = tempfile.mkstemp(prefix="agtap-body-")
+    with os.fdopen(fd, "w") as f:
+        f.write(body)
+    cleanup.append(path)
+    return "@" + path
+
+
+def _argv(kind: str, api: FakeApi | None, mode: str, key: str, opts: dict[str, Any],
+          cleanup: list[str]) -> list[str]:
+    wait_go = ["--wait-go"] if opts["wait_go"] else []
     if kind in ("python-anthropic", "python-openai", "python-gemini"):
         script = {"python-anthropic": "py_anthropic.py", "python-openai": "py_openai.py",
                   "python-gemini": "py_gemini.py"}[kind]
-        assert api is not None
-        return [PYTHON, str(CLIENTS_DIR / script), "--base-url", api.base_url, *sdk_args]
+        assert api is not None, f"{kind} needs a FakeApi"
+        return [PYTHON, str(CLIENTS_DIR / script), "--base-url", api.base_url, *_sdk_args(mode, opts)]
     if kind in ("node-anthropic", "node-openai"):
-        assert api is not None
+        assert api is not None, f"{kind} needs a FakeApi"
         script = "anthropic.mjs" if kind == "node-anthropic" else "openai.mjs"
-        return [NODE, str(CLIENTS_DIR / script), "--base-url", api.base_url, *sdk_args]
+        return [NODE, str(CLIENTS_DIR / script), "--base-url", api.base_url, *_sdk_args(mode, opts)]
     if kind == "python-mcp":
-        return [PYTHON, str(CLIENTS_DIR / "py_mcp.py"), *(["--wait-go"] if wait_go else [])]
-    if kind == "node-mcp":
-        return [NODE, str(CLIENTS_DIR / "mcp_client.mjs"), "--python", PYTHON,
-                *(["--wait-go"] if wait_go else [])]
-    if kind == "node-jsonrpc":
-        return [NODE, str(CLIENTS_DIR / "jsonrpc_child.mjs"), "--python", PYTHON,
-                *(["--wait-go"] if wait_go else [])]
-    assert api is not None
-    method, path, headers, default_body = raw_request(mode, key, model)
-    body = default_body if body is None else body
+        return [PYTHON, str(CLIENTS_DIR / "py_mcp.py"), *wait_go]
+    if kind in ("node-mcp", "node-jsonrpc"):
+        script = "mcp_client.mjs" if kind == "node-mcp" else "jsonrpc_child.mjs"
+        return [NODE, str(CLIENTS_DIR / script), "--python", PYTHON, *wait_go]
+    assert api is not None, f"{kind} needs a FakeApi"
+    prompt = big_prompt(opts["prompt_size"]) if opts.get("prompt_size") else "Say hello."
+    method, path, headers, body = raw_request(mode, key, opts.get("model"), prompt)
+    body = body if opts.get("body") is None else opts["body"]
     url = api.url(path)
     if kind == "curl":
         argv = [CURL, "-sS", "--http1.1", "-X", method]
         argv += ["--cacert", str(api.certs.ca)] if api.tls and api.certs else []
-        argv += ["--compressed"] if compressed else []
+        argv += ["--compressed"] if opts.get("compressed") else []
         for name, value in headers.items():
             argv += ["-H", f"{name}: {value}"]
-        argv += ["--data-binary", body] if body is not None else []
-        argv += [url] * repeat  # several URLs on one command line reuse one keep-alive connection
-        if wait_go:  # exec keeps the pid: the process the test was told about is curl itself
+        if body is not None:
+            argv += ["--data-binary", _body_arg(body, cleanup)]
+        argv += [url] * opts["repeat"]  # several URLs on one command line share a keep-alive connection
+        if opts["wait_go"]:  # exec keeps the pid: the process the test was told about is curl itself
             return ["/bin/sh", "-c", 'read _go; exec "$@"', "sh", *argv]
         return argv
     lib = kind.split("-", 1)[1]
     argv = [PYTHON, str(CLIENTS_DIR / "py_raw.py"), "--lib", lib, "--url", url, "--method", method,
-            "--repeat", str(repeat)]
+            "--repeat", str(opts["repeat"])]
     for name, value in headers.items():
         argv += ["--header", f"{name}: {value}"]
-    argv += ["--body", body] if body is not None else []
-    argv += ["--wait-go"] if wait_go else []
-    return argv
+    if body is not None:
+        arg = _body_arg(body, cleanup)
+        argv += ["--body-file", arg[1:]] if arg.startswith("@") else ["--body", body]
+    return argv + wait_go
 
 
 def start_client(kind: str, api: FakeApi | None = None, mode: str | None = None, *, repeat: int = 1,
                  model: str | None = None, wait_go: bool = False, compressed: bool = False,
-                 body: str | None = None, api_key: str | None = None, env: dict[str, str] | None = None,
+                 body: str | None = None, prompt_size: int = 0, parallel: int = 1, exit_after: int = 0,
+                 api_key: str | None = None, env: dict[str, str] | None = None,
                  timeout: float = 60.0) -> ClientProcess:
     """Start a client process; returns at once (the pid is known before any traffic).
-    With wait_go=True the client sets up (imports, builds its client) and then waits for
-    ClientProcess.go() before its first call; .wait_ready() blocks until set-up is done.
-    Start several with wait_go=True to overlap their (slow) SDK imports."""
+
+    wait_go: the client sets up (imports, builds its client), then waits for
+        ClientProcess.go() before its first call; .wait_ready() blocks until set-up is done.
+        Start several with wait_go=True to overlap their (slow) SDK imports.
+    repeat: calls made one after another on one client (keep-alive connection reuse).
+    parallel: SDK clients only: that many calls in flight at once (several connections).
+    prompt_size: send a prompt of this many bytes (large request bodies; all HTTP kinds).
+    exit_after: stream modes of python-anthropic/-openai(chat)/-gemini and node-anthropic/
+        -openai(chat): the process exits abruptly after that many text deltas.
+    body: raw kinds only: send this body instead of the mode's default.
+    compressed: curl only: ask for gzip (--compressed); the SDKs always ask.
+    """
     if kind not in MODES:
         raise ValueError(f"unknown client kind {kind!r}; known: {sorted(MODES)}")
     mode = mode or MODES[kind][0]
     if mode not in MODES[kind]:
         raise ValueError(f"{kind} has no mode {mode!r}; modes: {MODES[kind]}")
     key = api_key or API_KEYS.get(kind)
-    argv = _argv(kind, api, mode, key or "", repeat=repeat, model=model, wait_go=wait_go,
-                 compressed=compressed, body=body)
+    opts = dict(repeat=repeat, model=model, wait_go=wait_go, compressed=compressed, body=body,
+                prompt_size=prompt_size, parallel=parallel, exit_after=exit_after)
+    cleanup: list[str] = []
+    argv = _argv(kind, api, mode, key or "", opts, cleanup)
     popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, cwd=str(CLIENTS_DIR),
                              env=client_env(api, key, env))
-    return ClientProcess(kind, mode, argv, popen, key, timeout)
+    return ClientProcess(kind, mode, argv, popen, key, timeout, cleanup=cleanup)
 
 
 def run_client(kind: str, api: FakeApi | None = None, mode: str | None = None, **kwargs: Any) -> ClientRun:

@@ -29,6 +29,8 @@ class Exchange:
     raw_response: bytes = b""  # every byte written for this response (gzip/chunked included)
     events: list[bytes] = field(default_factory=list)  # SSE events / JSON-array pieces as framed
     gzipped: bool = False
+    dropped: bool = False  # the server cut the connection mid-response (Reply.drop_after)
+    client_gone: str | None = None  # the write error, if the client vanished mid-response
     reply: Reply | None = None  # the scripted reply used, for LLM routes
     t_request: float = 0.0  # time.time() when the request was fully read
     t_first_byte: float = 0.0  # ... when the response's first byte was written

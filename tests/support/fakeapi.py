@@ -250,7 +250,17 @@ class FakeApi:
         planned, stream = self._route(ex)
         if ex.reply is not None and ex.reply.close:
             keep_alive = False
-        self._respond(sock, ex, planned, stream, keep_alive, sent)
+        if ex.reply is not None and ex.reply.drop_after is not None:
+            keep_alive = False
+        try:
+            self._respond(sock, ex, planned, stream, keep_alive, sent)
+        except (OSError, ssl.SSLError) as e:
+            # The client went away mid-response (killed, exit_after): record what was sent.
+            ex.client_gone, keep_alive = repr(e), False
+            ex.raw_response = bytes(sent)
+            if ex.events and not ex.response_body:
+                ex.response_body = b"".join(ex.events)
+            ex.t_done, ex.ns_done = time.time(), time.monotonic_ns()
         with self._lock:
             self.exchanges.append(ex)
             self._lock.notify_all()
@@ -337,6 +347,8 @@ class FakeApi:
             wire = gzip.compress(body, mtime=0) if use_gzip else body
             headers.append(("Content-Length", str(len(wire))))
             ex.response_headers = headers
+            if reply.drop_after is not None:
+                wire, ex.dropped = wire[:len(wire) // 2], True
             write(self._head(planned.status, headers) + wire)
         else:
             headers.append(("Transfer-Encoding", "chunked"))
@@ -345,17 +357,21 @@ class FakeApi:
             # gzip a stream the way servers do: one deflate stream, flushed after every event.
             comp = zlib.compressobj(wbits=31) if use_gzip else None
             for i, event in enumerate(planned.events or []):
+                if reply.drop_after is not None and i >= reply.drop_after:
+                    ex.dropped = True
+                    break
                 if i and reply.event_delay:
                     time.sleep(reply.event_delay)
-                ex.events.append(event)
                 if not ex.ns_first_event:
                     ex.ns_first_event = time.monotonic_ns()
                 data = comp.compress(event) + comp.flush(zlib.Z_SYNC_FLUSH) if comp else event
                 write(b"%x\r\n%s\r\n" % (len(data), data))
-            if comp:
+                ex.events.append(event)  # after the write: `events` holds what was sent
+            if comp and not ex.dropped:
                 tail = comp.flush()
                 write(b"%x\r\n%s\r\n" % (len(tail), tail))
-            write(b"0\r\n\r\n")
+            if not ex.dropped:
+                write(b"0\r\n\r\n")
             ex.response_body = b"".join(ex.events)
         ex.raw_response = bytes(sent)
         ex.t_done, ex.ns_done = time.time(), time.monotonic_ns()

@@ -55,6 +55,9 @@ class Reply:
     gzip: bool | None = None
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
     close: bool = False  # answer with Connection: close and close the connection
+    # Cut the connection mid-response, like a dying server or proxy: streams stop after this
+    # many events (no final chunk, no message_stop); other bodies after half their bytes.
+    drop_after: int | None = None
     # Only requests whose path contains this take the reply (e.g. "/v1/messages",
     # ":streamGenerateContent"); None: any LLM route. For clients of several providers at once.
     route: str | None = None

@@ -209,3 +209,27 @@ def test_case_matrix_names_real_modes() -> None:
     for case in LLM_CASES + MCP_CASES:
         assert case.mode in MODES[case.kind], case
     assert {c.kind for c in LLM_CASES + MCP_CASES} == set(MODES)
+
+
+def test_abrupt_endings_on_both_sides(fake_api: FakeApi) -> None:
+    # Server cuts the stream: curl reports a transfer closed early (exit 18).
+    fake_api.script(Reply(events=10, drop_after=4))
+    cut = start_client("curl", fake_api, "anthropic-stream").wait()
+    assert cut.returncode == 18
+    ex = fake_api.wait_for(1)[0]
+    assert ex.dropped and len(ex.events) == 4 and not ex.raw_response.endswith(b"0\r\n\r\n")
+    # Client dies mid-stream: the server records what it had sent when the write failed.
+    fake_api.script(Reply(events=40, event_delay=0.02))
+    died = start_client("node-openai", fake_api, "chat-stream", exit_after=3).wait().check()
+    assert died.result["aborted"] is True
+    ex = fake_api.wait_for(2)[1]
+    assert ex.client_gone and 3 <= len(ex.events) < 40
+
+
+def test_large_prompt_and_parallel_calls(fake_api: FakeApi) -> None:
+    big = start_client("python-requests", fake_api, "anthropic", prompt_size=300_000).wait().check()
+    ex = fake_api.wait_for(1)[0]
+    assert len(ex.json()["messages"][0]["content"]) == 300_000 and big.result["status"] == 200
+    par = start_client("node-anthropic", fake_api, "nonstream", parallel=3).wait().check()
+    assert len(par.results) == 3
+    assert len({e.conn for e in fake_api.wait_for(4)[1:]}) == 3  # three requests in flight at once
