@@ -276,10 +276,8 @@ static __always_inline int emit_steps(void) {
     for (int i = 0; i < STEPS; i++) {
         if (c->total_left == 0)
             return 0;   /* all copied */
-        if (c->copied >= cap) {
-            count(C_CUT, 1);
-            return 0;   /* the cap: the last record was flagged F_CUT */
-        }
+        if (c->copied >= cap)
+            return 0;   /* the cap: the last record was flagged F_CUT, start_copy counted it */
         if (c->seg_left == 0) {
             /* next iovec */
             if (!c->iov || c->iov_idx >= c->iov_cnt || c->iov_idx >= 64)
@@ -344,6 +342,8 @@ static __always_inline int start_copy(u8 kind, u64 conn_id, u32 tgid, u32 tid,
     r->tid = tid;
     r->kind = kind;
     bpf_get_current_comm(&r->comm, sizeof(r->comm));
+    if (len > (u64)SEG_SIZE * MAX_SEGS)
+        count(C_CUT, 1);
     c->total = len;
     c->total_left = len;
     c->copied = 0;

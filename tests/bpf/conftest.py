@@ -1,0 +1,97 @@
+"""The BPF tier: the real tracer on the real kernel, as root.
+
+`tracer_run(*flags)` starts `agtap record FILE` (the real daemon binary, a
+process of its own) and returns a handle; `.stop()` sends SIGINT and returns
+the recorded items. Tests then run official clients against the fake API of
+tests/support and compare what the tracer saw with what crossed the wire.
+
+This tier does not skip: not root (or BPF not loadable) is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from agtap.capture.chunk import Chunk, ConnClosed, Direction
+from agtap.capture.recording import read
+
+REPO = Path(__file__).resolve().parents[2]
+AGTAP = [sys.executable, "-m", "agtap.cli"]
+
+
+@pytest.fixture
+def _need_root():
+    if os.geteuid() != 0:
+        pytest.fail("the BPF tier needs root: run 'sudo make test-bpf'")
+
+
+class TracerRun:
+    def __init__(self, flags: list[str], tmp: Path):
+        self.path = tmp / f"rec-{time.monotonic_ns()}.jsonl"
+        self.proc = subprocess.Popen([*AGTAP, "record", str(self.path), *flags], cwd=REPO,
+                                     stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        self.stderr: list[str] = []
+        ready = threading.Event()
+
+        def pump():
+            for line in self.proc.stderr:
+                self.stderr.append(line)
+                if "recording to" in line:
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(120) or self.proc.poll() is not None:
+            self.proc.kill()
+            raise AssertionError("agtap record did not start:\n" + "".join(self.stderr))
+        self.items: list = []
+
+    def stop(self, settle: float = 0.5) -> list:
+        time.sleep(settle)   # let the ring buffer drain
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGINT)
+        rc = self.proc.wait(30)
+        self.stop_seconds = time.monotonic() - t0
+        assert rc == 0, "".join(self.stderr)
+        self.items = list(read(str(self.path)))
+        return self.items
+
+    def chunks(self, pid: int | None = None) -> list[Chunk]:
+        return [i for i in self.items if isinstance(i, Chunk) and (pid is None or i.pid == pid)]
+
+    def streams(self, pid: int) -> dict[str, dict[Direction, bytes]]:
+        """conn -> {EGRESS: bytes, INGRESS: bytes} for one process, in capture order."""
+        out: dict[str, dict[Direction, bytearray]] = defaultdict(lambda: {Direction.EGRESS: bytearray(),
+                                                                         Direction.INGRESS: bytearray()})
+        for c in self.chunks(pid):
+            out[c.conn][c.direction] += c.data
+        return {k: {d: bytes(b) for d, b in v.items()} for k, v in out.items()}
+
+    def closes(self) -> list[ConnClosed]:
+        return [i for i in self.items if isinstance(i, ConnClosed)]
+
+
+@pytest.fixture
+def tracer_run(tmp_path, _need_root):
+    runs: list[TracerRun] = []
+
+    def start(*flags: str) -> TracerRun:
+        r = TracerRun(list(flags), tmp_path)
+        runs.append(r)
+        return r
+
+    yield start
+    for r in runs:
+        if r.proc.poll() is None:
+            r.proc.kill()
+            r.proc.wait()
