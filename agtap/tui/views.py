@@ -14,6 +14,7 @@ from .model import Model, clean_body
 
 SPARK_SPAN = 120.0  # seconds of history in the sparklines
 MAX_BODY_LINES = 20000
+MAX_LINE = 8000  # a base64 image in a prompt is one enormous line
 
 
 def _agg_line(key: str, g: aggregate.Group | None, keyw: int, sparkw: int, spark: str = "") -> str:
@@ -129,6 +130,7 @@ def body_lines(bodies) -> list[str]:
     else:
         text = bodies if isinstance(bodies, str) else json.dumps(bodies, indent=2, ensure_ascii=False)
         out = text.replace("\t", "    ").splitlines()
+    out = [ln if len(ln) <= MAX_LINE else ln[:MAX_LINE] + f"… ({len(ln) - MAX_LINE} more characters)" for ln in out]
     if len(out) > MAX_BODY_LINES:
         out = out[:MAX_BODY_LINES] + [f"… {len(out) - MAX_BODY_LINES} more lines"]
     return out

@@ -133,3 +133,11 @@ def test_frame_at_80x24_layout():
     assert out[3].startswith("23:37:26~ python3[4242] gpt-4o")
     assert out[4] == "23:37:25~ python3[4242] claude-sonnet-4-5  1200   340   800 2.35s 410ms end_turn"
     assert out[23].rstrip() == "q quit  / filter  p pause  s start/stop  tab view  enter detail  ? help"
+
+
+def test_huge_bodies_are_bounded():
+    from agtap.tui.views import body_lines
+    out = body_lines({"request": {"image": "A" * 100_000}, "response": "\n".join(["x"] * 30_000)})
+    assert max(len(line) for line in out) < 8100
+    assert any(line.endswith("(92013 more characters)") for line in out)
+    assert out[-1] == "… 10005 more lines"
