@@ -125,7 +125,8 @@ def print_status(props: dict, stats: dict) -> None:
           + "; process names " + (", ".join(safe_field(c) for c in f.get("comms", [])) or "any"))
     by = ", ".join(f"{safe_field(k)} {_num(v)}" for k, v in sorted(stats.get("calls_by_provider", {}).items()))
     print(f"calls: {_num(stats.get('calls', 0))}" + (f" ({by})" if by else "")
-          + f"; tokens in {_num(stats.get('input_tokens', 0))} out {_num(stats.get('output_tokens', 0))}")
+          + f"; tokens in {_num(stats.get('input_tokens', 0))} out {_num(stats.get('output_tokens', 0))}"
+          + (f"; cost ${stats['cost_usd']:,.4f}" if isinstance(stats.get("cost_usd"), float) and stats["cost_usd"] else ""))
     print(f"lost records: {_num(stats.get('lost_records', 0))}; cut: {_num(stats.get('cut_records', 0))}; "
           f"parse errors: {_num(stats.get('parse_errors', 0))}")
 

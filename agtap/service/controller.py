@@ -110,6 +110,7 @@ class Controller:
         self.tokens = {"input": 0, "output": 0, "cache_creation_input": 0, "cache_read_input": 0}
         self.request_bytes = 0
         self.response_bytes = 0
+        self.cost_usd = 0.0                              # sum over calls with a known price
 
     # --- capture ---------------------------------------------------------------------
 
@@ -235,6 +236,7 @@ class Controller:
             self.tokens[k] += getattr(call, k + "_tokens") or 0
         self.request_bytes += call.request_bytes or 0
         self.response_bytes += call.response_bytes or 0
+        self.cost_usd += call.cost_usd or 0.0
         line = json.dumps(event, separators=(",", ":"), default=str)
         if len(self.recent) == self.recent.maxlen:
             self._ids.pop(self.recent[0][0], None)
@@ -316,6 +318,7 @@ class Controller:
             "cache_read_input_tokens": self.tokens["cache_read_input"],
             "request_bytes": self.request_bytes,
             "response_bytes": self.response_bytes,
+            "cost_usd": round(self.cost_usd, 6),
             "chunks": cap.chunks,
             "capture_bytes": cap.bytes,
             "lost_records": cap.lost_records,
