@@ -148,7 +148,14 @@ class Pipeline:
                 return None
             c = HttpConn(ch.conn, self)
             if not verdict:
-                c.req.abandon()   # not at a message start: wait for the next request line
+                # Not at a message start (another protocol, or attached mid-stream): tell the
+                # capture layer to stop copying until a request line, and wait for one.
+                c.req.abandon()
+                c.resp.abandon()
+                c.discard_ingress = True
+                self.stats.ignored_exchanges += 1
+                if self.ignore_conn is not None:
+                    self.ignore_conn(ch.conn)
         c.last_ts = ch.ts_ns
         self.conns[ch.conn] = c
         return c, data

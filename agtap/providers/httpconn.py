@@ -15,6 +15,8 @@ from agtap.providers.exchange import IGNORED, LLM, MCP, PENDING, Exchange, class
 from agtap.providers.mcp import McpSession
 from agtap.wire.http1 import HttpParser
 
+MAX_PENDING = 64   # requests awaiting an answer on one connection
+
 
 class HttpConn:
     kind = "http"
@@ -94,6 +96,12 @@ class HttpConn:
             else:
                 self._ignore(None)
             return
+        if len(self.queue) >= MAX_PENDING:
+            # A peer that never answers must not grow state without bound.
+            old = self.queue.popleft()
+            if old.kind != IGNORED:
+                old.start()
+                old.response_end(head.start_ns, "unanswered")
         ex = Exchange(self, head, req, kind, mod, self.origin)
         self.cur_req = ex
         self.queue.append(ex)
@@ -173,6 +181,10 @@ class HttpConn:
 
     def _resp_head(self, head) -> None:
         if 100 <= head.status < 200:
+            if head.status == 101:   # Switching Protocols (e.g. WebSocket): no more HTTP/1.1 here
+                self.req.stop()
+                self.discard_ingress = True
+                self._ignore(None, tell_only=True)
             return   # interim (100 Continue): the parser skips it
         ex = self._front()
         if ex is None:

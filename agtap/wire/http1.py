@@ -149,6 +149,12 @@ class HttpParser:
             return False
         return self.cur is not None
 
+    def stop(self) -> None:
+        """The connection no longer speaks HTTP/1.1 (after 101 Switching Protocols): drop all further bytes."""
+        self.cur = None
+        self.state = DEAD
+        self.buf, self.pos, self.old_len = b"", 0, 0
+
     def abandon(self) -> None:
         """Drop the message in progress and look for the next start line (after a cut or an ignore)."""
         self.cur = None
@@ -350,18 +356,20 @@ class HttpParser:
                 ls = buf.rfind(b"\n", pos, i) + 1
                 if ls == 0:
                     ls = pos
-                line = buf[ls:i]
-                sp = line.find(b" ")
-                if sp > 0 and line[:sp] in METHODS and line.find(b" ", sp + 1) < 0 and len(line) > sp + 1:
-                    self.pos = ls
-                    self.state = HEAD
-                    return True
+                # A request line starts a line, or a write (the capture resumes at one).
+                for start in (ls, self.old_len) if ls < self.old_len < i else (ls,):
+                    line = buf[start:i]
+                    sp = line.find(b" ")
+                    if sp > 0 and line[:sp] in METHODS and line.find(b" ", sp + 1) < 0 and len(line) > sp + 1:
+                        self.pos = start
+                        self.state = HEAD
+                        return True
                 pos = i + 1
             else:
                 i = buf.find(b"HTTP/1.", pos)
                 if i < 0:
                     break
-                if i == 0 or buf[i - 1] == 10:
+                if i == 0 or buf[i - 1] == 10 or i == self.old_len:   # starts a line or a read
                     if n - i < 12:
                         self.pos = i
                         return False

@@ -186,3 +186,32 @@ def test_stats_totals():
     assert s.calls == 2 and s.calls_by_provider == {"anthropic": 1, "gemini": 1}
     assert s.calls_by_kind == {"llm_call": 2} and s.input_tokens == 5 + 8 and s.output_tokens == 5 + 7
     assert s.request_bytes == sum(c.request_bytes for c in r.calls) > 0
+
+
+def test_non_http_first_bytes_are_ignored_until_a_request_line():
+    r = Run()
+    r.out(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 0)   # not HTTP: the kernel is told to stop copying
+    assert r.ignored == [r.conn]
+    r.inn(b"\x16\x03\x03\x00\x5a", 1)
+    llm_exchange(r, 5, n=6)                                    # ... and a request line brings it back
+    assert r.one().response_id == "msg_6"
+
+
+def test_websocket_upgrade_stops_parsing():
+    r = Run()
+    r.out(b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 0)
+    r.inn(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello", 1)
+    r.out(b"\x81\x85POST /v1/messages HTTP/1.1\r\n", 2)
+    assert r.calls == [] and r.p.stats.parse_errors == 0
+
+
+def test_head_request_response_has_no_body_and_unanswered_requests_are_bounded():
+    from agtap.providers.httpconn import MAX_PENDING
+    r = Run()
+    r.out(b"HEAD /v1/messages HTTP/1.1\r\nHost: h\r\n\r\n", 0)
+    r.inn(response_head(200, {"Content-Length": "1234"}), 1)     # no body follows a HEAD answer
+    llm_exchange(r, 2, n=7)
+    assert [c.response_id for c in r.calls] == ["msg_7"]
+    for k in range(MAX_PENDING + 1):
+        r.out(request("/v1/messages", MSG), 10 + k)
+    assert [c.incomplete_reason for c in r.calls[1:]] == ["unanswered"]
