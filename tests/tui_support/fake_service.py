@@ -121,6 +121,21 @@ class Test(ServiceInterface):
         self.st.calls.append(s)
         self.read.CallCaptured(s)
 
+    @method()
+    def Burst(self, n: "u", rate: "u"):
+        """Emit n calls at `rate` per second (returns at once; the calls follow)."""
+        asyncio.ensure_future(self._burst(n, rate))
+
+    async def _burst(self, n: int, rate: int):
+        from tests.tui_support import events
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for i in range(n):
+            delay = t0 + i / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.Emit(json.dumps(events.llm(i / rate, id=f"{i:032x}")))
+
 
 async def serve(address: str | None, bus: str, st: State, ready=None) -> MessageBus:
     b = await MessageBus(bus_address=address, bus_type=BusType.SYSTEM if bus == "system" else BusType.SESSION).connect()

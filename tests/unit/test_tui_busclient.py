@@ -207,3 +207,44 @@ def test_agtap_tui_exits_4_with_one_line_when_denied(bus):
     assert r.stderr == ("agtap-tui: access denied: add yourself to group agtap: "
                         "sudo usermod -aG agtap $USER, then log in again\n")
     assert r.stdout == ""
+
+
+def test_200_calls_per_second_over_the_bus_into_the_app(bus, aloop):
+    """600 CallCaptured signals in 3 s through dbus-next into the real App: all arrive, rows are
+    capped, the screen is drawn ≤ ~10 times a second."""
+    from agtap.tui.app import App
+    from tests.tui_support.render import CountingScreen
+
+    svc = Service(bus.address).start()
+    try:
+        m = Model(max_rows=400)
+        app = App(BusClient("session", bus.address), m, bus="session")
+        scr = CountingScreen((80, 24))
+        aloop.run_until_complete(app.preflight())
+        assert m.state == RUNNING
+        loop = app.make_loop(aloop, scr)
+        app._spawn(app.link.run())
+
+        async def drive():
+            t0 = aloop.time()
+            await asyncio.to_thread(subprocess.run, [
+                "busctl", f"--address={bus.address}", "call", busnames.BUS_NAME, busnames.OBJECT_PATH,
+                "io.agtap.Test", "Burst", "uu", "600", "200"], check=True)
+            await _until(lambda: m.received == 600, 10)
+            await asyncio.sleep(0.3)
+            return aloop.time() - t0
+
+        loop.start()
+        try:
+            elapsed = aloop.run_until_complete(drive())
+        finally:
+            loop.stop()
+            for t in list(app._tasks):
+                t.cancel()
+            app.client.close()
+        assert m.received == 600 and len(m.calls) == 400
+        assert m.view()[0]["id"] == f"{599:032x}" and m.view()[-1]["id"] == f"{200:032x}"
+        assert elapsed < 5, elapsed
+        assert 3 <= scr.draws <= 10 * elapsed + 3, (scr.draws, elapsed)
+    finally:
+        svc.stop()
