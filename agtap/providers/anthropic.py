@@ -14,8 +14,15 @@ from agtap.providers.base import add_tool, as_int, content_at, set_error
 NAME = "anthropic"
 
 
+_VERTEX_OPS = (":rawPredict", ":streamRawPredict")
+
+
 def match(req) -> bool:
-    return req.method == "POST" and req.path.endswith("/v1/messages")
+    if req.method != "POST":
+        return False
+    p = req.path
+    # Claude on Vertex AI: .../publishers/anthropic/models/{model}:streamRawPredict, Messages API body.
+    return p.endswith("/v1/messages") or ("/publishers/anthropic/models/" in p and p.endswith(_VERTEX_OPS))
 
 
 class _State:
@@ -29,6 +36,8 @@ def begin(req, call):
     body = req.json_obj()
     m = body.get("model")
     call.model = m if isinstance(m, str) else None
+    if call.model is None and "/publishers/anthropic/models/" in req.path:
+        call.model = req.path.rsplit("/models/", 1)[1].split(":", 1)[0]
     call.streaming = body.get("stream") is True
     call.operation = "chat"
     return _STATE

@@ -42,7 +42,7 @@ class HttpConn:
 
     def mcp_session(self) -> McpSession:
         if self._mcp is None:
-            self._mcp = McpSession(self.emit)
+            self._mcp = McpSession(self.emit, self.stats)
         return self._mcp
 
     @property

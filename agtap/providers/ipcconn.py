@@ -27,7 +27,7 @@ class IpcConn:
         self.pipe = pipe
         self.stats = pipe.stats
         self.lines = {True: LineDecoder(pipe.limits.max_body), False: LineDecoder(pipe.limits.max_body)}
-        self.session = McpSession(pipe._emit)
+        self.session = McpSession(pipe._emit, pipe.stats)
         self.client: Origin | None = None   # the process writing requests (egress)
         self.server: Origin | None = None
         self.last_ts = 0

@@ -48,8 +48,9 @@ def _id_key(v: Any):
 
 
 class McpSession:
-    def __init__(self, emit: Callable, max_pending: int = 4096):
+    def __init__(self, emit: Callable, stats=None, max_pending: int = 4096):
         self.emit = emit
+        self.stats = stats          # PipelineStats, for parse_errors
         self.pending: dict = {}     # (from_client, id key) -> Call awaiting its response
         self.max_pending = max_pending
         self.orphans = 0            # responses whose request we never saw
@@ -64,8 +65,8 @@ class McpSession:
             for o in obj:
                 opened += self.message(o, from_client, ts, wall, ctx, b"", 0, first_ts, incomplete)
             return opened
-        if not isinstance(obj, dict):
-            self.parse_errors += 1
+        if not isinstance(obj, dict) or obj.get("jsonrpc") != "2.0":
+            self._bad()   # JSON, but not JSON-RPC 2.0: not an MCP message
             return []
         method = obj.get("method")
         mid = obj.get("id")
@@ -122,8 +123,13 @@ class McpSession:
                 call.incomplete, call.incomplete_reason = True, incomplete
             self.emit(call)
             return []
-        self.parse_errors += 1
+        self._bad()
         return []
+
+    def _bad(self) -> None:
+        self.parse_errors += 1
+        if self.stats is not None:
+            self.stats.parse_errors += 1
 
     def answer_failed(self, keys: list, ts: int, status: int) -> None:
         """An HTTP exchange carrying these requests failed with `status` and no JSON-RPC answer."""

@@ -94,3 +94,15 @@ def test_count_tokens_and_batches_are_not_calls():
     r.out(request("/v1/messages/count_tokens", REQ), 0)
     r.inn(response({"input_tokens": 10}), 5)
     assert r.calls == [] and r.ignored == [r.conn]
+
+
+def test_claude_on_vertex_raw_predict():
+    # https://docs.anthropic.com/en/api/claude-on-vertex-ai: model in the URL, anthropic_version in the body
+    r = Run()
+    path = "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict"
+    r.out(request(path, {"anthropic_version": "vertex-2023-10-16", "stream": True, "max_tokens": 5, "messages": []},
+                  host="us-east5-aiplatform.googleapis.com"), 0)
+    stream_sse(r, fixture("anthropic_stream_tool.sse"), 10)
+    end_chunked(r, 200)
+    c = r.one()
+    assert c.provider == "anthropic" and c.model == "claude-sonnet-4-5@20250929" and c.output_tokens == 89

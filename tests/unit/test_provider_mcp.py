@@ -157,3 +157,10 @@ def test_post_json_that_is_not_jsonrpc_is_ignored():
     r.out(request("/api/things", {"a": 1}, host=HOST), 0)
     r.inn(response({"ok": True}), 2)
     assert r.calls == [] and r.ignored == ["sock:55:9"]
+
+
+def test_json_lines_that_are_not_jsonrpc_make_no_calls():
+    r = stdio_run()
+    client(r, line({"method": "tools/call", "id": 1}), 0)      # no "jsonrpc": "2.0"
+    server(r, line({"id": 1, "result": {}}), 1)
+    assert r.calls == [] and r.p.stats.parse_errors == 2
