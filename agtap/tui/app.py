@@ -75,6 +75,9 @@ class App:
         self._shown_version = -1
         self._header_at = 0.0
         self._tasks: set[asyncio.Task] = set()
+        self._filter_before = ""
+        # the table follows the filter as it is typed
+        urwid.connect_signal(self.footer.edit, "postchange", lambda *_: self._live_filter())
 
     # --- model -> widgets ------------------------------------------------------
     def update_widgets(self, force: bool = False) -> bool:
@@ -129,8 +132,9 @@ class App:
             if key == "enter":
                 m.set_filter(self.footer.stop_edit())
                 self.frame.focus_position = "body"
-            elif key == "esc":
+            elif key == "esc":  # back to the filter there was before '/'
                 self.footer.stop_edit()
+                m.set_filter(self._filter_before)
                 self.frame.focus_position = "body"
             self.update_widgets(force=True)
             return True
@@ -157,6 +161,7 @@ class App:
             if ev is not None:
                 self.open_detail(ev)
         elif key == "/":
+            self._filter_before = m.filter
             self.footer.start_edit(m.filter)
             self.frame.focus_position = "footer"
         elif key == "p":
@@ -167,6 +172,10 @@ class App:
             return False
         self.update_widgets(force=True)
         return True
+
+    def _live_filter(self) -> None:
+        if self.footer.editing:
+            self.model.set_filter(self.footer.edit.get_edit_text())
 
     def open_detail(self, ev: dict) -> None:
         self.detail = DetailView(ev)

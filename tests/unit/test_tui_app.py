@@ -54,6 +54,7 @@ def test_filter_by_text_then_clear():
     for ch in "gpt":
         press(app, ch)
     assert screen(app)[-1].startswith("filter: gpt")
+    assert len([line for line in screen(app)[3:-1] if line.strip()]) == 2  # filters as it is typed
     press(app, "enter")
     assert m.filter == "gpt"
     rows = [line for line in screen(app)[3:-1] if line.strip()]
@@ -67,9 +68,12 @@ def test_filter_by_text_then_clear():
     # a filter on the process name, and 'q' typed into the filter is text, not quit
     press(app, "/")
     press(app, "n")
+    press(app, "o")
+    assert m.filter == "no"
+    assert len([line for line in screen(app)[3:-1] if line.strip()]) == 3  # the node calls
     press(app, "q")
-    press(app, "esc")
-    assert m.filter == ""
+    press(app, "esc")  # esc: the filter from before '/'
+    assert m.filter == "" and app.footer.editing is False
 
 
 def test_pause_freezes_the_table_and_counts_new_calls():
