@@ -22,6 +22,8 @@ export function parseArgs(modes, defaultModel) {
     else if (a === '--parallel') args.parallel = Number(argv[++i]);
     else if (a === '--exit-after') args.exitAfter = Number(argv[++i]);
     else if (a === '--python') args.python = argv[++i];
+    else if (a === '--tool') args.tool = argv[++i];
+    else if (a === '--arguments') args.toolArguments = JSON.parse(argv[++i]);
     else if (a === '--wait-go') args.waitGo = true;
     else throw new Error(`unknown argument ${a}`);
   }

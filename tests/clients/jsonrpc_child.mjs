@@ -2,7 +2,7 @@
 // child_process (libuv, socketpair(2) for 'pipe' stdio) writes requests to the Python MCP
 // server and reads its responses line by line. This is the MCP stdio framing
 // (https://modelcontextprotocol.io/specification/2025-06-18/basic/transports#stdio).
-// node jsonrpc_child.mjs --python PATH [--wait-go]
+// node jsonrpc_child.mjs --python PATH [--wait-go] [--tool NAME --arguments JSON]
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -37,15 +37,16 @@ async function call() {
   });
   send({ method: 'notifications/initialized' });
   const tools = await request('tools/list', {});
-  const added = await request('tools/call', { name: 'add', arguments: { a: 2, b: 3 } });
+  const tool = args.tool ?? 'add';
+  const called = await request('tools/call', { name: tool, arguments: args.toolArguments ?? { a: 2, b: 3 } });
   child.stdin.end();
   await new Promise((resolve) => child.once('exit', resolve));
   return {
     server_name: init.result?.serverInfo?.name, server_pid: child.pid,
     protocol_version: init.result?.protocolVersion,
     tools: (tools.result?.tools ?? []).map((t) => t.name).sort(),
-    add: (added.result?.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join(''),
-    structured: added.result?.structuredContent ?? null, is_error: added.result?.isError ?? false,
+    tool, text: (called.result?.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join(''),
+    structured: called.result?.structuredContent ?? null, is_error: called.result?.isError ?? false,
   };
 }
 

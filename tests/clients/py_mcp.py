@@ -1,8 +1,8 @@
 """Official `mcp` Python SDK client: launches tests/support/mcp_server.py over stdio
 (anyio subprocess, so plain pipes) and runs initialize, tools/list, tools/call add(2, 3).
 
-python tests/clients/py_mcp.py [--wait-go] [--server-python PATH]
-Prints {"client": "python-mcp", "pid", "server_pid", "results": [{"tools", "add", ...}]}.
+python tests/clients/py_mcp.py [--wait-go] [--server-python PATH] [--tool NAME --arguments JSON]
+Prints {"client": "python-mcp", "pid", "results": [{"server_pid", "tools", "tool", "text", ...}]}.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ SERVER = Path(__file__).resolve().parents[1] / "support" / "mcp_server.py"
 parser = argparse.ArgumentParser()
 parser.add_argument("--wait-go", action="store_true")
 parser.add_argument("--server-python", default=sys.executable)
-parser.add_argument("--a", type=int, default=2)
-parser.add_argument("--b", type=int, default=3)
+parser.add_argument("--tool", default="add")
+parser.add_argument("--arguments", default='{"a": 2, "b": 3}', help="JSON object")
 args = parser.parse_args()
 
 
@@ -45,11 +45,12 @@ async def main() -> dict:
         async with ClientSession(*streams) as session:
             init = await session.initialize()
             tools = await session.list_tools()
-            result = await session.call_tool("add", {"a": args.a, "b": args.b})
+            result = await session.call_tool(args.tool, json.loads(args.arguments))
             text = "".join(c.text for c in result.content if getattr(c, "type", "") == "text")
-            return {"server_pid": child_pid(), "server_name": init.server_info.name, "protocol_version": init.protocol_version,
-                    "tools": sorted(t.name for t in tools.tools), "add": text,
-                    "structured": result.structured_content, "is_error": result.is_error}
+            return {"server_pid": child_pid(), "server_name": init.server_info.name,
+                    "protocol_version": init.protocol_version,
+                    "tools": sorted(t.name for t in tools.tools), "tool": args.tool, "text": text,
+                    "structured": result.structured_content, "is_error": bool(result.is_error)}
 
 
 result = anyio.run(main)

@@ -252,11 +252,13 @@ def _argv(kind: str, api: FakeApi | None, mode: str, key: str, opts: dict[str, A
         assert api is not None, f"{kind} needs a FakeApi"
         script = "anthropic.mjs" if kind == "node-anthropic" else "openai.mjs"
         return [NODE, str(CLIENTS_DIR / script), "--base-url", api.base_url, *_sdk_args(mode, opts)]
+    mcp_call = ["--tool", opts["tool"], "--arguments", json.dumps(opts["arguments"] or {})] \
+        if opts.get("tool") else []
     if kind == "python-mcp":
-        return [PYTHON, str(CLIENTS_DIR / "py_mcp.py"), *wait_go]
+        return [PYTHON, str(CLIENTS_DIR / "py_mcp.py"), *mcp_call, *wait_go]
     if kind in ("node-mcp", "node-jsonrpc"):
         script = "mcp_client.mjs" if kind == "node-mcp" else "jsonrpc_child.mjs"
-        return [NODE, str(CLIENTS_DIR / script), "--python", PYTHON, *wait_go]
+        return [NODE, str(CLIENTS_DIR / script), "--python", PYTHON, *mcp_call, *wait_go]
     assert api is not None, f"{kind} needs a FakeApi"
     prompt = big_prompt(opts["prompt_size"]) if opts.get("prompt_size") else "Say hello."
     method, path, headers, body = raw_request(mode, key, opts.get("model"), prompt)
@@ -288,6 +290,7 @@ def _argv(kind: str, api: FakeApi | None, mode: str, key: str, opts: dict[str, A
 def start_client(kind: str, api: FakeApi | None = None, mode: str | None = None, *, repeat: int = 1,
                  model: str | None = None, wait_go: bool = False, compressed: bool = False,
                  body: str | None = None, prompt_size: int = 0, parallel: int = 1, exit_after: int = 0,
+                 tool: str | None = None, arguments: dict[str, Any] | None = None,
                  api_key: str | None = None, env: dict[str, str] | None = None,
                  timeout: float = 60.0) -> ClientProcess:
     """Start a client process; returns at once (the pid is known before any traffic).
@@ -302,6 +305,8 @@ def start_client(kind: str, api: FakeApi | None = None, mode: str | None = None,
         -openai(chat): the process exits abruptly after that many text deltas.
     body: raw kinds only: send this body instead of the mode's default.
     compressed: curl only: ask for gzip (--compressed); the SDKs always ask.
+    tool, arguments: MCP kinds: the tools/call made (default add {"a": 2, "b": 3}); the
+        server (tests/support/mcp_server.py) has add, echo, big(n), fail(message), sleep(seconds).
     """
     if kind not in MODES:
         raise ValueError(f"unknown client kind {kind!r}; known: {sorted(MODES)}")
@@ -310,7 +315,8 @@ def start_client(kind: str, api: FakeApi | None = None, mode: str | None = None,
         raise ValueError(f"{kind} has no mode {mode!r}; modes: {MODES[kind]}")
     key = api_key or API_KEYS.get(kind)
     opts = dict(repeat=repeat, model=model, wait_go=wait_go, compressed=compressed, body=body,
-                prompt_size=prompt_size, parallel=parallel, exit_after=exit_after)
+                prompt_size=prompt_size, parallel=parallel, exit_after=exit_after, tool=tool,
+                arguments=arguments)
     cleanup: list[str] = []
     argv = _argv(kind, api, mode, key or "", opts, cleanup)
     popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

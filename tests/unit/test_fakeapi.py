@@ -189,8 +189,8 @@ def test_mcp_stdio_sessions(kind: str) -> None:
     run = start_client(kind).wait().check()
     result = run.result
     assert result["server_name"] == "agtap-test-server"
-    assert result["tools"] == ["add", "big", "echo"]
-    assert result["add"] == "5" and result["is_error"] is False
+    assert result["tools"] == ["add", "big", "echo", "fail", "sleep"]
+    assert result["text"] == "5" and result["is_error"] is False
     assert isinstance(result["server_pid"], int) and result["server_pid"] != run.pid
 
 
@@ -233,3 +233,10 @@ def test_large_prompt_and_parallel_calls(fake_api: FakeApi) -> None:
     par = start_client("node-anthropic", fake_api, "nonstream", parallel=3).wait().check()
     assert len(par.results) == 3
     assert len({e.conn for e in fake_api.wait_for(4)[1:]}) == 3  # three requests in flight at once
+
+
+def test_mcp_big_frames_and_tool_errors() -> None:
+    big = start_client("node-jsonrpc", tool="big", arguments={"n": 200_000}).wait().check()
+    assert len(big.result["text"]) == 200_000  # far more than one 64 KiB pipe/socket read
+    failed = start_client("node-mcp", tool="fail", arguments={"message": "boom"}).wait().check()
+    assert failed.result["is_error"] is True and failed.result["text"].startswith("Error executing tool")
