@@ -112,11 +112,12 @@ def test_calls_follow(daemon, env):
     p = subprocess.Popen(["runuser", "-u", TESTER, "--", PY, "-m", "agtap.ctl", "calls", "--follow", "--json",
                           "-n", "0"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        import time
-        time.sleep(1.0)                       # let it subscribe
-        daemon.proc.send_signal(signal.SIGUSR1)
         import select
-        ready, _, _ = select.select([p.stdout], [], [], 10)
+        for _ in range(10):                    # until it has subscribed: one more call a second
+            daemon.proc.send_signal(signal.SIGUSR1)
+            ready, _, _ = select.select([p.stdout], [], [], 1.0)
+            if ready:
+                break
         assert ready, "no line from --follow"
         assert json.loads(p.stdout.readline())["provider"] == "anthropic"
     finally:
@@ -165,11 +166,10 @@ def test_call_line_incomplete():
 def test_follow_exits_3_when_the_service_stops(bus, env, tmp_path):
     os.chmod(tmp_path, 0o755)
     with PrivateBus() as own:
-        dm = Daemon(str(tmp_path), own.env()).ready()
+        dm = Daemon(str(tmp_path), own.env(), "--calls", "1").ready()
         p = subprocess.Popen([PY, "-m", "agtap.ctl", "calls", "--follow"], cwd=REPO, env=env_for(own.env()),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        import time
-        time.sleep(1.0)
+        assert "anthropic" in p.stdout.readline()      # the recent call: it has subscribed by now
         assert dm.stop() == 0
         _out, err = p.communicate(timeout=10)
         assert p.returncode == 3 and err == "agtapctl: agtap stopped\n", err
