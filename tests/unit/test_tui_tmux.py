@@ -36,11 +36,12 @@ def colour_codes(raw: str) -> list[str]:
 
 
 class Service:
-    def __init__(self, address):
-        self.address, self.proc = address, None
+    def __init__(self, address, *flags):
+        self.address, self.flags, self.proc = address, flags, None
 
     def start(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.tui_support.fake_service", self.address],
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.tui_support.fake_service", self.address,
+                                      *self.flags],
                                      cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"
         return self
@@ -99,6 +100,23 @@ def test_monochrome_terminal_gets_no_colour_codes():
             assert "\x1b[7m" in raw or "\x1b[1m" in raw  # reverse/bold stand in for colour
             t.keys("q")
             t.wait_for(lambda ls: any(ln.strip() == "EXIT=0" for ln in ls), 3)
+        finally:
+            t.kill()
+            svc.stop()
+
+
+def test_denied_when_the_service_appears_later_ends_with_the_one_line_and_4():
+    with BusDaemon() as bus:
+        svc = Service(bus.address, "--deny-read")
+        t = _tui(bus, "xterm")
+        try:
+            t.wait_for(lambda ls: any("agtap service is not running" in ln for ln in ls), 5)
+            svc.start()
+            lines = t.wait_for(lambda ls: any(ln.strip() == "EXIT=4" for ln in ls), 5)
+            text = "\n".join(lines)
+            assert ("agtap-tui: access denied: add yourself to group agtap: sudo usermod -aG agtap $USER, "
+                    "then log in again") in text.replace("\n", "")
+            assert "Traceback" not in text
         finally:
             t.kill()
             svc.stop()
