@@ -191,18 +191,19 @@ class Daemon:
         for s in sinks:
             if hasattr(s, "set_stats_source"):           # Prometheus: capture counters at every scrape
                 s.set_stats_source(stats=self.ctl.get_stats)
-        start = asyncio.ensure_future(asyncio.to_thread(self.ctl.start))
-        stopper = asyncio.ensure_future(self._stop.wait())
-        await asyncio.wait({start, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if not start.done():              # SIGTERM while attaching: let it finish, then leave
-            await asyncio.shield(start)
         try:
-            start.result()
+            # BCC compiles for seconds: in a thread, so the loop keeps pinging the watchdog.
+            # A SIGTERM meanwhile is acted on once attaching is done (it cannot be interrupted).
+            await asyncio.to_thread(self.ctl.start)
         except Failed as e:
             log.error("cannot start capturing: %s", e)
             self.notifier.status(f"failed: {e}")
             self.ctl.shutdown()
             return 1
+        if self._stop.is_set():
+            self.notifier.notify("STOPPING=1")
+            await self._shutdown()
+            return 0
         if self.config.bus != "none":
             if not await self._start_dbus():
                 self.notifier.notify("STOPPING=1")
