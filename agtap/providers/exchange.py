@@ -191,7 +191,9 @@ class Exchange:
             if fast is not None and fast(self.state, self.call, ev.event, d, ev.ts_ns):
                 return   # the provider needed nothing from this event's JSON
         obj = None
-        if d[:1] in (b"{", b"[") or d.lstrip()[:1] in (b"{", b"["):
+        if d == b"[DONE]":   # OpenAI's end-of-stream sentinel, not JSON
+            pass
+        elif d[:1] in (b"{", b"[") or d.lstrip()[:1] in (b"{", b"["):
             try:
                 obj = json.loads(d)
             except ValueError:

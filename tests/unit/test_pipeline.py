@@ -60,7 +60,7 @@ def test_process_exit_mid_sse_gives_one_incomplete_call_with_tokens_so_far():
         r.inn(chunk_frame(b), 10 + i)
     r.inn(chunk_frame(blocks[8])[:30], 30)  # half an event
     r.close(40, "process_exit")
-    c = r.one()
+    c = r.one(clean=False)
     assert c.incomplete and c.incomplete_reason == "process_exit"
     assert (c.input_tokens, c.output_tokens) == (472, 2)   # message_start's counts, all we saw
     assert c.tools == ["get_weather"] and c.stop_reason is None
@@ -72,7 +72,7 @@ def test_connection_closed_before_any_answer():
     r = Run()
     r.out(request("/v1/messages", MSG), 0)
     r.close(5)
-    c = r.one()
+    c = r.one(clean=False)
     assert c.incomplete_reason == "connection_closed" and c.latency_ms is None and c.http_status is None
 
 
@@ -82,7 +82,7 @@ def test_cut_request_still_emits_call():
     r.out(req[:3000], 0, cut=True)         # the capture copied only part of this write
     r.inn(response({"type": "message", "content": [], "stop_reason": "end_turn",
                     "usage": {"input_tokens": 9, "output_tokens": 1}}), 4)
-    c = r.one()
+    c = r.one(clean=False)
     assert c.incomplete and c.incomplete_reason == "cut" and c.input_tokens == 9
     llm_exchange(r, 10, n=3)               # next request resynchronises
     assert r.calls[-1].response_id == "msg_3" and not r.calls[-1].incomplete
@@ -93,7 +93,7 @@ def test_cut_response_chunk():
     r.out(request("/v1/messages", MSG), 0)
     r.inn(response_head(200, {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked"}), 1)
     r.inn(chunk_frame(b"".join(sse_blocks(fixture("anthropic_stream_tool.sse"))[:5])), 2, cut=True)
-    c = r.one()
+    c = r.one(clean=False)
     assert c.incomplete_reason == "cut" and c.input_tokens == 472 and c.ttft_ms == 2.0
 
 
@@ -101,7 +101,7 @@ def test_malformed_response_gives_partial_call_and_resyncs():
     r = Run()
     r.out(request("/v1/messages", MSG), 0)
     r.inn(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\nZZZ\r\n", 2)
-    c = r.one()
+    c = r.one(clean=False)
     assert c.incomplete and c.incomplete_reason == "parse_error: bad_chunk_size"
     assert r.p.stats.parse_errors == 1
     llm_exchange(r, 10, n=4)
@@ -112,7 +112,7 @@ def test_bad_json_body_is_a_parse_error():
     r = Run()
     r.out(request("/v1/messages", MSG), 0)
     r.inn(response(b'{"type": "message", "usage": {', content_type="application/json"), 2)
-    assert r.one().incomplete_reason == "parse_error: bad json body"
+    assert r.one(clean=False).incomplete_reason == "parse_error: bad json body"
 
 
 def test_provider_bug_is_counted_not_raised(monkeypatch):
@@ -122,7 +122,7 @@ def test_provider_bug_is_counted_not_raised(monkeypatch):
     r = Run()
     r.out(request("/v1/messages", MSG), 0)
     stream_sse(r, fixture("anthropic_stream_tool.sse"), 1)
-    c = r.one()
+    c = r.one(clean=False)
     assert c.incomplete_reason == "parse_error: internal RuntimeError"
     assert r.p.stats.internal_errors == 1 and r.p.stats.conns_open == 0
 
@@ -156,7 +156,7 @@ def test_conn_cap_evicts_least_recent():
     for k in range(4):
         r.out(request("/v1/messages", MSG), k, conn=f"tls:1:{k}")
     assert r.p.stats.conns_evicted == 1 and r.p.stats.conns_open == 3
-    assert r.one().incomplete_reason == "evicted"
+    assert r.one(clean=False).incomplete_reason == "evicted"
 
 
 def test_body_cap_truncates_bodies_but_stream_still_parsed():

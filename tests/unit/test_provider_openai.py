@@ -37,6 +37,7 @@ def test_chat_streaming_tool_call_deltas_and_usage_chunk():
     # comment 100, role-only delta 110 (no content), first tool delta 120
     assert c.ttft_ms == 120.0 and c.latency_ms == 250.0
     assert c.streaming and c.response_model == "gpt-4o-mini-2024-07-18"
+    assert not c.incomplete and r.p.stats.parse_errors == 0   # `data: [DONE]` is not an error
 
 
 def test_chat_streaming_text_with_compatible_server_path():
@@ -49,6 +50,7 @@ def test_chat_streaming_text_with_compatible_server_path():
     assert c.stop_reason == "stop" and c.tools == []
     assert (c.input_tokens, c.output_tokens, c.cache_read_input_tokens) == (1000, 200, 400)
     assert c.ttft_ms == 20.0  # comment 10, empty-content delta 15, "Hello" 20
+    assert not c.incomplete and r.p.stats.parse_errors == 0
     assert c.cost_usd == pytest.approx((600 * 2.0 + 400 * 0.5 + 200 * 8.0) / 1e6)
 
 

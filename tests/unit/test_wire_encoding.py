@@ -99,6 +99,6 @@ def test_decompression_cap_marks_call_incomplete():
     r = Run(limits=Limits(decompress_cap=1000))
     r.out(request("/v1/chat/completions", {"model": "gpt-4o"}, host="api.openai.com"), 0)
     r.inn(response(gzip.compress(b" " * 5000 + b"{}"), headers={"Content-Encoding": "gzip"}), 5)
-    c = r.one()
+    c = r.one(clean=False)
     assert c.incomplete and c.incomplete_reason == "decompression_cap"
     assert r.p.stats.decompression_capped == 1 and len(c.bodies.response_body) == 1000
