@@ -49,6 +49,7 @@ class FakeTracer:
 
     instances: list["FakeTracer"] = []
     fail_start: str | None = None          # set to make start() raise like a CaptureError
+    start_delay: float = 0.0               # seconds start() takes (BCC compiles for a while)
 
     def __init__(self, config, on_item, log):
         self.config, self.on_item, self.log = config, on_item, log
@@ -61,6 +62,7 @@ class FakeTracer:
         FakeTracer.instances.append(self)
 
     def start(self):
+        time.sleep(FakeTracer.start_delay)
         if FakeTracer.fail_start:
             e = RuntimeError(FakeTracer.fail_start)
             e.fix = "apt-get install linux-headers-cloud-amd64"

@@ -29,12 +29,14 @@ def main() -> int:
     p.add_argument("--comm", action="append", default=[])
     p.add_argument("--fail-start")
     p.add_argument("--metrics-addr")
+    p.add_argument("--start-delay", type=float, default=0.0)
     p.add_argument("--open", type=int, default=0, help="requests left without a response")
     a = p.parse_args()
     cfg = Config(event_log=os.path.join(a.dir, "events.jsonl"), bodies_dir=os.path.join(a.dir, "bodies"),
                  runtime_dir=a.dir, bus=a.bus, stdout=False, comms=a.comm, verbose=True,
                  metrics_addr=a.metrics_addr)
     FakeTracer.fail_start = a.fail_start
+    FakeTracer.start_delay = a.start_delay
     n = [0]
 
     def factory(config, on_item, log):

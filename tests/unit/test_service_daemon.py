@@ -200,3 +200,13 @@ def test_apply_sizes_reaches_the_real_sinks(tmp_path):
     finally:
         for s in sinks:
             s.close()
+
+
+def test_sigterm_while_attaching_exits_without_ready(workdir):
+    dm = Daemon(workdir, None, "--bus", "none", "--start-delay", "1.5", WATCHDOG_USEC="200000")
+    dm.notify.wait_for("STATUS=starting: attaching probes", 10)
+    dm.notify.wait_for("WATCHDOG=1", 2)                # the loop is free while probes attach
+    dm.proc.send_signal(signal.SIGTERM)
+    dm.notify.wait_for("STOPPING=1", 5)
+    assert dm.stop() == 0
+    assert "READY=1" not in dm.notify.lines()
