@@ -225,6 +225,25 @@ def test_tui_in_tmux_as_group_member(svc):
         box.sh("tmux kill-server", user="alice", check=False)
 
 
+def test_doctor_inside_the_container(svc):
+    r = svc.box.sh("agtap doctor", check=False, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_reinstall_restarts_and_keeps_config_and_data(svc, deb):
+    """What an upgrade does (dh_installsystemd: restart in postinst); conffile edits survive."""
+    box = svc.box
+    box.sh("sed -i 's/^#max_log_files = 5$/max_log_files = 6/' /etc/agtap/agtap.toml")
+    pid = svc.main_pid()
+    before = box.sh("wc -l < /var/log/agtap/events.jsonl").stdout.strip()
+    box.sh(f"apt-get -q -o Dpkg::Options::=--force-confold install -y --reinstall /root/{deb.name}", timeout=600)
+    svc.wait_active(not_pid=pid)
+    assert "max_log_files = 6" in box.sh("cat /etc/agtap/agtap.toml").stdout
+    assert int(box.sh("wc -l < /var/log/agtap/events.jsonl").stdout) >= int(before)
+    svc.python_call(m := new_model())
+    svc.wait_captured(m)
+
+
 def test_restart_and_kill9_recover(svc):
     box = svc.box
     pid = svc.main_pid()
