@@ -166,6 +166,10 @@ class Controller:
             self.stop()
         except Failed:
             self.log.exception("stopping the tracer")
+        self.finish()
+
+    def finish(self) -> None:
+        """Finish every open call (incomplete "shutdown") and close the sinks; the probes are left as they are."""
         self._drain()
         self._flush_pipeline()
         for s in self.sinks:

@@ -28,6 +28,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -124,6 +125,27 @@ def build_sinks(config: Config, mode: str) -> list[Any]:
             s.close()
         raise
     return sinks
+
+
+def in_daemon_thread(fn) -> asyncio.Future:
+    """fn() in a daemon thread, as a future: unlike asyncio.to_thread, a stuck fn cannot hold the exit
+    (asyncio.run joins its executor's threads; the kernel removes the probes when the process exits)."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+
+    def done(result=None, exc=None):
+        if not fut.done():
+            fut.set_exception(exc) if exc is not None else fut.set_result(result)
+
+    def work():
+        try:
+            r = fn()
+        except BaseException as e:              # handed to the awaiting coroutine
+            loop.call_soon_threadsafe(done, None, e)
+        else:
+            loop.call_soon_threadsafe(done, r)
+    threading.Thread(target=work, name="agtap-stop", daemon=True).start()
+    return fut
 
 
 def apply_sizes(sinks: list[Any], config: Config) -> None:
@@ -235,12 +257,12 @@ class Daemon:
         for t in self._tasks:
             t.cancel()
         try:
-            await asyncio.wait_for(asyncio.to_thread(self.ctl.stop), SHUTDOWN_BUDGET_S)
+            await asyncio.wait_for(in_daemon_thread(self.ctl.stop), SHUTDOWN_BUDGET_S)
         except asyncio.TimeoutError:
             log.warning("detaching probes took over %.1f s; exiting anyway", SHUTDOWN_BUDGET_S)
         except Failed as e:
             log.error("%s", e)
-        self.ctl.shutdown()           # open calls -> incomplete "shutdown", sinks closed
+        self.ctl.finish()             # open calls -> incomplete "shutdown", sinks closed
         if self.dbus is not None:
             await self.dbus.stop()
 

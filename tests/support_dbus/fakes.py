@@ -50,6 +50,7 @@ class FakeTracer:
     instances: list["FakeTracer"] = []
     fail_start: str | None = None          # set to make start() raise like a CaptureError
     start_delay: float = 0.0               # seconds start() takes (BCC compiles for a while)
+    stop_delay: float = 0.0                # seconds stop() takes (a stuck detach)
 
     def __init__(self, config, on_item, log):
         self.config, self.on_item, self.log = config, on_item, log
@@ -97,6 +98,7 @@ class FakeTracer:
         return ["/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/bin/node"] if self.started else []
 
     def stop(self):
+        time.sleep(FakeTracer.stop_delay)
         self.stopped, self.started = True, False
 
 

@@ -30,6 +30,7 @@ def main() -> int:
     p.add_argument("--fail-start")
     p.add_argument("--metrics-addr")
     p.add_argument("--start-delay", type=float, default=0.0)
+    p.add_argument("--stop-delay", type=float, default=0.0)
     p.add_argument("--open", type=int, default=0, help="requests left without a response")
     a = p.parse_args()
     cfg = Config(event_log=os.path.join(a.dir, "events.jsonl"), bodies_dir=os.path.join(a.dir, "bodies"),
@@ -37,6 +38,7 @@ def main() -> int:
                  metrics_addr=a.metrics_addr)
     FakeTracer.fail_start = a.fail_start
     FakeTracer.start_delay = a.start_delay
+    FakeTracer.stop_delay = a.stop_delay
     n = [0]
 
     def factory(config, on_item, log):

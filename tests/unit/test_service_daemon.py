@@ -210,3 +210,14 @@ def test_sigterm_while_attaching_exits_without_ready(workdir):
     dm.notify.wait_for("STOPPING=1", 5)
     assert dm.stop() == 0
     assert "READY=1" not in dm.notify.lines()
+
+
+def test_a_stuck_detach_does_not_hold_the_exit(workdir):
+    dm = Daemon(workdir, None, "--bus", "none", "--open", "1", "--stop-delay", "30").ready()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    dm.proc.send_signal(signal.SIGTERM)
+    assert dm.stop(timeout=5) == 0
+    assert time.monotonic() - t0 < 2.5, time.monotonic() - t0
+    assert "took over 1.5 s" in dm.err
+    assert [e.get("incomplete_reason") for e in dm.events()] == ["shutdown"]
