@@ -10,6 +10,8 @@ was scripted: this checks the parsers against the requests real clients send
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.fixtures.providers.harness import Run
@@ -22,7 +24,8 @@ PICK = {"python-anthropic:stream", "python-anthropic:nonstream", "python-anthrop
         "python-openai:chat-stream", "python-openai:chat-tools", "python-openai:responses-stream",
         "python-openai:responses-tools", "python-gemini:stream", "python-gemini:tools",
         "curl:gemini-stream-array", "node-openai:chat-tools", "python-httpx:gemini-stream"}
-CASES = [c for c in LLM_CASES if str(c) in PICK]
+# AGTAP_SDK_ALL=1 runs every client case (about 20 s) instead of the pick.
+CASES = [c for c in LLM_CASES if str(c) in PICK or os.environ.get("AGTAP_SDK_ALL")]
 
 
 def feed_exchange(r: Run, ex, t0: float, piece: int = 777) -> None:
@@ -56,3 +59,44 @@ def test_official_client_bytes(case, fake_api_plain):
     assert c.request_bytes == len(ex.raw_request) and c.response_bytes == len(ex.raw_response)
     if case.streaming:
         assert c.ttft_ms is not None
+
+
+ERR_KINDS = [("python-anthropic", "stream", "error:rate_limit_error", "error:overloaded_error"),
+             ("python-openai", "chat-stream", None, None),
+             ("python-gemini", "stream", "error:RESOURCE_EXHAUSTED", None)]
+
+
+@pytest.mark.parametrize("kind,mode,http_err,stream_err", ERR_KINDS, ids=lambda v: str(v))
+def test_official_client_errors_and_drops(kind, mode, http_err, stream_err, fake_api_plain):
+    api = fake_api_plain
+    api.script(Reply(status=429))
+    run_client(kind, api, mode)           # the client fails; its bytes are what matter
+    (ex,) = api.wait_for(1)
+    r = Run(conn="sock:1:2")
+    feed_exchange(r, ex, 0)
+    c = r.one()
+    assert c.http_status == 429 and c.stop_reason.startswith("error:")
+    if http_err:
+        assert c.stop_reason == http_err
+
+    if stream_err or kind == "python-openai":
+        api.reset()
+        api.script(Reply(stream_error=True, input_tokens=9, output_tokens=3))
+        run_client(kind, api, mode)
+        (ex,) = api.wait_for(1)
+        r = Run(conn="sock:1:3")
+        feed_exchange(r, ex, 0)
+        c = r.one()
+        assert c.stop_reason.startswith("error:") and c.http_status == 200
+        if stream_err:
+            assert c.stop_reason == stream_err
+
+    api.reset()
+    api.script(Reply(events=10, drop_after=4, input_tokens=9, output_tokens=3))
+    run_client(kind, api, mode)
+    (ex,) = api.wait_for(1)
+    r = Run(conn="sock:1:4")
+    feed_exchange(r, ex, 0)
+    r.close(5000)
+    c = r.one(clean=False)
+    assert c.incomplete and c.incomplete_reason == "connection_closed" and c.ttft_ms is not None
