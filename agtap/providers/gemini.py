@@ -12,6 +12,8 @@ Errors: https://ai.google.dev/gemini-api/docs/troubleshooting ({"error":{"code",
 
 from __future__ import annotations
 
+import json
+
 from agtap.providers.base import add_tool, as_int, content_at, set_error
 
 NAME = "gemini"
@@ -37,10 +39,10 @@ def match(req) -> bool:
 
 
 class _State:
-    __slots__ = ()
+    __slots__ = ("deferred",)
 
-
-_STATE = _State()
+    def __init__(self):
+        self.deferred: bytes | None = None   # latest skipped event, parsed at finish for its usage
 
 
 def provider_for(path: str) -> str:
@@ -53,10 +55,26 @@ def begin(req, call):
     call.model = model
     call.streaming = _OPS[op]
     call.operation = "generate_content"
-    return _STATE
+    return _State()
+
+
+_NEEDS_PARSE = (b"functionCall", b"finishReason", b'"error"', b"promptFeedback")
+
+
+def fast(state, call, event, data, ts) -> bool:
+    """After the first token, a plain text chunk only moves the cumulative usage on: keep its
+    bytes and parse just the last one at finish, instead of every chunk."""
+    if call.ttft_ms is None or data[:1] != b"{":
+        return False
+    for marker in _NEEDS_PARSE:
+        if marker in data:
+            return False
+    state.deferred = data
+    return True
 
 
 def feed(state, call, event, obj, ts) -> None:
+    state.deferred = None   # this event's usage is newer than any skipped one
     if isinstance(obj, list):  # a non-streamed array body, or an SSE data line holding one
         for o in obj:
             feed(state, call, event, o, ts)
@@ -104,4 +122,9 @@ def feed(state, call, event, obj, ts) -> None:
 
 
 def finish(state, call) -> None:
-    pass
+    if state.deferred is not None:
+        try:
+            obj = json.loads(state.deferred)
+        except ValueError:
+            return
+        feed(state, call, None, obj, call.end_ns)

@@ -88,3 +88,19 @@ def test_other_model_methods_are_not_calls():
     r.out(request("/v1beta/models/gemini-2.5-flash:countTokens", BODY, host=HOST), 0)
     r.inn(response({"totalTokens": 3}), 5)
     assert r.calls == []
+
+
+def test_sse_cut_short_reports_usage_of_the_last_chunk_seen():
+    # Plain text chunks after the first token are not parsed one by one; the last one's
+    # cumulative usage must still be reported when the stream stops early.
+    r = Run()
+    r.out(request("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", BODY, host=HOST), 0)
+    sse = b"".join(
+        b'data: {"candidates": [{"content": {"parts": [{"text": "w%d"}],"role": "model"},"index": 0}],'
+        b'"usageMetadata": {"promptTokenCount": 5,"candidatesTokenCount": %d},"modelVersion": "gemini-2.5-flash"}\r\n\r\n'
+        % (i, i + 1) for i in range(6))
+    stream_sse(r, sse, 10)
+    r.close(100, "process_exit")
+    c = r.one(clean=False)
+    assert c.incomplete_reason == "process_exit" and c.ttft_ms == 10.0
+    assert (c.input_tokens, c.output_tokens) == (5, 6)
