@@ -158,11 +158,22 @@ async def follow(client: Client, as_json: bool) -> int:
     raise CtlError(EXIT_NOT_RUNNING, "agtap stopped" if gone.done() else "the bus connection closed")
 
 
+_shown: dict[str, None] = {}   # ids printed, newest last: with --follow a call may come both as recent and as a signal
+
+
 def emit_event(line: str, as_json: bool) -> None:
     try:
         ev = json.loads(line)
     except ValueError:
         return
+    if not isinstance(ev, dict):
+        return
+    if isinstance(ev.get("id"), str):
+        if ev["id"] in _shown:
+            return
+        _shown[ev["id"]] = None
+        if len(_shown) > 10000:
+            del _shown[next(iter(_shown))]
     print(json.dumps(ev, ensure_ascii=True, separators=(",", ":")) if as_json else call_line(ev), flush=True)
 
 

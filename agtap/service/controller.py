@@ -127,6 +127,8 @@ class Controller:
                 fix = getattr(e, "fix", "")
                 raise Failed(f"{e}" + (f" (fix: {fix})" if fix else "")) from e
             self.tracer = tracer
+            if (self.pids, self.comms) != (cfg.pids, cfg.comms):     # changed while the probes attached
+                self.set_filter(self.pids, self.comms)
             self._poll_stop.clear()
             self._poll_thread = threading.Thread(target=self._poll_loop, args=(tracer,),
                                                  name="agtap-poll", daemon=True)
