@@ -1,4 +1,9 @@
-"""Official `anthropic` Python SDK against the fake API. Modes: stream, nonstream, tools, tools-stream."""
+"""Official `anthropic` Python SDK against the fake API.
+
+Modes: stream, nonstream, tools, tools-stream; vertex-stream and vertex use the SDK's
+AnthropicVertex client (Claude on Vertex AI: :streamRawPredict / :rawPredict, the key
+sent as an OAuth access token in Authorization: Bearer).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,14 @@ import anthropic
 
 from pyclient_common import api_key, exit_now, parse_args, run, tool_schema, wait_go
 
-args = parse_args(["stream", "nonstream", "tools", "tools-stream"], "claude-sonnet-5")
+args = parse_args(["stream", "nonstream", "tools", "tools-stream", "vertex-stream", "vertex"],
+                  "claude-sonnet-5")
 # max_retries=0: a scripted 429 must reach the script as one request, not be retried.
-client = anthropic.Anthropic(api_key=api_key(), base_url=args.base_url, max_retries=0)
+if args.mode.startswith("vertex"):
+    client = anthropic.AnthropicVertex(region="us-east5", project_id="agtap-test", access_token=api_key(),
+                                       base_url=args.base_url.rstrip("/") + "/v1", max_retries=0)
+else:
+    client = anthropic.Anthropic(api_key=api_key(), base_url=args.base_url, max_retries=0)
 params = {"model": args.model, "max_tokens": 256,
           "messages": [{"role": "user", "content": args.prompt}]}
 if args.mode.startswith("tools"):
@@ -32,7 +42,7 @@ def summarize(msg: anthropic.types.Message, streamed_text: str | None = None) ->
 
 def call() -> dict:
     try:
-        if args.mode in ("stream", "tools-stream"):
+        if args.mode in ("stream", "tools-stream", "vertex-stream"):
             with client.messages.stream(**params) as stream:
                 pieces = []
                 for piece in stream.text_stream:

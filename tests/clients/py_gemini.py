@@ -1,4 +1,7 @@
-"""Official `google-genai` Python SDK against the fake API. Modes: stream, nonstream, tools.
+"""Official `google-genai` Python SDK against the fake API.
+
+Modes: stream, nonstream, tools; vertex-stream and vertex use Vertex AI express mode
+(vertexai=True with an API key: /v1beta1/publishers/google/models/M:op, x-goog-api-key).
 
 The SDK is pointed at the fake API with http_options base_url + api_version, and trusts
 the test CA through $SSL_CERT_FILE, which google-genai reads when it builds its own
@@ -13,10 +16,12 @@ from google.genai import types
 
 from pyclient_common import api_key, exit_now, parse_args, run, tool_schema, wait_go
 
-args = parse_args(["stream", "nonstream", "tools"], "gemini-2.5-flash")
+args = parse_args(["stream", "nonstream", "tools", "vertex-stream", "vertex"], "gemini-2.5-flash")
+vertex = args.mode.startswith("vertex")
 client = genai.Client(
     api_key=api_key(),  # sent as x-goog-api-key
-    http_options=types.HttpOptions(base_url=args.base_url, api_version="v1beta",
+    vertexai=vertex,
+    http_options=types.HttpOptions(base_url=args.base_url, api_version="v1beta1" if vertex else "v1beta",
                                    retry_options=types.HttpRetryOptions(attempts=1)),
 )
 config = None
@@ -45,7 +50,7 @@ def summarize(r, streamed_text: str | None = None, usage=None) -> dict:
 
 def call() -> dict:
     try:
-        if args.mode == "stream":
+        if args.mode in ("stream", "vertex-stream"):
             text, last = [], None
             for chunk in client.models.generate_content_stream(model=args.model, contents=args.prompt,
                                                                config=config):

@@ -13,7 +13,9 @@ sys.path and provides the fixtures `certs` (session CA), `fake_api` (TLS) and
 
    Routes: POST /v1/messages (Anthropic), /v1/chat/completions and /v1/responses
    (OpenAI), /v1beta/models/{model}:generateContent|streamGenerateContent[?alt=sse]
-   (Gemini), GET /bulk/{n} (n filler bytes), POST /echo (body echoed back).
+   (Gemini; also Vertex AI's .../publishers/google/models/{model}:...), Vertex AI's
+   .../publishers/anthropic/models/{model}:rawPredict|streamRawPredict (Claude),
+   GET /bulk/{n} (n filler bytes), POST /echo (body echoed back).
 
 2. Script what the LLM routes answer, in order (then `api.default`)::
 

@@ -71,6 +71,20 @@ LLM_CASES: list[Case] = [
     Case("python-httpx", "gemini-stream", "gemini", "generate_content", True, path=_GS),
 ]
 
+# Vertex AI (provider "vertex_ai"): kept apart from LLM_CASES. Vertex express mode
+# (python-gemini vertex*) uses /v1beta1/publishers/google/models/... with no /projects/ in
+# the path, so a path-only rule cannot tell it from Google AI: the tracer may say "gemini".
+_VG, _VGS = "/publishers/google/models/", ":streamGenerateContent"
+_VA, _VAS = ":rawPredict", ":streamRawPredict"
+VERTEX_CASES: list[Case] = [
+    Case("python-anthropic", "vertex-stream", "vertex_ai", "chat", True, path=_VAS),
+    Case("python-anthropic", "vertex", "vertex_ai", "chat", False, path=_VA),
+    Case("python-gemini", "vertex-stream", "vertex_ai", "generate_content", True, path=_VGS),
+    Case("python-gemini", "vertex", "vertex_ai", "generate_content", False, path=_VG),
+    Case("curl", "vertex-gemini-stream", "vertex_ai", "generate_content", True, path=_VGS),
+    Case("curl", "vertex-anthropic-stream", "vertex_ai", "chat", True, path=_VAS),
+]
+
 # MCP over stdio: python-mcp uses plain pipes (anyio subprocess), node-mcp and node-jsonrpc
 # use libuv socketpairs. Each does initialize, tools/list, tools/call add(2, 3).
 MCP_CASES: list[Case] = [

@@ -53,15 +53,16 @@ KEY_HEADER = {
 
 # kind -> modes it accepts (first one is the default).
 MODES: dict[str, list[str]] = {
-    "python-anthropic": ["stream", "nonstream", "tools", "tools-stream"],
+    "python-anthropic": ["stream", "nonstream", "tools", "tools-stream", "vertex-stream", "vertex"],
     "python-openai": ["chat-stream", "chat", "chat-tools", "chat-tools-stream",
                       "responses-stream", "responses", "responses-tools"],
-    "python-gemini": ["stream", "nonstream", "tools"],
+    "python-gemini": ["stream", "nonstream", "tools", "vertex-stream", "vertex"],
     "node-anthropic": ["stream", "nonstream", "tools", "tools-stream"],
     "node-openai": ["chat-stream", "chat", "chat-tools", "responses-stream", "responses"],
     # Raw HTTP clients: the mode names the request they send (see raw_request()).
     "curl": ["anthropic-stream", "anthropic", "openai-chat-stream", "openai-chat", "responses-stream",
-             "gemini-stream", "gemini-stream-array", "gemini", "echo", "bulk"],
+             "gemini-stream", "gemini-stream-array", "gemini", "vertex-gemini-stream",
+             "vertex-anthropic-stream", "echo", "bulk"],
     "python-requests": ["anthropic", "anthropic-stream", "openai-chat-stream", "openai-chat",
                         "responses-stream", "gemini-stream", "gemini", "echo", "bulk"],
     "python-httpx": ["anthropic", "anthropic-stream", "openai-chat-stream", "openai-chat",
@@ -211,6 +212,16 @@ def raw_request(mode: str, api_key: str, model: str | None = None,
         query = "?alt=sse" if mode == "gemini-stream" else ""
         path = f"/v1beta/models/{model or 'gemini-2.5-flash'}:{method}{query}"
         return "POST", path, {**json_ct, "x-goog-api-key": api_key}, json.dumps(body)
+    if mode.startswith("vertex"):  # Vertex AI takes an OAuth access token, not an API key
+        vertex = "/v1/projects/agtap-test/locations/us-central1/publishers"
+        auth = {**json_ct, "Authorization": f"Bearer {api_key}"}
+        if mode == "vertex-gemini-stream":
+            body = {"contents": [{"role": "user", "parts": [{"text": text}]}]}
+            path = f"{vertex}/google/models/{model or 'gemini-2.5-flash'}:streamGenerateContent?alt=sse"
+            return "POST", path, auth, json.dumps(body)
+        # https://docs.anthropic.com/en/api/claude-on-vertex-ai: no "model" in the body.
+        body = {"anthropic_version": "vertex-2023-10-16", "max_tokens": 256, "messages": prompt, "stream": True}
+        return "POST", f"{vertex}/anthropic/models/{model or 'claude-sonnet-5'}:streamRawPredict", auth, json.dumps(body)
     if mode == "echo":
         return "POST", "/echo", {"Content-Type": "application/octet-stream",
                                  "Authorization": f"Bearer {api_key}"}, "agtap echo body \u00e9\n"

@@ -10,6 +10,8 @@ Routes (by path, like the real APIs):
   POST /v1/responses                                 OpenAI Responses
   POST /v1beta/models/{model}:generateContent        Gemini (also /v1/models/...)
   POST /v1beta/models/{model}:streamGenerateContent  Gemini stream (?alt=sse or JSON array)
+  POST /v1/projects/P/locations/L/publishers/google/models/{model}:...   Gemini on Vertex AI
+  POST /v1/projects/P/locations/L/publishers/anthropic/models/{model}:rawPredict|streamRawPredict
   GET  /bulk/{n}                                     n bytes of filler ("unrelated traffic")
   POST /echo                                         the request body, unchanged
 """
@@ -33,7 +35,13 @@ from .certs import CertPaths
 from .exchange import Exchange
 from .reply import Planned, Reply
 
-GEMINI_PATH = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^/:]+):(generateContent|streamGenerateContent)$")
+# Google AI /v1beta/models/M:op, Vertex AI /v1/projects/P/locations/L/publishers/google/models/M:op,
+# Vertex express mode /v1beta1/publishers/google/models/M:op.
+GEMINI_PATH = re.compile(r"^/v1\w*/(?:[^:]*/)?models/([^/:]+):(generateContent|streamGenerateContent)$")
+# Claude on Vertex AI: https://docs.anthropic.com/en/api/claude-on-vertex-ai (the Messages
+# body without "model", at :rawPredict; :streamRawPredict answers with the same SSE).
+VERTEX_ANTHROPIC_PATH = re.compile(
+    r"^/v1\w*/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/([^/:]+):(rawPredict|streamRawPredict)$")
 REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
            404: "Not Found", 413: "Payload Too Large", 429: "Too Many Requests",
            500: "Internal Server Error", 503: "Service Unavailable", 504: "Gateway Timeout",
@@ -298,8 +306,9 @@ class FakeApi:
             filler = (b"agtap-bulk-filler-" * (n // 18 + 1))[:n]
             return Planned(200, "application/octet-stream", body=filler), False
         gem = GEMINI_PATH.match(path)
-        if method != "POST" or not (gem or path in ("/v1/messages", "/v1/chat/completions",
-                                                    "/v1/responses")):
+        vertex_claude = VERTEX_ANTHROPIC_PATH.match(path)
+        if method != "POST" or not (gem or vertex_claude or path in (
+                "/v1/messages", "/v1/chat/completions", "/v1/responses")):
             body = json.dumps({"error": {"message": f"fake API: no route {method} {path}"}}).encode()
             return Planned(404, "application/json", body=body), False
         reply = ex.reply = self._next_reply(ex.target)
@@ -308,10 +317,15 @@ class FakeApi:
         except ValueError:
             request = {}
         if gem:
-            wants_stream = gem.group(3) == "streamGenerateContent"
+            wants_stream = gem.group(2) == "streamGenerateContent"
             stream = wants_stream if reply.stream is None else reply.stream
             alt_sse = ex.query.get("alt") == ["sse"]
-            return shapes_gemini.generate(reply, gem.group(2), ex.seq, stream, alt_sse), stream
+            return shapes_gemini.generate(reply, gem.group(1), ex.seq, stream, alt_sse), stream
+        if vertex_claude:
+            wants_stream = vertex_claude.group(2) == "streamRawPredict" or bool(request.get("stream"))
+            stream = wants_stream if reply.stream is None else reply.stream
+            request.setdefault("model", vertex_claude.group(1))
+            return shapes_anthropic.messages(reply, request, ex.seq, stream), stream
         stream = bool(request.get("stream")) if reply.stream is None else reply.stream
         shape = {"/v1/messages": shapes_anthropic.messages, "/v1/chat/completions": shapes_openai.chat,
                  "/v1/responses": shapes_openai.responses}[path]

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.support import FakeApi, Reply, ToolCall, start_client
-from tests.support.cases import LLM_CASES, MCP_CASES
+from tests.support.cases import LLM_CASES, MCP_CASES, VERTEX_CASES
 from tests.support.clients import KEY_HEADER, MODES, ClientRun
 
 WEATHER = ToolCall("get_weather", {"city": "Paris"})
@@ -206,7 +206,7 @@ def test_in_stream_errors_and_routed_replies(fake_api: FakeApi) -> None:
 
 
 def test_case_matrix_names_real_modes() -> None:
-    for case in LLM_CASES + MCP_CASES:
+    for case in LLM_CASES + MCP_CASES + VERTEX_CASES:
         assert case.mode in MODES[case.kind], case
     assert {c.kind for c in LLM_CASES + MCP_CASES} == set(MODES)
 
@@ -240,3 +240,13 @@ def test_mcp_big_frames_and_tool_errors() -> None:
     assert len(big.result["text"]) == 200_000  # far more than one 64 KiB pipe/socket read
     failed = start_client("node-mcp", tool="fail", arguments={"message": "boom"}).wait().check()
     assert failed.result["is_error"] is True and failed.result["text"].startswith("Error executing tool")
+
+
+def test_vertex_routes(fake_api: FakeApi) -> None:
+    gemini = start_client("python-gemini", fake_api, "vertex-stream", wait_go=True)
+    claude = start_client("curl", fake_api, "vertex-anthropic-stream").wait().check()
+    assert "event: message_stop" in claude.result["body"]
+    assert gemini.go().wait().check().result["text"] == Reply().text
+    first, second = fake_api.wait_for(2)
+    assert first.path.endswith("/publishers/anthropic/models/claude-sonnet-5:streamRawPredict")
+    assert second.path == "/v1beta1/publishers/google/models/gemini-2.5-flash:streamGenerateContent"
