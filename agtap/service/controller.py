@@ -124,8 +124,8 @@ class Controller:
                 tracer = self._tracer_factory(cfg, self._on_item, logging.getLogger("agtap.capture"))
                 tracer.start()
             except Exception as e:
-                fix = getattr(e, "fix", "")
-                raise Failed(f"{e}" + (f" (fix: {fix})" if fix else "")) from e
+                msg, fix = getattr(e, "message", None) or str(e), getattr(e, "fix", "")   # CaptureError
+                raise Failed(msg + (f" (fix: {fix})" if fix else "")) from e
             self.tracer = tracer
             if (self.pids, self.comms) != (cfg.pids, cfg.comms):     # changed while the probes attached
                 self.set_filter(self.pids, self.comms)

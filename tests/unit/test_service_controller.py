@@ -164,3 +164,15 @@ def test_a_failing_sink_is_counted_not_raised(tmp_path):
     run_calls(c, 1)
     assert c.calls == 1 and c.get_stats()["sink_errors"] == 1
     c.shutdown()
+
+
+def test_a_capture_error_reads_as_one_line_with_its_fix(tmp_path):
+    from agtap.capture.tracer import CaptureError
+
+    class NoHeaders(FakeTracer):
+        def start(self):
+            raise CaptureError("no kernel headers for 6.18", "apt-get install linux-headers-cloud-amd64")
+    c = Controller(Config(event_log="", bodies_dir=str(tmp_path)), NoHeaders, pipeline_factory=pipeline_factory())
+    with pytest.raises(Failed) as e:
+        c.start()
+    assert str(e.value) == "no kernel headers for 6.18 (fix: apt-get install linux-headers-cloud-amd64)"
