@@ -1,7 +1,8 @@
 """Official `openai` Python SDK against the fake API.
 
 Modes: chat-stream (stream_options.include_usage), chat, chat-tools, chat-tools-stream,
-responses-stream, responses, responses-tools.
+responses-stream, responses, responses-tools; azure-chat-stream and azure-chat use the
+SDK's AzureOpenAI client (/openai/deployments/{model}/chat/completions, `api-key` header).
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ import openai
 from pyclient_common import api_key, exit_now, parse_args, run, tool_schema, wait_go
 
 args = parse_args(["chat-stream", "chat", "chat-tools", "chat-tools-stream",
-                   "responses-stream", "responses", "responses-tools"], "gpt-5.1")
-# base_url ends in /v1 like the real default (https://api.openai.com/v1).
-client = openai.OpenAI(api_key=api_key(), base_url=args.base_url.rstrip("/") + "/v1", max_retries=0)
+                   "responses-stream", "responses", "responses-tools", "azure-chat-stream", "azure-chat"],
+                  "gpt-5.1")
+if args.mode.startswith("azure"):
+    client = openai.AzureOpenAI(api_key=api_key(), azure_endpoint=args.base_url, api_version="2024-10-21",
+                                max_retries=0)
+    args.mode = args.mode[len("azure-"):]  # the same chat calls from here on
+else:
+    # base_url ends in /v1 like the real default (https://api.openai.com/v1).
+    client = openai.OpenAI(api_key=api_key(), base_url=args.base_url.rstrip("/") + "/v1", max_retries=0)
 messages = [{"role": "user", "content": args.prompt}]
 chat_tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
                                                 "parameters": tool_schema()}}]

@@ -47,7 +47,8 @@ sys.path and provides the fixtures `certs` (session CA), `fake_api` (TLS) and
    in the header clients.KEY_HEADER names) so secret-stripping tests can grep for it.
    MCP kinds (python-mcp, node-mcp, node-jsonrpc) need no FakeApi: run_client("python-mcp").
    tests.support.cases.LLM_CASES / MCP_CASES: every (kind, mode) with the provider,
-   operation, streaming and path the tracer should report, for parametrizing.
+   operation, streaming and path the tracer should report, for parametrizing;
+   VERTEX_CASES (Vertex AI) and OTHER_CASES (Azure OpenAI `api-key`, Gemini `?key=`).
 
 4. Read what crossed the wire::
 

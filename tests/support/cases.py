@@ -85,6 +85,14 @@ VERTEX_CASES: list[Case] = [
     Case("curl", "vertex-anthropic-stream", "vertex_ai", "chat", True, path=_VAS),
 ]
 
+# Other ways the same providers are reached (and their keys sent): Azure OpenAI's `api-key`
+# header and deployments path; Gemini's key as a `?key=` query parameter.
+OTHER_CASES: list[Case] = [
+    Case("python-openai", "azure-chat-stream", "openai", "chat", True, path="/openai/deployments/"),
+    Case("python-openai", "azure-chat", "openai", "chat", False, path="/openai/deployments/"),
+    Case("curl", "gemini-query-key", "gemini", "generate_content", False, path="?key="),
+]
+
 # MCP over stdio: python-mcp uses plain pipes (anyio subprocess), node-mcp and node-jsonrpc
 # use libuv socketpairs. Each does initialize, tools/list, tools/call add(2, 3).
 MCP_CASES: list[Case] = [

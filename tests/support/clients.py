@@ -46,6 +46,9 @@ API_KEYS = {
 }
 # Header that carries the key on the wire, per client (what the SDK versions installed do;
 # anthropic's SDKs send Authorization: Bearer for api_key since their 2.x/1.x releases).
+# Mode exceptions: python-openai azure-* sends `api-key`; curl/requests/httpx send
+# x-api-key (anthropic modes), Authorization: Bearer (openai, vertex-*), x-goog-api-key
+# (gemini) or ?key= in the URL (curl gemini-query-key).
 KEY_HEADER = {
     "python-anthropic": "authorization", "python-openai": "authorization",
     "python-gemini": "x-goog-api-key", "node-anthropic": "authorization", "node-openai": "authorization",
@@ -55,14 +58,14 @@ KEY_HEADER = {
 MODES: dict[str, list[str]] = {
     "python-anthropic": ["stream", "nonstream", "tools", "tools-stream", "vertex-stream", "vertex"],
     "python-openai": ["chat-stream", "chat", "chat-tools", "chat-tools-stream",
-                      "responses-stream", "responses", "responses-tools"],
+                      "responses-stream", "responses", "responses-tools", "azure-chat-stream", "azure-chat"],
     "python-gemini": ["stream", "nonstream", "tools", "vertex-stream", "vertex"],
     "node-anthropic": ["stream", "nonstream", "tools", "tools-stream"],
     "node-openai": ["chat-stream", "chat", "chat-tools", "responses-stream", "responses"],
     # Raw HTTP clients: the mode names the request they send (see raw_request()).
     "curl": ["anthropic-stream", "anthropic", "openai-chat-stream", "openai-chat", "responses-stream",
              "gemini-stream", "gemini-stream-array", "gemini", "vertex-gemini-stream",
-             "vertex-anthropic-stream", "echo", "bulk"],
+             "vertex-anthropic-stream", "gemini-query-key", "echo", "bulk"],
     "python-requests": ["anthropic", "anthropic-stream", "openai-chat-stream", "openai-chat",
                         "responses-stream", "gemini-stream", "gemini", "echo", "bulk"],
     "python-httpx": ["anthropic", "anthropic-stream", "openai-chat-stream", "openai-chat",
@@ -211,6 +214,8 @@ def raw_request(mode: str, api_key: str, model: str | None = None,
         method = "streamGenerateContent" if "stream" in mode else "generateContent"
         query = "?alt=sse" if mode == "gemini-stream" else ""
         path = f"/v1beta/models/{model or 'gemini-2.5-flash'}:{method}{query}"
+        if mode == "gemini-query-key":  # the API also takes the key as ?key= (must be redacted)
+            return "POST", f"{path}?key={api_key}", json_ct, json.dumps(body)
         return "POST", path, {**json_ct, "x-goog-api-key": api_key}, json.dumps(body)
     if mode.startswith("vertex"):  # Vertex AI takes an OAuth access token, not an API key
         vertex = "/v1/projects/agtap-test/locations/us-central1/publishers"

@@ -12,6 +12,7 @@ Routes (by path, like the real APIs):
   POST /v1beta/models/{model}:streamGenerateContent  Gemini stream (?alt=sse or JSON array)
   POST /v1/projects/P/locations/L/publishers/google/models/{model}:...   Gemini on Vertex AI
   POST /v1/projects/P/locations/L/publishers/anthropic/models/{model}:rawPredict|streamRawPredict
+  POST /openai/deployments/{deployment}/chat/completions            Azure OpenAI chat
   GET  /bulk/{n}                                     n bytes of filler ("unrelated traffic")
   POST /echo                                         the request body, unchanged
 """
@@ -40,6 +41,9 @@ from .reply import Planned, Reply
 GEMINI_PATH = re.compile(r"^/v1\w*/(?:[^:]*/)?models/([^/:]+):(generateContent|streamGenerateContent)$")
 # Claude on Vertex AI: https://docs.anthropic.com/en/api/claude-on-vertex-ai (the Messages
 # body without "model", at :rawPredict; :streamRawPredict answers with the same SSE).
+# Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
+# (https://learn.microsoft.com/azure/ai-services/openai/reference), same bodies as OpenAI.
+AZURE_CHAT_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
 VERTEX_ANTHROPIC_PATH = re.compile(
     r"^/v1\w*/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/([^/:]+):(rawPredict|streamRawPredict)$")
 REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
@@ -307,7 +311,8 @@ class FakeApi:
             return Planned(200, "application/octet-stream", body=filler), False
         gem = GEMINI_PATH.match(path)
         vertex_claude = VERTEX_ANTHROPIC_PATH.match(path)
-        if method != "POST" or not (gem or vertex_claude or path in (
+        azure = AZURE_CHAT_PATH.match(path)
+        if method != "POST" or not (gem or vertex_claude or azure or path in (
                 "/v1/messages", "/v1/chat/completions", "/v1/responses")):
             body = json.dumps({"error": {"message": f"fake API: no route {method} {path}"}}).encode()
             return Planned(404, "application/json", body=body), False
@@ -327,6 +332,9 @@ class FakeApi:
             request.setdefault("model", vertex_claude.group(1))
             return shapes_anthropic.messages(reply, request, ex.seq, stream), stream
         stream = bool(request.get("stream")) if reply.stream is None else reply.stream
+        if azure:
+            request.setdefault("model", azure.group(1))
+            return shapes_openai.chat(reply, request, ex.seq, stream), stream
         shape = {"/v1/messages": shapes_anthropic.messages, "/v1/chat/completions": shapes_openai.chat,
                  "/v1/responses": shapes_openai.responses}[path]
         return shape(reply, request, ex.seq, stream), stream

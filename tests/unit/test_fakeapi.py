@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.support import FakeApi, Reply, ToolCall, start_client
-from tests.support.cases import LLM_CASES, MCP_CASES, VERTEX_CASES
+from tests.support.cases import LLM_CASES, MCP_CASES, OTHER_CASES, VERTEX_CASES
 from tests.support.clients import KEY_HEADER, MODES, ClientRun
 
 WEATHER = ToolCall("get_weather", {"city": "Paris"})
@@ -206,7 +206,7 @@ def test_in_stream_errors_and_routed_replies(fake_api: FakeApi) -> None:
 
 
 def test_case_matrix_names_real_modes() -> None:
-    for case in LLM_CASES + MCP_CASES + VERTEX_CASES:
+    for case in LLM_CASES + MCP_CASES + VERTEX_CASES + OTHER_CASES:
         assert case.mode in MODES[case.kind], case
     assert {c.kind for c in LLM_CASES + MCP_CASES} == set(MODES)
 
