@@ -43,6 +43,9 @@ SHUTDOWN_BUDGET_S = 1.5        # detaching probes must not hold the exit past sy
 STATUS_EVERY_S = 1.0
 PRUNE_EVERY_S = 600.0
 TEST_BLOCK_ENV = "AGTAP_TEST_BLOCK_LOOP_ON_SIGUSR2"
+# Settings a reload cannot apply to a running daemon (the rest: filters, sizes, retention).
+RESTART_KEYS = ("bus", "stdout", "event_log", "bodies_dir", "runtime_dir", "metrics_addr", "otel",
+                "max_capture_bytes", "verbose", "record")
 
 
 class Notifier:
@@ -301,7 +304,10 @@ class Daemon:
                 new = dataclasses.replace(self.config)
                 for k, v in (load_config_file(self.config_file) if self.config_file else {}).items():
                     setattr(new, k, v)
-            new.bus, new.stdout = self.config.bus, self.config.stdout      # not changeable live
+            for key in RESTART_KEYS:             # not changeable live: keep, and say so
+                if getattr(new, key) != getattr(self.config, key):
+                    log.warning("reload: %s changed; it takes effect at the next restart (systemctl restart agtap)", key)
+                    setattr(new, key, getattr(self.config, key))
             if (new.pids, new.comms) != (self.ctl.pids, self.ctl.comms):
                 self.ctl.set_filter(new.pids, new.comms)
             apply_sizes(self.ctl.sinks, new)

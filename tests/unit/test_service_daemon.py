@@ -72,7 +72,7 @@ def test_sighup_reloads_the_config_file(bus, workdir):
     env = env_for(bus.env())
     get_filters = [["org.freedesktop.DBus.Properties", "Get", "ss", [B.READ_INTERFACE, "Filters"]]]
     assert client_calls("root", get_filters, env)[0]["body"][0] == {"pids": [], "comms": ["python3"]}
-    conf.write_text('comm = ["node", "python3"]\npid = [42]\nmax_log_size = 7\n')
+    conf.write_text('comm = ["node", "python3"]\npid = [42]\nmax_log_size = 7\nevent_log = "/elsewhere.jsonl"\n')
     before_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     dm.proc.send_signal(signal.SIGHUP)
     dm.notify.wait_for("RELOADING=1", 5)
@@ -88,6 +88,7 @@ def test_sighup_reloads_the_config_file(bus, workdir):
     assert client_calls("root", get_filters, env)[0]["body"][0] == {"pids": [42], "comms": ["node", "python3"]}
     assert dm.stop() == 0
     assert "no_such_key" in dm.err
+    assert "event_log changed; it takes effect at the next restart" in dm.err
 
 
 def test_watchdog_pings_and_the_test_hook_stops_them(workdir):
