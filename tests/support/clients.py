@@ -27,7 +27,6 @@ from .fakeapi import FakeApi
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENTS_DIR = REPO / "tests" / "clients"
-SUPPORT_DIR = REPO / "tests" / "support"
 PYTHON = sys.executable  # the venv's python: it has the SDKs
 NODE = shutil.which("node") or "/usr/bin/node"
 CURL = shutil.which("curl") or "/usr/bin/curl"
