@@ -21,11 +21,13 @@ from agtap.call import Call
 from agtap.capture.chunk import Chunk, ConnClosed, Direction
 from agtap.providers.httpconn import HttpConn
 from agtap.providers.ipcconn import IpcConn
+from agtap.providers.mcp import McpSession
 from agtap.providers.pricing import PriceTable
 from agtap.wire.http1 import MAX_HEAD, looks_like_request_start
 
 _CLOSE_REASONS = {"closed": "connection_closed", "process_exit": "process_exit", "evicted": "evicted"}
 _WS = b" \t\r\n"
+MAX_MCP_SESSIONS = 1024
 
 
 @dataclass(slots=True)
@@ -87,7 +89,9 @@ class Pipeline:
         self.limits = limits or Limits()
         self.prices = prices if prices is not None else PriceTable()
         self.stats = PipelineStats()
+        self._now = 0   # ts of the latest chunk
         self.conns: dict[str, object] = {}
+        self.mcp_sessions: dict[str, McpSession] = {}   # by Mcp-Session-Id, across connections
 
     # -- input -------------------------------------------------------------------
     def feed(self, item: Chunk | ConnClosed) -> None:
@@ -105,6 +109,7 @@ class Pipeline:
         self.stats.conns_open = len(self.conns)
 
     def _chunk(self, ch: Chunk) -> None:
+        self._now = ch.ts_ns
         c = self.conns.get(ch.conn)
         egress = ch.direction == Direction.EGRESS or ch.direction == "egress"
         if c is None:
@@ -179,6 +184,17 @@ class Pipeline:
         self.stats.conns_evicted += 1
         self._abort(victim, "evicted", ts)
 
+    def shared_mcp_session(self, session_id: str) -> McpSession:
+        s = self.mcp_sessions.pop(session_id, None)
+        if s is None:
+            if len(self.mcp_sessions) >= MAX_MCP_SESSIONS:
+                oldest = next(iter(self.mcp_sessions))
+                self.mcp_sessions.pop(oldest).close("evicted", 0)
+            s = McpSession(self._emit, self.stats)
+        self.mcp_sessions[session_id] = s   # most recently used last
+        s.last_ts = self._now
+        return s
+
     # -- time ----------------------------------------------------------------------
     def expire(self, now_ns: int) -> None:
         """Finish calls on connections idle past their timeout (incomplete "idle_timeout")."""
@@ -186,6 +202,8 @@ class Pipeline:
         for conn_id in [k for k, c in self.conns.items() if c.last_ts < limit]:
             self.stats.conns_expired += 1
             self._abort(conn_id, "idle_timeout", now_ns)
+        for sid in [k for k, s in self.mcp_sessions.items() if s.last_ts < limit]:
+            self.mcp_sessions.pop(sid).close("idle_timeout", now_ns)
         self.stats.conns_open = len(self.conns)
 
     def flush(self) -> None:
@@ -193,6 +211,8 @@ class Pipeline:
         for conn_id in list(self.conns):
             c = self.conns[conn_id]
             self._abort(conn_id, "shutdown", c.last_ts)
+        for sid in list(self.mcp_sessions):
+            self.mcp_sessions.pop(sid).close("shutdown", self._now)
         self.stats.conns_open = 0
 
     # -- output --------------------------------------------------------------------

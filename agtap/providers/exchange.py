@@ -44,7 +44,7 @@ def classify_head(req: Request) -> tuple[str, object]:
 class Exchange:
     __slots__ = ("conn", "head", "req", "kind", "mod", "state", "call", "origin", "req_parts", "req_size",
                  "req_truncated", "req_done", "started", "resp_head", "decoder", "mode", "sse", "jarr",
-                 "resp_parts", "resp_size", "resp_truncated", "incomplete", "last_ts", "ctx", "mcp_keys")
+                 "resp_parts", "resp_size", "resp_truncated", "incomplete", "last_ts", "ctx", "mcp_keys", "session")
 
     def __init__(self, conn, head, req: Request, kind: str, mod, origin):
         self.conn = conn              # the HttpConn: limits, stats, emit, mcp session
@@ -72,6 +72,7 @@ class Exchange:
         self.last_ts = 0
         self.ctx: McpContext | None = None
         self.mcp_keys: list = []
+        self.session = None           # McpSession the messages of this exchange go to
 
     def mark(self, reason: str) -> None:
         if self.incomplete is None:
@@ -121,13 +122,17 @@ class Exchange:
             self.call = call
             self.state = self.mod.begin(self.req, call)
         elif self.kind == MCP:
-            self.ctx = McpContext(self.origin, addr, port, self.req.header("mcp-session-id"))
+            sid = self.req.header("mcp-session-id")
+            self.ctx = McpContext(self.origin, addr, port, sid)
+            # With a session id, messages pair across connections (a server request on the
+            # GET stream is answered by a POST on another connection of the pool).
+            self.session = self.conn.mcp_session(sid)
             obj = self.req.json()
             if obj is None and self.req.method == "POST":
                 self.mark("parse_error: bad json-rpc body")
                 self.conn.stats.parse_errors += 1
             elif obj is not None:
-                self.mcp_keys = self.conn.mcp_session().message(
+                self.mcp_keys = self.session.message(
                     obj, True, self.head.start_ns, self.head.start_wall, self.ctx, raw=body,
                     wire_bytes=self.head.wire_bytes, first_ts=self.head.start_ns, incomplete=self.incomplete)
 
@@ -206,7 +211,7 @@ class Exchange:
         if self.kind == LLM:
             self.mod.feed(self.state, self.call, event, obj, ts)
         elif self.kind == MCP and obj is not None:
-            self.conn.mcp_session().message(obj, False, ts, 0, self.ctx, raw=raw,
+            self.session.message(obj, False, ts, 0, self.ctx, raw=raw,
                                             wire_bytes=len(raw), incomplete=self.incomplete)
 
     def response_end(self, ts: int, reason: str | None = None) -> None:
@@ -253,8 +258,11 @@ class Exchange:
             self.conn.stats.decompression_capped += 1
         if self.kind == MCP:
             status = resp.status if resp is not None else 0
-            if status >= 400 and self.mcp_keys:
-                self.conn.mcp_session().answer_failed(self.mcp_keys, self.last_ts, status)
+            if self.session is not None and self.mcp_keys:
+                if status >= 400:
+                    self.session.answer_failed(self.mcp_keys, self.last_ts, status)
+                elif self.incomplete and self.incomplete not in ("cut", "decompression_cap"):
+                    self.session.close_keys(self.mcp_keys, self.incomplete, self.last_ts or self.head.start_ns)
             return
         call = self.call
         if self.kind != LLM or call is None:

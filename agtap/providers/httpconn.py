@@ -40,7 +40,9 @@ class HttpConn:
     def emit(self, call) -> None:
         self.pipe._emit(call)
 
-    def mcp_session(self) -> McpSession:
+    def mcp_session(self, session_id: str | None = None) -> McpSession:
+        if session_id:
+            return self.pipe.shared_mcp_session(session_id)
         if self._mcp is None:
             self._mcp = McpSession(self.emit, self.stats)
         return self._mcp

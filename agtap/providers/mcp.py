@@ -55,6 +55,7 @@ class McpSession:
         self.max_pending = max_pending
         self.orphans = 0            # responses whose request we never saw
         self.parse_errors = 0
+        self.last_ts = 0            # for shared (by session id) sessions: last use
 
     def message(self, obj: Any, from_client: bool, ts: int, wall: int, ctx: McpContext,
                 raw: bytes = b"", wire_bytes: int = 0, first_ts: int | None = None,
@@ -146,6 +147,13 @@ class McpSession:
         call.end_ns = ts
         call.incomplete, call.incomplete_reason = True, call.incomplete_reason or reason
         self.emit(call)
+
+    def close_keys(self, keys: list, reason: str, ts: int) -> None:
+        """These requests' exchange ended without their answer (connection gone)."""
+        for k in keys:
+            call = self.pending.pop(k, None)
+            if call is not None:
+                self._finish_incomplete(call, reason, ts)
 
     def close(self, reason: str, ts: int) -> None:
         """Connection gone: every unanswered request is emitted incomplete."""

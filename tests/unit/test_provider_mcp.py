@@ -164,3 +164,25 @@ def test_json_lines_that_are_not_jsonrpc_make_no_calls():
     client(r, line({"method": "tools/call", "id": 1}), 0)      # no "jsonrpc": "2.0"
     server(r, line({"id": 1, "result": {}}), 1)
     assert r.calls == [] and r.p.stats.parse_errors == 2
+
+
+def test_streamable_http_server_request_answered_on_another_connection():
+    # The server sends sampling/createMessage on the client's GET stream (conn A); the client
+    # answers with a POST on another pooled connection (conn B). Same Mcp-Session-Id: one call.
+    r = Run(conn="sock:55:20", transport=Transport.SOCKET)
+    sid = {"Mcp-Session-Id": "s-42"}
+    r.out(b"GET /mcp HTTP/1.1\r\nHost: localhost:3000\r\nAccept: text/event-stream\r\nMcp-Session-Id: s-42\r\n\r\n", 0)
+    r.inn(response_head(200, {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked"}), 1)
+    r.inn(chunk_frame(b"data: " + json.dumps(rpc(0, "sampling/createMessage", {"maxTokens": 5})).encode()
+                      + b"\n\n"), 10)
+    r.out(request("/mcp", ok(0, {"role": "assistant", "model": "m", "content": {"type": "text", "text": "x"}}),
+                  host=HOST, headers=sid), 30, conn="sock:55:21")
+    r.inn(response_head(202, {"Content-Length": "0"}), 31, conn="sock:55:21")
+    c = r.one()
+    assert (c.model, c.jsonrpc_id, c.latency_ms, c.mcp_session_id) == ("sampling/createMessage", "0", 20.0, "s-42")
+    # a request whose connection dies unanswered is reported, once
+    r.out(request("/mcp", rpc(5, "tools/call", {"name": "slow"}), host=HOST, headers=sid), 40, conn="sock:55:21")
+    r.close(50, conn="sock:55:21")
+    assert [(x.jsonrpc_id, x.incomplete_reason) for x in r.calls[1:]] == [("5", "connection_closed")]
+    r.p.flush()
+    assert len(r.calls) == 2
