@@ -145,6 +145,8 @@ class Exchange:
         if "text/event-stream" in ct:
             self.mode = "sse"
             self.sse = SseDecoder()
+            if self.call is not None:
+                self.call.streaming = True   # what was sent, even if the request body was cut or capped
         elif self.kind == LLM and self.call.streaming and self.mod is gemini:
             self.mode = "array"
             self.jarr = JsonArrayStream()
@@ -218,7 +220,9 @@ class Exchange:
         """The response is over: `reason` None for a clean end, else why it stopped."""
         if reason:
             self.mark(reason)
-        if self.resp_head is not None:
+        if self.resp_head is None:
+            self.last_ts = ts   # no answer: the call ends when we learnt it never would
+        else:
             self.last_ts = max(self.last_ts, ts) if reason is None else self.last_ts
             if self.decoder is not None and not self.decoder.identity:
                 rest = self.decoder.flush()
@@ -269,9 +273,9 @@ class Exchange:
             return
         self.mod.finish(self.state, call)
         call.request_bytes = head.wire_bytes
+        call.end_ns = max(self.last_ts, call.start_ns)
         if resp is not None:
             call.response_bytes = resp.wire_bytes
-            call.end_ns = self.last_ts
             call.latency_ms = round(max(0, self.last_ts - call.start_ns) / 1e6, 3)
             call.bodies.response_body = b"".join(self.resp_parts)
             if resp.status >= 400 and call.stop_reason is None:

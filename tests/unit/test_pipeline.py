@@ -215,3 +215,26 @@ def test_head_request_response_has_no_body_and_unanswered_requests_are_bounded()
     for k in range(MAX_PENDING + 1):
         r.out(request("/v1/messages", MSG), 10 + k)
     assert [c.incomplete_reason for c in r.calls[1:]] == ["unanswered"]
+
+
+def test_request_body_past_cap_is_truncated_but_call_still_complete():
+    r = Run(limits=Limits(max_body=1000))
+    # messages before model, as the SDKs order keys: the model is past the cap
+    big = {"max_tokens": 5, "messages": [{"role": "user", "content": "z" * 5000}], "model": "claude-sonnet-4-5",
+           "stream": True}
+    r.out(request("/v1/messages", big), 0)
+    stream_sse(r, fixture("anthropic_stream_tool.sse"), 10)
+    end_chunked(r, 200)
+    c = r.one()
+    assert len(c.bodies.request_body) == 1000 and len(c.bodies.response_body) == 1000
+    assert r.p.stats.bodies_truncated == 2   # the request and the (longer) SSE response
+    assert c.model is None and c.response_model == "claude-sonnet-4-5-20250929"
+    assert c.streaming is True and c.cost_usd is not None   # from the response side
+
+
+def test_unanswered_call_ends_at_close():
+    r = Run()
+    r.out(request("/v1/messages", MSG), 0)
+    r.close(70)
+    c = r.one(clean=False)
+    assert c.end_ns == ms(70) and c.start_ns == ms(0) and c.latency_ms is None
