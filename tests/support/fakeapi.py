@@ -378,6 +378,15 @@ class FakeApi:
             write(self._head(planned.status, headers))
             # gzip a stream the way servers do: one deflate stream, flushed after every event.
             comp = zlib.compressobj(wbits=31) if use_gzip else None
+            pending, pending_events = bytearray(), []  # Reply.batch events go out in one write
+
+            def flush() -> None:
+                if pending:
+                    write(bytes(pending))
+                    ex.events.extend(pending_events)  # after the write: `events` = what was sent
+                    pending.clear()
+                    pending_events.clear()
+
             for i, event in enumerate(planned.events or []):
                 if reply.drop_after is not None and i >= reply.drop_after:
                     ex.dropped = True
@@ -387,13 +396,20 @@ class FakeApi:
                 if not ex.ns_first_event:
                     ex.ns_first_event = time.monotonic_ns()
                 data = comp.compress(event) + comp.flush(zlib.Z_SYNC_FLUSH) if comp else event
-                write(b"%x\r\n%s\r\n" % (len(data), data))
-                ex.events.append(event)  # after the write: `events` holds what was sent
+                pending += b"%x\r\n%s\r\n" % (len(data), data)
+                pending_events.append(event)
+                if len(pending_events) >= max(1, reply.batch):
+                    flush()
             if comp and not ex.dropped:
                 tail = comp.flush()
-                write(b"%x\r\n%s\r\n" % (len(tail), tail))
+                pending += b"%x\r\n%s\r\n" % (len(tail), tail)
             if not ex.dropped:
-                write(b"0\r\n\r\n")
+                pending += b"0\r\n\r\n" if reply.batch > 1 else b""
+                flush()
+                if reply.batch <= 1:
+                    write(b"0\r\n\r\n")
+            else:
+                flush()
             ex.response_body = b"".join(ex.events)
         ex.raw_response = bytes(sent)
         ex.t_done, ex.ns_done = time.time(), time.monotonic_ns()

@@ -45,6 +45,9 @@ class Reply:
     # If set, the text is replaced by `events` (default 1) pieces of exactly this many
     # ASCII characters each: for tests about large or many SSE events.
     event_size: int | None = None
+    # Stream events per socket write: 1 = each event its own write (and TLS record); N > 1
+    # packs N events (the last batch with the final chunk) into one write, like buffering servers.
+    batch: int = 1
     delay: float = 0.0  # seconds before the response's first byte (latency tests)
     event_delay: float = 0.0  # seconds between SSE events (time-to-first-token tests)
     status: int = 200  # != 200: answer with the provider's error body instead
