@@ -28,6 +28,12 @@ def _seed_streams() -> list[list[tuple[bool, bytes]]]:
         [(True, request("/v1/chat/completions", {"model": "gpt-4o"}, host="o")),
          (False, response(fixture("openai_chat_tool.json")))],
         [(True, mcp[0]), (False, mcp[1])],
+        [(True, request("/mcp", json.loads(mcp[0]), host="h", headers={"Mcp-Session-Id": "s1"})),
+         (False, response_head(200, {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked"})
+          + chunk_frame(b"event: message\ndata: " + mcp[1] + b"\n") + b"0\r\n\r\n")],
+        [(True, request("/v1/responses", {"model": "o3", "stream": True}, host="o")),
+         (False, response_head(200, {"Content-Type": "text/event-stream", "Content-Length": "%d" % len(
+             fixture("openai_responses_stream.sse"))}) + fixture("openai_responses_stream.sse"))],
     ]
 
 
