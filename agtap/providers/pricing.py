@@ -23,19 +23,32 @@ DEFAULT_OVERRIDE = "/etc/agtap/prices.json"
 
 
 def load_prices(override: str | None = DEFAULT_OVERRIDE) -> dict[str, dict]:
-    """The packaged table, with models from `override` (if the file exists) replacing or adding entries."""
+    """The packaged table, with models from `override` (if the file exists) replacing or adding entries.
+
+    Raises ValueError/OSError for an override file that cannot be read as a price table."""
     with resources.files("agtap").joinpath("data", "prices.json").open("rb") as f:
         models = dict(json.load(f)["models"])
     if override and os.path.exists(override):
         with open(override, "rb") as f:
             extra = json.load(f)
-        models.update(extra.get("models", extra))
+        extra = extra.get("models", extra) if isinstance(extra, dict) else None
+        if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
+            raise ValueError(f"{override}: expected {{\"models\": {{name: {{\"input\": ..., \"output\": ...}}}}}}")
+        models.update(extra)
     return models
 
 
 class PriceTable:
     def __init__(self, models: dict[str, dict] | None = None, override: str | None = DEFAULT_OVERRIDE):
-        self.models = load_prices(override) if models is None else models
+        self.error: str | None = None   # why the override file was not used, for the service to log
+        if models is None:
+            try:
+                models = load_prices(override)
+            except (OSError, ValueError) as e:
+                # A broken override must not stop tracing: fall back to the packaged prices.
+                self.error = str(e)
+                models = load_prices(None)
+        self.models = models
         self._keys = sorted(self.models, key=len, reverse=True)
         self._cache: dict[str, dict | None] = {}
 

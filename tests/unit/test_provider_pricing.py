@@ -64,3 +64,14 @@ def test_packaged_table_is_dated_and_sourced():
     assert meta["as_of"] >= "2025-01-01" and "anthropic.com" in meta["_about"]
     for name, p in meta["models"].items():
         assert p["input"] >= 0 and p["output"] >= 0, name
+
+
+def test_broken_override_falls_back_to_packaged_prices(tmp_path):
+    f = tmp_path / "prices.json"
+    f.write_text("{not json")
+    t = PriceTable(override=str(f))
+    assert t.error and t.lookup("gpt-4o") is not None
+    f.write_text(json.dumps({"models": {"x": 3}}))
+    assert PriceTable(override=str(f)).error.startswith(str(f))
+    with pytest.raises(ValueError):
+        load_prices(str(f))
