@@ -4,7 +4,7 @@ Written on raw sockets rather than http.server so it can record exactly the byte
 crossed the connection (`Exchange.raw_request` / `raw_response`): the tracer under test
 sees those same bytes through SSL_read/SSL_write, and tests compare them byte for byte.
 
-Routes (by path, like the real APIs):
+Routes (by path, like the real APIs; see routes.py):
   POST /v1/messages                                  Anthropic Messages (JSON or SSE)
   POST /v1/chat/completions                          OpenAI Chat Completions
   POST /v1/responses                                 OpenAI Responses
@@ -20,8 +20,6 @@ Routes (by path, like the real APIs):
 from __future__ import annotations
 
 import gzip
-import json
-import re
 import socket
 import ssl
 import threading
@@ -31,21 +29,11 @@ from collections import deque
 from email.utils import formatdate
 from urllib.parse import parse_qs, urlsplit
 
-from . import shapes_anthropic, shapes_gemini, shapes_openai
+from . import routes
 from .certs import CertPaths
 from .exchange import Exchange
 from .reply import Planned, Reply
 
-# Google AI /v1beta/models/M:op, Vertex AI /v1/projects/P/locations/L/publishers/google/models/M:op,
-# Vertex express mode /v1beta1/publishers/google/models/M:op.
-GEMINI_PATH = re.compile(r"^/v1\w*/(?:[^:]*/)?models/([^/:]+):(generateContent|streamGenerateContent)$")
-# Claude on Vertex AI: https://docs.anthropic.com/en/api/claude-on-vertex-ai (the Messages
-# body without "model", at :rawPredict; :streamRawPredict answers with the same SSE).
-# Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
-# (https://learn.microsoft.com/azure/ai-services/openai/reference), same bodies as OpenAI.
-AZURE_CHAT_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
-VERTEX_ANTHROPIC_PATH = re.compile(
-    r"^/v1\w*/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/([^/:]+):(rawPredict|streamRawPredict)$")
 REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
            404: "Not Found", 413: "Payload Too Large", 429: "Too Many Requests",
            500: "Internal Server Error", 503: "Service Unavailable", 504: "Gateway Timeout",
@@ -259,7 +247,7 @@ class FakeApi:
             self._seq += 1
             ex.seq = self._seq
         keep_alive = version == "HTTP/1.1" and (ex.header("connection") or "").lower() != "close"
-        planned, stream = self._route(ex)
+        planned, stream = routes.plan(ex, self._next_reply)
         if ex.reply is not None and ex.reply.close:
             keep_alive = False
         if ex.reply is not None and ex.reply.drop_after is not None:
@@ -299,45 +287,6 @@ class FakeApi:
                     self._queue.remove(reply)
                     return reply
             return self.default
-
-    def _route(self, ex: Exchange) -> tuple[Planned, bool]:
-        path, method = ex.path, ex.method
-        if method == "POST" and path == "/echo":
-            ctype = ex.header("content-type") or "application/octet-stream"
-            return Planned(200, ctype, body=ex.body), False
-        if method == "GET" and (m := re.fullmatch(r"/bulk/(\d+)", path)):
-            n = int(m.group(1))
-            filler = (b"agtap-bulk-filler-" * (n // 18 + 1))[:n]
-            return Planned(200, "application/octet-stream", body=filler), False
-        gem = GEMINI_PATH.match(path)
-        vertex_claude = VERTEX_ANTHROPIC_PATH.match(path)
-        azure = AZURE_CHAT_PATH.match(path)
-        if method != "POST" or not (gem or vertex_claude or azure or path in (
-                "/v1/messages", "/v1/chat/completions", "/v1/responses")):
-            body = json.dumps({"error": {"message": f"fake API: no route {method} {path}"}}).encode()
-            return Planned(404, "application/json", body=body), False
-        reply = ex.reply = self._next_reply(ex.target)
-        try:
-            request = json.loads(ex.body or b"{}")
-        except ValueError:
-            request = {}
-        if gem:
-            wants_stream = gem.group(2) == "streamGenerateContent"
-            stream = wants_stream if reply.stream is None else reply.stream
-            alt_sse = ex.query.get("alt") == ["sse"]
-            return shapes_gemini.generate(reply, gem.group(1), ex.seq, stream, alt_sse), stream
-        if vertex_claude:
-            wants_stream = vertex_claude.group(2) == "streamRawPredict" or bool(request.get("stream"))
-            stream = wants_stream if reply.stream is None else reply.stream
-            request.setdefault("model", vertex_claude.group(1))
-            return shapes_anthropic.messages(reply, request, ex.seq, stream), stream
-        stream = bool(request.get("stream")) if reply.stream is None else reply.stream
-        if azure:
-            request.setdefault("model", azure.group(1))
-            return shapes_openai.chat(reply, request, ex.seq, stream), stream
-        shape = {"/v1/messages": shapes_anthropic.messages, "/v1/chat/completions": shapes_openai.chat,
-                 "/v1/responses": shapes_openai.responses}[path]
-        return shape(reply, request, ex.seq, stream), stream
 
     # ------------------------------------------------------------------ responses
     def _respond(self, sock: socket.socket, ex: Exchange, planned: Planned, stream: bool,

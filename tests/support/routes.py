@@ -1,0 +1,67 @@
+"""Which answer a request gets: the FakeApi's routes, matched by path like the real APIs.
+
+LLM routes take the next scripted Reply (take_reply) and hand it to the provider's shape
+module; /echo and /bulk/{n} answer without one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Callable
+
+from . import shapes_anthropic, shapes_gemini, shapes_openai
+from .exchange import Exchange
+from .reply import Planned, Reply
+
+# Google AI /v1beta/models/M:op, Vertex AI /v1/projects/P/locations/L/publishers/google/models/M:op,
+# Vertex express mode /v1beta1/publishers/google/models/M:op.
+GEMINI_PATH = re.compile(r"^/v1\w*/(?:[^:]*/)?models/([^/:]+):(generateContent|streamGenerateContent)$")
+# Claude on Vertex AI: https://docs.anthropic.com/en/api/claude-on-vertex-ai (the Messages
+# body without "model", at :rawPredict; :streamRawPredict answers with the same SSE).
+VERTEX_ANTHROPIC_PATH = re.compile(
+    r"^/v1\w*/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/([^/:]+):(rawPredict|streamRawPredict)$")
+# Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
+# (https://learn.microsoft.com/azure/ai-services/openai/reference), same bodies as OpenAI.
+AZURE_CHAT_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
+
+
+def plan(ex: Exchange, take_reply: Callable[[str], Reply]) -> tuple[Planned, bool]:
+    """(answer, streamed?) for the request in `ex`; sets ex.reply for LLM routes."""
+    path, method = ex.path, ex.method
+    if method == "POST" and path == "/echo":
+        ctype = ex.header("content-type") or "application/octet-stream"
+        return Planned(200, ctype, body=ex.body), False
+    if method == "GET" and (m := re.fullmatch(r"/bulk/(\d+)", path)):
+        n = int(m.group(1))
+        filler = (b"agtap-bulk-filler-" * (n // 18 + 1))[:n]
+        return Planned(200, "application/octet-stream", body=filler), False
+    gem = GEMINI_PATH.match(path)
+    vertex_claude = VERTEX_ANTHROPIC_PATH.match(path)
+    azure = AZURE_CHAT_PATH.match(path)
+    if method != "POST" or not (gem or vertex_claude or azure or path in (
+            "/v1/messages", "/v1/chat/completions", "/v1/responses")):
+        body = json.dumps({"error": {"message": f"fake API: no route {method} {path}"}}).encode()
+        return Planned(404, "application/json", body=body), False
+    reply = ex.reply = take_reply(ex.target)
+    try:
+        request = json.loads(ex.body or b"{}")
+    except ValueError:
+        request = {}
+    if gem:
+        wants_stream = gem.group(2) == "streamGenerateContent"
+        stream = wants_stream if reply.stream is None else reply.stream
+        alt_sse = ex.query.get("alt") == ["sse"]
+        return shapes_gemini.generate(reply, gem.group(1), ex.seq, stream, alt_sse), stream
+    if vertex_claude:
+        wants_stream = vertex_claude.group(2) == "streamRawPredict" or bool(request.get("stream"))
+        stream = wants_stream if reply.stream is None else reply.stream
+        request.setdefault("model", vertex_claude.group(1))
+        return shapes_anthropic.messages(reply, request, ex.seq, stream), stream
+    stream = bool(request.get("stream")) if reply.stream is None else reply.stream
+    if azure:
+        request.setdefault("model", azure.group(1))
+        return shapes_openai.chat(reply, request, ex.seq, stream), stream
+    shape = {"/v1/messages": shapes_anthropic.messages, "/v1/chat/completions": shapes_openai.chat,
+             "/v1/responses": shapes_openai.responses}[path]
+    return shape(reply, request, ex.seq, stream), stream
