@@ -41,5 +41,12 @@ test-bpf: setup
 test-system: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests/system
 
+deb:
+	./setup/build-deb.sh
+
+install: deb
+	@if [ "$$(id -u)" != 0 ]; then echo "make install: run 'sudo make install'" >&2; exit 77; fi
+	apt-get -o DPkg::Lock::Timeout=600 install -y "$$(ls -t $(CURDIR)/dist/agtap_*_all.deb | head -1)"
+
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

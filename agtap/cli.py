@@ -78,6 +78,8 @@ def parser() -> argparse.ArgumentParser:
             _capture_flags(sp)
         if name in ("record", "replay"):
             sp.add_argument("file", metavar="FILE")
+        if name == "tui":
+            sp.add_argument("tui_args", nargs=argparse.REMAINDER, help="agtap-tui's own options (--bus, --mono, ...)")
         if name == "replay":
             sp.add_argument("--chunks", action="store_true",
                             help="print the recording's items (not events), in the recording format")
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_clean(cfg)
         if cmd == "tui":
             from agtap.tui.app import main as tui_main
-            return tui_main([])
+            return tui_main(getattr(args, "tui_args", []))
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_USAGE

@@ -4,12 +4,12 @@ TLS connections are (tgid, SSL*). Syscall connections are (tgid, fd), and
 what the fd is decides how its bytes are named:
   - a TCP (or other non-unix) socket: "sock:<tgid>:<fd>", both directions;
   - a pipe or unix socket carrying JSON-RPC (MCP stdio): both processes'
-    writes are captured, so the conversation is named after the channel the
-    client writes to ("ipc:<inode>"): a write to a process's own stdout, when
-    its stdin is a pipe or socket, is the server answering on the channel of
-    its stdin (INGRESS); any other write is a request (EGRESS). Reads are
-    not needed (the peer's writes carry the same bytes) and are stopped in
-    the kernel;
+    writes are captured, so the conversation is named after its two
+    processes, "ipc:<client>:<server>", the client being the one that spawned
+    the other (found by who holds the other end of the channel among the
+    writer's ancestors and descendants). The client's writes are requests
+    (EGRESS), the server's answers (INGRESS). Reads are not needed (the
+    peer's writes carry the same bytes) and are stopped in the kernel;
   - a file, tty or anything else: never a connection (stopped in the kernel).
 """
 
@@ -34,7 +34,7 @@ class FdInfo:
     conn: str             # "" when the fd is not a connection
     transport: Transport
     ipc: bool             # JSON-RPC over a pipe/unix socket: writes only
-    server_side: bool     # this fd is the process's stdout answering its stdin's channel
+    server_side: bool     # the writer is the server of the conversation: its writes are INGRESS
 
 
 class ConnMapper:
@@ -66,13 +66,6 @@ class ConnMapper:
             del self._fds[key]
 
     # --- fds ---
-    def _channel(self, target: str) -> int:
-        ino = procinfo.inode_of(target)
-        if target.startswith("pipe:"):
-            return ino
-        peer = procinfo.unix_peer(ino)
-        return min(ino, peer) if peer else ino
-
     def _resolve_fd(self, rec: RawRecord) -> FdInfo:
         key = (rec.pid, rec.conn_id)
         info = self._fds.get(key)
@@ -85,11 +78,11 @@ class ConnMapper:
             peer = procinfo.unix_peer(ino)
             jsonrpc = rec.data.lstrip()[:1] in (b"{", b"[")
             if peer is not None and jsonrpc:
-                info = self._ipc_info(rec, self._channel(target), Transport.SOCKET)
+                info = self._ipc_info(rec, f"socket:[{peer}]", False, ino, Transport.SOCKET)
             else:
                 info = FdInfo(f"sock:{rec.pid}:{fd}", Transport.SOCKET, False, False)
         elif target.startswith("pipe:"):
-            info = self._ipc_info(rec, procinfo.inode_of(target), Transport.PIPE)
+            info = self._ipc_info(rec, target, True, procinfo.inode_of(target), Transport.PIPE)
         elif target == "" and rec.data.lstrip()[:1] == b"{":
             # the process is gone before we looked: keep its bytes under a name of their own
             info = FdInfo(f"ipc:{rec.pid}:{fd}", Transport.PIPE, True, False)
@@ -105,12 +98,21 @@ class ConnMapper:
             self._fds.popitem(last=False)
         return info
 
-    def _ipc_info(self, rec: RawRecord, channel: int, transport: Transport) -> FdInfo:
-        if rec.conn_id == 1:
-            stdin = procinfo.fd_target(rec.pid, 0, self._proc_root)
-            if stdin.startswith(("pipe:", "socket:")):
-                return FdInfo(f"ipc:{self._channel(stdin)}", transport, True, True)
-        return FdInfo(f"ipc:{channel}", transport, True, False)
+    def _ipc_info(self, rec: RawRecord, peer_target: str, read_end: bool, ino: int,
+                  transport: Transport) -> FdInfo:
+        """Name a JSON-RPC conversation over a pipe or socketpair after its two processes.
+
+        The peer is whoever holds the other end (the pipe's read end, the peer
+        socket). The ancestor of the two is the client (it spawned the server):
+        its writes are requests (EGRESS), the server's are answers (INGRESS).
+        """
+        found = procinfo.ipc_peer(rec.pid, peer_target, read_end=read_end, proc_root=self._proc_root)
+        if found is None:
+            return FdInfo(f"ipc:{ino}", transport, True, False)
+        peer, peer_is_ancestor = found
+        if peer_is_ancestor:
+            return FdInfo(f"ipc:{peer}:{rec.pid}", transport, True, True)
+        return FdInfo(f"ipc:{rec.pid}:{peer}", transport, True, False)
 
     # --- records ---
     def map(self, rec: RawRecord) -> list:

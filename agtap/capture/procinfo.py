@@ -124,3 +124,78 @@ def unix_peer(ino: int) -> int | None:
             return struct.unpack_from("=I", data, off + 4)[0]
         off += (alen + 3) & ~3
     return 0   # a unix socket without a peer
+
+
+def children(pid: int, proc_root: str = "/proc") -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"{proc_root}/{pid}/task"):
+            try:
+                with open(f"{proc_root}/{pid}/task/{tid}/children") as f:
+                    out += [int(x) for x in f.read().split()]
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
+def ppid_of(pid: int, proc_root: str = "/proc") -> int:
+    try:
+        with open(f"{proc_root}/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rfind(b")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def holds(pid: int, target: str, *, read_end: bool = False, proc_root: str = "/proc") -> bool:
+    """Does `pid` have an fd on `target` ('pipe:[N]' / 'socket:[N]'), open for reading if read_end?"""
+    base = f"{proc_root}/{pid}/fd"
+    try:
+        fds = os.listdir(base)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"{base}/{fd}") != target:
+                continue
+        except OSError:
+            continue
+        if not read_end:
+            return True
+        try:
+            with open(f"{proc_root}/{pid}/fdinfo/{fd}") as f:
+                for line in f:
+                    if line.startswith("flags:"):
+                        if int(line.split()[1], 8) & 3 == os.O_RDONLY:
+                            return True
+                        break
+        except (OSError, ValueError, IndexError):
+            pass
+    return False
+
+
+def ipc_peer(writer: int, peer_target: str, *, read_end: bool, proc_root: str = "/proc",
+             up: int = 5, down: int = 3) -> tuple[int, bool] | None:
+    """The process at the other end of a local channel: (pid, is_ancestor_of_writer).
+
+    Looked for among the writer's ancestors, then its descendants (MCP clients
+    spawn their servers, sometimes through a wrapper such as npx or uv, which
+    hold the same inherited fds but not the read end / the peer socket).
+    """
+    p, depth = ppid_of(writer, proc_root), 0
+    while p > 1 and depth < up:
+        if holds(p, peer_target, read_end=read_end, proc_root=proc_root):
+            return p, True
+        p, depth = ppid_of(p, proc_root), depth + 1
+    level = [writer]
+    for _ in range(down):
+        nxt = []
+        for q in level:
+            for c in children(q, proc_root):
+                if holds(c, peer_target, read_end=read_end, proc_root=proc_root):
+                    return c, False
+                nxt.append(c)
+        level = nxt
+    return None

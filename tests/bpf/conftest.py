@@ -95,3 +95,68 @@ def tracer_run(tmp_path, _need_root):
         if r.proc.poll() is None:
             r.proc.kill()
             r.proc.wait()
+
+
+class DaemonRun:
+    """`agtap` in the foreground (the real daemon: tracer, pipeline, sinks), ready when it says READY=1."""
+
+    def __init__(self, flags: list[str], tmp: Path):
+        import socket as _socket
+        self.dir = tmp
+        self.log = tmp / "log" / "events.jsonl"
+        self.bodies = tmp / "bodies"
+        self.log.parent.mkdir(exist_ok=True)
+        sock_path = tmp / "notify.sock"
+        self.notify = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+        self.notify.bind(str(sock_path))
+        self.notify.settimeout(120)
+        env = dict(os.environ, NOTIFY_SOCKET=str(sock_path))
+        self.stderr_path = tmp / "daemon.stderr"
+        self.proc = subprocess.Popen([*AGTAP, "--log", str(self.log), "--bodies-dir", str(self.bodies),
+                                      "--bus", "none", "--no-stdout", *flags], cwd=REPO, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=open(self.stderr_path, "w"))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                msg = self.notify.recv(4096).decode()
+            except OSError:
+                break
+            if "READY=1" in msg.split("\n"):
+                return
+        self.proc.kill()
+        raise AssertionError("the daemon never said READY=1:\n" + self.stderr_path.read_text())
+
+    def events(self, pid: int | None = None, n: int | None = None, timeout: float = 10) -> list[dict]:
+        """Events in the log (for one pid); with n, wait until there are at least n."""
+        import json
+        deadline = time.monotonic() + timeout
+        while True:
+            evs = []
+            if self.log.exists():
+                for line in self.log.read_text().splitlines():
+                    e = json.loads(line)
+                    if pid is None or e["pid"] == pid:
+                        evs.append(e)
+            if n is None or len(evs) >= n or time.monotonic() > deadline:
+                return evs
+            time.sleep(0.1)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(30)
+        self.notify.close()
+        return rc
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory, _need_root_module):
+    d = DaemonRun([], tmp_path_factory.mktemp("agtapd"))
+    yield d
+    if d.proc.poll() is None:
+        d.stop()
+
+
+@pytest.fixture(scope="module")
+def _need_root_module():
+    if os.geteuid() != 0:
+        pytest.fail("the BPF tier needs root: run 'sudo make test-bpf'")
