@@ -87,6 +87,9 @@ class Controller:
         self._schedule = schedule or (lambda fn: fn())
         self._poll_timeout_ms = poll_timeout_ms
         self.pipeline = pipeline_factory(self._on_call, self._ignore_conn)
+        price_error = getattr(getattr(self.pipeline, "prices", None), "error", None)
+        if price_error:
+            self.log.error("price overrides not used, packaged prices apply: %s", price_error)
         self.tracer: Any = None
         self.capturing = False
         self.pids, self.comms = validate_filter(config.pids, config.comms)

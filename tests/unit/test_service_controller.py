@@ -176,3 +176,17 @@ def test_a_capture_error_reads_as_one_line_with_its_fix(tmp_path):
     with pytest.raises(Failed) as e:
         c.start()
     assert str(e.value) == "no kernel headers for 6.18 (fix: apt-get install linux-headers-cloud-amd64)"
+
+
+def test_a_broken_price_override_is_logged(tmp_path, caplog):
+    from agtap.pipeline import Pipeline
+    from agtap.providers.pricing import PriceTable
+    bad = tmp_path / "prices.json"
+    bad.write_text("[1, 2]")
+    prices = PriceTable(override=str(bad))
+
+    def factory(emit, ignore_conn):
+        return Pipeline(emit, ignore_conn=ignore_conn, prices=prices)
+    with caplog.at_level("ERROR", logger="agtap.service"):
+        Controller(Config(event_log="", bodies_dir=str(tmp_path)), FakeTracer, pipeline_factory=factory)
+    assert "price overrides not used" in caplog.text and str(bad) in caplog.text
