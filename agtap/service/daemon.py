@@ -195,11 +195,14 @@ class Daemon:
             loop.add_signal_handler(signal.SIGUSR2, lambda: time.sleep(60))
         if self.flags is not None:
             try:
+                verbose = self.config.verbose
                 self.config = build_config(self.flags, self.config_file, base=self.config)
             except ConfigFileError as e:
                 log.error("%s", e)
                 self.notifier.status(f"failed: {e}")
                 return 1
+            if self.config.verbose != verbose:       # `verbose = true` in the file
+                setup_logging(self.mode, self.config.verbose)
         wd = watchdog_interval()
         if wd:
             self._spawn(self._watchdog(wd))
