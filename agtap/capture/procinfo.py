@@ -189,13 +189,15 @@ def ipc_peer(writer: int, peer_target: str, *, read_end: bool, proc_root: str = 
         if holds(p, peer_target, read_end=read_end, proc_root=proc_root):
             return p, True
         p, depth = ppid_of(p, proc_root), depth + 1
-    level = [writer]
+    # going down, the deepest holder is the server: a wrapper (npx, uv run) between
+    # client and server holds the same inherited read end
+    level, deepest = [writer], None
     for _ in range(down):
         nxt = []
         for q in level:
             for c in children(q, proc_root):
                 if holds(c, peer_target, read_end=read_end, proc_root=proc_root):
-                    return c, False
+                    deepest = c
                 nxt.append(c)
         level = nxt
-    return None
+    return (deepest, False) if deepest else None

@@ -1,0 +1,258 @@
+"""The capture layer's userspace, without BPF: records, connection naming, /proc facts, headers, recordings."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from agtap.capture import headers, procinfo
+from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+from agtap.capture.conns import ConnMapper
+from agtap.capture.elfsyms import exported
+from agtap.capture.recording import Recorder, RecordingError, encode, read
+from agtap.capture.records import (F_CUT, F_LAST, HDR_SIZE, K_CLOSE, K_EXIT, K_SOCK_READ, K_SOCK_WRITE,
+                                   K_TLS_READ, K_TLS_WRITE, S_EGRESS_ONLY, S_NEVER, RawRecord, decode)
+
+
+def raw(kind, pid, conn_id, data=b"", flags=F_LAST, ts=1_000, comm="agent"):
+    return RawRecord(ts, conn_id, len(data), 0, pid, pid, kind, flags, comm, data)
+
+
+# --- the ring-buffer record layout (bpf/common.h struct record_t) ---
+
+def test_record_header_is_64_bytes_and_decodes_every_field():
+    assert HDR_SIZE == 64   # 4 u64 + 3 u32 + 2 u8 + 2 pad + comm[16]
+    payload = b"POST /v1/messages HTTP/1.1\r\n"
+    buf = struct.pack("<QQQQIIIBB2x16s", 123456789, 0x7F00DEAD, 4096, 16384, 42, 43, len(payload),
+                      K_TLS_WRITE, F_CUT | F_LAST, b"python3\0") + payload + b"garbage past len"
+    r = decode(buf)
+    assert (r.ts_ns, r.conn_id, r.total, r.offset, r.pid, r.tid) == (123456789, 0x7F00DEAD, 4096, 16384, 42, 43)
+    assert r.kind == K_TLS_WRITE and r.flags == F_CUT | F_LAST and r.comm == "python3"
+    assert r.data == payload and r.is_tls and r.is_write
+
+
+# --- a fake /proc: symlinks may point at any string, as /proc/PID/fd/N do ---
+
+class FakeProc:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def add(self, pid, comm="python3", ppid=1, exe="/usr/bin/python3.11",
+            cgroup="0::/system.slice/my-agent.service\n", children=()):
+        d = self.root / str(pid)
+        (d / "fd").mkdir(parents=True)
+        (d / "fdinfo").mkdir()
+        (d / "task" / str(pid)).mkdir(parents=True)
+        (d / "comm").write_text(comm + "\n")
+        (d / "cgroup").write_text(cgroup)
+        (d / "stat").write_text(f"{pid} ({comm}) S {ppid} {pid} {pid} 0 -1\n")
+        (d / "task" / str(pid) / "children").write_text(" ".join(map(str, children)))
+        os.symlink(exe, d / "exe")
+
+    def fd(self, pid, fd, target, flags="02"):
+        os.symlink(target, self.root / str(pid) / "fd" / str(fd))
+        (self.root / str(pid) / "fdinfo" / str(fd)).write_text(f"pos:\t0\nflags:\t{flags}\n")
+
+
+@pytest.fixture
+def fake_proc(tmp_path):
+    return FakeProc(tmp_path)
+
+
+def test_tls_records_become_chunks_with_process_facts(fake_proc):
+    fake_proc.add(100, comm="python3")
+    m = ConnMapper(proc_root=str(fake_proc.root))
+    [c] = m.map(raw(K_TLS_WRITE, 100, 0xABC, b"POST / HTTP/1.1\r\n", comm="httpx-worker"))
+    assert isinstance(c, Chunk)
+    assert c.conn == "tls:100:abc" and c.direction is Direction.EGRESS and c.transport is Transport.TLS
+    assert c.comm == "httpx-worker" and c.proc == "python3"     # thread name vs process name
+    assert c.unit == "my-agent.service" and c.exe == "/usr/bin/python3.11" and c.fd == -1
+    [r] = m.map(raw(K_TLS_READ, 100, 0xABC, b"HTTP/1.1 200 OK\r\n", flags=F_LAST | F_CUT))
+    assert r.direction is Direction.INGRESS and r.cut
+    assert m.map(raw(K_EXIT, 100, 0)) == [ConnClosed("tls:100:abc", 1_000, "process_exit")]
+
+
+def test_a_socket_that_is_not_unix_is_named_by_pid_and_fd(fake_proc):
+    fake_proc.add(200)
+    fake_proc.fd(200, 5, "socket:[4000000001]")    # no such unix socket: sock_diag says so
+    m = ConnMapper(proc_root=str(fake_proc.root))
+    [w] = m.map(raw(K_SOCK_WRITE, 200, 5, b"POST /v1/chat/completions HTTP/1.1\r\n"))
+    [r] = m.map(raw(K_SOCK_READ, 200, 5, b"HTTP/1.1 200 OK\r\n"))
+    assert (w.conn, w.direction, r.conn, r.direction) == ("sock:200:5", Direction.EGRESS, "sock:200:5",
+                                                          Direction.INGRESS)
+    assert m.map(raw(K_CLOSE, 200, 5)) == [ConnClosed("sock:200:5", 1_000, "closed")]
+    assert m.map(raw(K_CLOSE, 200, 5)) == []        # closed once
+
+
+def test_a_file_is_never_a_connection_and_the_kernel_is_told(fake_proc):
+    fake_proc.add(300)
+    fake_proc.fd(300, 3, "/var/log/app.log")
+    states = []
+    m = ConnMapper(lambda *a: states.append(a), proc_root=str(fake_proc.root))
+    assert m.map(raw(K_SOCK_WRITE, 300, 3, b'{"jsonrpc":"2.0","id":1,"method":"x"}\n')) == []
+    assert states == [(300, False, 3, S_NEVER)]
+
+
+def test_mcp_stdio_over_pipes_is_one_conversation_named_after_client_and_server(fake_proc):
+    # client 400 spawned server 401: client writes pipe 7001 (server's stdin), server writes pipe 7002
+    fake_proc.add(400, children=[401])
+    fake_proc.add(401, ppid=400)
+    fake_proc.fd(400, 9, "pipe:[7001]", flags="01")     # write end
+    fake_proc.fd(400, 10, "pipe:[7002]", flags="00")    # read end of the server's stdout
+    fake_proc.fd(401, 0, "pipe:[7001]", flags="00")
+    fake_proc.fd(401, 7, "pipe:[7002]", flags="01")     # the server answers through fd 7, not fd 1
+    states = []
+    m = ConnMapper(lambda *a: states.append(a), proc_root=str(fake_proc.root))
+    [req] = m.map(raw(K_SOCK_WRITE, 400, 9, b'{"jsonrpc":"2.0","id":1,"method":"initialize"}\n'))
+    [resp] = m.map(raw(K_SOCK_WRITE, 401, 7, b'{"jsonrpc":"2.0","id":1,"result":{}}\n'))
+    assert req.conn == resp.conn == "ipc:400:401"
+    assert req.direction is Direction.EGRESS and resp.direction is Direction.INGRESS
+    assert req.transport is Transport.PIPE
+    assert (400, False, 9, S_EGRESS_ONLY) in states and (401, False, 7, S_EGRESS_ONLY) in states
+
+
+def test_a_wrapper_between_client_and_server_is_skipped(fake_proc):
+    # client 500 -> wrapper 501 (npx, holds the inherited pipes) -> server 502
+    fake_proc.add(500, children=[501])
+    fake_proc.add(501, ppid=500, children=[502])
+    fake_proc.add(502, ppid=501)
+    fake_proc.fd(500, 4, "pipe:[8001]", flags="01")
+    fake_proc.fd(500, 5, "pipe:[8002]", flags="00")
+    for pid in (501, 502):
+        fake_proc.fd(pid, 0, "pipe:[8001]", flags="00")
+        fake_proc.fd(pid, 1, "pipe:[8002]", flags="01")
+    m = ConnMapper(proc_root=str(fake_proc.root))
+    [resp] = m.map(raw(K_SOCK_WRITE, 502, 1, b'{"jsonrpc":"2.0","id":1,"result":{}}\n'))
+    # the wrapper holds only the write end of 8002: the client is the reader
+    assert resp.conn == "ipc:500:502" and resp.direction is Direction.INGRESS
+    [req] = m.map(raw(K_SOCK_WRITE, 500, 4, b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n'))
+    # the wrapper 501 also holds 8001's read end: the deepest holder is the server
+    assert req.direction is Direction.EGRESS and req.conn == "ipc:500:502"
+
+
+def test_reads_on_local_ipc_are_dropped(fake_proc):
+    fake_proc.add(600, children=[601])
+    fake_proc.add(601, ppid=600)
+    fake_proc.fd(600, 3, "pipe:[9001]", flags="01")
+    fake_proc.fd(601, 0, "pipe:[9001]", flags="00")
+    m = ConnMapper(proc_root=str(fake_proc.root))
+    m.map(raw(K_SOCK_WRITE, 600, 3, b'{"jsonrpc":"2.0","id":1,"method":"x"}\n'))
+    assert m.map(raw(K_SOCK_READ, 600, 3, b"anything")) == []
+    assert m.dropped_reads == 1
+
+
+def test_kernel_key_round_trip():
+    assert ConnMapper.kernel_key("tls:12:7f00dead") == (12, True, 0x7F00DEAD)
+    assert ConnMapper.kernel_key("sock:12:5") == (12, False, 5)
+    assert ConnMapper.kernel_key("ipc:1:2") is None
+    assert ConnMapper.kernel_key("garbage") is None
+
+
+@pytest.mark.parametrize("text,unit,container", [
+    ("0::/system.slice/my-agent.service\n", "my-agent.service", ""),
+    ("0::/user.slice/user-1000.slice/session-3.scope\n", "session-3.scope", ""),
+    ("0::/system.slice/docker-" + "a" * 64 + ".scope\n", "docker-" + "a" * 64 + ".scope", "a" * 64),
+    ("12:pids:/docker/" + "b" * 64 + "\n1:name=systemd:/docker/" + "b" * 64 + "\n", "", "b" * 64),
+    ("0::/\n", "", ""),
+    ("0::/init.scope\n", "", ""),
+])
+def test_unit_and_container_from_cgroup(text, unit, container):
+    assert procinfo.unit_and_container(text) == (unit, container)
+
+
+def test_unix_peer_of_a_real_socketpair():
+    import socket
+    a, b = socket.socketpair()
+    ia, ib = os.fstat(a.fileno()).st_ino, os.fstat(b.fileno()).st_ino
+    assert procinfo.unix_peer(ia) == ib and procinfo.unix_peer(ib) == ia
+    r, w = os.pipe()
+    assert procinfo.unix_peer(os.fstat(r).st_ino) is None     # a pipe is not a socket
+    for s in (a, b):
+        s.close()
+    os.close(r), os.close(w)
+
+
+# --- headers ---
+
+def make_split_tree(src: Path, ver="6.1.0-56", flavour="cloud-amd64") -> None:
+    common = src / f"linux-headers-{ver}-common"
+    flav = src / f"linux-headers-{ver}-{flavour}"
+    (common / "include/linux").mkdir(parents=True)
+    (common / "include/linux/kconfig.h").write_text("")
+    (common / "arch/x86/include/asm").mkdir(parents=True)
+    (common / "Makefile").write_text("")
+    (flav / "include/generated").mkdir(parents=True)
+    (flav / "include/generated/autoconf.h").write_text("")
+    (flav / "arch/x86/include/generated").mkdir(parents=True)
+    (flav / ".config").write_text("CONFIG_X=y\n")
+    (flav / "Makefile").write_text(f"include {src}/linux-headers-{ver}-common/Makefile\n")
+
+
+def test_debian_split_headers_are_joined_outside_lib_modules(tmp_path, monkeypatch):
+    monkeypatch.delenv("BCC_KERNEL_SOURCE", raising=False)
+    monkeypatch.setattr(headers, "_arch_dir", lambda: "x86")
+    src = tmp_path / "src"
+    make_split_tree(src)
+    t = headers.find_header_tree(str(tmp_path / "run"), release="9.9.9-test", modules_root=str(tmp_path / "mods"),
+                                 src_root=str(src))
+    p = Path(t.path)
+    assert p.is_relative_to(tmp_path / "run") and not t.exact
+    assert (p / "include/linux/kconfig.h").exists() and (p / "include/generated/autoconf.h").exists()
+    assert (p / "arch/x86/include/asm").is_dir() and (p / "arch/x86/include/generated").is_dir()
+    assert "cloud-amd64" in t.source and "common" in t.source
+    # prepared once: a second call reuses it
+    assert headers.find_header_tree(str(tmp_path / "run"), release="9.9.9-test", modules_root=str(tmp_path / "mods"),
+                                    src_root=str(src)).path == t.path
+
+
+def test_no_headers_names_the_package_to_install(tmp_path, monkeypatch):
+    monkeypatch.delenv("BCC_KERNEL_SOURCE", raising=False)
+    (tmp_path / "src").mkdir()
+    with pytest.raises(headers.HeadersNotFound, match="apt-get install linux-headers"):
+        headers.find_header_tree(str(tmp_path / "run"), release="9.9.9", modules_root=str(tmp_path / "m"),
+                                 src_root=str(tmp_path / "src"))
+
+
+def test_lib_modules_build_wins_when_present(tmp_path, monkeypatch):
+    monkeypatch.delenv("BCC_KERNEL_SOURCE", raising=False)
+    (tmp_path / "m/9.9.9/build").mkdir(parents=True)
+    t = headers.find_header_tree(str(tmp_path / "run"), release="9.9.9", modules_root=str(tmp_path / "m"),
+                                 src_root=str(tmp_path / "src"))
+    assert t.exact and t.path.endswith("9.9.9/build")
+
+
+# --- ELF symbols ---
+
+def test_exported_ssl_symbols_of_the_system_libssl():
+    lib = next((p for p in ("/lib/x86_64-linux-gnu/libssl.so.3", "/usr/lib/x86_64-linux-gnu/libssl.so.3")
+                if os.path.exists(p)), None)
+    assert lib, "libssl3 is a dependency of python3 on Debian"
+    assert {"SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex", "SSL_free"} <= exported(lib)
+    assert exported("/bin/sh") == set()
+    assert exported("/etc/hostname") == set()      # not ELF
+
+
+# --- recordings ---
+
+def test_recording_round_trip_is_exact(tmp_path):
+    items = [Chunk(conn="tls:1:ff", direction=Direction.EGRESS, ts_ns=10, wall_ns=20, pid=1, tid=2, comm="c",
+                   proc="p", data=bytes(range(256)), transport=Transport.TLS, cut=True, exe="/x", unit="u.service",
+                   container_id="", fd=-1),
+             ConnClosed("tls:1:ff", 30, "process_exit")]
+    path = tmp_path / "r.jsonl"
+    rec = Recorder(str(path))
+    for i in items:
+        rec.write(i)
+    rec.close()
+    assert list(read(str(path))) == items
+    assert path.read_text().splitlines()[1:] == [encode(i) for i in items]
+
+
+def test_a_file_that_is_not_a_recording_is_refused(tmp_path):
+    p = tmp_path / "x"
+    p.write_text('{"hello": 1}\n')
+    with pytest.raises(RecordingError, match="not an agtap recording"):
+        list(read(str(p)))
