@@ -222,3 +222,13 @@ def test_a_stuck_detach_does_not_hold_the_exit(workdir):
     assert time.monotonic() - t0 < 2.5, time.monotonic() - t0
     assert "took over 1.5 s" in dm.err
     assert [e.get("incomplete_reason") for e in dm.events()] == ["shutdown"]
+
+
+def test_a_broken_config_file_stops_the_start_with_its_name(workdir):
+    conf = Path(workdir) / "agtap.toml"
+    conf.write_text("max_log_sise = 5\n")
+    dm = Daemon(workdir, None, "--bus", "none", "--config-file", str(conf))
+    assert dm.proc.wait(10) == 1
+    dm.stop()
+    assert f"{conf}: unknown key 'max_log_sise'" in dm.err and "Traceback" not in dm.err
+    assert any(ln.startswith("STATUS=failed: ") for ln in dm.notify.lines())
