@@ -14,7 +14,7 @@ import json
 from agtap.call import KIND_LLM
 from agtap.providers import anthropic, gemini, openai_chat, openai_responses
 from agtap.providers.base import Request, new_call, set_error, split_host
-from agtap.providers.mcp import McpContext
+from agtap.providers.mcp import McpContext, is_jsonrpc
 from agtap.wire.encoding import BodyDecoder, decode_all
 from agtap.wire.jsonarray import JsonArrayStream
 from agtap.wire.sse import SseDecoder
@@ -110,7 +110,6 @@ class Exchange:
         host = self.req.header("host")
         addr, port = split_host(host, self.origin.transport)
         if self.kind == PENDING:
-            from agtap.providers.mcp import is_jsonrpc
             self.kind = MCP if is_jsonrpc(self.req.json()) else IGNORED
         if self.kind == LLM:
             call = new_call(self.origin, self.mod.NAME, KIND_LLM, self.head.start_ns, self.head.start_wall)

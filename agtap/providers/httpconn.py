@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 
 from agtap.providers.base import Origin, Request
-from agtap.providers.exchange import IGNORED, LLM, MCP, PENDING, Exchange, classify_head
+from agtap.providers.exchange import IGNORED, PENDING, Exchange, classify_head
 from agtap.providers.mcp import McpSession
 from agtap.wire.http1 import HttpParser
 
