@@ -229,6 +229,7 @@ def test_a_broken_config_file_stops_the_start_with_its_name(workdir):
     conf.write_text("max_log_sise = 5\n")
     dm = Daemon(workdir, None, "--bus", "none", "--config-file", str(conf))
     assert dm.proc.wait(10) == 1
+    dm.notify.drain(0.2)
     dm.stop()
     assert f"{conf}: unknown key 'max_log_sise'" in dm.err and "Traceback" not in dm.err
     assert any(ln.startswith("STATUS=failed: ") for ln in dm.notify.lines())
