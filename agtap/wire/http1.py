@@ -139,7 +139,7 @@ class HttpParser:
         self._run()
         if self.pos >= len(self.buf):
             self.buf, self.pos, self.old_len = b"", 0, 0
-        elif self.old_len == 0:
+        elif self.pos >= self.old_len:   # what is left came with this chunk
             self.old_ts, self.old_wall = ts, wall
 
     def close(self, ts: int) -> bool:

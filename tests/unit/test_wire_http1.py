@@ -153,3 +153,13 @@ def test_chunked_request_body():
     r.inn(response({"id": "D", "choices": []}), 2)
     c = r.one()
     assert c.model == "gpt-4o" and c.bodies.request_body == body
+
+
+def test_message_start_time_is_its_first_bytes_chunk():
+    starts = []
+    p = HttpParser(True, lambda h: starts.append(h.start_ns), lambda *a: None, lambda *a: None, lambda *a: None)
+    p.feed(b"GET /a HTTP/1.1\r\n", 1)                 # head incomplete
+    p.feed(b"\r\nGET /b HT", 2)                        # /a ends; /b starts in this chunk
+    p.feed(b"TP/1.1\r\n", 3)
+    p.feed(b"\r\nPOST /c HTTP/1.1\r\nContent-Length: 1\r\n\r\n", 4)
+    assert starts == [1, 2, 4]
