@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 from typing import Any
 
@@ -27,6 +28,8 @@ from agtap.textsafe import printable, safe_field
 EXIT_OK, EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_DENIED = 0, 1, 3, 4
 NOT_RUNNING = ("org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner")
 DENIED = ("org.freedesktop.DBus.Error.AccessDenied", B.ERROR_ACCESS_DENIED)
+READ_TIMEOUT_S = float(os.environ.get("AGTAPCTL_TIMEOUT", "25"))
+CONTROL_TIMEOUT_S = max(READ_TIMEOUT_S, 200.0)
 READ_FIX = "add yourself to group agtap: sudo usermod -aG agtap $USER, then log in again"
 CONTROL_FIX = "run it as root (sudo agtapctl ...), or ask for polkit authorization of io.agtap.manage"
 
@@ -64,8 +67,15 @@ class Client:
     async def call(self, member: str, signature: str = "", body: list | None = None, *,
                    interface: str | None = None) -> list:
         iface = interface or (B.CONTROL_INTERFACE if self.control else B.READ_INTERFACE)
-        reply = await self.bus.call(Message(destination=B.BUS_NAME, path=B.OBJECT_PATH, interface=iface,
-                                            member=member, signature=signature, body=body or []))
+        # Control may wait on a polkit password prompt, or on the probes attaching (BCC compiles).
+        timeout = CONTROL_TIMEOUT_S if iface == B.CONTROL_INTERFACE else READ_TIMEOUT_S
+        try:
+            reply = await asyncio.wait_for(self.bus.call(Message(
+                destination=B.BUS_NAME, path=B.OBJECT_PATH, interface=iface,
+                member=member, signature=signature, body=body or [])), timeout)
+        except asyncio.TimeoutError:
+            raise CtlError(EXIT_ERROR, f"agtap did not answer within {timeout:.0f} s: "
+                           "is it stuck? (systemctl status agtap; journalctl -u agtap)") from None
         if reply.message_type == MessageType.ERROR:
             text = safe_field(reply.body[0] if reply.body else reply.error_name)
             if reply.error_name in NOT_RUNNING:

@@ -192,3 +192,15 @@ def test_call_line_stays_one_line():
     line = call_line({"ts": "x", "pid": "1\n2", "proc": "a\tb", "provider": "openai\n", "model": "m\r\nfake line",
                       "stop_reason": "end\n23:00:00 forged"})
     assert "\n" not in line and "\r" not in line and "\t" not in line
+
+
+def test_a_stuck_service_is_a_timeout_not_a_hang(tmp_path):
+    with PrivateBus(session=True) as b:
+        dm = Daemon(str(tmp_path), {"DBUS_SESSION_BUS_ADDRESS": b.address}, "--bus", "session",
+                    AGTAP_TEST_BLOCK_LOOP_ON_SIGUSR2="1").ready()
+        dm.proc.send_signal(signal.SIGUSR2)                 # its loop sleeps for 60 s
+        e = env_for({"DBUS_SESSION_BUS_ADDRESS": b.address}, AGTAPCTL_TIMEOUT="1")
+        r = ctl(None, ["--bus", "session", "status"], e, timeout=15)
+        dm.proc.kill()
+        dm.stop()
+    assert r.returncode == 1 and "did not answer within 1 s" in r.stderr, r.stderr
