@@ -36,8 +36,10 @@ def begin(req, call):
     body = req.json_obj()
     m = body.get("model")
     call.model = m if isinstance(m, str) else None
-    if call.model is None and "/publishers/anthropic/models/" in req.path:
-        call.model = req.path.rsplit("/models/", 1)[1].split(":", 1)[0]
+    if "/publishers/anthropic/models/" in req.path:
+        call.provider = "vertex_ai"   # Claude served (and billed) by Vertex AI
+        if call.model is None:
+            call.model = req.path.rsplit("/models/", 1)[1].split(":", 1)[0]
     call.streaming = body.get("stream") is True
     call.operation = "chat"
     return _STATE

@@ -2,7 +2,7 @@
 
 Paths: Google AI `/v1beta/models/{model}:generateContent` (also /v1/, and
 tunedModels/), Vertex AI `/v1/projects/{p}/locations/{l}/publishers/google/models/{model}:...`
-(provider "vertex_ai"). Streams are SSE with `?alt=sse`, else one JSON array
+and express mode `/v1beta1/publishers/google/models/{model}:...` (provider "vertex_ai"). Streams are SSE with `?alt=sse`, else one JSON array
 whose elements arrive over time. Shapes: https://ai.google.dev/api/generate-content
 (GenerateContentResponse: candidates[].content.parts[] with text / functionCall{name},
 finishReason, usageMetadata{promptTokenCount, candidatesTokenCount,
@@ -46,7 +46,11 @@ class _State:
 
 
 def provider_for(path: str) -> str:
-    return "vertex_ai" if "/projects/" in path and "/locations/" in path else "gemini"
+    # Only Vertex AI paths name a publisher (express mode: /v1beta1/publishers/google/models/...)
+    # or a project and location; Google AI's are /v1beta/models/... .
+    if "/publishers/" in path or ("/projects/" in path and "/locations/" in path):
+        return "vertex_ai"
+    return "gemini"
 
 
 def begin(req, call):

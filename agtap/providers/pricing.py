@@ -6,7 +6,7 @@ versioned ids find their family: claude-sonnet-4-5-20250929, claude-sonnet-4-5@2
 (the event then has no cost_usd, rather than a wrong one).
 
 How counts are billed differs by provider, and the table's prices assume:
-- anthropic: input_tokens excludes cache reads/writes, each billed at its own price;
+- anthropic (and Claude on Vertex AI): input_tokens excludes cache reads/writes, each billed at its own price;
 - openai, gemini/vertex: input_tokens includes cached tokens (cache_read_input_tokens),
   which are billed at cache_read instead of input;
 - gemini/vertex: thoughts_tokens are billed as output, on top of candidates (output_tokens);
@@ -81,7 +81,8 @@ class PriceTable:
         out = call.output_tokens or 0
         cread = call.cache_read_input_tokens or 0
         cwrite = call.cache_creation_input_tokens or 0
-        if call.provider == "anthropic":
+        model = (call.response_model or call.model or "").lower()
+        if call.provider == "anthropic" or "claude" in model:   # Claude on Vertex counts tokens the same way
             prompt_size = inp + cread + cwrite
         else:
             prompt_size = inp

@@ -16,7 +16,7 @@ import pytest
 
 from tests.fixtures.providers.harness import Run
 from tests.support import Reply, ToolCall, run_client
-from tests.support.cases import LLM_CASES
+from tests.support.cases import LLM_CASES, OTHER_CASES, VERTEX_CASES
 
 # One of each provider x {stream, non-stream, tools} from the Python SDKs, plus the
 # shapes only other clients produce (Gemini's JSON-array stream via curl, node, httpx).
@@ -25,7 +25,7 @@ PICK = {"python-anthropic:stream", "python-anthropic:nonstream", "python-anthrop
         "python-openai:responses-tools", "python-gemini:stream", "python-gemini:tools",
         "curl:gemini-stream-array", "node-openai:chat-tools", "python-httpx:gemini-stream"}
 # AGTAP_SDK_ALL=1 runs every client case (about 20 s) instead of the pick.
-CASES = [c for c in LLM_CASES if str(c) in PICK or os.environ.get("AGTAP_SDK_ALL")]
+CASES = [c for c in LLM_CASES if str(c) in PICK or os.environ.get("AGTAP_SDK_ALL")] + VERTEX_CASES + OTHER_CASES
 
 
 def feed_exchange(r: Run, ex, t0: float, piece: int = 777) -> None:
@@ -55,7 +55,7 @@ def test_official_client_bytes(case, fake_api_plain):
     assert c.cache_read_input_tokens == 5
     assert c.tools == (["get_weather"] if case.tools else [])
     assert c.stop_reason in ("end_turn", "tool_use", "stop", "tool_calls", "completed", "STOP")
-    assert c.http_status == 200 and c.server_address == "127.0.0.1"
+    assert c.http_status == 200 and c.server_address in ("127.0.0.1", "localhost")
     assert c.request_bytes == len(ex.raw_request) and c.response_bytes == len(ex.raw_response)
     if case.streaming:
         assert c.ttft_ms is not None

@@ -105,4 +105,6 @@ def test_claude_on_vertex_raw_predict():
     stream_sse(r, fixture("anthropic_stream_tool.sse"), 10)
     end_chunked(r, 200)
     c = r.one()
-    assert c.provider == "anthropic" and c.model == "claude-sonnet-4-5@20250929" and c.output_tokens == 89
+    assert c.provider == "vertex_ai" and c.model == "claude-sonnet-4-5@20250929" and c.output_tokens == 89
+    # priced as Claude: cache reads/writes on top of input_tokens
+    assert c.cost_usd == pytest.approx((472 * 3 + 89 * 15 + 50 * 0.30 + 100 * 3.75) / 1e6)

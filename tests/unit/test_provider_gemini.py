@@ -68,6 +68,15 @@ def test_vertex_ai_path():
     assert c.cost_usd == pytest.approx((8 * 0.30 + 37 * 2.50) / 1e6)
 
 
+def test_vertex_express_mode_path():
+    # https://cloud.google.com/vertex-ai/generative-ai/docs/start/express-mode: no project in the path
+    r = Run()
+    r.out(request("/v1beta1/publishers/google/models/gemini-2.5-flash:generateContent", BODY,
+                  host="aiplatform.googleapis.com"), 0)
+    r.inn(response(fixture("gemini_response.json")), 10)
+    assert r.one().provider == "vertex_ai"
+
+
 def test_error_resource_exhausted():
     r = Run()
     r.out(request("/v1beta/models/gemini-2.5-flash:generateContent", BODY, host=HOST), 0)
