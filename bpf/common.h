@@ -13,7 +13,7 @@
  * and user memory, so any linux-headers tree compiles it (see DESIGN.md).
  */
 #include <uapi/linux/ptrace.h>
-#include <linux/sched.h>
+/* no kernel headers beyond ptrace.h: nothing here reads kernel structs */
 
 /* record kinds */
 #define K_TLS_WRITE   1
