@@ -14,8 +14,9 @@ sys.path and provides the fixtures `certs` (session CA), `fake_api` (TLS) and
    Routes: POST /v1/messages (Anthropic), /v1/chat/completions and /v1/responses
    (OpenAI), /v1beta/models/{model}:generateContent|streamGenerateContent[?alt=sse]
    (Gemini; also Vertex AI's .../publishers/google/models/{model}:...), Vertex AI's
-   .../publishers/anthropic/models/{model}:rawPredict|streamRawPredict (Claude),
-   GET /bulk/{n} (n filler bytes), POST /echo (body echoed back).
+   .../publishers/anthropic/models/{model}:rawPredict|streamRawPredict (Claude), Azure
+   OpenAI /openai/deployments/{d}/chat/completions, GET /bulk/{n} (n filler bytes),
+   POST /echo (body echoed back). Only http/1.1 is offered in ALPN: no client gets HTTP/2.
 
 2. Script what the LLM routes answer, in order (then `api.default`)::
 
@@ -26,12 +27,16 @@ sys.path and provides the fixtures `certs` (session CA), `fake_api` (TLS) and
                   Reply(events=50, event_size=4096, event_delay=0.01),  # big / slow SSE
                   Reply(stream_error=True),               # error event inside the stream
                   Reply(route=":streamGenerateContent"),  # only for that path
-                  Reply(events=10, drop_after=4))         # server cuts the connection
+                  Reply(events=10, drop_after=4),         # server cuts the connection
+                  Reply(events=30, batch=10))             # 10 events per write / TLS record
    Replies are taken in order by LLM requests (the first whose `route` matches the path);
    `api.reset()` forgets the queue and the record.
    Streaming follows the request ("stream": true, or :streamGenerateContent) unless
    Reply.stream says otherwise. Bodies are gzipped when the client sends
    Accept-Encoding: gzip (non-streaming by default; Reply(gzip=True) for streams too).
+   Streams end with the chunked terminator "0\r\n\r\n" in a write of its own (unless
+   batch > 1), as real servers often do: an SDK that stops at the last event (openai's
+   `data: [DONE]`) may close the connection before reading it.
 
 3. Run an official client in its own process (the tracer must see a separate pid)::
 
@@ -46,6 +51,8 @@ sys.path and provides the fixtures `certs` (session CA), `fake_api` (TLS) and
    Kinds and modes: clients.MODES. Each kind sends its own fake key (clients.API_KEYS,
    in the header clients.KEY_HEADER names) so secret-stripping tests can grep for it.
    MCP kinds (python-mcp, node-mcp, node-jsonrpc) need no FakeApi: run_client("python-mcp").
+   Process names (comm): python-* run as "python" (this venv's bin/python), node-* as
+   "node", curl as "curl" (as "sh" until go() when wait_go=True: it is exec'd then).
    tests.support.cases.LLM_CASES / MCP_CASES: every (kind, mode) with the provider,
    operation, streaming and path the tracer should report, for parametrizing;
    VERTEX_CASES (Vertex AI) and OTHER_CASES (Azure OpenAI `api-key`, Gemini `?key=`).
