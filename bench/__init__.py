@@ -1,0 +1,1 @@
+"""agtap benchmarks: `sudo make bench` (python -m bench.run). See docs/PERFORMANCE.md."""

@@ -1,0 +1,81 @@
+"""Bench 1: LLM-shaped TLS overhead on the calling process.
+
+A client makes N sequential Anthropic calls over one keep-alive TLS connection to
+bench.server (half streamed: ~200 SSE events, one SSL_write each; half JSON), with
+Python httpx and with Node's https. Configurations, interleaved in each round (order
+rotated): untraced; agtap (full pipeline, JSONL to a file); bcc's sslsniff-bpfcc
+(OpenSSL + node's OpenSSL, output discarded). Measured: the client's own wall time and
+user+sys CPU for the N calls (set-up excluded), and the whole process from wait4.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bench.harness import (NODE, PY, REPO, Agtap, Server, Sslsniff, client_env, ratios, run_measured,
+                           summary)
+
+CONFIGS = ("untraced", "agtap", "sslsniff")
+CLIENTS = ("httpx", "node")
+
+
+def run(work: Path, quick: bool) -> dict:
+    rounds = 2 if quick else 5
+    n = 40 if quick else 200
+    srv = Server(work)
+    env = client_env(srv.ca)
+    argv = {"httpx": [PY, str(REPO / "bench/clients/httpx_calls.py"), srv.url, srv.ca, str(n)],
+            "node": [NODE, str(REPO / "bench/clients/node_calls.mjs"), srv.url, str(n)]}
+    samples: list[dict] = []
+    try:
+        # warm the page cache and the server once, untraced
+        for c in CLIENTS:
+            run_measured(argv[c], env)
+        for r in range(rounds):
+            order = CONFIGS[r % 3:] + CONFIGS[:r % 3]
+            for cfg in order:
+                tracer = None
+                if cfg == "agtap":
+                    tracer = Agtap(work)
+                elif cfg == "sslsniff":
+                    tracer = Sslsniff(work)
+                time.sleep(0.3)
+                for c in CLIENTS:
+                    tcpu0 = tracer.cpu() if tracer else 0.0
+                    scpu0 = srv.cpu()
+                    res, proc = run_measured(argv[c], env)
+                    s = {"round": r, "config": cfg, "client": c, "wall": res["wall"], "cpu": res["cpu"],
+                         "proc_wall": proc["wall"], "proc_cpu": proc["cpu"], "pid": proc["pid"],
+                         "server_cpu": srv.cpu() - scpu0,
+                         "tracer_cpu": (tracer.cpu() - tcpu0) if tracer else 0.0}
+                    if cfg == "agtap":
+                        time.sleep(0.3)
+                        evs = [e for e in tracer.events() if e.get("pid") == proc["pid"]]
+                        s["events"] = len(evs)
+                        s["events_complete"] = sum(1 for e in evs if not e.get("incomplete_reason"))
+                    samples.append(s)
+                if cfg == "agtap":
+                    s_lost = tracer.lost()
+                    for s in samples[-len(CLIENTS):]:
+                        s["lost_records"] = s_lost
+                    tracer.stop()
+                elif tracer:
+                    tracer.stop()
+    finally:
+        srv.stop()
+    out = {"calls_per_run": n, "rounds": rounds, "configs": list(CONFIGS), "samples": samples, "results": {}}
+    for c in CLIENTS:
+        by = {cfg: [s for s in samples if s["client"] == c and s["config"] == cfg] for cfg in CONFIGS}
+        res = {}
+        for metric in ("wall", "cpu", "proc_wall", "proc_cpu"):
+            vals = {cfg: [s[metric] for s in by[cfg]] for cfg in CONFIGS}
+            res[metric] = {cfg: summary(vals[cfg]) for cfg in CONFIGS}
+            res[metric]["agtap/untraced"] = summary(ratios(vals["agtap"], vals["untraced"]))
+            res[metric]["sslsniff/untraced"] = summary(ratios(vals["sslsniff"], vals["untraced"]))
+            res[metric]["agtap/sslsniff"] = summary(ratios(vals["agtap"], vals["sslsniff"]))
+        res["tracer_cpu_per_call_ms"] = {cfg: summary([1000 * s["tracer_cpu"] / n for s in by[cfg]])
+                                         for cfg in ("agtap", "sslsniff")}
+        res["events_logged_per_run"] = [s.get("events") for s in by["agtap"]]
+        out["results"][c] = res
+    return out
