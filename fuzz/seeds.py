@@ -1,0 +1,73 @@
+"""Real provider exchanges to mutate: (egress?, bytes) conversations, one per seed.
+
+Built from tests/fixtures/providers (recorded shapes of each provider's wire
+format), plus gzip, chunked framing, keep-alive pairs, MCP stdio and MCP over
+HTTP, so mutations start from bytes every parser layer really sees.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+
+from tests.fixtures.providers.harness import chunk_frame, fixture, request, response, response_head, sse_blocks
+
+SSE_HEAD = {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked"}
+
+
+def _chunked_sse(name: str) -> bytes:
+    return b"".join(chunk_frame(b) for b in sse_blocks(fixture(name))) + b"0\r\n\r\n"
+
+
+def _mcp(msg: dict) -> bytes:
+    return json.dumps(msg).encode() + b"\n"
+
+
+def seeds() -> list[list[tuple[bool, bytes]]]:
+    a_req = request("/v1/messages", {"model": "claude-sonnet-4-5", "stream": True, "max_tokens": 64,
+                                     "messages": [{"role": "user", "content": "hi"}]},
+                    headers={"x-api-key": "sk-ant-fuzzfuzzfuzzfuzz", "Accept-Encoding": "gzip"})
+    o_req = request("/v1/chat/completions", {"model": "gpt-4o", "stream": True,
+                                             "messages": [{"role": "user", "content": "hi"}]},
+                    host="api.openai.com", headers={"Authorization": "Bearer sk-fuzzfuzzfuzzfuzzfuzzfuzz1"})
+    g_req = request("/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse&key=AIzaFUZZ", {"contents": []},
+                    host="generativelanguage.googleapis.com")
+    body_json = fixture("anthropic_message_tool.json")
+    gz = gzip.compress(body_json)
+    deflated = zlib.compress(fixture("openai_chat_tool.json"))
+    mcp_req = _mcp({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "add", "arguments": {}}})
+    mcp_resp = _mcp({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "3"}]}})
+    return [
+        [(True, a_req), (False, response_head(200, SSE_HEAD) + _chunked_sse("anthropic_stream_tool.sse"))],
+        [(True, a_req), (False, response_head(200, SSE_HEAD) + _chunked_sse("anthropic_stream_error.sse"))],
+        [(True, a_req.replace(b'"stream": true', b'"stream": false')),
+         (False, response(gz, headers={"Content-Encoding": "gzip"}))],
+        [(True, a_req), (False, response(fixture("anthropic_error_429.json"), status=429))],
+        [(True, o_req), (False, response_head(200, SSE_HEAD) + _chunked_sse("openai_chat_stream_tool.sse"))],
+        [(True, o_req), (False, response_head(200, SSE_HEAD) + _chunked_sse("openai_chat_stream_text.sse"))],
+        [(True, o_req.replace(b"/chat/completions", b"/chat/completions")),
+         (False, response(deflated, headers={"Content-Encoding": "deflate"}))],
+        [(True, request("/v1/responses", {"model": "o3", "stream": True}, host="api.openai.com")),
+         (False, response_head(200, {"Content-Type": "text/event-stream",
+                                     "Content-Length": str(len(fixture("openai_responses_stream.sse")))})
+          + fixture("openai_responses_stream.sse"))],
+        [(True, request("/v1/responses", {"model": "o3"}, host="api.openai.com")),
+         (False, response(fixture("openai_responses_tool.json")))],
+        [(True, g_req), (False, response_head(200, SSE_HEAD) + _chunked_sse("gemini_stream.sse"))],
+        [(True, request("/v1beta/models/gemini-2.5-pro:streamGenerateContent", {}, host="g")),
+         (False, response(fixture("gemini_stream_array.json")))],
+        [(True, request("/v1beta/models/gemini-2.5-pro:generateContent", {}, host="g")),
+         (False, response(fixture("gemini_response.json")))],
+        [(True, request("/v1beta/models/gemini-2.5-pro:generateContent", {}, host="g")),
+         (False, response(fixture("gemini_error_429.json"), status=429))],
+        # keep-alive: two exchanges on one connection
+        [(True, a_req), (False, response(body_json)), (True, a_req), (False, response(body_json))],
+        # MCP stdio and MCP over streamable HTTP
+        [(True, mcp_req), (False, mcp_resp)],
+        [(True, _mcp({"jsonrpc": "2.0", "method": "notifications/initialized"})), (True, mcp_req),
+         (False, _mcp({"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "nope"}}))],
+        [(True, request("/mcp", json.loads(mcp_req), host="h", headers={"Mcp-Session-Id": "s1"})),
+         (False, response_head(200, SSE_HEAD) + chunk_frame(b"event: message\ndata: " + mcp_resp + b"\n")
+          + b"0\r\n\r\n")],
+    ]
