@@ -9,6 +9,9 @@ has the same entry points:
     feed(state, call, event, obj, ts)  one response message: a parsed JSON body (event None),
                                        one SSE event (event name, parsed data or None), or one
                                        element of a streamed JSON array; ts is its chunk's time
+    stream_end(event, data) -> bool    is this SSE event the documented end of the stream? (a
+                                       stream that ended so is complete even if the client
+                                       closed before the chunked terminator)
     finish(state, call)                the response ended (or was cut short): settle the fields
 
 `mcp` is different because JSON-RPC is not request/response per exchange:

@@ -80,6 +80,11 @@ def fast(state, call, event, data, ts) -> bool:
     return event == "ping"
 
 
+def stream_end(event, data: bytes) -> bool:
+    """`event: message_stop` ends a Messages stream (an `error` event ends it too)."""
+    return event in ("message_stop", "error")
+
+
 def feed(state, call, event, obj, ts) -> None:
     if not isinstance(obj, dict):
         return

@@ -44,7 +44,8 @@ def classify_head(req: Request) -> tuple[str, object]:
 class Exchange:
     __slots__ = ("conn", "head", "req", "kind", "mod", "state", "call", "origin", "req_parts", "req_size",
                  "req_truncated", "req_done", "started", "resp_head", "decoder", "mode", "sse", "jarr",
-                 "resp_parts", "resp_size", "resp_truncated", "incomplete", "last_ts", "ctx", "mcp_keys", "session")
+                 "resp_parts", "resp_size", "resp_truncated", "incomplete", "last_ts", "ctx", "mcp_keys", "session",
+                 "stream_done")
 
     def __init__(self, conn, head, req: Request, kind: str, mod, origin):
         self.conn = conn              # the HttpConn: limits, stats, emit, mcp session
@@ -69,6 +70,7 @@ class Exchange:
         self.resp_size = 0
         self.resp_truncated = False
         self.incomplete: str | None = None
+        self.stream_done = False      # the provider's end-of-stream event was seen
         self.last_ts = 0
         self.ctx: McpContext | None = None
         self.mcp_keys: list = []
@@ -193,6 +195,8 @@ class Exchange:
     def _sse_event(self, ev) -> None:
         d = ev.data
         if self.kind == LLM:
+            if self.mod.stream_end(ev.event, d):
+                self.stream_done = True
             fast = getattr(self.mod, "fast", None)
             if fast is not None and fast(self.state, self.call, ev.event, d, ev.ts_ns):
                 return   # the provider needed nothing from this event's JSON
@@ -279,6 +283,10 @@ class Exchange:
             call.bodies.response_body = b"".join(self.resp_parts)
             if resp.status >= 400 and call.stop_reason is None:
                 set_error(call, f"http_{resp.status}")
+        if self.incomplete in ("connection_closed", "process_exit") and self.stream_done:
+            # the provider's end-of-stream event arrived: the client had the whole answer
+            # and let the connection go before the chunked terminator (SDKs stop at [DONE])
+            self.incomplete = None
         if self.incomplete:
             call.incomplete, call.incomplete_reason = True, self.incomplete
         self.resp_parts = []

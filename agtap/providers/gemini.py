@@ -77,6 +77,11 @@ def fast(state, call, event, data, ts) -> bool:
     return True
 
 
+def stream_end(event, data: bytes) -> bool:
+    """The chunk carrying a candidate's finishReason is the last of a Gemini stream."""
+    return b'"finishReason"' in data
+
+
 def feed(state, call, event, obj, ts) -> None:
     state.deferred = None   # this event's usage is newer than any skipped one
     if isinstance(obj, list):  # a non-streamed array body, or an SSE data line holding one

@@ -77,6 +77,11 @@ def fast(state, call, event, data, ts) -> bool:
             and b'"error"' not in data and b'"refusal":"' not in data)
 
 
+def stream_end(event, data: bytes) -> bool:
+    """`data: [DONE]` ends a chat completions stream."""
+    return data == b"[DONE]"
+
+
 def feed(state, call, event, obj, ts) -> None:
     if not isinstance(obj, dict):
         return  # `[DONE]`

@@ -80,6 +80,11 @@ def fast(state, call, event, data, ts) -> bool:
     return False
 
 
+def stream_end(event, data: bytes) -> bool:
+    """response.completed / .incomplete / .failed (or an `error` event) end a Responses stream."""
+    return event in ("response.completed", "response.incomplete", "response.failed", "error")
+
+
 def feed(state, call, event, obj, ts) -> None:
     if not isinstance(obj, dict):
         return

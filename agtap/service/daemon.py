@@ -56,6 +56,11 @@ class Notifier:
         if os.environ.get("NOTIFY_SOCKET"):
             import sdnotify
             self._n = sdnotify.SystemdNotifier()
+            # A listener that stops reading must not block the loop: a full datagram
+            # queue drops the message (sdnotify swallows the error) instead of waiting.
+            sock = getattr(self._n, "socket", None)
+            if sock is not None:
+                sock.setblocking(False)
         self._status = None
 
     def notify(self, *lines: str) -> None:
@@ -128,6 +133,14 @@ def build_sinks(config: Config, mode: str) -> list[Any]:
             s.close()
         raise
     return sinks
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn) -> None:
+    """Hand fn to the loop from another thread; dropped once the loop is closed (shutting down)."""
+    try:
+        loop.call_soon_threadsafe(fn)
+    except RuntimeError:
+        pass
 
 
 def in_daemon_thread(fn) -> asyncio.Future:
@@ -215,7 +228,7 @@ class Daemon:
             return 1
         kw = {"pipeline_factory": self.pipeline_factory} if self.pipeline_factory else {}
         self.ctl = Controller(self.config, self.tracer_factory, sinks=sinks,
-                              schedule=lambda fn: loop.call_soon_threadsafe(fn), log=log, **kw)
+                              schedule=lambda fn: _call_soon(loop, fn), log=log, **kw)
         for s in sinks:
             if hasattr(s, "set_stats_source"):           # Prometheus: capture counters at every scrape
                 s.set_stats_source(stats=self.ctl.get_stats)
@@ -266,6 +279,7 @@ class Daemon:
             await asyncio.wait_for(in_daemon_thread(self.ctl.stop), SHUTDOWN_BUDGET_S)
         except asyncio.TimeoutError:
             log.warning("detaching probes took over %.1f s; exiting anyway", SHUTDOWN_BUDGET_S)
+            self.detach_pending = True
         except Failed as e:
             log.error("%s", e)
         self.ctl.finish()             # open calls -> incomplete "shutdown", sinks closed
@@ -335,7 +349,17 @@ def run(config: Config, mode: str, *, flags: dict[str, Any] | None = None,
     pipeline_factory (tests inject a fake tracer through them).
     """
     setup_logging(mode, config.verbose)
+    daemon = Daemon(config, mode, flags=flags, config_file=config_file, **kw)
     try:
-        return asyncio.run(Daemon(config, mode, flags=flags, config_file=config_file, **kw).main())
+        rc = asyncio.run(daemon.main())
     except KeyboardInterrupt:
-        return 0
+        rc = 0
+    if getattr(daemon, "detach_pending", False):
+        # BCC is still detaching in a daemon thread: a normal interpreter exit would
+        # tear its objects down under it (seen: a segfault, or a hang). The sinks are
+        # closed; leave now and let the kernel release the remaining probes.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc

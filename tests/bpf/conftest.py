@@ -122,9 +122,20 @@ class DaemonRun:
             except OSError:
                 break
             if "READY=1" in msg.split("\n"):
+                self.messages = [msg]
+                threading.Thread(target=self._drain, daemon=True).start()
                 return
         self.proc.kill()
         raise AssertionError("the daemon never said READY=1:\n" + self.stderr_path.read_text())
+
+    def _drain(self) -> None:
+        # keep reading the notify socket, as systemd does (STATUS= after every call)
+        self.notify.settimeout(None)
+        while True:
+            try:
+                self.messages.append(self.notify.recv(4096).decode())
+            except OSError:
+                return
 
     def events(self, pid: int | None = None, n: int | None = None, timeout: float = 10) -> list[dict]:
         """Events in the log (for one pid); with n, wait until there are at least n."""

@@ -238,3 +238,37 @@ def test_unanswered_call_ends_at_close():
     r.close(70)
     c = r.one(clean=False)
     assert c.end_ns == ms(70) and c.start_ns == ms(0) and c.latency_ms is None
+
+
+def test_a_stream_that_reached_its_end_event_is_complete_even_if_the_client_closes_early():
+    """OpenAI's SDK stops reading at `data: [DONE]` and drops the connection before the
+    chunked terminator (0\\r\\n\\r\\n) arrives: the call is complete, not cut."""
+    from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+    from agtap.pipeline import Pipeline
+
+    calls = []
+    p = Pipeline(calls.append)
+    body = b'{"model":"gpt-x","stream":true,"messages":[]}'
+    req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.example\r\nContent-Type: application/json\r\n"
+           b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    events = (b'data: {"id":"c1","model":"gpt-x","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n'
+              b'data: {"id":"c1","model":"gpt-x","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+              b'data: [DONE]\n\n')
+    resp = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + hex(len(events))[2:].encode() + b"\r\n" + events + b"\r\n")     # no 0\r\n\r\n
+    mk = lambda d, data, ts: Chunk(conn="tls:1:a", direction=d, ts_ns=ts, wall_ns=ts, pid=1, tid=1, comm="p",
+                                   proc="p", data=data, transport=Transport.TLS)
+    p.feed(mk(Direction.EGRESS, req, 1_000_000))
+    p.feed(mk(Direction.INGRESS, resp, 5_000_000))
+    p.feed(ConnClosed("tls:1:a", 6_000_000, "closed"))
+    assert len(calls) == 1
+    assert calls[0].stop_reason == "stop" and not calls[0].incomplete
+    # without the end event, the same early close is an incomplete call
+    calls.clear()
+    p2 = Pipeline(calls.append)
+    p2.feed(mk(Direction.EGRESS, req, 1_000_000))
+    cut = resp.replace(b"data: [DONE]\n\n", b"")
+    cut = cut.replace(hex(len(events))[2:].encode() + b"\r\n", hex(len(events) - 14)[2:].encode() + b"\r\n", 1)
+    p2.feed(mk(Direction.INGRESS, cut, 5_000_000))
+    p2.feed(ConnClosed("tls:1:a", 6_000_000, "closed"))
+    assert len(calls) == 1 and calls[0].incomplete and calls[0].incomplete_reason == "connection_closed"
