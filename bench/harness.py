@@ -84,7 +84,8 @@ def proc_hwm_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_measured(argv: list[str], env: dict | None = None, timeout: float = 300) -> tuple[dict, dict]:
+def run_measured(argv: list[str], env: dict | None = None, timeout: float = 300,
+                 parse: bool = True) -> tuple[dict, dict]:
     """Run a client to completion: (its JSON line, {"wall", "cpu"} of the whole process from wait4)."""
     t0 = time.perf_counter()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
@@ -123,10 +124,10 @@ def run_measured(argv: list[str], env: dict | None = None, timeout: float = 300)
             break
         except ValueError:
             continue
-    if p.returncode != 0 or res is None:
+    if p.returncode != 0 or (parse and res is None):
         raise RuntimeError(f"{argv[:3]} exited {p.returncode}: {err.decode(errors='replace')[-2000:]}")
     del reader, deadline
-    return res, {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "maxrss_mb": ru.ru_maxrss / 1024, "pid": p.pid}
+    return res or {}, {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "maxrss_mb": ru.ru_maxrss / 1024, "pid": p.pid}
 
 
 class Server:
