@@ -154,9 +154,14 @@ class DaemonRun:
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(30)
-        self.notify.close()
-        return rc
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()      # never leave a tracer behind
+            self.proc.wait()
+            raise AssertionError("the daemon did not exit within 30 s of SIGTERM")
+        finally:
+            self.notify.close()
 
 
 @pytest.fixture(scope="module")
