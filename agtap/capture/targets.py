@@ -96,7 +96,7 @@ class TargetSet:
         t = Target(path, exported(real))
         if not t.usable:
             if not exe or t.symbols:
-                self._log.debug("no SSL symbols: %s (exports %s)", path, sorted(t.symbols) or "none")
+                self._log.info("no SSL symbols: %s (exports %s)", path, sorted(t.symbols) or "none")
             return False
         try:
             self._attach(path, t.symbols)
