@@ -307,3 +307,18 @@ def test_not_root_is_a_clear_error_with_exit_4():
                          capture_output=True, text=True, cwd=REPO, timeout=30)
     assert out.returncode == 4, out.stderr
     assert "sudo" in out.stderr and "root" in out.stderr
+
+
+def test_verbose_says_what_was_attached_and_what_has_no_ssl_symbols(tracer_run):
+    from agtap.capture.elfsyms import exported
+    from agtap.capture.targets import ldconfig_libssl
+    t = tracer_run("-v")
+    t.stop(settle=0)
+    log = "".join(t.stderr)
+    libs = ldconfig_libssl()
+    openssl = [p for p in libs if {"SSL_write", "SSL_read"} <= exported(p)]
+    others = [p for p in libs if not exported(p)]
+    assert openssl, libs
+    assert any(f"attached: {os.path.realpath(p)}" in log or f"attached: {p}" in log for p in openssl), log
+    for p in others:     # e.g. NSS's libssl3.so
+        assert f"no SSL symbols: {p}" in log, log
