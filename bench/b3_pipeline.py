@@ -98,8 +98,8 @@ class _NoFsyncOs:
 
 def run(work: Path, quick: bool) -> dict:
     os.sched_setaffinity(0, {0})
-    rounds = 3 if quick else 7
-    sizes = {"nonstream": 500 if quick else 3000, "stream": 100 if quick else 1000, "mcp": 40 if quick else 300}
+    rounds = 3 if quick else 5
+    sizes = {"nonstream": 300 if quick else 1000, "stream": 100 if quick else 300, "mcp": 30 if quick else 100}
     g = Gen()
     workloads = {"nonstream": g.http_calls(sizes["nonstream"], False),
                  "stream": g.http_calls(sizes["stream"], True),
