@@ -49,10 +49,13 @@ class Svc:
             time.sleep(0.3)
         raise Failed(f"agtap.service not active (again) within {timeout}s\n{self.box.journal_dump()}")
 
-    def python_call(self, model: str, user: str = "root") -> None:
+    def python_call(self, model: str, user: str = "root") -> int:
+        """One call; returns the client's PID (as the container, and so the daemon, sees it)."""
         r = self.box.sh(f"python3 {GUEST}/client_call.py {self.port} /etc/agtap-test/cert.pem {model}",
                         user=user)
-        assert json.loads(r.stdout)["model"] == model
+        out = json.loads(r.stdout)
+        assert out["model"] == model
+        return out["client_pid"]
 
     def curl_call(self, model: str) -> None:
         body = json.dumps({"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
@@ -126,8 +129,10 @@ def test_active_ready_and_on_the_bus(svc):
 def test_call_in_journal_and_event_log_without_secrets(svc):
     box = svc.box
     model = new_model()
-    svc.python_call(model, user="bob")            # any process on the host is seen
+    pid = svc.python_call(model, user="bob")      # any process on the host is seen
     e = svc.wait_captured(model)
+    # the daemon runs in the container's PID namespace: PIDs are the ones it sees there
+    assert e["AGTAP_PID"] == str(pid)
     assert e["AGTAP_PROVIDER"] == "anthropic"
     assert e["AGTAP_INPUT_TOKENS"] == "12" and e["AGTAP_OUTPUT_TOKENS"] == "7"
     assert e["AGTAP_STOP_REASON"] == "end_turn"

@@ -1,8 +1,10 @@
 """Runs INSIDE the container: one Anthropic Messages call with urllib (python3's ssl -> libssl).
 
-    python3 client_call.py PORT CAFILE MODEL     prints the response body
+    python3 client_call.py PORT CAFILE MODEL     prints the response body, plus "client_pid":
+                                                  this process's PID as the container sees it
 """
 import json
+import os
 import ssl
 import sys
 import urllib.request
@@ -16,4 +18,6 @@ req = urllib.request.Request(
     headers={"content-type": "application/json", "anthropic-version": "2023-06-01",
              "x-api-key": "sk-ant-systest-SECRET-0123456789"})
 with urllib.request.urlopen(req, context=ctx, timeout=20) as r:
-    print(r.read().decode())
+    body = json.loads(r.read().decode())
+body["client_pid"] = os.getpid()
+print(json.dumps(body))
