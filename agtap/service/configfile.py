@@ -23,7 +23,7 @@ from typing import Any
 from agtap.config import Config
 
 # Flag spellings that differ from the Config field they fill.
-ALIASES = {"pid": "pids", "comm": "comms"}
+ALIASES = {"pid": "pids", "comm": "comms", "log": "event_log"}   # flag spelling -> Config field
 # Config fields that make no sense in a file read by the service.
 NOT_IN_FILE = {"record"}
 

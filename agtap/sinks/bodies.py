@@ -225,6 +225,15 @@ class BodiesSink:
                 removed += 1
         return removed
 
+    def clean(self) -> dict[str, int]:
+        """Remove every stored body (agtapctl clean); the index and the total start again at 0."""
+        with self._lock:
+            n, size = len(self._index), self._total
+            while self._index:
+                self._remove(next(iter(self._index)))
+            self._known_dirs.clear()
+        return {"body_files": n, "bytes": size}
+
     def close(self) -> None:
         pass
 

@@ -175,6 +175,12 @@ class JsonlSink:
                 except (OSError, ValueError) as e:  # closed or broken stdout
                     self._stdout_errors.failed(e)
 
+    def clean(self) -> dict[str, int]:
+        """agtapctl clean truncates the log in place: the size that rotation counts starts at 0."""
+        with self._lock:
+            self._size = 0
+        return {}
+
     def close(self) -> None:
         with self._lock:
             self._close_fd()

@@ -178,3 +178,21 @@ def test_disk_full_is_counted_leaves_no_partial_file_and_recovers(tmp_path):
         sink.write(big)
         assert big.body_path and json.loads(open(big.body_path, "rb").read())["request"]["body"]["x"] == "y" * 20000
         assert sink.stats()["write_errors"] == 1
+
+
+def test_clean_removes_every_body_and_resets_the_cap_accounting(tmp_path):
+    import uuid
+    from agtap.call import Call, CallBodies
+    from agtap.sinks.bodies import BodiesSink
+    sink = BodiesSink(str(tmp_path / "b"), max_store_mb=1, retention_hours=1)
+    paths = []
+    for _ in range(3):
+        c = Call(ts="t", id=uuid.uuid4().hex, pid=1, proc="p", provider="anthropic", server_address="a",
+                 kind="llm_call", bodies=CallBodies(request_body=b'{"a":1}', response_body=b'{"b":2}'))
+        sink.write(c)
+        paths.append(c.body_path)
+    assert all(os.path.exists(p) for p in paths)
+    removed = sink.clean()
+    assert removed["body_files"] == 3 and removed["bytes"] > 0
+    assert not any(os.path.exists(p) for p in paths)
+    assert sink.stats()["files"] == 0 and sink.stats()["bytes"] == 0
