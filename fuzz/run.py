@@ -310,6 +310,14 @@ class Harness:
             check(d.capped and out == cap, "bomb not stopped at the cap")
 
 
+def _version(dist: str) -> str:
+    try:
+        from importlib.metadata import version
+        return version(dist)
+    except Exception:
+        return "?"
+
+
 def rss_kib() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
@@ -377,7 +385,7 @@ class Run:
     def write(self, final: bool) -> None:
         el = time.monotonic() - self.start
         res = {
-            "engine": self.engine + (f" {getattr(atheris, '__version__', '')}".rstrip() if self.engine == "atheris" else ""),
+            "engine": self.engine + (f" {_version('atheris')}" if self.engine == "atheris" else ""),
             "python": sys.version.split()[0],
             "inputs": self.h.n,
             "target_inputs": self.target,
