@@ -6,6 +6,8 @@ Python httpx and with Node's https. Configurations, interleaved in each round (o
 rotated): untraced; agtap (full pipeline, JSONL to a file); bcc's sslsniff-bpfcc
 (OpenSSL + node's OpenSSL, output discarded). Measured: the client's own wall time and
 user+sys CPU for the N calls (set-up excluded), and the whole process from wait4.
+A third "client", sslcalls, isolates the probes' own cost: K SSL_write_ex + SSL_read_ex
+pairs between two in-memory TLS endpoints (no sockets), ns per pair.
 """
 
 from __future__ import annotations
@@ -17,16 +19,20 @@ from bench.harness import (NODE, PY, REPO, Agtap, Server, Sslsniff, client_env, 
                            summary)
 
 CONFIGS = ("untraced", "agtap", "sslsniff")
-CLIENTS = ("httpx", "node")
+CLIENTS = ("httpx", "node", "sslcalls")
 
 
 def run(work: Path, quick: bool) -> dict:
     rounds = 2 if quick else 5
     n = 40 if quick else 200
+    k_ssl = 5000 if quick else 20000
     srv = Server(work)
     env = client_env(srv.ca)
     argv = {"httpx": [PY, str(REPO / "bench/clients/httpx_calls.py"), srv.url, srv.ca, str(n)],
-            "node": [NODE, str(REPO / "bench/clients/node_calls.mjs"), srv.url, str(n)]}
+            "node": [NODE, str(REPO / "bench/clients/node_calls.mjs"), srv.url, str(n)],
+            # the probe's own cost: SSL_write_ex + SSL_read_ex pairs in memory, no sockets
+            "sslcalls": [PY, str(REPO / "bench/clients/sslcalls.py"), str(srv.certs / "cert.pem"),
+                         str(srv.certs / "key.pem"), srv.ca, str(k_ssl)]}
     samples: list[dict] = []
     try:
         # warm the page cache and the server once, untraced
@@ -49,11 +55,23 @@ def run(work: Path, quick: bool) -> dict:
                          "proc_wall": proc["wall"], "proc_cpu": proc["cpu"], "pid": proc["pid"],
                          "server_cpu": srv.cpu() - scpu0,
                          "tracer_cpu": (tracer.cpu() - tcpu0) if tracer else 0.0}
-                    if cfg == "agtap":
-                        time.sleep(0.3)
-                        evs = [e for e in tracer.events() if e.get("pid") == proc["pid"]]
+                    if c == "sslcalls":
+                        s["ns_per_iter"] = res["ns_per_iter"]
+                    elif cfg == "agtap":
+                        # the daemon may still be writing: wait until the count stops growing (1 s), at most 30 s
+                        t_end, last, since = time.monotonic(), -1, time.monotonic()
+                        while time.monotonic() - t_end < 30:
+                            evs = [e for e in tracer.events() if e.get("pid") == proc["pid"]]
+                            if len(evs) >= n + 1:
+                                break
+                            if len(evs) != last:
+                                last, since = len(evs), time.monotonic()
+                            elif time.monotonic() - since > 1:
+                                break
+                            time.sleep(0.1)
+                        s["log_catch_up_s"] = time.monotonic() - t_end
                         s["events"] = len(evs)
-                        s["events_complete"] = sum(1 for e in evs if not e.get("incomplete_reason"))
+                        s["events_complete"] = sum(1 for e in evs if not e.get("incomplete"))
                     samples.append(s)
                 if cfg == "agtap":
                     s_lost = tracer.lost()
@@ -74,8 +92,16 @@ def run(work: Path, quick: bool) -> dict:
             res[metric]["agtap/untraced"] = summary(ratios(vals["agtap"], vals["untraced"]))
             res[metric]["sslsniff/untraced"] = summary(ratios(vals["sslsniff"], vals["untraced"]))
             res[metric]["agtap/sslsniff"] = summary(ratios(vals["agtap"], vals["sslsniff"]))
+        if c == "sslcalls":
+            res["ns_per_iter"] = {cfg: summary([s["ns_per_iter"] for s in by[cfg]]) for cfg in CONFIGS}
+            res["iters"] = k_ssl
+            out["results"][c] = res
+            continue
         res["tracer_cpu_per_call_ms"] = {cfg: summary([1000 * s["tracer_cpu"] / n for s in by[cfg]])
                                          for cfg in ("agtap", "sslsniff")}
+        res["server_cpu_per_call_ms"] = {cfg: summary([1000 * s["server_cpu"] / n for s in by[cfg]])
+                                         for cfg in CONFIGS}
         res["events_logged_per_run"] = [s.get("events") for s in by["agtap"]]
+        res["log_catch_up_s"] = summary([s.get("log_catch_up_s", 0) for s in by["agtap"]])
         out["results"][c] = res
     return out

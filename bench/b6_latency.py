@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench.harness import Agtap, Server, client_env, pct, summary
 from bench.b4_load import load
+from bench.loadgen import COMM
 
 
 class Tail:
@@ -68,7 +69,7 @@ def run(work: Path, quick: bool) -> dict:
     srv = Server(work, procs=2)
     env = client_env(srv.ca)
     try:
-        d = Agtap(work)
+        d = Agtap(work, "-c", COMM)   # only the load generator's calls (shared machine)
         tail = Tail(d.log)
         calls_out = work / "latency-calls"
         from bench import b4_load

@@ -134,8 +134,18 @@ def write(results: Path, doc: Path) -> None:
                   f"{med(x['agtap/untraced'])} | {med(x['sslsniff/untraced'])} | {med(x['agtap/sslsniff'])} |")
             tc = r["tracer_cpu_per_call_ms"]
             a(f"| {c} | tracer CPU ms/call | – | {med(tc['agtap'], 2)} | {med(tc['sslsniff'], 2)} | | | |")
+            sc = r.get("server_cpu_per_call_ms")
+            if sc:
+                a(f"| {c} | server CPU ms/call | {med(sc['untraced'], 2)} | {med(sc['agtap'], 2)} | {med(sc['sslsniff'], 2)} | | | |")
+        sx = b1["results"].get("sslcalls")
+        if sx:
+            ns = sx["ns_per_iter"]
+            a(f"| sslcalls | µs per SSL_write_ex + SSL_read_ex pair ({sx['iters']:,} pairs, in memory) | "
+              f"{ns['untraced']['median'] / 1000:.2f} | {ns['agtap']['median'] / 1000:.2f} | "
+              f"{ns['sslsniff']['median'] / 1000:.2f} | {med(sx['wall']['agtap/untraced'])} | "
+              f"{med(sx['wall']['sslsniff/untraced'])} | |")
         a("")
-        a("Events logged per agtap run (N calls + 1 warm-up): " + ", ".join(
+        a("Events logged per agtap run (N calls + 1 warm-up; counted once the log stopped growing): " + ", ".join(
             f"{c} {b1['results'][c]['events_logged_per_run']}" for c in ("httpx", "node")) + ".")
         a("sslsniff-bpfcc 0.26 hooks `SSL_read`/`SSL_write` only: Python 3.10+ calls the `_ex` forms, so")
         a("for httpx sslsniff captures nothing (its ratio is its idle cost); for node it captures everything.")
