@@ -7,8 +7,9 @@ last read. A thread in this process polls the event log every 1 ms and notes
 time.time_ns() when each complete line is first readable; lines are matched to calls by
 model name. So the figure is "client has the last byte" -> "line readable in the file",
 with up to ~1 ms of polling granularity added (an overestimate, never an underestimate).
-Also reported: the part before the capture saw the last byte is not separable here; the
-event's own ts + latency_ms (kernel timestamps) is given for reference.
+For reference: client's last read minus the event's own end (ts + latency_ms, from the
+probe's kernel timestamps), i.e. how close the capture's view of the end is to the client's.
+The daemon runs with -c agtap-bench-lg: only the load generator's calls (shared machine).
 """
 
 from __future__ import annotations
