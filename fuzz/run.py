@@ -46,7 +46,7 @@ except ImportError:  # the random engine needs nothing else
     atheris = None
 
 
-def _import_targets():
+def _import_targets(expose: bool = True):
     global Chunk, ConnClosed, Direction, Transport, Limits, Pipeline, PriceTable, event_line
     global SseDecoder, LineDecoder, JsonArrayStream, HttpParser, BodyDecoder, SEEDS
     from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
@@ -60,7 +60,9 @@ def _import_targets():
     from agtap.wire.sse import SseDecoder
     from fuzz.seeds import seeds
     SEEDS = seeds()
-    _expose_internal_errors(Pipeline)
+    if expose and not getattr(Pipeline, "_fuzz_exposed", False):
+        _expose_internal_errors(Pipeline)
+        Pipeline._fuzz_exposed = True
 
 
 LAST_INTERNAL: list[str] = [""]

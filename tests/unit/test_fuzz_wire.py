@@ -344,7 +344,7 @@ def test_mutated_exchanges_give_the_same_calls_however_they_are_cut(case):
 
 # --- the long run's harness ----------------------------------------------------------------------
 
-fuzz_run._import_targets()
+fuzz_run._import_targets(expose=False)   # no patching of Pipeline in the test process
 
 
 @SETTINGS

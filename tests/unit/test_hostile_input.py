@@ -420,7 +420,8 @@ def test_json_nested_100k_deep_is_a_parse_error(where):
     r.p.flush()
     assert r.p.stats.internal_errors == 0
     assert r.p.stats.parse_errors >= 1
-    assert r.calls, "the call is still reported"
+    if where != "mcp-stdio":          # an MCP request that cannot be read names no method: no call
+        assert r.calls, "the call is still reported"
 
 
 @pytest.mark.parametrize("where", list(_deep_cases()))
