@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import math
+
 import uuid
 from typing import Any
 
 from agtap.call import Call, CallBodies, rfc3339
+from agtap.wire.jsontext import loads
 
 
 class Request:
@@ -37,7 +39,7 @@ class Request:
         """The body as JSON, or None if it is not JSON (parsed once)."""
         if self._json is None:
             try:
-                self._json = json.loads(self.body) if self.body else False
+                self._json = loads(self.body) if self.body else False
             except (ValueError, UnicodeDecodeError):
                 self._json = False
         return self._json if self._json is not False else None
@@ -108,8 +110,8 @@ def as_int(v: Any) -> int | None:
     if isinstance(v, int):
         return v
     if isinstance(v, float):
-        return int(v)
-    if isinstance(v, str) and v.isdigit():
+        return int(v) if math.isfinite(v) else None      # JSON 1e999 is inf; NaN is accepted by json
+    if isinstance(v, str) and v.isascii() and v.isdigit():  # '²'.isdigit() is True, int('²') fails
         return int(v)
     return None
 

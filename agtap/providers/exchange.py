@@ -9,7 +9,6 @@ with the time of the chunk that completed it.
 
 from __future__ import annotations
 
-import json
 
 from agtap.call import KIND_LLM
 from agtap.providers import anthropic, gemini, openai_chat, openai_responses
@@ -18,6 +17,7 @@ from agtap.providers.mcp import McpContext, is_jsonrpc
 from agtap.wire.encoding import BodyDecoder, decode_all
 from agtap.wire.jsonarray import JsonArrayStream
 from agtap.wire.sse import SseDecoder
+from agtap.wire.jsontext import loads
 
 LLM_PROVIDERS = (anthropic, openai_chat, openai_responses, gemini)
 
@@ -121,6 +121,10 @@ class Exchange:
             b.request_target = f"{self.req.method} {self.req.target}"
             b.request_body = body
             self.call = call
+            if body and self.req.body_complete and self.req.json() is None:
+                # every provider API takes a JSON body: this one is cut, garbled or hostile
+                self.conn.stats.parse_errors += 1
+                self.mark("parse_error: request body is not JSON")
             self.state = self.mod.begin(self.req, call)
         elif self.kind == MCP:
             sid = self.req.header("mcp-session-id")
@@ -175,7 +179,13 @@ class Exchange:
             return
         self._keep(data)
         if self.mode == "sse":
-            for ev in self.sse.feed(data, ts):
+            before = self.sse.overflows
+            events = self.sse.feed(data, ts)
+            if self.sse.overflows != before:
+                # an event longer than the decoder keeps (no blank line for MBs): dropped, so say so
+                self.conn.stats.parse_errors += self.sse.overflows - before
+                self.mark("parse_error: sse event too large")
+            for ev in events:
                 self._sse_event(ev)
         elif self.mode == "array":
             for obj in self.jarr.feed(data):
@@ -205,7 +215,7 @@ class Exchange:
             pass
         elif d[:1] in (b"{", b"[") or d.lstrip()[:1] in (b"{", b"["):
             try:
-                obj = json.loads(d)
+                obj = loads(d)
             except ValueError:
                 self.conn.stats.parse_errors += 1
                 self.mark("parse_error: bad json in sse event")
@@ -249,7 +259,7 @@ class Exchange:
         if not body.strip():
             return
         try:
-            obj = json.loads(body)
+            obj = loads(body)
         except (ValueError, UnicodeDecodeError):
             if reason is None and self.resp_head.status < 400 and not self.resp_truncated:
                 self.conn.stats.parse_errors += 1

@@ -12,9 +12,9 @@ Errors: https://ai.google.dev/gemini-api/docs/troubleshooting ({"error":{"code",
 
 from __future__ import annotations
 
-import json
 
 from agtap.providers.base import add_tool, as_int, content_at, set_error
+from agtap.wire.jsontext import loads
 
 NAME = "gemini"
 _OPS = {"generateContent": False, "streamGenerateContent": True}
@@ -133,7 +133,7 @@ def feed(state, call, event, obj, ts) -> None:
 def finish(state, call) -> None:
     if state.deferred is not None:
         try:
-            obj = json.loads(state.deferred)
+            obj = loads(state.deferred)
         except ValueError:
             return
         feed(state, call, None, obj, call.end_ns)

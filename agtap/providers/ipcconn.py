@@ -7,12 +7,12 @@ server wrote (its stdout). Each line is one JSON-RPC message or batch.
 
 from __future__ import annotations
 
-import json
 import re
 
 from agtap.providers.base import Origin
 from agtap.providers.mcp import McpContext, McpSession
 from agtap.wire.ndjson import LineDecoder
+from agtap.wire.jsontext import loads
 
 # For a line the capture cut short: enough to pair it or name it, from its first bytes.
 _ID_RE = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)')
@@ -55,7 +55,7 @@ class IpcConn:
         ctx = self._ctx()
         for line, first_ts, ts in dec.feed(data, chunk.ts_ns):
             try:
-                obj = json.loads(line)
+                obj = loads(line)
             except (ValueError, UnicodeDecodeError):
                 self.stats.parse_errors += 1
                 continue
@@ -80,7 +80,7 @@ class IpcConn:
         obj: dict = {"jsonrpc": "2.0"}
         if mid is not None:
             try:
-                obj["id"] = json.loads(mid.group(1))
+                obj["id"] = loads(mid.group(1))
             except ValueError:
                 pass
         if method is not None:

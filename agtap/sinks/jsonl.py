@@ -29,8 +29,10 @@ log = logging.getLogger(__name__)
 REOPEN_CHECK_S = 1.0  # how often to notice that the log was deleted or rotated by someone else
 
 # JSON escapes C0 itself; with ensure_ascii=False DEL, C1 (\x9b is CSI on some
-# terminals) and U+2028/2029 would pass raw into a `tail -f`: escape them too.
-_UNSAFE_CHARS = {c: f"\\u{c:04x}" for c in [*range(0x7F, 0xA0), 0x2028, 0x2029]}
+# terminals), U+2028/2029 and the bidi overrides/isolates (which reorder what a
+# terminal shows) would pass raw into a `tail -f`: escape them too.
+_UNSAFE_CHARS = {c: f"\\u{c:04x}" for c in [*range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F),
+                                             *range(0x2066, 0x206A)]}
 
 
 def event_line(call: Call) -> bytes:

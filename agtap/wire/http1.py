@@ -12,7 +12,11 @@ one broken exchange does not lose the rest of a keep-alive connection.
 
 from __future__ import annotations
 
+import re
+
 from typing import Callable
+
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 MAX_HEAD = 64 * 1024
 MAX_LINE = 8 * 1024  # request line / chunk-size line
@@ -202,11 +206,10 @@ class HttpParser:
                         self.head_ts, self.head_wall = self.old_ts, self.old_wall
                     else:
                         self.head_ts, self.head_wall = self.ts, self.wall
-                end = buf.find(b"\r\n\r\n", pos)
-                sep = 4
-                if end < 0:
-                    end = buf.find(b"\n\n", pos)
-                    sep = 2
+                # the earliest blank line ends the head, whatever its line endings and
+                # however the bytes were cut
+                m = _BLANK_LINE.search(buf, pos)
+                end, sep = (m.start(), m.end() - m.start()) if m else (-1, 0)
                 if end < 0 or end - pos > self.max_head:
                     if n - pos > self.max_head:
                         self._error("header_too_large")

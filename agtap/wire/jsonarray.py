@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import json
+from agtap.wire.jsontext import loads
 
 _decoder = json.JSONDecoder()
 _WS = " \t\r\n"
@@ -56,7 +57,7 @@ class JsonArrayStream:
         rest = self.text[self.pos:].strip(_WS)
         if self.state == "object" and rest:
             try:
-                out.append(json.loads(rest))
+                out.append(loads(rest))
                 self.state = "done"
                 return out
             except ValueError as e:
