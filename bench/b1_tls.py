@@ -7,7 +7,8 @@ rotated): untraced; agtap (full pipeline, JSONL to a file); bcc's sslsniff-bpfcc
 (OpenSSL + node's OpenSSL, output discarded). Measured: the client's own wall time and
 user+sys CPU for the N calls (set-up excluded), and the whole process from wait4.
 A third "client", sslcalls, isolates the probes' own cost: K SSL_write_ex + SSL_read_ex
-pairs between two in-memory TLS endpoints (no sockets), ns per pair.
+pairs between two in-memory TLS endpoints (no sockets), ns per pair; it also runs under
+"bare_uprobes" (an empty BPF program on the same four probe points, see harness.BareUprobes).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bench.harness import (NODE, PY, REPO, Agtap, Server, Sslsniff, client_env, ratios, run_measured,
-                           summary)
+from bench.harness import (NODE, PY, REPO, Agtap, BareUprobes, Server, Sslsniff, client_env, ratios,
+                           run_measured, summary)
 
 CONFIGS = ("untraced", "agtap", "sslsniff")
 CLIENTS = ("httpx", "node", "sslcalls")
@@ -40,14 +41,16 @@ def run(work: Path, quick: bool) -> dict:
             run_measured(argv[c], env)
         for r in range(rounds):
             order = CONFIGS[r % 3:] + CONFIGS[:r % 3]
-            for cfg in order:
+            for cfg in order + ("bare_uprobes",):
                 tracer = None
                 if cfg == "agtap":
                     tracer = Agtap(work)
                 elif cfg == "sslsniff":
                     tracer = Sslsniff(work)
+                elif cfg == "bare_uprobes":
+                    tracer = BareUprobes(work)
                 time.sleep(0.3)
-                for c in CLIENTS:
+                for c in (CLIENTS if cfg != "bare_uprobes" else ("sslcalls",)):
                     tcpu0 = tracer.cpu() if tracer else 0.0
                     scpu0 = srv.cpu()
                     res, proc = run_measured(argv[c], env)
@@ -93,7 +96,9 @@ def run(work: Path, quick: bool) -> dict:
             res[metric]["sslsniff/untraced"] = summary(ratios(vals["sslsniff"], vals["untraced"]))
             res[metric]["agtap/sslsniff"] = summary(ratios(vals["agtap"], vals["sslsniff"]))
         if c == "sslcalls":
+            bare = [s for s in samples if s["client"] == c and s["config"] == "bare_uprobes"]
             res["ns_per_iter"] = {cfg: summary([s["ns_per_iter"] for s in by[cfg]]) for cfg in CONFIGS}
+            res["ns_per_iter"]["bare_uprobes"] = summary([s["ns_per_iter"] for s in bare])
             res["iters"] = k_ssl
             out["results"][c] = res
             continue

@@ -25,6 +25,23 @@ NODE = shutil.which("node") or "/usr/bin/node"
 SSLSNIFF = shutil.which("sslsniff-bpfcc") or "/usr/sbin/sslsniff-bpfcc"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
+# Every tracer and server this process starts, so an interrupted run leaves none behind.
+_LIVE: list = []
+
+
+def _cleanup() -> None:
+    for p in _LIVE:
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+                p.wait(10)
+            except Exception:
+                p.kill()
+
+
+import atexit  # noqa: E402
+atexit.register(_cleanup)
+
 
 # ---------------------------------------------------------------- statistics
 def summary(xs: list[float]) -> dict:
@@ -137,6 +154,7 @@ class Server:
         self.certs = workdir / "certs"
         self.p = subprocess.Popen([PY, "-m", "bench.server", "--certs", str(self.certs), "--procs", str(procs),
                                    "--events", str(events)], stdout=subprocess.PIPE, cwd=REPO)
+        _LIVE.append(self.p)
         info = json.loads(self.p.stdout.readline())
         self.port, self.ca, self.pids = info["port"], info["ca"], info["pids"]
         self.url = f"https://127.0.0.1:{self.port}"
@@ -177,6 +195,7 @@ class Agtap:
         self.p = subprocess.Popen([*AGTAP, "--log", str(self.log), "--bodies-dir", str(self.bodies), "--bus", "none",
                                    "--no-stdout", *extra, *flags], cwd=REPO, env=env,
                                   stdout=subprocess.DEVNULL, stderr=self.stderr)
+        _LIVE.append(self.p)
         self.ready_s = None
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and self.p.poll() is None:
@@ -285,6 +304,7 @@ class Sslsniff:
         self.t_exec = time.monotonic()
         self.p = subprocess.Popen(["/usr/bin/python3", str(script), "--extra-lib", f"openssl:{node}"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        _LIVE.append(self.p)
         self.ready_s = None
         last, stable_since = -1, time.monotonic()
         deadline = time.monotonic() + 90
@@ -336,6 +356,7 @@ class Recorder:
         self.path = path
         self.p = subprocess.Popen([*AGTAP, "record", str(path)], cwd=REPO, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True)
+        _LIVE.append(self.p)
         self.lines: list[str] = []
         ready = threading.Event()
 
@@ -401,3 +422,24 @@ def machine() -> dict:
     return {"nproc": os.cpu_count(), "kernel": os.uname().release, "cpu": cpu,
             "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "python": sys.version.split()[0], "loadavg_at_start": load}
+
+
+class BareUprobes:
+    """The uprobe mechanism alone: an empty BPF program (return 0) on entry and return of
+    libssl's SSL_write_ex and SSL_read_ex, in this process (bench 1's sslcalls only).
+    Whatever agtap costs above this is its own BPF code; up to this, the kernel's."""
+
+    def __init__(self, work: Path):
+        from agtap.capture import headers
+        os.environ["BCC_KERNEL_SOURCE"] = headers.find_header_tree(str(work / "rt")).path
+        from bcc import BPF
+        self.b = BPF(text="int nothing(void *ctx) { return 0; }")
+        for sym in ("SSL_write_ex", "SSL_read_ex"):
+            self.b.attach_uprobe(name="ssl", sym=sym, fn_name="nothing")
+            self.b.attach_uretprobe(name="ssl", sym=sym, fn_name="nothing")
+
+    def cpu(self) -> float:
+        return 0.0
+
+    def stop(self) -> None:
+        self.b.cleanup()

@@ -144,6 +144,9 @@ def write(results: Path, doc: Path) -> None:
               f"{ns['untraced']['median'] / 1000:.2f} | {ns['agtap']['median'] / 1000:.2f} | "
               f"{ns['sslsniff']['median'] / 1000:.2f} | {med(sx['wall']['agtap/untraced'])} | "
               f"{med(sx['wall']['sslsniff/untraced'])} | |")
+            if ns.get("bare_uprobes", {}).get("n"):
+                a(f"| sslcalls | same, with only empty BPF programs on the 4 probe points (bare uprobes) | | "
+                  f"{med({k: v / 1000 if isinstance(v, float) else v for k, v in ns['bare_uprobes'].items()}, 2)} | | | | |")
         a("")
         a("Events logged per agtap run (N calls + 1 warm-up; counted once the log stopped growing): " + ", ".join(
             f"{c} {b1['results'][c]['events_logged_per_run']}" for c in ("httpx", "node")) + ".")
@@ -243,6 +246,19 @@ def write(results: Path, doc: Path) -> None:
         a(f"| sslsniff-bpfcc exec → probes attached s | {med(b5['sslsniff_attach_s'], 2)} |")
         a(f"| agtap RSS idle (3 s after READY) MB | {med(b5['agtap_idle_rss_mb'], 0)} |")
         a(f"| agtap SIGTERM → exit s | {med(b5['agtap_sigterm_to_exit_s'], 2)} |")
+        ph = b5.get("phases", {})
+        for k, label in (("imports_s", "phase: imports s"), ("headers_s", "phase: find kernel headers s"),
+                         ("bcc_compile_s", "phase: BCC compile of the BPF C (clang/LLVM) s"),
+                         ("tracer_start_s", "phase: Tracer.start() total (compile + attach) s"),
+                         ("rss_after_start_mb", "tracer process RSS after start MB"),
+                         ("rss_after_malloc_trim_mb", "what-if: + malloc_trim(0) MB"),
+                         ("rss_after_pageout_llvm_mb", "what-if: + MADV_PAGEOUT of libLLVM/libclang MB")):
+            if ph.get(k, {}).get("n"):
+                a(f"| {label} | {med(ph[k], 2 if k.endswith('_s') else 0)} |")
+        if b5.get("rss_by_mapping_mb"):
+            a("")
+            a("RSS by mapping after start (MB): " + ", ".join(
+                f"`{k.split('/')[-1]}` {v:.0f}" for k, v in b5["rss_by_mapping_mb"].items()) + ".")
         if b4:
             for s in b4.get("steps", []):
                 a(f"| agtap RSS max at {s['rate']} calls/s (bench 4) MB | {s['agtap']['daemon_rss_max_mb']:.0f} |")

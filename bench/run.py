@@ -37,6 +37,8 @@ RESULTS = REPO / "bench" / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # atexit then stops tracers and servers
     p = argparse.ArgumentParser(prog="python -m bench.run")
     p.add_argument("--quick", action="store_true", help="smoke run: fewer rounds, short steps")
     p.add_argument("--only", help="comma-separated benchmark names: " + ", ".join(BENCHES))

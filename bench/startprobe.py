@@ -1,0 +1,82 @@
+"""Where agtap's start-up time and idle memory go (bench 5), in a process of its own:
+
+    python -m bench.startprobe RUNTIME_DIR
+
+Times each phase of Tracer.start() the way the daemon runs it (imports, kernel headers,
+BCC compile of the BPF C, attaching), then breaks the RSS down by mapping, then measures
+a what-if: RSS after malloc_trim(0) and madvise(MADV_PAGEOUT) of the LLVM/clang mappings
+(clean file pages that BCC touched while compiling). Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+import time
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def by_mapping() -> dict[str, int]:
+    tot: dict[str, int] = {}
+    cur = "[anon]"
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            p = line.split()
+            if p and "-" in p[0] and not p[0].endswith(":"):
+                cur = p[5] if len(p) > 5 else "[anon]"
+            elif line.startswith("Rss:"):
+                tot[cur] = tot.get(cur, 0) + int(p[1])
+    return dict(sorted(tot.items(), key=lambda kv: -kv[1])[:8])
+
+
+def main() -> int:
+    rt = sys.argv[1]
+    t0 = time.monotonic()
+    from agtap.config import Config
+    from agtap.capture import headers, loader
+    from agtap.capture.tracer import Tracer
+    import agtap.pipeline  # noqa: F401  (the daemon imports these too)
+    import agtap.service.daemon  # noqa: F401
+    t1 = time.monotonic()
+    tree = headers.find_header_tree(rt)
+    t2 = time.monotonic()
+    b = loader.compile_program(Config().max_capture_bytes, tree.path)
+    t3 = time.monotonic()
+    b.cleanup()
+    del b
+    tr = Tracer(Config(runtime_dir=rt), lambda item: None)
+    t4 = time.monotonic()
+    tr.start()
+    t5 = time.monotonic()
+    out = {"imports_s": t1 - t0, "headers_s": t2 - t1, "bcc_compile_s": t3 - t2, "tracer_start_s": t5 - t4,
+           "targets": len(tr.targets), "rss_after_start_mb": rss_kb() / 1024,
+           "rss_by_mapping_mb": {k: v / 1024 for k, v in by_mapping().items()}}
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.malloc_trim(0)
+    out["rss_after_malloc_trim_mb"] = rss_kb() / 1024
+    with open("/proc/self/maps") as f:
+        for line in f:
+            p = line.split()
+            if len(p) > 5 and ("libLLVM" in p[5] or "libclang" in p[5]):
+                a, z = (int(x, 16) for x in p[0].split("-"))
+                libc.madvise(a, z - a, 21)   # MADV_PAGEOUT
+    out["rss_after_pageout_llvm_mb"] = rss_kb() / 1024
+    t6 = time.monotonic()
+    tr.stop()
+    out["tracer_stop_s"] = time.monotonic() - t6
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
