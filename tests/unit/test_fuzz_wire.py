@@ -80,21 +80,6 @@ def split_of(data_strategy):
 _STARTS = (b"HTTP/1.", b"POST ", b"GET ", b"PUT ", b"DELETE ", b"PATCH ", b"HEAD ", b"OPTIONS ")
 
 
-def lf_head_end_first(data: bytes) -> bool:
-    """A head whose first blank line is LF-only ("\\n\\n") with a CRLF blank line later in the buffer.
-
-    HttpParser prefers "\\r\\n\\r\\n" anywhere in what it holds over an earlier "\\n\\n", so where the
-    head ends depends on how much came in one piece: test_http_head_end_does_not_depend_on_the_cuts
-    (strict xfail) shows it; the property tests leave those inputs to it.
-    """
-    for h in range(len(data)):
-        if (h == 0 or data[h - 1] == 10) and data.startswith(_STARTS, h):
-            p, q = data.find(b"\n\n", h), data.find(b"\r\n\r\n", h)
-            if 0 <= p < q:
-                return True
-    return False
-
-
 # --- wire decoders --------------------------------------------------------------------------
 
 def _sse(pieces, max_event):
@@ -170,7 +155,6 @@ def _http(pieces, is_request):
     st.one_of(mutated_bytes(parts=req), st.binary(max_size=300))))))
 def test_http_messages_do_not_depend_on_the_cuts(case):
     is_request, (data, pieces) = case
-    assume(not lf_head_end_first(data))
     whole, split = _http([data], is_request), _http(pieces, is_request)
     # After an error the parser resumes at a line start or at a piece start (where the kernel side
     # resumes copying), which depends on the cuts by design: compare inputs that parse cleanly.
@@ -180,10 +164,8 @@ def test_http_messages_do_not_depend_on_the_cuts(case):
         assert whole[1] or split[1]
 
 
-@pytest.mark.xfail(strict=True, reason="agtap/wire/http1.py HttpParser._run (HEAD state) looks for b'\\r\\n\\r\\n' "
-                   "anywhere in the buffer before it tries b'\\n\\n', so the head's end depends on how the bytes "
-                   "were cut; fix: end at the earliest blank line, e.g. re.compile(rb'\\r?\\n\\r?\\n').search(buf, pos)")
 def test_http_head_end_does_not_depend_on_the_cuts():
+    """The head ends at the earliest blank line (found here: a later CRLF blank line in the same piece won)."""
     head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\r\n\n"
     body = b"5\r\nhello\r\n0\r\n\r\n"
     whole = _http([head + body], False)
@@ -234,11 +216,8 @@ def test_decoding_does_not_depend_on_the_cuts_and_never_passes_the_cap(case, cap
         assert whole == (raw, False, True) and split == whole
 
 
-@pytest.mark.xfail(strict=True, reason="agtap/wire/encoding.py _Zlib.feed sets `started` after the first call even "
-                   "when it consumed fewer than the 2 bytes of a zlib header, so raw deflate (no zlib wrapper) whose "
-                   "first piece is 1 byte is not retried as raw and fails; fix: started only once >= 2 input bytes "
-                   "were fed (or output came out)")
 def test_raw_deflate_decodes_however_it_is_cut():
+    """zlib-wrapped or raw deflate is judged on the first 2 bytes, even when they arrive apart (found here)."""
     raw = b'{"a": "' + b"x" * 500 + b'"}'
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
     data = c.compress(raw) + c.flush()
@@ -326,7 +305,6 @@ def mutated_exchange_cut(draw):
 @given(mutated_exchange_cut())
 def test_mutated_exchanges_give_the_same_calls_however_they_are_cut(case):
     whole, pieces, conn, seed = case
-    assume(not any(lf_head_end_first(d) for _eg, d in whole))
     # A connection whose first bytes are not a message start is ignored until a write that begins
     # with a request line (the kernel side resumes copying only there): that is cut-dependent by
     # design, so the first bytes stay as in the seed.
