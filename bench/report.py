@@ -37,6 +37,8 @@ def verdict(ok: bool | None) -> str:
 
 def write(results: Path, doc: Path) -> None:
     R = _load(results)
+    from bench.analysis import texts
+    TEXT = texts(R)
     any_r = next(iter(R.values()), {})
     m = any_r.get("machine", {})
     L: list[str] = []
@@ -292,12 +294,3 @@ def write(results: Path, doc: Path) -> None:
     doc.write_text("\n".join(L) + "\n")
 
 
-# Analysis per benchmark: what dominates where a target is missed. Written from the profiles
-# and counters of the runs (see the report of the run this file comes from); kept here so the
-# regenerated doc keeps it.
-TEXT: dict[str, str] = {}
-try:
-    from bench.analysis import TEXT as _T   # noqa: E402
-    TEXT.update(_T)
-except ImportError:
-    pass
