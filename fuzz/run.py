@@ -320,6 +320,19 @@ def _version(dist: str) -> str:
         return "?"
 
 
+def _code_version() -> str:
+    """The commit fuzzed, and whether agtap/ differed from it (the run imports agtap once, at start)."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "agtap"], cwd=REPO, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        return head + (" + uncommitted agtap/ changes" if dirty else "")
+    except Exception:
+        return "?"
+
+
 def rss_kib() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
@@ -335,6 +348,7 @@ class Run:
         self.signatures: dict[str, int] = {}
         self.failed_inputs = 0
         self.done = False
+        self.code = _code_version()
 
     def sample(self) -> None:
         self.samples.append((self.h.n, rss_kib()))
@@ -389,6 +403,7 @@ class Run:
         res = {
             "engine": self.engine + (f" {_version('atheris')}" if self.engine == "atheris" else ""),
             "python": sys.version.split()[0],
+            "code": self.code,
             "inputs": self.h.n,
             "target_inputs": self.target,
             "by_target": self.h.by_target,
