@@ -12,6 +12,17 @@ def _fmt(x, nd=2):
     return "–" if x is None else f"{x:,.{nd}f}"
 
 
+def _stall(t: dict) -> str:
+    h = t.get("host_cpu_pct_during_load") if t else None
+    if not h or t.get("zero_loss"):
+        return ""
+    return (f" In the step that lost records the whole machine was {h['busy']:.0f}% busy ({h['iowait']:.0f}% iowait), the load"
+            f" generator fell up to {t.get('late_p99_ms', 0):,.0f} ms (p99) behind its schedule and the daemon got"
+            f" {t.get('daemon_cpu_pct_during_load', 0):.0f}% of a core: the probes' own cost (1: ~400 probed SSL calls per"
+            f" streamed call, client and local server) and everything else on the 2 cores leave the daemon too little"
+            f" CPU to drain the ring buffer in time.")
+
+
 def _under_load(b4: dict) -> str:
     mx = max((s["agtap"]["daemon_rss_max_mb"] for s in b4.get("steps", [])), default=None)
     if mx is None:
@@ -138,7 +149,7 @@ stays well below one core while the backlog grows: the loop is waiting on the bo
 (profile in 3), not computing. The backlog is the Controller's inbox (`collections.deque`, unbounded), so
 nothing is lost in the kernel until the poll thread itself falls behind; the risk instead is memory and
 record latency. The same changes as in 3 move the knee (the what-if there: ~{_fmt(_m(b3.get('workloads', {}).get('stream', {}).get('daemon_nofsync', {}).get('calls_per_s')), 0)} streamed calls/s per core without the fsyncs);
-a bound on the inbox (with a counted drop) would cap the memory.{(' At the last step: ' + str(last.get('lost_calls')) + ' calls not logged within the drain window, ' + f"{last.get('lost_records', 0):.0f} lost ring-buffer records, {last.get('parse_errors', 0):.0f} parse errors.") if last and not last.get('zero_loss') else ''}"""
+a bound on the inbox (with a counted drop) would cap the memory.{_stall(last)}{(' At the last step: ' + str(last.get('lost_calls')) + ' calls not logged within the drain window, ' + f"{last.get('lost_records', 0):.0f} lost ring-buffer records, {last.get('parse_errors', 0):.0f} parse errors.") if last and not last.get('zero_loss') else ''}"""
     if b5.get("status") == "ok":
         ph = b5.get("phases", {})
         rd = _m(b5["agtap_ready_s"])

@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.harness import PY, REPO, Agtap, Server, client_env, free_port, proc_rss_mb
+from bench.harness import PY, REPO, Agtap, Server, client_env, free_port, host_cpu, host_cpu_pct
 from bench.loadgen import COMM
 from bench.server import reply_for
 
@@ -72,8 +72,9 @@ def run(work: Path, quick: bool) -> dict:
         load(srv, 20, 2, env)   # warm-up
         for rate in steps:
             step = {"rate": rate}
-            c0, t0 = srv.cpu(), time.monotonic()
+            c0, t0, h0 = srv.cpu(), time.monotonic(), host_cpu()
             u = _agg(load(srv, rate, d_untraced, env))
+            u["host_cpu_pct"] = host_cpu_pct(h0, host_cpu())
             u["achieved_calls_per_s"] = u["ok"] / max(u["elapsed"], 1e-9)
             u["server_cpu_pct"] = 100 * (srv.cpu() - c0) / (time.monotonic() - t0)
             step["untraced"] = u
@@ -91,8 +92,9 @@ def run(work: Path, quick: bool) -> dict:
                     time.sleep(0.5)
             th = threading.Thread(target=sample, daemon=True)
             th.start()
-            cpu0, sc0, w0 = d.cpu(), srv.cpu(), time.monotonic()
+            cpu0, sc0, w0, h0 = d.cpu(), srv.cpu(), time.monotonic(), host_cpu()
             gens = load(srv, rate, d_traced, env)
+            host = host_cpu_pct(h0, host_cpu())
             w_load = time.monotonic() - w0
             cpu_load = d.cpu() - cpu0
             t = _agg(gens)
@@ -129,6 +131,7 @@ def run(work: Path, quick: bool) -> dict:
                 "cut_records": m1.get("agtap_cut_records_total", 0) - m0.get("agtap_cut_records_total", 0),
                 "parse_errors": m1.get("agtap_parse_errors_total", 0) - m0.get("agtap_parse_errors_total", 0),
                 "daemon_cpu_pct_during_load": 100 * cpu_load / w_load,
+                "host_cpu_pct_during_load": host,   # the whole machine (2 cores = 100%), others' work included
                 "daemon_cpu_s_total": cpu_total,
                 "drain_s_after_load": drain_s,
                 "server_cpu_pct": 100 * (srv.cpu() - sc0) / (w_load + drain_s),

@@ -443,3 +443,18 @@ class BareUprobes:
 
     def stop(self) -> None:
         self.b.cleanup()
+
+
+def host_cpu() -> list[int]:
+    """/proc/stat's cpu line: user nice system idle iowait irq softirq steal (jiffies, all CPUs)."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
+def host_cpu_pct(a: list[int], b: list[int]) -> dict:
+    """Machine-wide CPU use between two host_cpu() readings, in % of all cores."""
+    d = [y - x for x, y in zip(a, b)]
+    tot = sum(d) or 1
+    user, nice, system, idle, iowait, irq, softirq, steal = d
+    return {"busy": 100 * (tot - idle - iowait) / tot, "iowait": 100 * iowait / tot, "steal": 100 * steal / tot,
+            "system": 100 * (system + irq + softirq) / tot}

@@ -31,6 +31,11 @@ def med(s: dict, nd=3) -> str:
     return f"{s['median']:.{nd}f} [{s['min']:.{nd}f}–{s['max']:.{nd}f}]"
 
 
+def _host(x: dict) -> str:
+    h = x.get("host_cpu_pct") or x.get("host_cpu_pct_during_load")
+    return f"{h['busy']:.0f} ({h['iowait']:.0f})" if h else "–"
+
+
 def verdict(ok: bool | None) -> str:
     return "–" if ok is None else ("**met**" if ok else "**not met**")
 
@@ -217,20 +222,22 @@ def write(results: Path, doc: Path) -> None:
         a(f"untraced {b4['duration_untraced_s']} s (does the server keep up alone?), then a fresh agtap for "
           f"{b4['duration_traced_s']} s; then up to {b4.get('drain_max_s', 30)} s for the log to catch up.")
         a("")
-        a("| calls/s | untraced achieved | traced achieved | calls ok | events complete | tokens logged/expected | lost rec | cut rec | parse err | daemon CPU % | drain s | RSS idle→max MB | verdict |")
-        a("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        a("| calls/s | untraced achieved | traced achieved | calls ok | events complete | tokens logged/expected | lost rec | cut rec | parse err | daemon CPU % | machine busy % (iowait) untraced → traced | load gen late p99 ms | drain s | RSS idle→max MB | verdict |")
+        a("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for s in b4["steps"]:
             u, t = s["untraced"], s["agtap"]
             v = "0 lost, kept up" if t.get("kept_up") else ("0 lost, backlog" if t["zero_loss"] else "LOSS")
             a(f"| {s['rate']} | {u['achieved_calls_per_s']:.0f} | {t['achieved_calls_per_s']:.0f} | {t['ok']:,} | "
               f"{t['events_complete']:,} | {t['output_tokens_logged']:,}/{t['output_tokens_expected']:,} | "
               f"{t['lost_records']:.0f} | {t['cut_records']:.0f} | {t['parse_errors']:.0f} | "
-              f"{t['daemon_cpu_pct_during_load']:.0f} | {t['drain_s_after_load']:.1f} | "
+              f"{t['daemon_cpu_pct_during_load']:.0f} | {_host(u)} → {_host(t)} | {t['late_p99_ms']:.0f} | {t['drain_s_after_load']:.1f} | "
               f"{t['daemon_rss_idle_mb']:.0f}→{t['daemon_rss_max_mb']:.0f} | {v} |")
         a("")
         a(f"Highest rate with 0 lost: **{b4.get('max_zero_loss_rate')} calls/s**; first loss: "
           f"**{b4.get('first_loss_rate') or 'none within the ramp'}**. Daemon CPU % is of one core during the load; "
-          "\"drain\" is how long after the load ended the log needed to catch up (a backlog in the daemon).")
+          "\"drain\" is how long after the load ended the log needed to catch up (a backlog in the daemon). "
+          "Machine busy % is /proc/stat over the phase, all cores, everyone's work included (the machine is shared); "
+          "\"late p99\" is how far behind its schedule the load generator fell (p99).")
         a("Events from other processes on this shared machine were logged too and are excluded from the counts.")
         a("")
         a(TEXT.get("b4", ""))
