@@ -141,15 +141,37 @@ each event."""
         kept = [s["rate"] for s in steps if s["agtap"].get("kept_up")]
         last = steps[-1]["agtap"] if steps else {}
         cpu = ", ".join(f"{s['rate']}/s: {s['agtap']['daemon_cpu_pct_during_load']:.0f}%" for s in steps)
+        first_backlog = next((s for s in steps if not s["agtap"].get("kept_up")), None)
+        why = ""
+        if first_backlog:
+            fa = first_backlog["agtap"]
+            h = fa.get("host_cpu_pct_during_load") or {}
+            busy = h.get("busy")
+            dc = fa["daemon_cpu_pct_during_load"]
+            if busy is None:
+                cause = "the machine-wide CPU was not recorded in this result"
+            elif busy >= 85:
+                cause = ("the 2 cores were saturated — the probes' own cost (1: ~400 probed SSL calls per streamed call, "
+                         "in the clients and in the local server), the load generator, the server and the daemon compete "
+                         "for them, and the daemon did not get the CPU it needed")
+            elif dc >= 85:
+                cause = "the daemon's one Python thread was CPU-bound (profile in 3)"
+            else:
+                cause = ("the daemon was mostly waiting rather than computing: the bodies sink's two fsyncs per call run "
+                         "on the event-loop thread (profile in 3)")
+            why = (f" At {first_backlog['rate']} calls/s, the first step where the log fell behind, the daemon used "
+                   f"{dc:.0f}% of a core while the machine was {_fmt(busy, 0)}% busy ({_fmt(h.get('iowait'), 0)}% iowait) and the "
+                   f"load generator ran up to {fa.get('late_p99_ms', 0):,.0f} ms (p99) behind its schedule: {cause}.")
         T["b4"] = f"""**Verdict: 0 lost up to ≥ 200 calls/s {'met' if z >= 200 else 'not met'}** — 0 lost up to {z} calls/s;
 {('first loss at ' + str(b4.get('first_loss_rate')) + ' calls/s') if b4.get('first_loss_rate') else 'no loss within the ramp'}. In real time
 (log caught up within 2 s of the load's end) the daemon kept up to {max(kept) if kept else 0} calls/s; above that a
-backlog builds (drain column) and memory grows with it (RSS column). Daemon CPU during the load ({cpu})
-stays well below one core while the backlog grows: the loop is waiting on the bodies sink's fsyncs
-(profile in 3), not computing. The backlog is the Controller's inbox (`collections.deque`, unbounded), so
-nothing is lost in the kernel until the poll thread itself falls behind; the risk instead is memory and
-record latency. The same changes as in 3 move the knee (the what-if there: ~{_fmt(_m(b3.get('workloads', {}).get('stream', {}).get('daemon_nofsync', {}).get('calls_per_s')), 0)} streamed calls/s per core without the fsyncs);
-a bound on the inbox (with a counted drop) would cap the memory.{_stall(last)}{(' At the last step: ' + str(last.get('lost_calls')) + ' calls not logged within the drain window, ' + f"{last.get('lost_records', 0):.0f} lost ring-buffer records, {last.get('parse_errors', 0):.0f} parse errors.") if last and not last.get('zero_loss') else ''}"""
+backlog builds (drain column) and memory grows with it (RSS column). Daemon CPU during the load: {cpu}.{why}
+The backlog is the Controller's inbox (`collections.deque`, unbounded): records leave the ring buffer as
+long as the poll thread runs, and are lost in the kernel only when it cannot; until then the cost is
+memory and record latency. What moves the knee: less daemon work per call (changes 1–3 in section 3; the
+what-if there: {_fmt(_m(b3.get('workloads', {}).get('stream', {}).get('daemon_nofsync', {}).get('calls_per_s')), 0)} streamed calls/s per core without the fsyncs, {_fmt(_m(b3.get('workloads', {}).get('stream', {}).get('daemon_nobodies', {}).get('calls_per_s')), 0)} without the bodies sink), and a bound on the
+inbox (with a counted drop) would cap the memory. On this 2-core machine the probes' cost in the traced
+processes (section 1) is the other half of the budget and does not move.{(' At the last step: ' + f"{last.get('lost_calls'):,}" + ' calls not logged within the drain window, ' + f"{last.get('lost_records', 0):,.0f} lost ring-buffer records, {last.get('parse_errors', 0):.0f} parse errors.") if last and not last.get('zero_loss') else ''}"""
     if b5.get("status") == "ok":
         ph = b5.get("phases", {})
         rd = _m(b5["agtap_ready_s"])

@@ -238,7 +238,8 @@ def write(results: Path, doc: Path) -> None:
           "\"drain\" is how long after the load ended the log needed to catch up (a backlog in the daemon). "
           "Machine busy % is /proc/stat over the phase, all cores, everyone's work included (the machine is shared); "
           "\"late p99\" is how far behind its schedule the load generator fell (p99).")
-        a("Events from other processes on this shared machine were logged too and are excluded from the counts.")
+        a("The daemon runs with `-c agtap-bench-lg` (the load generator's thread name), so other helpers' LLM calls on this "
+          "shared machine are not copied; the probes still fire in every process.")
         a("")
         a(TEXT.get("b4", ""))
         a("")
