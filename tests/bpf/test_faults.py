@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -366,7 +367,6 @@ def test_ring_buffer_flood_is_counted_and_capture_recovers(tracer_run, fake_api,
     fake_api.wait_for(1)
     items = rec.stop(settle=2)
     summary = "".join(rec.stderr)
-    import re
     m = re.search(r"lost records (\d+)", summary)
     assert m, summary
     assert int(m.group(1)) > 0, f"no loss reported after {written} MiB: {summary}"
