@@ -16,6 +16,7 @@ help:
 	@echo "make deb          build dist/agtap_<version>_all.deb"
 	@echo "sudo make install build the .deb and install it with apt"
 	@echo "sudo make bench   benchmarks -> docs/PERFORMANCE.md, bench/results/"
+	@echo "make fuzz         long fuzz run: 1M inputs (atheris), results in fuzz/results/last-run.json"
 
 setup:
 	@./setup/setup.sh
@@ -40,6 +41,9 @@ test-bpf: setup
 
 test-system: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests/system
+
+fuzz: setup
+	$(PY) fuzz/run.py $(ARGS)
 
 deb:
 	./setup/build-deb.sh
