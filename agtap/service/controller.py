@@ -34,6 +34,10 @@ from agtap.service.errors import ControllerError, Failed, InvalidArgument, NotFo
 __all__ = ["Controller", "validate_filter", "ControllerError", "Failed", "InvalidArgument", "NotFound"]
 
 RECENT_MAX = 5000
+# Bytes of captured chunks waiting for the pipeline. Past this (the loop cannot keep
+# up with a flood) new chunks are dropped and counted as lost, and their
+# connection's current call ends incomplete ("lost"): memory stays bounded.
+INBOX_MAX_BYTES = 64 << 20
 MAX_FILTER_ENTRIES = 1024
 PID_MAX = 4194304                      # the kernel's PID_MAX_LIMIT
 COMM_MAX_BYTES = 15                    # TASK_COMM_LEN - 1
@@ -97,6 +101,11 @@ class Controller:
         self._ids: dict[str, str | None] = {}           # call id -> body_path, for the calls in `recent`
         self._subscribers: list[Callable[[dict[str, Any]], None]] = []
         self._inbox: collections.deque = collections.deque()
+        self._inbox_bytes = 0
+        self._inbox_lock = threading.Lock()
+        self._lost_conns: set[str] = set()             # conns whose chunks were dropped in this backlog
+        self.inbox_dropped = 0                          # chunks dropped because the backlog was full
+        self.inbox_dropped_bytes = 0
         self._drain_pending = False
         self._poll_thread: threading.Thread | None = None
         self._poll_stop = threading.Event()
@@ -193,16 +202,35 @@ class Controller:
                 self._poll_stop.wait(0.5)
 
     def _on_item(self, item: Chunk | ConnClosed) -> None:
-        """From the poll thread: queue, and wake the owner's thread once per batch."""
-        self._inbox.append(item)
+        """From the poll thread: queue (bounded), and wake the owner's thread once per batch."""
+        size = len(item.data) if isinstance(item, Chunk) else 0
+        with self._inbox_lock:
+            if size and self._inbox_bytes + size > INBOX_MAX_BYTES:
+                self.inbox_dropped += 1
+                self.inbox_dropped_bytes += size
+                if item.conn not in self._lost_conns:
+                    # end the connection's current call as incomplete rather than
+                    # parse a stream with a hole in it
+                    self._lost_conns.add(item.conn)
+                    self._inbox.append(ConnClosed(item.conn, item.ts_ns, "lost"))
+                return
+            self._inbox_bytes += size
+            self._inbox.append(item)
         if not self._drain_pending:
             self._drain_pending = True
             self._schedule(self._drain)
 
     def _drain(self) -> None:
         self._drain_pending = False
-        while self._inbox:
-            self.feed(self._inbox.popleft())
+        while True:
+            with self._inbox_lock:
+                if not self._inbox:
+                    self._lost_conns.clear()
+                    return
+                item = self._inbox.popleft()
+                if isinstance(item, Chunk):
+                    self._inbox_bytes -= len(item.data)
+            self.feed(item)
 
     def feed(self, item: Chunk | ConnClosed) -> None:
         try:
@@ -330,14 +358,30 @@ class Controller:
             "cost_usd": round(self.cost_usd, 6),
             "chunks": cap.chunks,
             "capture_bytes": cap.bytes,
-            "lost_records": cap.lost_records,
+            "lost_records": cap.lost_records + self.inbox_dropped,   # in the kernel + in the backlog
+            "lost_in_backlog": self.inbox_dropped,
             "cut_records": cap.cut_records,
             "ignored_conns": cap.ignored_conns,
             "parse_errors": int(getattr(ps, "parse_errors", 0) or 0),
             "conns_open": int(getattr(ps, "conns_open", 0) or 0),
             "poll_errors": self.poll_errors,
             "sink_errors": self.sink_errors,
+            **self._sink_write_errors(),
         }
+
+    # the stats key for each file sink's write failures (full disk, refused path)
+    _WRITE_ERROR_KEYS = {"jsonl": "log_write_errors", "bodies": "body_write_errors"}
+
+    def _sink_write_errors(self) -> dict[str, int]:
+        out = {}
+        for s in self.sinks:
+            key = self._WRITE_ERROR_KEYS.get(getattr(s, "name", ""))
+            if key:
+                try:
+                    out[key] = int(s.stats().get("write_errors", 0))
+                except Exception:
+                    pass
+        return out
 
     def recent_calls(self, n: int) -> list[str]:
         """The last `n` events as JSON strings, newest last."""
@@ -376,4 +420,4 @@ class Controller:
         st = self.capture_stats()
         state = "capturing" if self.capturing else "stopped"
         return (f"{state} · {len(st.targets)} targets · {self.calls:,} calls · "
-                f"{st.lost_records:,} lost")
+                f"{st.lost_records + self.inbox_dropped:,} lost")

@@ -112,9 +112,18 @@ def default_tracer_factory(config: Config, on_item, log_: logging.Logger):
 
 def build_sinks(config: Config, mode: str) -> list[Any]:
     """Bodies first (it sets call.body_path), then the event log, then the journal."""
+    from agtap.sinks import fsutil
     from agtap.sinks.bodies import BodiesSink
     from agtap.sinks.journal import JournalSink
     from agtap.sinks.jsonl import JsonlSink
+    # A log or bodies path someone could redirect (a planted symlink, a directory
+    # owned by another user) stops the start: the sinks alone would only count
+    # their write failures and the daemon would run recording nothing.
+    if config.event_log:
+        fsutil.ensure_dir(os.path.dirname(os.path.abspath(config.event_log)))
+        os.close(fsutil.open_append(config.event_log))
+    if config.bodies_dir:
+        fsutil.ensure_dir(config.bodies_dir)
     sinks: list[Any] = [
         BodiesSink(config.bodies_dir, config.max_body_store, config.body_retention),
         JsonlSink(config.event_log, config.max_log_size, config.max_log_files,

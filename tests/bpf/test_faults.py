@@ -445,9 +445,6 @@ def test_planted_symlink_is_never_followed(agtapd, planted, fake_api, where):
     assert "refusing unsafe path" in d.stderr() and "is a symlink" in d.stderr(), d.stderr()
 
 
-@pytest.mark.xfail(strict=True, reason="agtap/service/daemon.py build_sinks: JsonlSink/BodiesSink catch the "
-                                       "UnsafePathError at start (FailureLog) and the daemon says READY=1 and runs "
-                                       "without its log; a planted symlink should stop the start (exit 1)")
 @pytest.mark.parametrize("where", ["log", "bodies"])
 def test_planted_symlink_stops_the_daemon_start(agtapd, planted, where):
     d0, victim = planted
