@@ -264,7 +264,7 @@ class Daemon:
         await self._stop.wait()
         self.notifier.notify("STOPPING=1", "STATUS=stopping: detaching probes")
         await self._shutdown()
-        return 0
+        return getattr(self, "exit_code", 0)
 
     async def _start_dbus(self) -> bool:
         from agtap.service.dbus_object import BusUnavailable, DbusService
@@ -279,7 +279,25 @@ class Daemon:
             log.warning("%s; continuing without D-Bus (agtapctl and agtap-tui will not see this tracer)", e)
             return True
         self.dbus = svc
+        self._spawn(self._watch_bus(svc))
         return True
+
+    async def _watch_bus(self, svc) -> None:
+        """The bus connection ended under us: say so; the service stops with an error (systemd restarts it)."""
+        try:
+            await svc.wait_lost()
+        except Exception as e:
+            log.error("lost the D-Bus connection: %s", e)
+        else:
+            log.error("lost the D-Bus connection")
+        if self._stop.is_set():
+            return
+        if self.mode == "service":
+            self.exit_code = 1
+            self._stop.set()
+        else:
+            self.dbus = None
+            log.warning("continuing without D-Bus (agtapctl and agtap-tui will not see this tracer)")
 
     async def _shutdown(self) -> None:
         for t in self._tasks:

@@ -44,6 +44,7 @@ from dbus_next.service import ServiceInterface, dbus_property, method, signal
 
 from agtap import busnames as B
 from agtap.service.controller import Controller
+from agtap.service.dbus_writer import MAX_QUEUED_MESSAGES, queued_messages, tolerate_slow_bus
 from agtap.service.errors import ControllerError, InvalidArgument, NotFound
 
 POLKIT_NAME = "org.freedesktop.PolicyKit1"
@@ -322,6 +323,7 @@ class DbusService:
         self.control = ControlInterface(ctl, self.read, on_change)
         self.bus: MessageBus | None = None
         self._unsubscribe = None
+        self.signals_dropped = 0
 
     async def start(self) -> None:
         bus_type = BusType.SESSION if self.bus_kind == "session" else BusType.SYSTEM
@@ -329,6 +331,7 @@ class DbusService:
             self.bus = await MessageBus(bus_type=bus_type).connect()
         except Exception as e:
             raise BusUnavailable(f"cannot connect to the {self.bus_kind} bus: {e}") from e
+        tolerate_slow_bus(self.bus)
         gate = Gate(self.bus)
         self.bus.add_message_handler(gate.handler)
         self.bus.export(B.OBJECT_PATH, self.read)
@@ -347,7 +350,15 @@ class DbusService:
 
     def _emit(self, event: dict[str, Any]) -> None:
         if self.bus is not None and self.bus.connected:
+            if queued_messages(self.bus) >= MAX_QUEUED_MESSAGES:
+                self.signals_dropped += 1     # the bus is not draining: memory stays bounded
+                return
             self.read.CallCaptured(json.dumps(event, separators=(",", ":"), default=str))
+
+    async def wait_lost(self) -> None:
+        """Returns when the connection to the bus ends without our asking."""
+        if self.bus is not None:
+            await self.bus.wait_for_disconnect()
 
     def properties_changed(self) -> None:
         if self.bus is not None and self.bus.connected:
