@@ -4,8 +4,11 @@ Layout: <dir>/<YYYY-MM-DD>/<call.id>.json. The name comes only from agtap's
 own hex call id and the UTC date of the call: never from anything a traced
 process or an API sent (response ids, models, tool names), so no path
 traversal is possible. Each file is written to a temporary name in the same
-directory, fsynced, then renamed: after a crash there is either the whole
-file or none (a leftover ".*.tmp" is removed at the next start).
+directory, then renamed: after a crash of the daemon there is either the
+whole file or none (a leftover ".*.tmp" is removed at the next start). There
+is no fsync, as for the event log: a power loss may lose the newest files,
+and a per-call fsync of file and directory cost more than the rest of the
+daemon's work per call (measured with py-spy under load).
 
 The sink keeps an index of the files it knows (oldest first, with sizes), so
 enforcing the size cap after each write and retention in `prune(now)` needs
@@ -144,18 +147,12 @@ class BodiesSink:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)
             raise
         os.close(fd)
         os.rename(tmp, final)
-        dfd = os.open(day_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)  # the rename itself survives a crash
-        finally:
-            os.close(dfd)
         return final
 
     def write(self, call: Call) -> None:
