@@ -200,6 +200,15 @@ class Controller:
                 self.poll_errors += 1
                 self.log.exception("tracer poll")
                 self._poll_stop.wait(0.5)
+            self._kick()
+
+    def _kick(self) -> None:
+        """Wake the owner's thread to drain the backlog: once per poll, not once per item
+        (each wake is a write to the loop's self-pipe: a quarter of the daemon's CPU when
+        it was done per chunk)."""
+        if self._inbox and not self._drain_pending:
+            self._drain_pending = True
+            self._schedule(self._drain)
 
     def _on_item(self, item: Chunk | ConnClosed) -> None:
         """From the poll thread: queue (bounded), and wake the owner's thread once per batch."""
@@ -216,9 +225,8 @@ class Controller:
                 return
             self._inbox_bytes += size
             self._inbox.append(item)
-        if not self._drain_pending:
-            self._drain_pending = True
-            self._schedule(self._drain)
+        if threading.current_thread() is not self._poll_thread:
+            self._kick()      # from the poll thread, _poll_loop kicks once per poll
 
     def _drain(self) -> None:
         self._drain_pending = False
