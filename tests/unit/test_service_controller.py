@@ -190,3 +190,25 @@ def test_a_broken_price_override_is_logged(tmp_path, caplog):
     with caplog.at_level("ERROR", logger="agtap.service"):
         Controller(Config(event_log="", bodies_dir=str(tmp_path)), FakeTracer, pipeline_factory=factory)
     assert "price overrides not used" in caplog.text and str(bad) in caplog.text
+
+
+def test_the_backlog_is_bounded_and_what_it_drops_is_counted_as_lost(tmp_path):
+    """A flood the loop cannot keep up with: memory stays at the cap, drops are lost records."""
+    from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+    from agtap.config import Config
+    from agtap.service import controller as C
+
+    ctl = C.Controller(Config(event_log=str(tmp_path / "e.jsonl"), bodies_dir=str(tmp_path / "b")),
+                       lambda *a: None, schedule=lambda fn: None)     # the loop never drains
+    mib = b"x" * (1 << 20)
+    for i in range(100):
+        ctl._on_item(Chunk(conn="tls:9:1", direction=Direction.INGRESS, ts_ns=i, wall_ns=i, pid=9, tid=9,
+                           comm="c", proc="c", data=mib, transport=Transport.TLS))
+    kept = [x for x in ctl._inbox if isinstance(x, Chunk)]
+    assert len(kept) == C.INBOX_MAX_BYTES >> 20 == 64
+    assert ctl.inbox_dropped == 36 and ctl.inbox_dropped_bytes == 36 << 20
+    closes = [x for x in ctl._inbox if isinstance(x, ConnClosed)]
+    assert closes == [ConnClosed("tls:9:1", 64, "lost")]      # once per connection, where the hole starts
+    assert ctl.get_stats()["lost_in_backlog"] == 36
+    ctl._drain()
+    assert not ctl._inbox and ctl._inbox_bytes == 0
