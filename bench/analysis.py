@@ -98,7 +98,7 @@ What is left is the probes firing, in the traced process's own context:
   record (≤ 16 KiB) per SSL_read_ex, so ≥ 64 probed calls per MiB, each paying the uprobe traps measured in 1
   (the connection is marked ignored after its GET request line, so agtap's BPF program returns early — the
   traps are taken before it runs). Not movable by agtap: a uprobe fires on every call of the function.
-- pipe: {pipe_text}. This is the cost of the enter/exit syscall tracepoints and their BPF programs (a
+- pipe: {pipe_text}. What cost there is comes from the enter/exit syscall tracepoints and their BPF programs (a
   `perf record` taken while writing the benchmark, not part of the run, shows `trace_call_bpf`,
   `perf_syscall_enter/exit` and the `tracepoint__syscalls__sys_*` programs at a few % of dd's and cat's
   samples). The programs return after a map lookup for an fd known not to be a connection; what remains is

@@ -104,7 +104,10 @@ def run(work: Path, quick: bool) -> dict:
     workloads = {"nonstream": g.http_calls(sizes["nonstream"], False),
                  "stream": g.http_calls(sizes["stream"], True),
                  "mcp": g.mcp_sessions(sizes["mcp"])}
-    out = {"cpu_pinned": [0], "rounds": rounds, "workloads": {}}
+    import inspect
+    from agtap.sinks.bodies import BodiesSink
+    out = {"cpu_pinned": [0], "rounds": rounds, "workloads": {},
+           "bodies_sink_fsyncs": "fsync" in inspect.getsource(BodiesSink._store)}
     files = {}
     for name, items in workloads.items():
         f = work / f"synth-{name}.jsonl"

@@ -56,7 +56,7 @@ def write(results: Path, doc: Path) -> None:
     a("")
     a(f"- machine: {m.get('nproc')} cores ({m.get('cpu')}), {m.get('mem_gib')} GiB, Linux {m.get('kernel')}, "
       f"Python {m.get('python')}; load average at start {m.get('loadavg_at_start')}")
-    a(f"- command: `{any_r.get('command', 'python -m bench.run')}` (what `make bench` runs); run started {any_r.get('run_id')}"
+    a(f"- command: `{any_r.get('command', 'python -m bench.run')}` (what `make bench` runs); run started {any_r.get('run_id')} at commit {any_r.get('git_head') or '?'}"
       f"{' — QUICK smoke run: few rounds, short steps' if any_r.get('quick') else ''}")
     a("- the machine is shared and noisy (other test suites run on the same 2 cores), so every comparison")
     a("  interleaves its configurations (A B A B …, order rotated per round) in one run, and figures are")

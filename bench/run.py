@@ -56,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     results.mkdir(parents=True, exist_ok=True)
     cmd = "python -m bench.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    meta = {"run_id": run_id, "command": cmd.strip(), "quick": args.quick, "machine": machine()}
+    try:
+        import subprocess
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+    except OSError:
+        head = ""
+    meta = {"run_id": run_id, "command": cmd.strip(), "quick": args.quick, "machine": machine(), "git_head": head}
     failed = []
     work = Path(tempfile.mkdtemp(prefix="agtap-bench-"))
     try:
