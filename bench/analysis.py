@@ -114,31 +114,44 @@ What is left is the probes firing, in the traced process's own context:
         sub = share(lambda x: "'sub'" in x["function"])
         fs = share(lambda x: "fsync" in x["function"])
         lv = {k: _m(st[k]["calls_per_s"]) for k in ("pipeline", "daemon", "daemon_nofsync", "daemon_nobodies")}
-        T["b3"] = f"""**Verdict: ≥ 1,000 streamed calls/s not met by the daemon path** ({_fmt(lv['daemon'], 0)} calls/s);
-the pipeline alone (wire → providers → Call) does {_fmt(lv['pipeline'], 0)}. What dominates is the bodies sink, on
-the event-loop thread, once per call:
+        fsyncs = b3.get("bodies_sink_fsyncs", True)
+        tops = ", ".join(f"`{x['function'].strip('<>')}` {x['tottime_pct']:.1f}%" for x in top[:8])
+        per_call_bodies = (1000 / lv["daemon"] - 1000 / lv["daemon_nobodies"]) if lv["daemon"] and lv["daemon_nobodies"] else None
+        if fsyncs:
+            fs_text = (f"- `os.fsync` twice per call (body file, then directory) in `BodiesSink._store`: {_fmt(fs, 1)}% of the "
+                       f"profiled time, and more of the wall time on a busy disk. Without them (what-if `daemon_nofsync`): "
+                       f"streamed {_fmt(lv['daemon'], 0)} → {_fmt(lv['daemon_nofsync'], 0)} calls/s, JSON "
+                       f"{_fmt(_m(w['nonstream']['daemon']['calls_per_s']), 0)} → {_fmt(_m(w['nonstream']['daemon_nofsync']['calls_per_s']), 0)}, "
+                       f"MCP {_fmt(_m(w['mcp']['daemon']['calls_per_s']), 0)} → {_fmt(_m(w['mcp']['daemon_nofsync']['calls_per_s']), 0)}.")
+        else:
+            fs_text = ("- the bodies sink no longer fsyncs at this commit (so the `daemon_nofsync` what-if measures the same "
+                       "code as `daemon`; their difference is noise).")
+        changes = []
+        if fsyncs:
+            changes.append("`agtap/sinks/bodies.py` `_store`: drop `os.fsync(fd)` and the directory fsync (write-to-temp + "
+                           "rename already makes each file appear whole; only power-loss durability of a body copy is lost).")
+        if sub > 5:
+            changes.append("`agtap/sinks/redact.py`: run the token regexes only when a cheap substring test finds a "
+                           "credential prefix (`sk-`, `AIza`, `earer`, …); most bodies hold none.")
+        changes.append("run the bodies sink in a writer thread behind a bounded queue (drops counted), after the JSONL line, "
+                       "so neither the event line nor the ring buffer's poll thread waits for body documents and the disk.")
+        changes.append("the pipeline's per-chunk path (a streamed call is ~200 chunks: `http1._run`, `sse.feed`, "
+                       "`exchange.response_body`, `_sse_event`) is where the rest goes; handing the SSE parser whole "
+                       "runs of complete events instead of one call chain per chunk would cut the fixed per-chunk cost.")
+        T["b3"] = f"""**Verdict: ≥ 1,000 streamed calls/s {'met' if (lv['daemon'] or 0) >= 1000 else 'not met'} by the daemon path** ({_fmt(lv['daemon'], 0)} calls/s);
+the pipeline alone (wire → providers → Call) does {_fmt(lv['pipeline'], 0)}, without the bodies sink the daemon path does
+{_fmt(lv['daemon_nobodies'], 0)}. So the bodies sink costs {_fmt(per_call_bodies, 2)} ms per streamed call, most of the daemon's time.
+Top functions by own time (cProfile, daemon path, streamed): {tops}.
 
-- `os.fsync` twice per call (the body file, then its directory) in `BodiesSink._store`: {_fmt(fs, 1)}% of the
-  profiled time, and far more of the wall time on a busy disk. Without them (what-if `daemon_nofsync`):
-  streamed {_fmt(lv['daemon'], 0)} → {_fmt(lv['daemon_nofsync'], 0)} calls/s, JSON {_fmt(_m(w['nonstream']['daemon']['calls_per_s']), 0)} →
-  {_fmt(_m(w['nonstream']['daemon_nofsync']['calls_per_s']), 0)}, MCP {_fmt(_m(w['mcp']['daemon']['calls_per_s']), 0)} → {_fmt(_m(w['mcp']['daemon_nofsync']['calls_per_s']), 0)}.
-- the credential scrub, `re.Pattern.sub` over each whole request and response body (`redact.scrub_bytes` /
-  `scrub_text`, an alternation of token patterns): {_fmt(sub, 1)}% of the profiled time; a ~25 KB SSE body is
-  scanned three times.
-- without the bodies sink at all (`daemon_nobodies`): {_fmt(lv['daemon_nobodies'], 0)} streamed calls/s, i.e. the JSONL
-  sink and the controller cost little next to the pipeline.
+{fs_text}
+- the credential scrub (`re.Pattern.sub` in `redact.scrub_bytes` / `scrub_text`, an alternation of token
+  patterns run over each whole body; a ~25 KB SSE response body is scanned more than once):
+  {_fmt(sub, 1)}% of the profiled time.
+- the pipeline proper is per chunk: a few µs of pure-Python work per chunk, ~200 chunks per streamed call.
 
-The pipeline's own time is per chunk (a streamed call is ~200 chunks): `http1._run`, `sse.feed`,
-`exchange.response_body`, `_sse_event` — pure-Python work of a few µs per chunk.
+Changes that would move it further (for the lead):
+""" + "\n".join(f"{n}. {c}" for n, c in enumerate(changes, 1)) + """
 
-Changes that would move it (for the lead; measured effect above where a what-if exists):
-1. `agtap/sinks/bodies.py` `_store`: drop `os.fsync(fd)` and the directory fsync. The write-to-temp + rename
-   already makes each file appear whole to readers; only power-loss durability of a body copy is given up.
-2. `agtap/sinks/redact.py` `scrub_bytes`/`scrub_text`: return the input unchanged unless a cheap substring
-   test finds a credential prefix (`b"sk-"`, `b"AIza"`, `b"earer"`, …) — most bodies hold none, and the
-   regexes then run only on the bodies that need them (not measured as a what-if).
-3. `agtap/service/daemon.py`/`controller.py`: run the bodies sink in a writer thread behind a bounded queue
-   (drops counted), so the JSONL line and the poll thread never wait for the disk.
 `replay` is slower than `pipeline` because it also decodes the recording (JSON + base64 per item) and prints
 each event."""
     if b4.get("status") == "ok":
@@ -162,9 +175,11 @@ each event."""
                          "for them, and the daemon did not get the CPU it needed")
             elif dc >= 85:
                 cause = "the daemon's one Python thread was CPU-bound (profile in 3)"
+            elif (h.get("iowait") or 0) >= 5:
+                cause = "the daemon was waiting on the disk (iowait): the bodies sink writes one file per call"
             else:
-                cause = ("the daemon was mostly waiting rather than computing: the bodies sink's two fsyncs per call run "
-                         "on the event-loop thread (profile in 3)")
+                cause = ("the daemon got little CPU although neither it nor the machine was saturated and the disk was "
+                         "not the wait: a stall this benchmark does not explain (see the report of the run)")
             why = (f" At {first_backlog['rate']} calls/s, the first step where the log fell behind, the daemon used "
                    f"{dc:.0f}% of a core while the machine was {_fmt(busy, 0)}% busy ({_fmt(h.get('iowait'), 0)}% iowait) and the "
                    f"load generator ran up to {fa.get('late_p99_ms', 0):,.0f} ms (p99) behind its schedule: {cause}.")
@@ -202,8 +217,7 @@ max {lm['max']:.1f} ms). The lowest values (min {lm['min']:.2f} ms; JSON calls' 
 notes its time only when its thread gets the GIL back after the read (4 threads), which can be after the
 daemon has already written the line; so small values are understated by up to ~1 ms, large ones are not. The capture side is not the delay: the probe saw the last byte within
 {_fmt(b6['client_last_read_minus_event_end_ms'].get('p99'), 1)} ms (p99) of the client's own last read. What remains is the daemon:
-the poll interval of the ring buffer, the hop to the event loop, parsing, and above all the sinks that run
-before the JSONL line is written — the bodies sink first, with its two fsyncs per call (3), so one slow
-fsync delays every call queued behind it (the tail). Changes 1 and 3 of section 3 (no fsync; bodies written
-off the loop, after the JSONL line) move the tail."""
+the poll interval of the ring buffer, the hop to the event loop, parsing, and the sinks that run before
+the JSONL line is written — the bodies sink first (section 3), so a slow body write delays every call queued
+behind it (the tail). Writing bodies off the loop, after the JSONL line (section 3), would move the tail."""
     return T
