@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 ARGS  ?=
+BENCH_ARGS ?=
 
 .PHONY: help setup run test test-unit test-bpf test-system deb install bench fuzz clean
 
@@ -41,6 +42,10 @@ test-bpf: setup
 
 test-system: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests/system
+
+bench: setup
+	@if [ "$$(id -u)" != 0 ]; then echo "make bench: the tracer loads BPF programs: run 'sudo make bench'" >&2; exit 77; fi
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 fuzz: setup
 	$(PY) fuzz/run.py $(ARGS)

@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == "record":
             return cmd_record(cfg, args.file)
         if cmd == "replay":
-            return cmd_replay(args.file, args.chunks)
+            return cmd_replay(args.file, getattr(args, "chunks", False))
         if cmd == "doctor":
             from agtap.capture import doctor
             return doctor.main(cfg.runtime_dir)

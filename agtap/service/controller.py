@@ -38,6 +38,10 @@ RECENT_MAX = 5000
 # up with a flood) new chunks are dropped and counted as lost, and their
 # connection's current call ends incomplete ("lost"): memory stays bounded.
 INBOX_MAX_BYTES = 64 << 20
+# What a queued item costs beyond its payload (the Chunk and its strings): a
+# 125-byte SSE chunk takes ~300 more bytes of Python objects (measured), so the
+# cap counts both and bounds memory, not just payload.
+ITEM_OVERHEAD = 300
 MAX_FILTER_ENTRIES = 1024
 PID_MAX = 4194304                      # the kernel's PID_MAX_LIMIT
 COMM_MAX_BYTES = 15                    # TASK_COMM_LEN - 1
@@ -212,7 +216,7 @@ class Controller:
 
     def _on_item(self, item: Chunk | ConnClosed) -> None:
         """From the poll thread: queue (bounded), and wake the owner's thread once per batch."""
-        size = len(item.data) if isinstance(item, Chunk) else 0
+        size = len(item.data) + ITEM_OVERHEAD if isinstance(item, Chunk) else 0
         with self._inbox_lock:
             if size and self._inbox_bytes + size > INBOX_MAX_BYTES:
                 self.inbox_dropped += 1
@@ -237,7 +241,7 @@ class Controller:
                     return
                 item = self._inbox.popleft()
                 if isinstance(item, Chunk):
-                    self._inbox_bytes -= len(item.data)
+                    self._inbox_bytes -= len(item.data) + ITEM_OVERHEAD
             self.feed(item)
 
     def feed(self, item: Chunk | ConnClosed) -> None:

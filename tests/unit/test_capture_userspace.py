@@ -256,3 +256,36 @@ def test_a_file_that_is_not_a_recording_is_refused(tmp_path):
     p.write_text('{"hello": 1}\n')
     with pytest.raises(RecordingError, match="not an agtap recording"):
         list(read(str(p)))
+
+
+def test_agtap_replay_prints_one_event_per_call(tmp_path):
+    """`agtap replay FILE` with no root: the recording goes through the real pipeline."""
+    import json as _json
+    import subprocess
+    import sys
+    body = b'{"model":"claude-replay","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
+    req = (b"POST /v1/messages HTTP/1.1\r\nHost: api.anthropic.com\r\nContent-Type: application/json\r\n"
+           b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    # shape: https://docs.anthropic.com/en/api/messages (non-streaming response)
+    resp_body = (b'{"id":"msg_1","type":"message","role":"assistant","model":"claude-replay",'
+                 b'"content":[{"type":"text","text":"Hello"}],"stop_reason":"end_turn",'
+                 b'"usage":{"input_tokens":9,"output_tokens":2}}')
+    resp = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(resp_body)).encode() + b"\r\n\r\n" + resp_body)
+    mk = lambda d, data, ts: Chunk(conn="tls:7:ab", direction=d, ts_ns=ts, wall_ns=1_795_000_000_000_000_000 + ts,
+                                   pid=7, tid=7, comm="python3", proc="python3", data=data, transport=Transport.TLS)
+    path = tmp_path / "r.jsonl"
+    rec = Recorder(str(path))
+    rec.write(mk(Direction.EGRESS, req, 1_000_000))
+    rec.write(mk(Direction.INGRESS, resp, 251_000_000))
+    rec.close()
+    out = subprocess.run([sys.executable, "-m", "agtap.cli", "replay", str(path)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    [ev] = [_json.loads(line) for line in out.stdout.splitlines()]
+    assert (ev["provider"], ev["model"], ev["input_tokens"], ev["output_tokens"], ev["stop_reason"]) == \
+        ("anthropic", "claude-replay", 9, 2, "end_turn")
+    assert ev["latency_ms"] == 250.0 and ev["pid"] == 7
+    bad = subprocess.run([sys.executable, "-m", "agtap.cli", "replay", str(tmp_path / "missing")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "no such file" in bad.stderr
