@@ -22,7 +22,6 @@ class ProcessInfo:
     exe: str = ""
     unit: str = ""           # systemd unit, e.g. "my-agent.service"
     container_id: str = ""
-    ppid: int = 0
 
 
 def unit_and_container(cgroup_text: str) -> tuple[str, str]:
@@ -60,12 +59,6 @@ def read_process(pid: int, proc_root: str = "/proc") -> ProcessInfo:
         with open(f"{base}/cgroup") as f:
             info.unit, info.container_id = unit_and_container(f.read())
     except OSError:
-        pass
-    try:
-        with open(f"{base}/stat", "rb") as f:
-            stat = f.read()
-        info.ppid = int(stat[stat.rfind(b")") + 2:].split()[1])
-    except (OSError, ValueError, IndexError):
         pass
     return info
 

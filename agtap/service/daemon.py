@@ -200,6 +200,8 @@ class Daemon:
         self._base = dataclasses.replace(config)     # defaults + flags, before the file
         self.notifier = Notifier()
         self.ctl: Controller | None = None
+        self.exit_code = 0                 # 1 when the bus was lost under a service
+        self.detach_pending = False        # probes still detaching when main() returned
         self.dbus = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -264,7 +266,7 @@ class Daemon:
         await self._stop.wait()
         self.notifier.notify("STOPPING=1", "STATUS=stopping: detaching probes")
         await self._shutdown()
-        return getattr(self, "exit_code", 0)
+        return self.exit_code
 
     async def _start_dbus(self) -> bool:
         from agtap.service.dbus_object import BusUnavailable, DbusService
@@ -381,7 +383,7 @@ def run(config: Config, mode: str, *, flags: dict[str, Any] | None = None,
         rc = asyncio.run(daemon.main())
     except KeyboardInterrupt:
         rc = 0
-    if getattr(daemon, "detach_pending", False):
+    if daemon.detach_pending:
         # BCC is still detaching in a daemon thread: a normal interpreter exit would
         # tear its objects down under it (seen: a segfault, or a hang). The sinks are
         # closed; leave now and let the kernel release the remaining probes.
