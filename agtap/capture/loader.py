@@ -6,6 +6,7 @@ are concatenated in a fixed order after the build-time macros.
 
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
 
@@ -47,3 +48,56 @@ def compile_program(max_capture_bytes: int, header_tree: str):
     os.environ["BCC_KERNEL_SOURCE"] = header_tree
     from bcc import BPF  # the only import of BCC in agtap
     return BPF(text=program_text(max_capture_bytes), cflags=["-Wno-unused-function", "-Wno-unused-variable"])
+
+
+MADV_DONTNEED = 4
+COMPILER_LIBS = ("libLLVM", "libclang")
+
+
+def release_compiler_memory() -> int:
+    """Give back what the compile left resident; returns the bytes of RSS released.
+
+    BCC runs clang/LLVM in this process once per start. Afterwards their code pages
+    (~80 MB touched) and the heap the compile freed stay counted in the daemon's RSS
+    though nothing runs them again. malloc_trim returns the free heap; MADV_DONTNEED
+    drops this process's mappings of the libraries' pages. Only mappings that are not
+    writable and hold no private (copy-on-write) pages are dropped: their content is
+    exactly the file's, so if LLVM runs again (the next start) it faults back in unchanged.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    before = _rss_bytes()
+    libc.malloc_trim(0)
+    for start, end in _clean_compiler_mappings():
+        libc.madvise(start, end - start, MADV_DONTNEED)
+    return max(0, before - _rss_bytes())
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _clean_compiler_mappings(smaps: str | None = None) -> list[tuple[int, int]]:
+    """(start, end) of each clang/LLVM mapping whose pages are exactly the file's:
+    not writable and no copy-on-write page (smaps' Anonymous: 0 kB)."""
+    if smaps is None:
+        with open("/proc/self/smaps") as f:
+            smaps = f.read()
+    out, cur = [], None
+    for line in smaps.splitlines():
+        head = line.split(None, 5)
+        if not head:
+            continue
+        if "-" in head[0] and not head[0].endswith(":"):
+            path = head[5].strip() if len(head) > 5 else ""
+            cur = None
+            if "w" not in head[1] and any(lib in os.path.basename(path) for lib in COMPILER_LIBS):
+                a, z = head[0].split("-")
+                cur = (int(a, 16), int(z, 16))
+        elif cur and head[0] == "Anonymous:":
+            if int(head[1]) == 0:   # no copy-on-write page: dropping loses nothing
+                out.append(cur)
+            cur = None
+    return out

@@ -122,6 +122,8 @@ class Tracer:
             self._targets = TargetSet(self._attach_file, self.log)
             self._targets.scan_host()
             b["records"].open_ring_buffer(self._on_record)
+            released = loader.release_compiler_memory()
+            self.log.debug("released %d MB the BPF compile left resident", released >> 20)
             self.started_at = time.time()
             self.log.info("capturing: %d targets, syscall tracepoints attached", len(self._targets.attached))
 

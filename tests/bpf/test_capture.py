@@ -15,6 +15,8 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 from agtap.capture.chunk import Direction, Transport
@@ -322,3 +324,52 @@ def test_verbose_says_what_was_attached_and_what_has_no_ssl_symbols(tracer_run):
     assert any(f"attached: {os.path.realpath(p)}" in log or f"attached: {p}" in log for p in openssl), log
     for p in others:     # e.g. NSS's libssl3.so
         assert f"no SSL symbols: {p}" in log, log
+
+
+def test_capture_works_after_the_compilers_pages_are_dropped_and_on_a_second_start(fake_api, _need_root):
+    """Tracer.start drops clang/LLVM's resident pages after compiling (loader.release_compiler_memory).
+    Shown: the pages are gone from this process, and a second start (which runs LLVM again
+    from re-faulted pages) compiles, attaches and captures a real TLS call."""
+    from agtap.capture.loader import COMPILER_LIBS
+    from agtap.capture.tracer import Tracer
+    from agtap.config import Config
+
+    def compiler_rss_kb() -> int:
+        kb, cur = 0, False
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                p = line.split()
+                if p and "-" in p[0] and not p[0].endswith(":"):
+                    cur = len(p) > 5 and any(lib in p[5] for lib in COMPILER_LIBS)
+                elif cur and p[0] == "Rss:":
+                    kb += int(p[1])
+        return kb
+
+    items: list = []
+    tr = Tracer(Config(runtime_dir="/run/agtap"), items.append)
+    tr.start()
+    after_first = compiler_rss_kb()
+    tr.stop()
+    tr.start()
+    after_second = compiler_rss_kb()
+    stop = threading.Event()
+    th = threading.Thread(target=lambda: [tr.poll(50) for _ in iter(stop.is_set, True)], daemon=True)
+    th.start()
+    try:
+        run = run_client("python-httpx", fake_api, "echo").check()
+        ex = fake_api.wait_for(1)[0]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            got = b"".join(c.data for c in items if getattr(c, "pid", None) == run.pid
+                           and getattr(c, "direction", None) is Direction.EGRESS)
+            if got == ex.raw_request:
+                break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        th.join(2)
+        tr.stop()
+    # compiling touches ~80 MB of LLVM/clang text; what is left resident after release is
+    # what the code after it touched (loading functions) - a few MB
+    assert after_first < 16 * 1024 and after_second < 16 * 1024, (after_first, after_second)
+    assert got == ex.raw_request

@@ -289,3 +289,37 @@ def test_agtap_replay_prints_one_event_per_call(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "agtap.cli", "replay", str(tmp_path / "missing")],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "no such file" in bad.stderr
+
+
+SMAPS = """\
+7f0000000000-7f0000100000 r--p 00000000 fe:01 1234  /usr/lib/x86_64-linux-gnu/libLLVM-14.so.1
+Rss:                1024 kB
+Anonymous:             0 kB
+7f0000100000-7f0002000000 r-xp 00100000 fe:01 1234  /usr/lib/x86_64-linux-gnu/libLLVM-14.so.1
+Rss:               50000 kB
+Anonymous:             0 kB
+7f0002000000-7f0002100000 r--p 02000000 fe:01 1234  /usr/lib/x86_64-linux-gnu/libLLVM-14.so.1
+Rss:                1024 kB
+Anonymous:           900 kB
+7f0002100000-7f0002200000 rw-p 02100000 fe:01 1234  /usr/lib/x86_64-linux-gnu/libLLVM-14.so.1
+Rss:                1024 kB
+Anonymous:             0 kB
+7f0003000000-7f0003800000 r-xp 00000000 fe:01 99  /usr/lib/llvm-14/lib/libclang-cpp.so.14
+Rss:               20000 kB
+Anonymous:             0 kB
+7f0004000000-7f0004100000 r-xp 00000000 fe:01 77  /usr/lib/x86_64-linux-gnu/libssl.so.3
+Rss:                 600 kB
+Anonymous:             0 kB
+7f0005000000-7f0005100000 rw-p 00000000 00:00 0
+Rss:                1024 kB
+Anonymous:          1024 kB
+"""
+
+
+def test_compiler_memory_release_picks_only_clean_clang_llvm_mappings():
+    from agtap.capture.loader import _clean_compiler_mappings
+    got = _clean_compiler_mappings(SMAPS)
+    # the two clean LLVM mappings and libclang's text; not the relocated (copy-on-write)
+    # read-only part, not the writable data, not libssl (probed: uprobes COW its text), not anon
+    assert got == [(0x7f0000000000, 0x7f0000100000), (0x7f0000100000, 0x7f0002000000),
+                   (0x7f0003000000, 0x7f0003800000)]
