@@ -4,7 +4,10 @@
  * every binary exporting these symbols statically (node). Connection identity
  * is (tgid, SSL*). The plaintext is copied at return, once the byte count is
  * known: SSL_write/SSL_read return it; the _ex forms return 1/0 and write it
- * through their fourth argument (size_t *).
+ * through their fourth argument (size_t *). Where the _ex form is a bare
+ * wrapper (Debian's libssl3), the _ex programs are attached to the function
+ * both forms call instead (agtap/capture/probepoints.py): same arguments,
+ * > 0 on success with the count through the fourth argument.
  */
 
 static __always_inline int ssl_enter(struct pt_regs *ctx, u32 kind, int ex) {
@@ -34,8 +37,8 @@ static __always_inline int ssl_return(struct pt_regs *ctx, int ex) {
     int ret = (int)PT_REGS_RC(ctx);
     u64 n = 0;
     if (ex) {
-        if (ret != 1)
-            return 0;   /* _ex failed: nothing transferred */
+        if (ret <= 0)
+            return 0;   /* failed or would block: nothing transferred */
         size_t cnt = 0;
         if (bpf_probe_read_user(&cnt, sizeof(cnt), (void *)args.len_ptr))
             return 0;   /* count unreadable */

@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Callable
 
-from agtap.capture.elfsyms import SSL_SYMBOLS, exported
+from agtap.capture.elfsyms import SSL_SYMBOLS, symbol_addrs
 
 _LIBSSL_RE = re.compile(r"/libssl[^/]*\.so[^/]*$")
 
@@ -25,11 +25,11 @@ _LIBSSL_RE = re.compile(r"/libssl[^/]*\.so[^/]*$")
 @dataclass(slots=True)
 class Target:
     path: str
-    symbols: set[str] = field(default_factory=set)
+    symbols: dict[str, int] = field(default_factory=dict)   # name -> ELF address
 
     @property
     def usable(self) -> bool:
-        return set(SSL_SYMBOLS) <= self.symbols or {"SSL_write", "SSL_read"} <= self.symbols
+        return set(SSL_SYMBOLS) <= self.symbols.keys() or {"SSL_write", "SSL_read"} <= self.symbols.keys()
 
 
 def ldconfig_libssl() -> list[str]:
@@ -71,7 +71,7 @@ def exe_of(pid: int, proc_root: str = "/proc") -> str:
 class TargetSet:
     """Keeps the attached files; `attach(path, symbols)` does the probing (BCC, in the tracer)."""
 
-    def __init__(self, attach: Callable[[str, set[str]], None], log: logging.Logger,
+    def __init__(self, attach: Callable[[str, dict[str, int]], None], log: logging.Logger,
                  proc_root: str = "/proc"):
         self._attach = attach
         self._log = log
@@ -93,7 +93,7 @@ class TargetSet:
         if key in self._seen:
             return False
         self._seen.add(key)
-        t = Target(path, exported(real))
+        t = Target(path, symbol_addrs(real))
         if not t.usable:
             if not exe or t.symbols:
                 self._log.info("no SSL symbols: %s (exports %s)", path, sorted(t.symbols) or "none")

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Callable
 
-from agtap.capture import headers, loader
+from agtap.capture import headers, loader, probepoints
 from agtap.capture.chunk import CaptureStats
 from agtap.capture.conns import ConnMapper
 from agtap.capture.records import (COUNTER_NAMES, K_EXEC, S_IGNORE, decode)
@@ -138,17 +138,17 @@ class Tracer:
             self.log.info("capture stopped: every probe detached")
 
     # --- probes ---
-    def _attach_file(self, path: str, symbols: set[str]) -> None:
+    def _attach_file(self, path: str, symbols: dict[str, int]) -> None:
+        """Probe one file; symbols: name -> ELF address (elfsyms.symbol_addrs). By address:
+        BCC would otherwise parse the file's symbol table again for every probe."""
         b = self._bpf
-        for sym, enter, ret in (("SSL_write", "probe_ssl_write_enter", "probe_ssl_write_return"),
-                                ("SSL_write_ex", "probe_ssl_write_ex_enter", "probe_ssl_write_ex_return"),
-                                ("SSL_read", "probe_ssl_read_enter", "probe_ssl_read_return"),
-                                ("SSL_read_ex", "probe_ssl_read_ex_enter", "probe_ssl_read_ex_return")):
-            if sym in symbols:
-                b.attach_uprobe(name=path, sym=sym, fn_name=enter)
-                b.attach_uretprobe(name=path, sym=sym, fn_name=ret)
+        for pt in probepoints.plan(path, symbols):
+            b.attach_uprobe(name=path, addr=pt.addr, fn_name=pt.enter)
+            b.attach_uretprobe(name=path, addr=pt.addr, fn_name=pt.ret)
+            if not pt.exported:
+                self.log.info("probing %s: %s", path, pt.describe())
         if "SSL_free" in symbols:
-            b.attach_uprobe(name=path, sym="SSL_free", fn_name="probe_ssl_free")
+            b.attach_uprobe(name=path, addr=symbols["SSL_free"], fn_name="probe_ssl_free")
 
     # --- the poll thread ---
     def poll(self, timeout_ms: int = 100) -> None:
