@@ -8,7 +8,8 @@ rotated): untraced; agtap (full pipeline, JSONL to a file); bcc's sslsniff-bpfcc
 user+sys CPU for the N calls (set-up excluded), and the whole process from wait4.
 A third "client", sslcalls, isolates the probes' own cost: K SSL_write_ex + SSL_read_ex
 pairs between two in-memory TLS endpoints (no sockets), ns per pair; it also runs under
-"bare_uprobes" (an empty BPF program on the same four probe points, see harness.BareUprobes).
+"bare_uprobes" (an empty BPF program on agtap's probe points for them) and
+"bare_uprobes_exported" (the same on SSL_write_ex/SSL_read_ex themselves): see harness.BareUprobes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bench.harness import (NODE, PY, REPO, Agtap, BareUprobes, Server, Sslsniff,
 
 CONFIGS = ("untraced", "agtap", "sslsniff")
 CLIENTS = ("httpx", "node", "sslcalls")
+BARE = ("bare_uprobes", "bare_uprobes_exported")
 
 
 def run(work: Path, quick: bool) -> dict:
@@ -41,16 +43,16 @@ def run(work: Path, quick: bool) -> dict:
             run_measured(argv[c], env)
         for r in range(rounds):
             order = CONFIGS[r % 3:] + CONFIGS[:r % 3]
-            for cfg in order + ("bare_uprobes",):
+            for cfg in order + BARE:
                 tracer = None
                 if cfg == "agtap":
                     tracer = Agtap(work)
                 elif cfg == "sslsniff":
                     tracer = Sslsniff(work)
-                elif cfg == "bare_uprobes":
-                    tracer = BareUprobes(work)
+                elif cfg in BARE:
+                    tracer = BareUprobes(work, at="exported" if cfg.endswith("_exported") else "agtap")
                 time.sleep(0.3)
-                for c in (CLIENTS if cfg != "bare_uprobes" else ("sslcalls",)):
+                for c in (CLIENTS if cfg not in BARE else ("sslcalls",)):
                     tcpu0 = tracer.cpu() if tracer else 0.0
                     scpu0 = srv.cpu()
                     res, proc = run_measured(argv[c], env)
@@ -96,9 +98,8 @@ def run(work: Path, quick: bool) -> dict:
             res[metric]["sslsniff/untraced"] = summary(ratios(vals["sslsniff"], vals["untraced"]))
             res[metric]["agtap/sslsniff"] = summary(ratios(vals["agtap"], vals["sslsniff"]))
         if c == "sslcalls":
-            bare = [s for s in samples if s["client"] == c and s["config"] == "bare_uprobes"]
-            res["ns_per_iter"] = {cfg: summary([s["ns_per_iter"] for s in by[cfg]]) for cfg in CONFIGS}
-            res["ns_per_iter"]["bare_uprobes"] = summary([s["ns_per_iter"] for s in bare])
+            res["ns_per_iter"] = {cfg: summary([s["ns_per_iter"] for s in samples
+                                                if s["client"] == c and s["config"] == cfg]) for cfg in CONFIGS + BARE}
             res["iters"] = k_ssl
             out["results"][c] = res
             continue

@@ -426,17 +426,29 @@ def machine() -> dict:
 
 class BareUprobes:
     """The uprobe mechanism alone: an empty BPF program (return 0) on entry and return of
-    libssl's SSL_write_ex and SSL_read_ex, in this process (bench 1's sslcalls only).
-    Whatever agtap costs above this is its own BPF code; up to this, the kernel's."""
+    the functions probed for SSL_write_ex and SSL_read_ex in libssl, in this process
+    (bench 1's sslcalls only). at="agtap": where agtap probes (agtap.capture.probepoints:
+    the functions both forms call, on Debian's libssl3); at="exported": SSL_write_ex and
+    SSL_read_ex themselves (where agtap probed before, and where sslsniff-style tools do).
+    Whatever agtap costs above the first is its own BPF code; up to it, the kernel's."""
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, at: str = "agtap"):
         from agtap.capture import headers
+        from agtap.capture.elfsyms import symbol_addrs
+        from agtap.capture.probepoints import plan
         os.environ["BCC_KERNEL_SOURCE"] = headers.find_header_tree(str(work / "rt")).path
         from bcc import BPF
         self.b = BPF(text="int nothing(void *ctx) { return 0; }")
-        for sym in ("SSL_write_ex", "SSL_read_ex"):
-            self.b.attach_uprobe(name="ssl", sym=sym, fn_name="nothing")
-            self.b.attach_uretprobe(name="ssl", sym=sym, fn_name="nothing")
+        lib = os.path.realpath("/usr/lib/x86_64-linux-gnu/libssl.so.3")
+        syms = symbol_addrs(lib)
+        if at == "agtap":
+            addrs = [p.addr for p in plan(lib, syms) if p.covers.endswith("_ex")]
+        else:
+            addrs = [syms["SSL_write_ex"], syms["SSL_read_ex"]]
+        self.addrs = addrs
+        for a in addrs:
+            self.b.attach_uprobe(name=lib, addr=a, fn_name="nothing")
+            self.b.attach_uretprobe(name=lib, addr=a, fn_name="nothing")
 
     def cpu(self) -> float:
         return 0.0
