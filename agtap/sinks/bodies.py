@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from typing import Any
@@ -129,7 +130,7 @@ class BodiesSink:
         wall = call.wall_start_ns / 1e9 if call.wall_start_ns else time.time()
         day = _dt.datetime.fromtimestamp(wall, tz=_dt.timezone.utc).strftime("%Y-%m-%d")
         path = os.path.join(self.dir, day)
-        if path not in self._known_dirs or not os.path.isdir(path):
+        if path not in self._known_dirs or not _is_real_dir(path):
             ensure_dir(path, group=self.group)
             self._known_dirs.add(path)
         return path
@@ -138,11 +139,12 @@ class BodiesSink:
         day_dir = self._day_dir(call)
         final = os.path.join(day_dir, f"{call.id}.json")
         tmp = os.path.join(day_dir, f".{call.id}.tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            os.unlink(tmp)  # a leftover from a failed write; O_EXCL below then creates a fresh file
-        except FileNotFoundError:
-            pass
-        fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE, self.group)
+            fd = open_file(tmp, flags, FILE_MODE, self.group, parent_checked=True)   # _day_dir checked it
+        except FileExistsError:
+            os.unlink(tmp)  # a leftover from a failed write: O_EXCL then creates a fresh file
+            fd = open_file(tmp, flags, FILE_MODE, self.group, parent_checked=True)
         try:
             view = memoryview(data)
             while view:
@@ -245,3 +247,11 @@ class BodiesSink:
             "bad_ids": self._bad_ids,
             "write_errors": self._errors.count,
         }
+
+
+def _is_real_dir(path: str) -> bool:
+    """A directory, not a symlink to one (else ensure_dir looks again, and refuses a symlink)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False

@@ -40,12 +40,20 @@ class UnsafePathError(OSError):
         self.why = why
 
 
+_GIDS: dict[str, int] = {}
+
+
 def group_id(group: str | None) -> int:
-    """gid of `group`, or -1 (leave the group alone) when it does not exist."""
+    """gid of `group`, or -1 (leave the group alone) when it does not exist.
+
+    A gid found is kept: getgrnam reads /etc/group, and the bodies sink asks once per file."""
     if not group:
         return -1
+    if group in _GIDS:
+        return _GIDS[group]
     try:
-        return grp.getgrnam(group).gr_gid
+        gid = _GIDS[group] = grp.getgrnam(group).gr_gid
+        return gid
     except KeyError:
         return -1
 
@@ -123,7 +131,7 @@ def ensure_dir(path: str, mode: int = DIR_MODE, group: str | None = GROUP) -> st
     return path
 
 
-def _check_open_file(path: str, fd: int) -> None:
+def _check_open_file(path: str, fd: int) -> os.stat_result:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise UnsafePathError(path, "not a regular file")
@@ -131,11 +139,18 @@ def _check_open_file(path: str, fd: int) -> None:
         raise UnsafePathError(path, f"owned by uid {st.st_uid}, not uid {os.geteuid()}")
     if st.st_nlink > 1:
         raise UnsafePathError(path, f"has {st.st_nlink} hard links")
+    return st
 
 
-def open_file(path: str, flags: int, mode: int = FILE_MODE, group: str | None = GROUP) -> int:
-    """os.open that never follows a symlink at `path` and checks what it opened; the parent must be safe."""
-    ensure_dir(os.path.dirname(os.path.abspath(path)), DIR_MODE, group)
+def open_file(path: str, flags: int, mode: int = FILE_MODE, group: str | None = GROUP,
+              parent_checked: bool = False) -> int:
+    """os.open that never follows a symlink at `path` and checks what it opened; the parent must be safe.
+
+    parent_checked: the caller has made sure of the parent with ensure_dir already (the
+    bodies sink, once per day directory), so it is not walked again for every file.
+    """
+    if not parent_checked:
+        ensure_dir(os.path.dirname(os.path.abspath(path)), DIR_MODE, group)
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
     except OSError as e:
@@ -143,11 +158,13 @@ def open_file(path: str, flags: int, mode: int = FILE_MODE, group: str | None = 
             raise UnsafePathError(path, "is a symlink") from None
         raise
     try:
-        _check_open_file(path, fd)
+        st = _check_open_file(path, fd)
         os.set_blocking(fd, True)
-        if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+        if stat.S_IMODE(st.st_mode) != mode:
             os.fchmod(fd, mode)
-        _set_owner(fd, group_id(group))
+        gid = group_id(group)
+        if gid != -1 and st.st_gid != gid:
+            _set_owner(fd, gid)
     except BaseException:
         os.close(fd)
         raise

@@ -196,3 +196,21 @@ def test_clean_removes_every_body_and_resets_the_cap_accounting(tmp_path):
     assert removed["body_files"] == 3 and removed["bytes"] > 0
     assert not any(os.path.exists(p) for p in paths)
     assert sink.stats()["files"] == 0 and sink.stats()["bytes"] == 0
+
+
+def test_a_day_directory_swapped_for_a_symlink_is_refused_not_followed(tmp_path):
+    """The day directory is checked once, then trusted (the sink no longer walks the path for
+    every file); a symlink put in its place later is still seen and refused."""
+    sink = BodiesSink(str(tmp_path / "bodies"), 10, 24)
+    first = make_call()
+    sink.write(first)
+    day = tmp_path / "bodies" / "2026-11-26"
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    os.rename(day, tmp_path / "moved")
+    os.symlink(victim, day)
+    second = make_call()
+    sink.write(second)
+    assert list(victim.iterdir()) == []
+    assert second.body_path is None
+    assert sink.stats()["write_errors"] == 1
