@@ -51,43 +51,54 @@ def texts(R: dict) -> dict[str, str]:
         r = b1["results"]
         hx, nd, sx = r["httpx"], r["node"], r.get("sslcalls", {})
         ns = sx.get("ns_per_iter", {})
-        un, ag, bare = (_m(ns.get(k)) for k in ("untraced", "agtap", "bare_uprobes"))
+        un, ag, bare, bare_ex = (_m(ns.get(k)) for k in ("untraced", "agtap", "bare_uprobes", "bare_uprobes_exported"))
         per_call = (ag - un) / 2 / 1000 if ag and un else None
         bare_call = (bare - un) / 2 / 1000 if bare and un else None
-        share = (bare - un) / (ag - un) * 100 if ag and un and bare and ag > un else None
+        prog_call = (ag - bare) / 2 / 1000 if ag and bare else None
+        n = b1["calls_per_run"]
+        hx_dcpu = ((_m(hx["cpu"]["agtap"]) - _m(hx["cpu"]["untraced"])) / n * 1000) if _m(hx["cpu"]["agtap"]) else None
+        probes_ms = 100 * per_call / 1000 if per_call is not None else None   # ~100 probed SSL calls per call
+        call_ms = _m(hx["wall"]["untraced"]) / n * 1000 if _m(hx["wall"]["untraced"]) else None
+        extra_ms = (_m(hx["wall"]["agtap"]) - _m(hx["wall"]["untraced"])) / n * 1000 if _m(hx["wall"]["agtap"]) else None
+        def met(x):
+            return "met" if (x or 9) <= 1 else "not met"
         T["b1"] = f"""**Verdict: traced/untraced ≤ 1.02 not met** (httpx {_fmt(_m(hx['wall']['agtap/untraced']), 3)}, node
 {_fmt(_m(nd['wall']['agtap/untraced']), 3)} on client wall time). **agtap ≤ sslsniff:** for node, the one client
 sslsniff actually captures, agtap/sslsniff is {_fmt(_m(nd['cpu']['agtap/sslsniff']), 3)} on client CPU
-({'met' if (_m(nd['cpu']['agtap/sslsniff']) or 9) <= 1 else 'not met'}) and {_fmt(_m(nd['wall']['agtap/sslsniff']), 3)} on
-client wall time ({'met' if (_m(nd['wall']['agtap/sslsniff']) or 9) <= 1 else 'not met'}); for httpx sslsniff captures nothing (no `_ex` hooks), so
+({met(_m(nd['cpu']['agtap/sslsniff']))}) and {_fmt(_m(nd['wall']['agtap/sslsniff']), 3)} on
+client wall time ({met(_m(nd['wall']['agtap/sslsniff']))}); for httpx sslsniff captures nothing (no `_ex` hooks), so
 "agtap ≤ sslsniff" cannot hold there: sslsniff's cost is its idle cost.
 
-What dominates:
+What dominates, and what moved it:
 
-1. *The probe itself, per SSL call, in the kernel.* The sslcalls row isolates it: one SSL_write_ex +
-   SSL_read_ex pair costs {_fmt(un / 1000 if un else None)} µs untraced, {_fmt(bare / 1000 if bare else None)} µs with **empty** BPF
-   programs on the same four probe points, {_fmt(ag / 1000 if ag else None)} µs under agtap: about {_fmt(per_call, 1)} µs per probed
-   call, of which {_fmt(bare_call, 1)} µs ({_fmt(share, 0)}%) is the uprobe mechanism with a program that does nothing.
-   A `perf record -g` of a traced bulk client, taken while writing this benchmark (not part of the run),
-   puts ~40% of that client's samples under `exc_debug_user` → `irqentry_exit_to_user_mode`: the
-   breakpoint trap is followed by a single-step trap, because the first instruction of SSL_read_ex/
-   SSL_write_ex (`sub $0x8,%rsp` in Debian's libssl3) is not one the x86 uprobe code emulates, so it is
-   stepped out of line; the return probe is one more kernel entry. On this VM each trap is expensive. A streamed call here
-   is ~200 SSL_read_ex in the client (one per SSE event) **and ~200 SSL_write_ex in the server**, which is
-   local and probed too (sslsniff, hooking only SSL_read/SSL_write, spares the Python server: compare the
-   server CPU rows).
-2. *The daemon's own CPU* ({_fmt(_m(hx['tracer_cpu_per_call_ms']['agtap']))} ms per call with httpx) competes with the
+1. *The probes, per SSL call, in the kernel.* The sslcalls rows isolate them: one SSL_write_ex +
+   SSL_read_ex pair costs {_fmt(un / 1000 if un else None)} µs untraced; {_fmt(bare_ex / 1000 if bare_ex else None)} µs with **empty** BPF programs
+   on SSL_write_ex/SSL_read_ex themselves (where agtap probed until this run's commit, and where sslsniff-style
+   tools probe); {_fmt(bare / 1000 if bare else None)} µs with empty programs where agtap probes now; {_fmt(ag / 1000 if ag else None)} µs under agtap.
+   The gap between the two empty-program rows is the kernel single-stepping an instruction it cannot emulate:
+   Debian libssl3's wrappers begin with `sub $0x8,%rsp`, so every hit was a breakpoint trap *and* a
+   single-step trap (a `perf record -g` of a traced client, taken while writing this benchmark, put ~40% of
+   its samples under `exc_debug_user`). agtap now probes the function both wrappers call
+   (ssl_read_internal / ssl_write_internal, which begin with `push`, emulated), after checking the bytes
+   (`agtap/capture/probepoints.py`; node's OpenSSL begins with `push` already and keeps its exported
+   functions). That change took httpx from 2.73 and node from 2.98 (the run at 7078605) to the figures above,
+   and the local server's CPU per call with it. Left per probed call: {_fmt(per_call, 2)} µs, of which {_fmt(bare_call, 2)} µs is the
+   uprobe + uretprobe mechanism with an empty program and {_fmt(prog_call, 2)} µs agtap's program.
+2. *The rest of the client's extra CPU.* Traced, the httpx client spends {_fmt(hx_dcpu, 2)} ms more CPU per call. Its
+   ~100 probed SSL calls per call (half the calls are streamed: one SSL_read_ex per SSE event, ~200) account for
+   ~{_fmt(probes_ms, 2)} ms at the sslcalls rate; the remainder is the syscall tracepoints on its socket reads and writes
+   (every recv/send runs the enter/exit programs, which return early for a TLS socket's fd) and sharing the 2 cores
+   with the daemon and the server (caches, scheduling) — not separated by this benchmark.
+3. *The daemon's own CPU* ({_fmt(_m(hx['tracer_cpu_per_call_ms']['agtap']))} ms per call with httpx) competes with the
    client and the server for the 2 cores; the pipeline profile (3) shows where it goes.
 
-Why this cannot reach 1.02 on this benchmark, and what would move it: a loopback call with no delays
-lasts ~{_fmt(_m(hx['wall']['untraced']) / b1['calls_per_run'] * 1000 if _m(hx['wall']['untraced']) else None, 1)} ms, so a fixed few ms of probe traps per call doubles it; a real LLM call
-lasts 0.5–30 s and its server is remote (not probed), where the same per-call cost is ~1% or less. In
-agtap's userspace nothing moves the trap cost: every SSL call of every process pays it, whatever the BPF
-program does ({_fmt(share, 0)}% of it is there with an empty program). What would move it is outside this
-design's control (a kernel that emulates that first instruction, or optimised uprobes) or would change
-the design (attaching to fewer functions, e.g. only processes selected by -p/-c, which BCC's
-`attach_uprobe(pid=...)` supports but which drops capture of processes that start later). The daemon
-part shrinks with the sink changes proposed in 3 (less CPU per call on a 2-core machine)."""
+Why this does not reach 1.02 on this benchmark: a loopback call with no delays lasts ~{_fmt(call_ms, 1)} ms, and
+tracing adds a roughly fixed ~{_fmt(extra_ms, 1)} ms per call (the probes in the client and in the local server,
+the daemon's work on the same 2 cores); a real LLM call lasts 0.5–30 s against a remote server, where the same
+cost is well under 1%. What would move it further: fewer kernel entries per SSL call (a uretprobe costs a
+second entry; Linux 6.18 optimises only uprobes on a 5-byte nop, which OpenSSL's functions do not begin with;
+copying writes at entry instead of at return would save the write's return probe but would capture bytes
+twice when a non-blocking SSL_write is retried), and less daemon CPU per call (3)."""
     if b2.get("status") == "ok":
         r = b2["results"]
         d = b2.get("delivered_to_userspace", {})
@@ -108,9 +119,11 @@ per-round ratios). The filtering itself works: nothing of either workload reache
 What is left is the probes firing, in the traced process's own context:
 
 - bulk: {_fmt(dcpu_b * 1000 / mib if dcpu_b is not None else None, 2)} ms of extra client CPU per MiB downloaded. Python reads one TLS
-  record (≤ 16 KiB) per SSL_read_ex, so ≥ 64 probed calls per MiB, each paying the uprobe traps measured in 1
+  record (≤ 16 KiB) per SSL_read_ex, so ≥ 64 probed calls per MiB, each paying the uprobe cost measured in 1
   (the connection is marked ignored after its GET request line, so agtap's BPF program returns early — the
-  traps are taken before it runs). Not movable by agtap: a uprobe fires on every call of the function.
+  traps are taken before it runs), plus the syscall tracepoints on each recv. A uprobe fires on every call of
+  the function whatever the program does; what agtap could move was where the probe sits: the change of
+  probe point in 1 took this ratio from 2.29 (the run at 7078605) to this run's.
 - pipe: {pipe_text}. What cost there is comes from the enter/exit syscall tracepoints and their BPF programs (a
   `perf record` taken while writing the benchmark, not part of the run, shows `trace_call_bpf`,
   `perf_syscall_enter/exit` and the `tracepoint__syscalls__sys_*` programs at a few % of dd's and cat's
@@ -210,7 +223,7 @@ The backlog is the Controller's inbox (bounded at this commit, by bytes; drops a
 leave the ring buffer as long as the poll thread runs, and are lost in the kernel only when it cannot;
 until then the cost is memory and record latency. What moves the knee: less daemon work per call (section 3: {_fmt(_m(b3.get('workloads', {}).get('stream', {}).get('daemon', {}).get('calls_per_s')), 0)} streamed calls/s per core as is,
 {_fmt(_m(b3.get('workloads', {}).get('stream', {}).get('daemon_nobodies', {}).get('calls_per_s')), 0)} without the bodies sink). On this 2-core machine the probes' cost in the traced
-processes (section 1) is the other half of the budget and does not move.{_last_step(steps[-1]) if steps and not steps[-1]['agtap'].get('zero_loss') else ''}"""
+processes (section 1) is the other half of the budget.{_last_step(steps[-1]) if steps and not steps[-1]['agtap'].get('zero_loss') else ''}"""
     if b5.get("status") == "ok":
         ph = b5.get("phases", {})
         rd = _m(b5["agtap_ready_s"])
@@ -222,16 +235,14 @@ instead of BCC at run time — a change of design; within BCC, a smaller program
 compiles faster.
 
 **Verdict: RSS ≤ 200 MB {'met idle' if (_m(b5['agtap_idle_rss_mb']) or 999) <= 200 else 'not met idle'}, {_under_load(b4)}** (idle {_fmt(_m(b5['agtap_idle_rss_mb']), 0)} MB;
-under load, bench 4's table). Idle, most of it is not agtap's: libLLVM and libclang code pages touched by
-the compile, and the ring buffer map (16 MiB, mapped twice by the kernel for wrap-around: 32 MiB);
-see the by-mapping line. What-if measured here: `malloc_trim(0)` then `madvise(MADV_PAGEOUT)` of the
-libLLVM/libclang mappings after start gives {_fmt(_m(ph.get('rss_after_pageout_llvm_mb')), 0)} MB (pages shared with another process
-that maps LLVM, e.g. another BCC tool running at the same time, are not paged out, so the figure depends on
-what else runs). Under load the growth is the daemon's backlog (4). The inbox cap counts payload bytes
-(`INBOX_MAX_BYTES`, 64 MiB at this commit), but a queued Chunk of one ~125-byte SSE event takes ~300 bytes
-of Python objects (tracemalloc, measured while writing this benchmark; the daemon also builds the conn/comm
-strings per record), so a full inbox of small chunks holds several times the cap: counting
-`len(data) + ~300` per item (or capping the item count) would make the cap a memory bound."""
+under load, bench 4's table). BCC runs clang/LLVM inside the daemon at every start; afterwards their code
+pages and the heap the compile freed stayed resident (179 MB idle in the run at 7078605). Tracer.start() now
+gives them back (`loader.release_compiler_memory`: `malloc_trim(0)`, then `MADV_DONTNEED` on libLLVM/libclang
+mappings that are read-only and hold no copy-on-write page, so a later compile faults the same bytes back in):
+{_fmt(_m(ph.get('rss_before_release_mb')), 0)} → {_fmt(_m(ph.get('rss_after_start_mb')), 0)} MB in the probe process above. What remains is mostly
+the ring buffer map (16 MiB, mapped twice by the kernel for wrap-around: 32 MiB), Python and the heap; see the
+by-mapping line. Under load the daemon's backlog (4) is bounded: the inbox cap (`INBOX_MAX_BYTES`, 64 MiB)
+counts each queued item's Python objects (~300 bytes) as well as its payload."""
     if b6.get("status") == "ok":
         lm = b6["latency_ms"]
         T["b6"] = f"""**Verdict: p99 ≤ 20 ms at 50 calls/s {'met' if lm['p99'] <= 20 else 'not met'}** (p50 {lm['p50']:.1f} ms, p99 {lm['p99']:.1f} ms,

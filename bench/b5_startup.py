@@ -4,7 +4,7 @@ Time from exec to READY=1 on a NOTIFY_SOCKET this bench listens on (agtap foregr
 full pipeline, as DaemonRun starts it), RSS idle 3 s after READY, and the time from
 SIGTERM to exit. sslsniff-bpfcc's time to attach is measured alongside (interleaved) for
 scale. RSS under load is bench 4's (max per step). bench/startprobe.py (interleaved) splits
-the start into phases and the idle RSS by mapping, and measures a what-if (see there).
+the start into phases and the idle RSS by mapping (see there).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def run(work: Path, quick: bool) -> dict:
             "agtap_peak_rss_mb_at_idle": summary(hwm), "agtap_sigterm_to_exit_s": summary(stop_s),
             "sslsniff_attach_s": summary(sniff),
             "phases": {k: summary([p[k] for p in probes]) for k in (
-                "imports_s", "headers_s", "bcc_compile_s", "tracer_start_s", "rss_after_start_mb",
-                "rss_after_malloc_trim_mb", "rss_after_pageout_llvm_mb", "tracer_stop_s")},
+                "imports_s", "headers_s", "bcc_compile_s", "tracer_start_s", "rss_before_release_mb",
+                "rss_after_start_mb", "tracer_stop_s")},
             "rss_by_mapping_mb": probes[-1]["rss_by_mapping_mb"] if probes else {},
             "samples": {"ready_s": ready, "idle_rss_mb": idle, "hwm_mb": hwm, "stop_s": stop_s, "sslsniff_s": sniff}}

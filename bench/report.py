@@ -262,18 +262,17 @@ def write(results: Path, doc: Path) -> None:
         for k, label in (("imports_s", "phase: imports s"), ("headers_s", "phase: find kernel headers s"),
                          ("bcc_compile_s", "phase: BCC compile of the BPF C (clang/LLVM) s"),
                          ("tracer_start_s", "phase: Tracer.start() total (compile + attach) s"),
-                         ("rss_after_start_mb", "tracer process RSS after start MB"),
-                         ("rss_after_malloc_trim_mb", "what-if: + malloc_trim(0) MB"),
-                         ("rss_after_pageout_llvm_mb", "what-if: + MADV_PAGEOUT of libLLVM/libclang MB")):
+                         ("rss_before_release_mb", "tracer process RSS after compile + attach MB"),
+                         ("rss_after_start_mb", "… after Tracer.start() gave back the compiler's pages MB")):
             if ph.get(k, {}).get("n"):
                 a(f"| {label} | {med(ph[k], 2 if k.endswith('_s') else 0)} |")
+        if b4:
+            for s in b4.get("steps", []):
+                a(f"| agtap RSS max at {s['rate']} calls/s (bench 4) MB | {s['agtap']['daemon_rss_max_mb']:.0f} |")
         if b5.get("rss_by_mapping_mb"):
             a("")
             a("RSS by mapping after start (MB): " + ", ".join(
                 f"`{k.split('/')[-1]}` {v:.0f}" for k, v in b5["rss_by_mapping_mb"].items()) + ".")
-        if b4:
-            for s in b4.get("steps", []):
-                a(f"| agtap RSS max at {s['rate']} calls/s (bench 4) MB | {s['agtap']['daemon_rss_max_mb']:.0f} |")
         a("")
         a(TEXT.get("b5", ""))
         a("")

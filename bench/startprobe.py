@@ -3,14 +3,12 @@
     python -m bench.startprobe RUNTIME_DIR
 
 Times each phase of Tracer.start() the way the daemon runs it (imports, kernel headers,
-BCC compile of the BPF C, attaching), then breaks the RSS down by mapping, then measures
-a what-if: RSS after malloc_trim(0) and madvise(MADV_PAGEOUT) of the LLVM/clang mappings
-(clean file pages that BCC touched while compiling). Prints one JSON line.
+BCC compile of the BPF C, attaching), then breaks the RSS down by mapping, and says how much RSS Tracer.start() gave back after
+the compile (malloc_trim + MADV_DONTNEED of clang/LLVM's clean pages). Prints one JSON line.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import sys
@@ -60,17 +58,8 @@ def main() -> int:
     out = {"imports_s": t1 - t0, "headers_s": t2 - t1, "bcc_compile_s": t3 - t2, "tracer_start_s": t5 - t4,
            "targets": len(tr.targets), "rss_after_start_mb": rss_kb() / 1024,
            "rss_by_mapping_mb": {k: v / 1024 for k, v in by_mapping().items()}}
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    libc.malloc_trim(0)
-    out["rss_after_malloc_trim_mb"] = rss_kb() / 1024
-    with open("/proc/self/maps") as f:
-        for line in f:
-            p = line.split()
-            if len(p) > 5 and ("libLLVM" in p[5] or "libclang" in p[5]):
-                a, z = (int(x, 16) for x in p[0].split("-"))
-                libc.madvise(a, z - a, 21)   # MADV_PAGEOUT
-    out["rss_after_pageout_llvm_mb"] = rss_kb() / 1024
+    # Tracer.start() gave back what the compile left resident (loader.release_compiler_memory)
+    out["rss_before_release_mb"] = out["rss_after_start_mb"] + tr.released_bytes / 2**20
     t6 = time.monotonic()
     tr.stop()
     out["tracer_stop_s"] = time.monotonic() - t6

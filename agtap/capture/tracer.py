@@ -80,6 +80,7 @@ class Tracer:
         self._comms = list(config.comms)
         self.header_tree: headers.HeaderTree | None = None
         self.started_at: float | None = None
+        self.released_bytes = 0   # RSS given back after the last compile (loader.release_compiler_memory)
 
     # --- lifecycle ---
     @property
@@ -122,8 +123,8 @@ class Tracer:
             self._targets = TargetSet(self._attach_file, self.log)
             self._targets.scan_host()
             b["records"].open_ring_buffer(self._on_record)
-            released = loader.release_compiler_memory()
-            self.log.debug("released %d MB the BPF compile left resident", released >> 20)
+            self.released_bytes = loader.release_compiler_memory()
+            self.log.debug("released %d MB the BPF compile left resident", self.released_bytes >> 20)
             self.started_at = time.time()
             self.log.info("capturing: %d targets, syscall tracepoints attached", len(self._targets.attached))
 
