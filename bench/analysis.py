@@ -241,7 +241,7 @@ gives them back (`loader.release_compiler_memory`: `malloc_trim(0)`, then `MADV_
 mappings that are read-only and hold no copy-on-write page, so a later compile faults the same bytes back in):
 {_fmt(_m(ph.get('rss_before_release_mb')), 0)} → {_fmt(_m(ph.get('rss_after_start_mb')), 0)} MB in the probe process above. What remains is mostly
 the ring buffer map (16 MiB, mapped twice by the kernel for wrap-around: 32 MiB), Python and the heap; see the
-by-mapping line. Under load the daemon's backlog (4) is bounded: the inbox cap (`INBOX_MAX_BYTES`, 64 MiB)
+by-mapping line. Under load the daemon's backlog (4) is bounded: the inbox cap (`INBOX_MAX_BYTES`, 32 MiB)
 counts each queued item's Python objects (~300 bytes) as well as its payload."""
     if b6.get("status") == "ok":
         lm = b6["latency_ms"]

@@ -36,8 +36,10 @@ __all__ = ["Controller", "validate_filter", "ControllerError", "Failed", "Invali
 RECENT_MAX = 5000
 # Bytes of captured chunks waiting for the pipeline. Past this (the loop cannot keep
 # up with a flood) new chunks are dropped and counted as lost, and their
-# connection's current call ends incomplete ("lost"): memory stays bounded.
-INBOX_MAX_BYTES = 64 << 20
+# connection's current call ends incomplete ("lost"): memory stays bounded. 32 MiB is
+# several seconds of a 300 calls/s load (bench 4) and keeps the daemon (~95 MB idle)
+# under its 200 MB budget when overloaded; at 64 MiB bench 4's overload step reached 205 MB.
+INBOX_MAX_BYTES = 32 << 20
 # What a queued item costs beyond its payload (the Chunk and its strings): a
 # 125-byte SSE chunk takes ~300 more bytes of Python objects (measured), so the
 # cap counts both and bounds memory, not just payload.

@@ -205,11 +205,12 @@ def test_the_backlog_is_bounded_and_what_it_drops_is_counted_as_lost(tmp_path):
         ctl._on_item(Chunk(conn="tls:9:1", direction=Direction.INGRESS, ts_ns=i, wall_ns=i, pid=9, tid=9,
                            comm="c", proc="c", data=mib, transport=Transport.TLS))
     kept = [x for x in ctl._inbox if isinstance(x, Chunk)]
-    # 64 MiB of cap, each item counted as its payload + 300 bytes of objects: 63 fit
-    assert C.INBOX_MAX_BYTES == 64 << 20 and C.ITEM_OVERHEAD == 300 and len(kept) == 63
-    assert ctl.inbox_dropped == 37 and ctl.inbox_dropped_bytes == 37 * ((1 << 20) + 300)
+    # 32 MiB of cap, each item counted as its payload + 300 bytes of objects: 31 fit
+    # (31 x (1 MiB + 300 B) < 32 MiB < 32 x (1 MiB + 300 B))
+    assert C.INBOX_MAX_BYTES == 32 << 20 and C.ITEM_OVERHEAD == 300 and len(kept) == 31
+    assert ctl.inbox_dropped == 69 and ctl.inbox_dropped_bytes == 69 * ((1 << 20) + 300)
     closes = [x for x in ctl._inbox if isinstance(x, ConnClosed)]
-    assert closes == [ConnClosed("tls:9:1", 63, "lost")]      # once per connection, where the hole starts
-    assert ctl.get_stats()["lost_in_backlog"] == 37
+    assert closes == [ConnClosed("tls:9:1", 31, "lost")]      # once per connection, where the hole starts
+    assert ctl.get_stats()["lost_in_backlog"] == 69
     ctl._drain()
     assert not ctl._inbox and ctl._inbox_bytes == 0
