@@ -73,7 +73,7 @@ What dominates, and what moved it:
 
 1. *The probes, per SSL call, in the kernel.* The sslcalls rows isolate them: one SSL_write_ex +
    SSL_read_ex pair costs {_fmt(un / 1000 if un else None)} µs untraced; {_fmt(bare_ex / 1000 if bare_ex else None)} µs with **empty** BPF programs
-   on SSL_write_ex/SSL_read_ex themselves (where agtap probed until this run's commit, and where sslsniff-style
+   on SSL_write_ex/SSL_read_ex themselves (where agtap probed before commit 690199c, and where sslsniff-style
    tools probe); {_fmt(bare / 1000 if bare else None)} µs with empty programs where agtap probes now; {_fmt(ag / 1000 if ag else None)} µs under agtap.
    The gap between the two empty-program rows is the kernel single-stepping an instruction it cannot emulate:
    Debian libssl3's wrappers begin with `sub $0x8,%rsp`, so every hit was a breakpoint trap *and* a
@@ -228,7 +228,8 @@ processes (section 1) is the other half of the budget.{_last_step(steps[-1]) if 
         ph = b5.get("phases", {})
         rd = _m(b5["agtap_ready_s"])
         T["b5"] = f"""**Verdict: READY ≤ 2 s {'met' if rd and rd <= 2 else 'not met'}** ({_fmt(rd)} s). BCC compiles the BPF C with clang/LLVM at every
-start: {_fmt(_m(ph.get('bcc_compile_s')))} s of the {_fmt(_m(ph.get('tracer_start_s')))} s Tracer.start() (attaching is the rest); Python start-up and
+start: the compile alone takes {_fmt(_m(ph.get('bcc_compile_s')))} s, Tracer.start() with it and the attaching {_fmt(_m(ph.get('tracer_start_s')))} s (medians of
+separate runs, so they need not add up); Python start-up and
 imports make up most of the remainder. sslsniff, a much smaller program, attaches in {_fmt(_m(b5['sslsniff_attach_s']))} s on
 the same machine. What would move it: a BPF object compiled once (at package build time, libbpf/CO-RE)
 instead of BCC at run time — a change of design; within BCC, a smaller program (fewer unrolled copy steps)

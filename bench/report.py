@@ -58,7 +58,7 @@ def write(results: Path, doc: Path) -> None:
       f"Python {m.get('python')}; load average at start {m.get('loadavg_at_start')}")
     a(f"- command: `{any_r.get('command', 'python -m bench.run')}` (what `make bench` runs); run started {any_r.get('run_id')} at commit {any_r.get('git_head') or '?'}"
       f"{' — QUICK smoke run: few rounds, short steps' if any_r.get('quick') else ''}")
-    a("- the machine is shared and noisy (other test suites run on the same 2 cores), so every comparison")
+    a("- the machine can be shared with other work (a noisy VM), so every comparison")
     a("  interleaves its configurations (A B A B …, order rotated per round) in one run, and figures are")
     a("  **median [min–max]** over rounds; a ratio is taken per round (configurations back to back), then summarised.")
     a("")
@@ -294,7 +294,7 @@ def write(results: Path, doc: Path) -> None:
         a("")
     a("## Reproduce")
     a("")
-    a("    sudo make bench                      # everything, ~30 min; rewrites this file")
+    a("    sudo make bench                      # everything, ~17 min; rewrites this file")
     a("    sudo .venv/bin/python -m bench.run --quick                 # smoke run, ~5 min")
     a("    sudo .venv/bin/python -m bench.run --only load,latency     # some of them")
     a("    .venv/bin/python -m bench.run --only pipeline              # no root needed")
