@@ -24,15 +24,10 @@ def rss_kb() -> int:
 
 
 def by_mapping() -> dict[str, int]:
+    from agtap.capture.loader import smaps
     tot: dict[str, int] = {}
-    cur = "[anon]"
-    with open("/proc/self/smaps") as f:
-        for line in f:
-            p = line.split()
-            if p and "-" in p[0] and not p[0].endswith(":"):
-                cur = p[5] if len(p) > 5 else "[anon]"
-            elif line.startswith("Rss:"):
-                tot[cur] = tot.get(cur, 0) + int(p[1])
+    for m in smaps():
+        tot[m.path or "[anon]"] = tot.get(m.path or "[anon]", 0) + m.kb.get("Rss", 0)
     return dict(sorted(tot.items(), key=lambda kv: -kv[1])[:8])
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BPF_FILES = ("common.h", "ssl.c", "syscalls.c", "sched.c")
@@ -79,25 +80,40 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _clean_compiler_mappings(smaps: str | None = None) -> list[tuple[int, int]]:
-    """(start, end) of each clang/LLVM mapping whose pages are exactly the file's:
-    not writable and no copy-on-write page (smaps' Anonymous: 0 kB)."""
-    if smaps is None:
+@dataclass(slots=True)
+class Mapping:
+    """One mapping of /proc/PID/smaps: its range, permissions, path and kB fields (Rss, Anonymous …)."""
+    start: int
+    end: int
+    perms: str
+    path: str
+    kb: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def is_compiler(self) -> bool:
+        return any(lib in os.path.basename(self.path) for lib in COMPILER_LIBS)
+
+
+def smaps(text: str | None = None) -> list[Mapping]:
+    """The mappings in smaps `text` (default: this process's)."""
+    if text is None:
         with open("/proc/self/smaps") as f:
-            smaps = f.read()
-    out, cur = [], None
-    for line in smaps.splitlines():
+            text = f.read()
+    out: list[Mapping] = []
+    for line in text.splitlines():
         head = line.split(None, 5)
         if not head:
             continue
         if "-" in head[0] and not head[0].endswith(":"):
-            path = head[5].strip() if len(head) > 5 else ""
-            cur = None
-            if "w" not in head[1] and any(lib in os.path.basename(path) for lib in COMPILER_LIBS):
-                a, z = head[0].split("-")
-                cur = (int(a, 16), int(z, 16))
-        elif cur and head[0] == "Anonymous:":
-            if int(head[1]) == 0:   # no copy-on-write page: dropping loses nothing
-                out.append(cur)
-            cur = None
+            a, z = head[0].split("-")
+            out.append(Mapping(int(a, 16), int(z, 16), head[1], head[5].strip() if len(head) > 5 else ""))
+        elif out and head[0].endswith(":") and len(head) > 1 and head[1].isdigit():
+            out[-1].kb[head[0][:-1]] = int(head[1])
     return out
+
+
+def _clean_compiler_mappings(text: str | None = None) -> list[tuple[int, int]]:
+    """(start, end) of each clang/LLVM mapping whose pages are exactly the file's:
+    not writable and no copy-on-write page (smaps' Anonymous: 0 kB)."""
+    return [(m.start, m.end) for m in smaps(text)
+            if m.is_compiler and "w" not in m.perms and m.kb.get("Anonymous", 1) == 0]

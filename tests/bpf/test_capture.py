@@ -330,20 +330,12 @@ def test_capture_works_after_the_compilers_pages_are_dropped_and_on_a_second_sta
     """Tracer.start drops clang/LLVM's resident pages after compiling (loader.release_compiler_memory).
     Shown: the pages are gone from this process, and a second start (which runs LLVM again
     from re-faulted pages) compiles, attaches and captures a real TLS call."""
-    from agtap.capture.loader import COMPILER_LIBS
+    from agtap.capture.loader import smaps
     from agtap.capture.tracer import Tracer
     from agtap.config import Config
 
     def compiler_rss_kb() -> int:
-        kb, cur = 0, False
-        with open("/proc/self/smaps") as f:
-            for line in f:
-                p = line.split()
-                if p and "-" in p[0] and not p[0].endswith(":"):
-                    cur = len(p) > 5 and any(lib in p[5] for lib in COMPILER_LIBS)
-                elif cur and p[0] == "Rss:":
-                    kb += int(p[1])
-        return kb
+        return sum(m.kb.get("Rss", 0) for m in smaps() if m.is_compiler)
 
     items: list = []
     tr = Tracer(Config(runtime_dir="/run/agtap"), items.append)
