@@ -14,7 +14,7 @@ help:
 	@echo "make test-unit    parsers and sinks, no root"
 	@echo "make test-bpf     root: real BPF on this kernel, official clients against a local fake API"
 	@echo "make test-system  root: the .deb in a systemd-nspawn Debian with real systemd and D-Bus"
-	@echo "make deb          build dist/agtap_<version>_all.deb"
+	@echo "make deb          build dist/agtap_<version>_amd64.deb"
 	@echo "sudo make install build the .deb and install it with apt"
 	@echo "sudo make bench   benchmarks -> docs/PERFORMANCE.md, bench/results/"
 	@echo "make fuzz         long fuzz run: 1M inputs (atheris), results in fuzz/results/last-run.json"
@@ -55,7 +55,7 @@ deb:
 
 install: deb
 	@if [ "$$(id -u)" != 0 ]; then echo "make install: run 'sudo make install'" >&2; exit 77; fi
-	apt-get -o DPkg::Lock::Timeout=600 install -y "$$(ls -t $(CURDIR)/dist/agtap_*_all.deb | head -1)"
+	apt-get -o DPkg::Lock::Timeout=600 install -y "$$(ls -t $(CURDIR)/dist/agtap_*_amd64.deb | head -1)"
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

@@ -10,7 +10,8 @@
  *   PIDNS_DEV, PIDNS_INO  that namespace, for bpf_get_ns_current_pid_tgid
  *
  * Nothing here reads a kernel struct field: only helpers, syscall arguments
- * and user memory, so any linux-headers tree compiles it (see DESIGN.md).
+ * and user memory, so any linux-headers tree compiles it (see docs/DESIGN.md,
+ * "The kernel facts the BPF side rests on").
  */
 #include <uapi/linux/ptrace.h>
 /* no kernel headers beyond ptrace.h: nothing here reads kernel structs */

@@ -1,5 +1,5 @@
 /* agtap: plain sockets and pipes, from syscall tracepoints (kprobes do not
- * exist on the kernels agtap targets; see DESIGN.md).
+ * exist on the kernels agtap targets; see docs/DESIGN.md).
  *
  * Connection identity is (tgid, fd); userspace resolves /proc/PID/fd/N to a
  * socket or pipe inode. Buffers are copied at syscall exit, when the number

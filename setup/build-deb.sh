@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make deb`: build dist/agtap_<version>_all.deb (+ .buildinfo, .changes).
+# `make deb`: build dist/agtap_<version>_amd64.deb (+ .buildinfo, .changes).
 # Builds from a copy of the committed-or-not working tree (tracked and
 # untracked-but-not-ignored files), so the checkout is never littered with
 # debian/agtap/, .pybuild/, build/ and the like. Then runs lintian on the result.
@@ -21,6 +21,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "build-deb: sudo apt-get install debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools fakeroot lintian" >&2
   exit 1
 fi
+arch=$(dpkg --print-architecture)
+if [ "$arch" != amd64 ]; then
+  # bpf/syscalls.c and agtap/capture/probepoints.py are x86-64's (docs/DESIGN.md)
+  echo "build-deb: agtap is built for amd64 only (this machine is $arch)" >&2
+  exit 1
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/agtap-deb.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/agtap"
@@ -37,7 +43,7 @@ mkdir -p "$root/dist"
 shopt -s nullglob
 arts=("$work"/agtap_*.deb "$work"/agtap_*.buildinfo "$work"/agtap_*.changes)
 mv -f "${arts[@]}" "$root/dist/"
-deb=$(ls -t "$root"/dist/agtap_*_all.deb | head -1)
+deb=$(ls -t "$root"/dist/agtap_*_amd64.deb | head -1)
 echo "build-deb: $deb ($(( $(date +%s) - start ))s)"
 if [ "${LINTIAN:-1}" != 0 ] && command -v lintian >/dev/null; then
   changes=$(ls -t "$root"/dist/agtap_*.changes | head -1)

@@ -7,7 +7,7 @@ Debian. Commands run inside through nsenter into the container's namespaces
 
     rootfs   session: debootstrap once, cached in /var/cache/agtap-test/rootfs-bookworm
              (tests/system/make-rootfs.sh; its hash is the cache key)
-    deb      session: setup/build-deb.sh -> dist/agtap_*_all.deb (or $AGTAP_DEB)
+    deb      session: setup/build-deb.sh -> dist/agtap_*_amd64.deb (or $AGTAP_DEB)
     boot     function: a fresh container (--volatile=overlay: the cached tree is
              read-only, every write goes to a tmpfs, nothing leaks between tests)
 
@@ -18,7 +18,7 @@ visible in nspawn's /sys already; kernel headers come from Debian's
 linux-headers packages, installed as the .deb's Recommends.
 
 This tier fails, never skips, when it cannot run (not root, no nspawn...):
-DESIGN.md, "Tests".
+docs/DESIGN.md, "Tests".
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Failed(AssertionError):
 
 
 def _need(cond: bool, what: str) -> None:
-    # A tier that cannot run where it should fails; it does not skip (DESIGN.md).
+    # A tier that cannot run where it should fails; it does not skip (docs/DESIGN.md).
     if not cond:
         raise Failed(f"system tier cannot run: {what}")
 
@@ -227,8 +227,8 @@ def deb(host_ready) -> Path:
     r = subprocess.run([str(REPO / "setup/build-deb.sh")], capture_output=True, text=True,
                        env={"PATH": HOST_PATH, "LINTIAN": "0"}, timeout=900)
     _need(r.returncode == 0, f"setup/build-deb.sh failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
-    debs = sorted(REPO.glob("dist/agtap_*_all.deb"), key=lambda p: p.stat().st_mtime)
-    _need(bool(debs), "setup/build-deb.sh made no dist/agtap_*_all.deb")
+    debs = sorted(REPO.glob("dist/agtap_*_amd64.deb"), key=lambda p: p.stat().st_mtime)
+    _need(bool(debs), "setup/build-deb.sh made no dist/agtap_*_amd64.deb")
     print(f"\ndeb: {debs[-1]} ({time.monotonic() - t0:.1f}s)")
     return debs[-1]
 
