@@ -1,6 +1,6 @@
 """The repository stands alone: its design doc is inside it and shipped in the .deb.
 
-A clone has no ../shared: nothing tracked may point there (the strings are built
+A clone has no shared folder beside it: nothing tracked may point there (the strings are built
 here so this file does not match itself).
 """
 
