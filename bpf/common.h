@@ -209,20 +209,12 @@ static __always_inline int http_request_start(const char *h) {
     return (n == '/' || n == '*' || n == 'h') ? 1 : 0;
 }
 
-/* Does a buffer look like a JSON-RPC message: '{' (after up to 3 blanks) and
- * "jsonrpc" within the first 64 bytes? (MCP stdio, newline-delimited.) */
-static __always_inline int jsonrpc_start(const char *h, u32 n) {
-    int open = 0;
+/* Is `"jsonrpc"` among the first n (at most 64) bytes of h, starting at or after `from`? */
+static __always_inline int has_jsonrpc_member(const char *h, u32 n, int from) {
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        if (h[i] == '{') { open = 1; break; }
-        if (h[i] != ' ' && h[i] != '\n' && h[i] != '\r' && h[i] != '\t')
-            return 0;
-    }
-    if (!open)
-        return 0;
-#pragma unroll
-    for (int i = 1; i < 64 - 9; i++) {
+    for (int i = 0; i <= 64 - 9; i++) {
+        if (i < from)
+            continue;
         if (i + 9 > n)
             return 0;
         if (h[i] == '"' && h[i + 1] == 'j' && h[i + 2] == 's' && h[i + 3] == 'o' &&
@@ -231,6 +223,33 @@ static __always_inline int jsonrpc_start(const char *h, u32 n) {
             return 1;
     }
     return 0;
+}
+
+/* Does a buffer look like a JSON-RPC message (MCP stdio, newline-delimited):
+ * '{' (after up to 3 blanks), and "jsonrpc" within its first 64 bytes or its
+ * last 64? Members come in any order: Python's SDK writes "jsonrpc" first, the
+ * Node SDK after "method" and "params" ({"method":"initialize","params":{...},
+ * "jsonrpc":"2.0","id":0}), so a first message with large params has it only
+ * near its end. `head` holds the first min(len, 64) bytes of buf. */
+static __always_inline int jsonrpc_start(const char *head, const char *buf, u64 len) {
+    int open = 0;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        if (head[i] == '{') { open = 1; break; }
+        if (head[i] != ' ' && head[i] != '\n' && head[i] != '\r' && head[i] != '\t')
+            return 0;
+    }
+    if (!open)
+        return 0;
+    u32 n = len < 64 ? (u32)len : 64;
+    if (has_jsonrpc_member(head, n, 1))
+        return 1;
+    if (len <= 64)
+        return 0;   /* the whole buffer was in head */
+    char tail[64] = {};
+    if (bpf_probe_read_user(tail, sizeof(tail), buf + len - sizeof(tail)))
+        return 0;   /* unreadable tail */
+    return has_jsonrpc_member(tail, sizeof(tail), 0);
 }
 
 /* Copying a buffer: a cursor, advanced STEPS records at a time. A buffer
@@ -427,7 +446,7 @@ static __always_inline int classify_write(struct conn_key_t *key, const char *bu
             count(C_CONN_FULL, 1);
         return http == 2;
     }
-    if (!cv && allow_jsonrpc && jsonrpc_start(head, n)) {
+    if (!cv && allow_jsonrpc && jsonrpc_start(head, buf, len)) {
         struct conn_val_t v = {.state = S_CAPTURE};
         if (conns.update(key, &v)) {
             count(C_CONN_FULL, 1);
