@@ -27,7 +27,8 @@ class Chunk:
 
     `conn` is a stable string naming the conversation the bytes belong to:
     "tls:<tgid>:<ssl-ptr-hex>", "sock:<tgid>:<fd>" or, for local IPC carrying
-    JSON-RPC, "ipc:<inode>" shared by both processes of the conversation.
+    JSON-RPC, "ipc:<client>:<server>" (pids) shared by both processes of the
+    conversation ("ipc:<inode>" when the other end was not found).
     """
 
     conn: str

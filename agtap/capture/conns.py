@@ -11,6 +11,14 @@ what the fd is decides how its bytes are named:
     (EGRESS), the server's answers (INGRESS). Reads are not needed (the
     peer's writes carry the same bytes) and are stopped in the kernel;
   - a file, tty or anything else: never a connection (stopped in the kernel).
+
+The server of a conversation is certain only once it writes: when the client
+writes first (initialize), the process holding the channel's other end may
+still be a wrapper (`sh -c`, npx, uvx) that has not started the server yet, or
+a `sleep` before it. So the client's first chunks are held back until the
+server's first write names the conversation (or HOLD_NS passes, the channel
+closes, the client exits); the server side always joins the client's
+conversation, so requests and answers pair whatever the timing.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from agtap.capture.records import (K_CLOSE, K_EXEC, K_EXIT, K_SOCK_READ, K_TLS_R
 
 MAX_FD_CACHE = 65536
 MAX_PROCS = 32768
+HOLD_NS = 5_000_000_000        # longest a client's chunks wait for its server's first write
+MAX_HELD_BYTES = 1 << 20       # per channel: past this the chunks go on under the name found so far
 
 
 @dataclass(slots=True)
@@ -35,6 +45,19 @@ class FdInfo:
     transport: Transport
     ipc: bool             # JSON-RPC over a pipe/unix socket: writes only
     server_side: bool     # the writer is the server of the conversation: its writes are INGRESS
+    # client side of an IPC conversation: what its server holds (the pipe's read end,
+    # the peer socket), and whether the server is still unconfirmed (chunks held)
+    peer_target: str = ""
+    read_end: bool = False
+    provisional: bool = False
+
+
+@dataclass(slots=True)
+class _Held:
+    """A client's chunks waiting for its server's first write."""
+    chunks: list
+    first_ts: int
+    size: int = 0
 
 
 class ConnMapper:
@@ -47,6 +70,10 @@ class ConnMapper:
         self._fds: OrderedDict[tuple[int, int], FdInfo] = OrderedDict()
         self._procs: OrderedDict[int, procinfo.ProcessInfo] = OrderedDict()
         self._conns_by_pid: dict[int, set[str]] = {}
+        self._ipc_clients: dict[int, set[int]] = {}        # client pid -> its fds on IPC conversations
+        self._ipc_servers: dict[int, dict[int, str]] = {}  # client pid -> {server pid: conversation}
+        self._held: dict[tuple[int, int], _Held] = {}       # (client pid, fd) -> chunks held back
+        self._released: list = []   # chunks the last _resolve_fd let go (they precede its own)
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
         self.dropped_reads = 0
 
@@ -62,6 +89,8 @@ class ConnMapper:
 
     def forget_process(self, pid: int) -> None:
         self._procs.pop(pid, None)
+        self._ipc_clients.pop(pid, None)
+        self._ipc_servers.pop(pid, None)
         for key in [k for k in self._fds if k[0] == pid]:
             del self._fds[key]
 
@@ -111,43 +140,126 @@ class ConnMapper:
             return FdInfo(f"ipc:{ino}", transport, True, False)
         peer, peer_is_ancestor = found
         if peer_is_ancestor:
-            return FdInfo(f"ipc:{peer}:{rec.pid}", transport, True, True)
-        return FdInfo(f"ipc:{rec.pid}:{peer}", transport, True, False)
+            return self._server_info(rec, peer, transport)
+        # the client's side: join the conversation its server already named, if one did
+        self._ipc_clients.setdefault(rec.pid, set()).add(rec.conn_id)
+        for server, conn in self._ipc_servers.get(rec.pid, {}).items():
+            if procinfo.holds(server, peer_target, read_end=read_end, proc_root=self._proc_root):
+                return FdInfo(conn, transport, True, False, peer_target, read_end)
+        return FdInfo(f"ipc:{rec.pid}:{peer}", transport, True, False, peer_target, read_end, provisional=True)
+
+    def _server_info(self, rec: RawRecord, client: int, transport: Transport) -> FdInfo:
+        """The server's side: the conversation of the client's channel that this process reads.
+
+        A client whose chunks are held was waiting for exactly this: its
+        conversation is named after this server now. One already named (held
+        past HOLD_NS) keeps its name, and this side joins it.
+        """
+        conn = f"ipc:{client}:{rec.pid}"
+        for fd in sorted(self._ipc_clients.get(client, ())):
+            info = self._fds.get((client, fd))
+            if info is None or info.server_side or not info.peer_target:
+                continue
+            if not procinfo.holds(rec.pid, info.peer_target, read_end=info.read_end, proc_root=self._proc_root):
+                continue
+            if info.provisional:
+                info.conn, info.provisional = conn, False
+                self._released += self._release((client, fd))
+            else:
+                conn = info.conn
+            break
+        self._ipc_servers.setdefault(client, {})[rec.pid] = conn
+        return FdInfo(conn, transport, True, True)
+
+    # --- held chunks ---
+    def _release(self, key: tuple[int, int]) -> list:
+        """The held chunks of a client channel, under its name as it is now."""
+        held = self._held.pop(key, None)
+        info = self._fds.get(key)
+        if held is None:
+            return []
+        for c in held.chunks:
+            if info is not None:
+                c.conn = info.conn
+            self._conns_by_pid.setdefault(c.pid, set()).add(c.conn)
+        return held.chunks
+
+    def _settle(self, key: tuple[int, int]) -> list:
+        """Stop waiting for this channel's server: name it after the deepest holder now."""
+        info = self._fds.get(key)
+        if info is not None and info.provisional:
+            info.provisional = False
+            found = procinfo.ipc_peer(key[0], info.peer_target, read_end=info.read_end, proc_root=self._proc_root)
+            if found is not None and not found[1]:
+                info.conn = f"ipc:{key[0]}:{found[0]}"
+        return self._release(key)
+
+    def flush_due(self, now_ns: int) -> list:
+        """Chunks held longer than HOLD_NS (call it now and then: the poll loop does)."""
+        out: list = []
+        for key in [k for k, h in self._held.items() if now_ns - h.first_ts >= HOLD_NS]:
+            out += self._settle(key)
+        return out
+
+    def flush_all(self) -> list:
+        """Every held chunk (the capture stops)."""
+        out: list = []
+        for key in list(self._held):
+            out += self._settle(key)
+        return out
+
+    def _settle_pid(self, pid: int) -> list:
+        out: list = []
+        for key in [k for k in self._held if k[0] == pid]:
+            out += self._settle(key)
+        return out
 
     # --- records ---
     def map(self, rec: RawRecord) -> list:
         """Pipeline items for one record (often one Chunk, sometimes none)."""
         if rec.kind == K_EXEC:
+            out = self._settle_pid(rec.pid)
             self.forget_process(rec.pid)
-            return []
+            return out
         if rec.kind == K_EXIT:
+            out = self._settle_pid(rec.pid)
             conns = self._conns_by_pid.pop(rec.pid, set())
             self.forget_process(rec.pid)
-            return [ConnClosed(c, rec.ts_ns, "process_exit") for c in sorted(conns)]
+            return out + [ConnClosed(c, rec.ts_ns, "process_exit") for c in sorted(conns)]
         if rec.kind == K_CLOSE:
-            return self._close(rec)
+            return self._settle((rec.pid, rec.conn_id)) + self._close(rec)
+        before: list = []
         if rec.is_tls:
             conn, transport = f"tls:{rec.pid}:{rec.conn_id:x}", Transport.TLS
             direction = Direction.EGRESS if rec.kind == K_TLS_WRITE else Direction.INGRESS
             fd = -1
         else:
+            self._released = []
             info = self._resolve_fd(rec)
+            before = self._released
             if not info.conn:
-                return []
+                return before
             if info.ipc and rec.kind == K_SOCK_READ:
                 self.dropped_reads += 1   # the peer's writes carry these bytes
-                return []
+                return before
             conn, transport, fd = info.conn, info.transport, rec.conn_id
             if info.ipc:
                 direction = Direction.INGRESS if info.server_side else Direction.EGRESS
             else:
                 direction = Direction.INGRESS if rec.kind == K_SOCK_READ else Direction.EGRESS
-        self._conns_by_pid.setdefault(rec.pid, set()).add(conn)
         p = self.process(rec.pid)
-        return [Chunk(conn=conn, direction=direction, ts_ns=rec.ts_ns, wall_ns=rec.ts_ns + self.wall_offset_ns,
+        chunk = Chunk(conn=conn, direction=direction, ts_ns=rec.ts_ns, wall_ns=rec.ts_ns + self.wall_offset_ns,
                       pid=rec.pid, tid=rec.tid, comm=rec.comm, proc=p.proc or rec.comm, data=rec.data,
                       transport=transport, cut=bool(rec.flags & F_CUT), exe=p.exe, unit=p.unit,
-                      container_id=p.container_id, fd=fd)]
+                      container_id=p.container_id, fd=fd)
+        if not rec.is_tls and info.provisional:
+            key = (rec.pid, rec.conn_id)
+            held = self._held.setdefault(key, _Held([], rec.ts_ns))
+            held.chunks.append(chunk)
+            held.size += len(rec.data)
+            return before + (self._settle(key) if held.size > MAX_HELD_BYTES else [])
+        self._conns_by_pid.setdefault(rec.pid, set()).add(conn)
+        return before + [chunk]
 
     def _close(self, rec: RawRecord) -> list:
         if rec.conn_id and f"tls:{rec.pid}:{rec.conn_id:x}" in self._conns_by_pid.get(rec.pid, ()):

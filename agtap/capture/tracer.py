@@ -133,6 +133,7 @@ class Tracer:
             if self._bpf is None:
                 return
             _detach_all(self._bpf)
+            self._deliver(self._mapper.flush_all())   # client chunks still waiting for their server
             self._bpf.cleanup()
             self._bpf = None
             self._rescans.clear()
@@ -159,6 +160,7 @@ class Tracer:
                 time.sleep(timeout_ms / 1000)
                 return
             self._bpf.ring_buffer_poll(timeout_ms)
+            self._deliver(self._mapper.flush_due(time.monotonic_ns()))
             self._run_rescans()
 
     def _on_record(self, ctx, data, size) -> None:
@@ -166,10 +168,13 @@ class Tracer:
             rec = decode(ctypes.string_at(data, size))
             if rec.kind == K_EXEC:
                 self._on_exec(rec.pid)
-            for item in self._mapper.map(rec):
-                self.on_item(item)
+            self._deliver(self._mapper.map(rec))
         except Exception:   # a bad record must not stop the capture
             self.log.exception("record dropped")
+
+    def _deliver(self, items: list) -> None:
+        for item in items:
+            self.on_item(item)
 
     def _on_exec(self, pid: int) -> None:
         now = time.monotonic()

@@ -10,7 +10,7 @@ import pytest
 
 from agtap.capture import headers, procinfo
 from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
-from agtap.capture.conns import ConnMapper
+from agtap.capture.conns import HOLD_NS, ConnMapper
 from agtap.capture.elfsyms import exported
 from agtap.capture.recording import Recorder, RecordingError, encode, read
 from agtap.capture.records import (F_CUT, F_LAST, HDR_SIZE, K_CLOSE, K_EXIT, K_SOCK_READ, K_SOCK_WRITE,
@@ -106,9 +106,12 @@ def test_mcp_stdio_over_pipes_is_one_conversation_named_after_client_and_server(
     fake_proc.fd(401, 7, "pipe:[7002]", flags="01")     # the server answers through fd 7, not fd 1
     states = []
     m = ConnMapper(lambda *a: states.append(a), proc_root=str(fake_proc.root))
-    [req] = m.map(raw(K_SOCK_WRITE, 400, 9, b'{"jsonrpc":"2.0","id":1,"method":"initialize"}\n'))
-    [resp] = m.map(raw(K_SOCK_WRITE, 401, 7, b'{"jsonrpc":"2.0","id":1,"result":{}}\n'))
+    # the client's chunks wait for the server's first write, which names the conversation
+    assert m.map(raw(K_SOCK_WRITE, 400, 9, b'{"jsonrpc":"2.0","id":1,"method":"initialize"}\n')) == []
+    [req, resp] = m.map(raw(K_SOCK_WRITE, 401, 7, b'{"jsonrpc":"2.0","id":1,"result":{}}\n'))
     assert req.conn == resp.conn == "ipc:400:401"
+    [req2] = m.map(raw(K_SOCK_WRITE, 400, 9, b'{"jsonrpc":"2.0","id":2,"method":"ping"}\n'))
+    assert req2.conn == "ipc:400:401"
     assert req.direction is Direction.EGRESS and resp.direction is Direction.INGRESS
     assert req.transport is Transport.PIPE
     assert (400, False, 9, S_EGRESS_ONLY) in states and (401, False, 7, S_EGRESS_ONLY) in states
@@ -131,6 +134,75 @@ def test_a_wrapper_between_client_and_server_is_skipped(fake_proc):
     [req] = m.map(raw(K_SOCK_WRITE, 500, 4, b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n'))
     # the wrapper 501 also holds 8001's read end: the deepest holder is the server
     assert req.direction is Direction.EGRESS and req.conn == "ipc:500:502"
+
+
+def _slow_wrapper(fake_proc):
+    # client 700 ran `sh -c 'sleep 0.3; exec server'`: sh 701 is sleeping in its child 702
+    fake_proc.add(700, children=[701])
+    fake_proc.add(701, comm="sh", ppid=700, children=[702])
+    fake_proc.add(702, comm="sleep", ppid=701)
+    fake_proc.fd(700, 4, "pipe:[8101]", flags="01")
+    fake_proc.fd(700, 5, "pipe:[8102]", flags="00")
+    for pid in (701, 702):
+        fake_proc.fd(pid, 0, "pipe:[8101]", flags="00")
+        fake_proc.fd(pid, 1, "pipe:[8102]", flags="01")
+
+
+def _sleep_ends_and_sh_execs_the_server(fake_proc):
+    import shutil
+    shutil.rmtree(fake_proc.root / "702")
+    (fake_proc.root / "701" / "comm").write_text("python3\n")
+    (fake_proc.root / "701" / "task" / "701" / "children").write_text("")
+
+
+INIT = b'{"method":"initialize","params":{},"jsonrpc":"2.0","id":0}\n'
+
+
+def test_a_request_written_before_the_server_exists_waits_for_its_name(fake_proc):
+    # initialize is written while the only other holder of the channel is `sleep`
+    _slow_wrapper(fake_proc)
+    m = ConnMapper(proc_root=str(fake_proc.root))
+    assert m.map(raw(K_SOCK_WRITE, 700, 4, INIT)) == []
+    _sleep_ends_and_sh_execs_the_server(fake_proc)
+    [req, resp] = m.map(raw(K_SOCK_WRITE, 701, 1, b'{"jsonrpc":"2.0","id":0,"result":{}}\n'))
+    assert req.conn == resp.conn == "ipc:700:701"
+    assert (req.direction, resp.direction) == (Direction.EGRESS, Direction.INGRESS)
+    assert req.data == INIT
+    assert m.map(raw(K_EXIT, 700, 0)) == [ConnClosed("ipc:700:701", 1_000, "process_exit")]
+
+
+def test_held_requests_go_on_after_a_while_under_the_deepest_holder_then(fake_proc):
+    _slow_wrapper(fake_proc)
+    m = ConnMapper(proc_root=str(fake_proc.root))
+    assert m.map(raw(K_SOCK_WRITE, 700, 4, INIT, ts=1_000)) == []
+    assert m.flush_due(1_000 + HOLD_NS - 1) == []
+    _sleep_ends_and_sh_execs_the_server(fake_proc)
+    [req] = m.flush_due(1_000 + HOLD_NS)
+    assert req.conn == "ipc:700:701" and req.data == INIT
+    # the server answering later joins the same conversation
+    [resp] = m.map(raw(K_SOCK_WRITE, 701, 1, b'{"jsonrpc":"2.0","id":0,"result":{}}\n'))
+    assert resp.conn == "ipc:700:701"
+
+
+def test_a_late_server_joins_the_name_its_client_settled_on(fake_proc):
+    _slow_wrapper(fake_proc)
+    m = ConnMapper(proc_root=str(fake_proc.root))
+    m.map(raw(K_SOCK_WRITE, 700, 4, INIT, ts=1_000))
+    [req] = m.flush_due(1_000 + HOLD_NS)        # still sleeping: named after `sleep`
+    assert req.conn == "ipc:700:702"
+    _sleep_ends_and_sh_execs_the_server(fake_proc)
+    [resp] = m.map(raw(K_SOCK_WRITE, 701, 1, b'{"jsonrpc":"2.0","id":0,"result":{}}\n'))
+    assert resp.conn == "ipc:700:702"          # paired all the same
+
+
+def test_held_requests_go_on_when_the_channel_closes_or_the_capture_stops(fake_proc):
+    _slow_wrapper(fake_proc)
+    m = ConnMapper(proc_root=str(fake_proc.root))
+    m.map(raw(K_SOCK_WRITE, 700, 4, INIT))
+    [req, closed] = m.map(raw(K_CLOSE, 700, 4))
+    assert req.data == INIT and closed == ConnClosed(req.conn, 1_000, "closed")
+    m.map(raw(K_SOCK_WRITE, 700, 4, INIT))     # the fd number again, a new channel
+    assert [c.data for c in m.flush_all()] == [INIT] and m.flush_all() == []
 
 
 def test_reads_on_local_ipc_are_dropped(fake_proc):
