@@ -61,6 +61,21 @@ struct record_t {
     char data[SEG_SIZE];
 };
 #define HDR_SIZE (sizeof(struct record_t) - SEG_SIZE)
+_Static_assert((SEG_SIZE & (SEG_SIZE - 1)) == 0, "SEG_SIZE must be a power of two (copy_len)");
+
+/* The size argument of every variable-length copy, bounded by construction.
+ * `len` is 1..size by the caller's logic, but the verifier checks the copy
+ * against the bounds it can see in the register passed: a bound the compiler
+ * can prove redundant it drops (clang 19 removed a `> SEG_SIZE` check and kept
+ * only a wider mask; the verifier refused the program on Debian 13). So `len`
+ * is hidden from the optimiser (an empty asm that may change it) and rebuilt
+ * as ((len - 1) & (size - 1)) + 1: 1..size whatever the compiler knew, with
+ * the mask in the register that reaches the helper. `size` is the size of the
+ * destination, a power of two. Call it at the copy, not before. */
+static __always_inline u32 copy_len(u64 len, u32 size) {
+    asm volatile("" : "+r"(len));
+    return (((u32)len - 1) & (size - 1)) + 1;
+}
 
 struct conn_key_t {
     u32 pid;
@@ -315,9 +330,6 @@ static __always_inline int emit_steps(void) {
         u64 n = c->seg_left < SEG_SIZE ? c->seg_left : SEG_SIZE;
         if (c->copied + n > cap)
             n = cap - c->copied;
-        u32 nn = (u32)n & (2 * SEG_SIZE - 1);
-        if (nn > SEG_SIZE || nn == 0)
-            return 0;   /* cannot happen: n is 1..SEG_SIZE; tells the verifier */
         r->offset = c->copied;
         r->total = c->total;
         r->flags = 0;
@@ -325,6 +337,8 @@ static __always_inline int emit_steps(void) {
             r->flags = F_LAST;
         else if (c->copied + n >= cap)
             r->flags = F_LAST | F_CUT;
+        /* n is 1..SEG_SIZE: seg_left > 0, and copied < cap */
+        u32 nn = copy_len(n, sizeof(r->data));
         if (bpf_probe_read_user(r->data, nn, (void *)c->buf)) {
             count(C_READ_FAIL, nn);
             r->len = 0;
@@ -433,7 +447,7 @@ static __always_inline int classify_write(struct conn_key_t *key, const char *bu
     u32 n = len < 64 ? (u32)len : 64;
     if (n < 4)
         goto known;   /* too short to start anything: only continues a capture */
-    if (bpf_probe_read_user(head, n & 127, buf))
+    if (bpf_probe_read_user(head, copy_len(n, sizeof(head)), buf))   /* n is 4..64 */
         goto known;   /* unreadable: treat as a continuation */
     int http = http_request_start(head);
     if (http) {
