@@ -21,10 +21,11 @@ import time
 from agtap import __version__
 from agtap.config import Config
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_ROOT = 0, 1, 2, 4
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BPF_REFUSED, EXIT_NOT_ROOT = 0, 1, 2, 3, 4
 
 EPILOG = """exit status: 0 ok, 1 error (the message says what is missing and how to fix it),
-2 bad usage, 4 needs root (run it with sudo).
+2 bad usage, 3 the BPF programs did not compile or the kernel's verifier refused one
+(a bug in agtap: the message says what to report), 4 needs root (run it with sudo).
 Every flag may also be set in /etc/agtap/agtap.toml (key = the long name, '-' as '_');
 flags win over the file, the file over the environment (AGTAP_LOG)."""
 
@@ -139,7 +140,7 @@ def cmd_record(cfg: Config, path: str) -> int:
         tracer.start()
     except CaptureError as e:
         print(f"agtap: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        return e.exit_status
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -51,6 +51,19 @@ def compile_program(max_capture_bytes: int, header_tree: str):
     return BPF(text=program_text(max_capture_bytes), cflags=["-Wno-unused-function", "-Wno-unused-variable"])
 
 
+def load_every_program(b) -> int:
+    """Load (verify) every program in the object now, so a refusal shows at start,
+    not at the first attach. BCC keeps each loaded program; attaching reuses it.
+    Returns how many programs there are."""
+    from bcc import BPF, lib
+    n = lib.bpf_num_functions(b.module)
+    for i in range(n):
+        name = lib.bpf_function_name(b.module, i)
+        tracepoint = name.startswith(b"tracepoint__") or name == b"cont_tracepoint"
+        b.load_func(name, BPF.TRACEPOINT if tracepoint else BPF.KPROBE)
+    return n
+
+
 MADV_DONTNEED = 4
 COMPILER_LIBS = ("libLLVM", "libclang")
 

@@ -11,11 +11,12 @@ import ctypes
 import heapq
 import logging
 import os
+import sys
 import threading
 import time
 from typing import Callable
 
-from agtap.capture import headers, loader, probepoints
+from agtap.capture import headers, loader, probepoints, verifier
 from agtap.capture.chunk import CaptureStats
 from agtap.capture.conns import ConnMapper
 from agtap.capture.records import (COUNTER_NAMES, K_EXEC, S_IGNORE, decode)
@@ -33,6 +34,14 @@ class CaptureError(Exception):
         super().__init__(message + (f"\n  fix: {fix}" if fix else ""))
         self.message = message
         self.fix = fix
+
+    exit_status = 1   # agtap serve's exit status when capture cannot start
+
+
+class BpfRefused(CaptureError):
+    """BCC could not compile the programs or the verifier refused one: the same at every
+    start, so the service exits with a status systemd does not restart on."""
+    exit_status = verifier.EXIT_BPF_REFUSED
 
 
 def _detach_all(b) -> None:
@@ -107,11 +116,7 @@ class Tracer:
                 from bcc import BPF  # noqa: F401  (Debian's python3-bpfcc)
             except ImportError:
                 raise CaptureError("BCC's Python module is missing", "sudo apt-get install python3-bpfcc") from None
-            try:
-                b = loader.compile_program(self.config.max_capture_bytes, self.header_tree.path)
-            except Exception as e:
-                raise CaptureError(f"the BPF programs did not load: {e}",
-                                   "run 'agtap doctor' to see what this kernel lacks") from None
+            b = self._compile_and_load()
             from bcc import BPF
             for fn_name, arr, ptype in (("cont_kprobe", "cont_kprobe_progs", BPF.KPROBE),
                                         ("cont_tracepoint", "cont_tp_progs", BPF.TRACEPOINT)):
@@ -127,6 +132,31 @@ class Tracer:
             self.log.debug("released %d MB the BPF compile left resident", self.released_bytes >> 20)
             self.started_at = time.time()
             self.log.info("capturing: %d targets, syscall tracepoints attached", len(self._targets.attached))
+
+    def _compile_and_load(self):
+        """Compile, then load every program; the compiler's and verifier's output (fd 2) is
+        kept out of the journal: on failure it becomes one line and a file (verifier.py)."""
+        error, b = None, None
+        with verifier.stderr_to_file() as out:
+            try:
+                b = loader.compile_program(self.config.max_capture_bytes, self.header_tree.path)
+                loader.load_every_program(b)
+            except Exception as e:
+                error = e
+                if b is not None:
+                    b.cleanup()   # the tracepoints BCC attached while compiling
+        if error is None:
+            if out.text.strip():
+                sys.stderr.write(out.text)   # warnings: passed on as they were
+            return b
+        text = str(error)
+        if "Failed to load BPF program" in text or "Failed to compile BPF" in text:
+            where = verifier.save_log(out.text, os.path.dirname(self.config.event_log) or ".")
+            raise BpfRefused(verifier.refusal_line(text, out.text, verifier.toolchain(), where)) from None
+        if out.text.strip():
+            sys.stderr.write(out.text)
+        raise CaptureError(f"the BPF programs did not load: {error}",
+                           "run 'agtap doctor' to see what this kernel lacks") from None
 
     def stop(self) -> None:
         with self._lock:

@@ -251,7 +251,8 @@ class Daemon:
             log.error("cannot start capturing: %s", e)
             self.notifier.status(f"failed: {e}")
             self.ctl.shutdown()
-            return 1
+            # a refused BPF program refuses again at every start: a status the unit does not restart on
+            return getattr(e.__cause__, "exit_status", 1)
         if self._stop.is_set():
             self.notifier.notify("STOPPING=1")
             await self._shutdown()

@@ -49,6 +49,7 @@ class FakeTracer:
 
     instances: list["FakeTracer"] = []
     fail_start: str | None = None          # set to make start() raise like a CaptureError
+    fail_exit_status: int | None = None    # ... with this exit_status (BpfRefused: 3)
     start_delay: float = 0.0               # seconds start() takes (BCC compiles for a while)
     stop_delay: float = 0.0                # seconds stop() takes (a stuck detach)
 
@@ -67,6 +68,8 @@ class FakeTracer:
         if FakeTracer.fail_start:
             e = RuntimeError(FakeTracer.fail_start)
             e.fix = "apt-get install linux-headers-cloud-amd64"
+            if FakeTracer.fail_exit_status is not None:
+                e.exit_status = FakeTracer.fail_exit_status
             raise e
         self.started = True
 

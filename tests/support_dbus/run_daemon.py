@@ -28,6 +28,7 @@ def main() -> int:
     p.add_argument("--config-file")
     p.add_argument("--comm", action="append", default=[])
     p.add_argument("--fail-start")
+    p.add_argument("--fail-exit-status", type=int)
     p.add_argument("--metrics-addr")
     p.add_argument("--start-delay", type=float, default=0.0)
     p.add_argument("--stop-delay", type=float, default=0.0)
@@ -37,6 +38,7 @@ def main() -> int:
                  runtime_dir=a.dir, bus=a.bus, stdout=False, comms=a.comm, verbose=True,
                  metrics_addr=a.metrics_addr)
     FakeTracer.fail_start = a.fail_start
+    FakeTracer.fail_exit_status = a.fail_exit_status
     FakeTracer.start_delay = a.start_delay
     FakeTracer.stop_delay = a.stop_delay
     n = [0]

@@ -146,6 +146,18 @@ def test_capture_failure_exits_1_and_says_what_to_do(workdir):
     assert not any(ln == "READY=1" for ln in dm.notify.lines())
 
 
+def test_a_refused_bpf_program_exits_with_the_status_the_unit_does_not_restart_on(workdir):
+    # the Tracer raises BpfRefused (exit_status 3) when the verifier refuses a program
+    # (test_capture_verifier.py); the daemon must hand that status to systemd
+    from agtap.capture.verifier import EXIT_BPF_REFUSED
+    dm = Daemon(workdir, None, "--bus", "none", "--fail-start", "the kernel's BPF verifier refused program x",
+                "--fail-exit-status", str(EXIT_BPF_REFUSED))
+    assert dm.proc.wait(10) == EXIT_BPF_REFUSED == 3
+    dm.stop()
+    assert "the kernel's BPF verifier refused program x" in dm.err
+    assert not any(ln == "READY=1" for ln in dm.notify.lines())
+
+
 def test_event_log_and_bodies_written(workdir):
     dm = Daemon(workdir, None, "--bus", "none", "--calls", "2").ready()
     time.sleep(0.5)
