@@ -41,4 +41,19 @@ fi
 if [ -f tests/clients/package.json ] && [ ! -d tests/clients/node_modules ]; then
   (cd tests/clients && npm install --no-audit --no-fund --loglevel=error)
 fi
+# Real agents for the bpf tier (setup/agents.txt), pinned, cached outside the tree. Root only:
+# the cache is under /var/cache, and the tier that runs them needs root anyway.
+agent_cache=${AGTAP_AGENT_CACHE:-/var/cache/agtap-test/agents}
+if [ "$(id -u)" = 0 ]; then
+  while read -r spec; do
+    spec=${spec%%#*}; spec=${spec//[[:space:]]/}
+    [ -n "$spec" ] || continue
+    dir="$agent_cache/$spec"
+    [ -f "$dir/.agtap-installed" ] && continue
+    echo "setup: npm install $spec (into $dir)"
+    rm -rf "$dir" && mkdir -p "$dir"
+    npm install --no-audit --no-fund --loglevel=error --prefix "$dir" "$spec"
+    touch "$dir/.agtap-installed"
+  done < setup/agents.txt
+fi
 echo "setup: ok"

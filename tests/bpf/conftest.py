@@ -56,6 +56,24 @@ class TracerRun:
             raise AssertionError("agtap record did not start:\n" + "".join(self.stderr))
         self.items: list = []
 
+    def quiesce(self, mine, quiet: float = 1.0, timeout: float = 30.0) -> None:
+        """Wait until no new item for which mine(item) is true has been recorded for `quiet`
+        seconds (each item is flushed as it is written): what the test's programs did has all
+        come through, however loaded the machine, whatever else it runs meanwhile."""
+        deadline = time.monotonic() + timeout
+        count, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            try:
+                n = sum(1 for i in read(str(self.path)) if mine(i))
+            except Exception:   # not created yet, or a line being written
+                n = -2
+            if n != count:
+                count, since = n, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"items kept coming for {timeout} s")
+
     def stop(self, settle: float = 0.5) -> list:
         time.sleep(settle)   # let the ring buffer drain
         t0 = time.monotonic()
