@@ -138,7 +138,8 @@ def print_status(props: dict, stats: dict) -> None:
           + f"; tokens in {_num(stats.get('input_tokens', 0))} out {_num(stats.get('output_tokens', 0))}"
           + (f"; cost ${stats['cost_usd']:,.4f}" if isinstance(stats.get("cost_usd"), float) and stats["cost_usd"] else ""))
     print(f"lost records: {_num(stats.get('lost_records', 0))}; cut: {_num(stats.get('cut_records', 0))}; "
-          f"parse errors: {_num(stats.get('parse_errors', 0))}")
+          f"parse errors: {_num(stats.get('parse_errors', 0))}; "
+          f"answers without their request: {_num(stats.get('unmatched_responses', 0))}")
 
 
 async def follow(client: Client, as_json: bool) -> int:

@@ -46,7 +46,7 @@ class PipelineStats:
     # added by the pipeline work
     conns_expired: int = 0
     ignored_exchanges: int = 0     # requests no provider wanted (ignore_conn was called)
-    unmatched_responses: int = 0   # responses with no request waiting (attached mid-stream)
+    unmatched_responses: int = 0   # responses (HTTP, JSON-RPC) with no request seen: attached mid-stream, or missed
     bodies_truncated: int = 0      # bodies past max_body (counted, kept only up to the cap)
     decompression_capped: int = 0
     internal_errors: int = 0       # exceptions caught from below (also counted in parse_errors)

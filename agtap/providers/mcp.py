@@ -14,12 +14,14 @@ becomes one Call of kind mcp_call with model = operation = the method.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 from agtap.call import KIND_MCP
 from agtap.providers.base import Origin, new_call, set_error
 
 NAME = "mcp"
+log = logging.getLogger("agtap.mcp")
 
 
 class McpContext:
@@ -103,7 +105,12 @@ class McpSession:
         if "result" in obj or "error" in obj:
             call = self.pending.pop((not from_client, _id_key(mid)), None)
             if call is None:
+                # Its request was never seen: sent before the capture began, or missed (issue 19:
+                # a first message the kernel did not recognise). Counted, and said at -v.
                 self.orphans += 1
+                if self.stats is not None:
+                    self.stats.unmatched_responses += 1
+                log.debug("mcp: an answer (id %r, pid %s) to a request that was not seen", mid, ctx.origin.pid)
                 return []
             call.end_ns = ts
             call.latency_ms = round(max(0, ts - call.start_ns) / 1e6, 3)

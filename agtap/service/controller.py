@@ -377,6 +377,7 @@ class Controller:
             "cut_records": cap.cut_records,
             "ignored_conns": cap.ignored_conns,
             "parse_errors": int(getattr(ps, "parse_errors", 0) or 0),
+            "unmatched_responses": int(getattr(ps, "unmatched_responses", 0) or 0),
             "conns_open": int(getattr(ps, "conns_open", 0) or 0),
             "poll_errors": self.poll_errors,
             "sink_errors": self.sink_errors,

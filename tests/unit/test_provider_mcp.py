@@ -186,3 +186,14 @@ def test_streamable_http_server_request_answered_on_another_connection():
     assert [(x.jsonrpc_id, x.incomplete_reason) for x in r.calls[1:]] == [("5", "connection_closed")]
     r.p.flush()
     assert len(r.calls) == 2
+
+
+def test_an_answer_whose_request_was_not_seen_is_counted_and_said(caplog):
+    # issue 19: a first message the capture missed shows up as its answer with nothing to pair
+    r = stdio_run()
+    with caplog.at_level("DEBUG", logger="agtap.mcp"):
+        server(r, line(ok(0, {"protocolVersion": "2025-06-18", "serverInfo": {"name": "w", "version": "1"}})), 5)
+    client(r, line({"jsonrpc": "2.0", "method": "notifications/initialized"}), 6)
+    assert [c.model for c in r.calls] == ["notifications/initialized"]
+    assert r.p.stats.unmatched_responses == 1 and r.p.stats.parse_errors == 0
+    assert "an answer (id 0, pid 200) to a request that was not seen" in caplog.text   # the only pid known yet
