@@ -13,8 +13,9 @@ import shutil
 from dataclasses import dataclass
 
 from agtap.capture import headers
+from agtap.capture import probepoints
 from agtap.capture.elfsyms import SSL_SYMBOLS, exported
-from agtap.capture.targets import all_pids, exe_of, ldconfig_libssl, mapped_libssl
+from agtap.capture.targets import LIBSSL_NAME, TargetSet, all_pids, exe_of
 
 
 @dataclass
@@ -88,18 +89,27 @@ def _bcc() -> Check:
 
 
 def _libssl() -> list[Check]:
-    paths = list(dict.fromkeys(ldconfig_libssl() + [p for pid in all_pids() for p in mapped_libssl(pid)]))
+    """Every libssl capture would probe, per container: found as the tracer finds them
+    (targets.TargetSet, without attaching), with where each probe would sit."""
+    import logging
+    found = TargetSet(lambda path, symbols: None, logging.getLogger("agtap.doctor.targets"))
+    found.scan_host()
     out = []
-    for p in paths:
-        syms = exported(p)
-        missing = [s for s in SSL_SYMBOLS if s not in syms]
-        if not missing:
-            out.append(Check("ok", "libssl", f"{p}: exports {', '.join(SSL_SYMBOLS)}"))
-        else:
-            out.append(Check("warn", "libssl", f"{p}: no SSL symbols ({', '.join(missing)} missing; not OpenSSL?)"))
+    for t in sorted(found.targets, key=lambda t: t.where != "host"):
+        points = "; ".join(pt.describe() for pt in probepoints.plan(t.opened or t.path, t.symbols))
+        what = "libssl" if LIBSSL_NAME.search(t.path) else "executable"
+        out.append(Check("ok", what, f"{t.describe()}: probes {points}"))
+    for t in found.unusable:
+        if LIBSSL_NAME.search(t.path):
+            missing = [s for s in SSL_SYMBOLS if s not in t.symbols]
+            out.append(Check("warn", "libssl",
+                             f"{t.describe()}: no SSL symbols ({', '.join(missing)} missing; not OpenSSL?)"))
     if not any(c.verdict == "ok" for c in out):
         out.append(Check("warn", "libssl", "no OpenSSL libssl found: TLS from dynamically linked programs is not seen",
                          "sudo apt-get install libssl3"))
+    if os.geteuid() != 0:
+        out.append(Check("warn", "libssl", "not root: other users' processes and containers were not looked at",
+                         "sudo agtap doctor"))
     return out
 
 

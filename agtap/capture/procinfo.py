@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 _CONTAINER_RE = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd)[-/]([0-9a-f]{64})|/([0-9a-f]{64})(?:\.scope)?$")
 
+_MACHINE_RE = re.compile(r"/machine\.slice/machine-([^/]+)\.scope(?:/|$)")
+
 
 @dataclass(slots=True)
 class ProcessInfo:
@@ -40,6 +42,11 @@ def unit_and_container(cgroup_text: str) -> tuple[str, str]:
             break
     m = _CONTAINER_RE.search(path)
     container = (m.group(1) or m.group(2)) if m else ""
+    if not container:
+        # systemd-nspawn registered with machined: machine.slice/machine-NAME.scope (name escaped)
+        n = _MACHINE_RE.search(path)
+        if n:
+            container = re.sub(r"\\x([0-9a-f]{2})", lambda e: chr(int(e.group(1), 16)), n.group(1))
     return unit, container
 
 

@@ -1,15 +1,23 @@
 """Target discovery: every file whose SSL_read/SSL_write agtap must probe.
 
 Sources: `ldconfig -p` (libssl of the host), the libssl files mapped by
-running processes (/proc/*/maps: venvs, vendored OpenSSL), and executables
-exporting the symbols statically (node: Debian's, nvm's, official tarballs').
-A new process (exec) is checked for its executable at once and for newly
-mapped libraries shortly after (they are mapped after exec by ld.so or dlopen).
-One file is probed once, whatever its path: files are keyed by (dev, inode).
+running processes (/proc/*/maps: venvs, vendored OpenSSL, containers), and
+executables exporting the symbols statically (node: Debian's, nvm's, official
+tarballs'). A new process (exec) is checked for its executable at once and for
+newly mapped libraries shortly after (ld.so or dlopen maps them after exec).
+
+Containers (chroot, systemd-nspawn, Docker, Podman) have their own libssl: a
+mapped file is named and opened through its process's view (procfiles.py), and
+a root filesystem seen for the first time has its libssl files probed at once,
+before its first process maps them. A uprobe sits on the inode, not on the path
+it was attached by: it outlives the process whose /proc entry named it and
+fires in every later process mapping the same file. One file is probed once:
+every key it is known by (maps line, stat, overlay layer) is remembered.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import re
@@ -18,18 +26,33 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from agtap.capture.elfsyms import SSL_SYMBOLS, symbol_addrs
+from agtap.capture.procfiles import (DELETED, Key, Mapping, key_of, overlay_layers, parse_maps_line, path_keys,
+                                     resolve, where_of)
 
-_LIBSSL_RE = re.compile(r"/libssl[^/]*\.so[^/]*$")
+LIBSSL_NAME = re.compile(r"/libssl[^/]*\.so[^/]*$")
+# where a root filesystem keeps its libssl (Debian's multiarch dirs, Alpine's /lib, RPM distros' lib64)
+ROOT_LIB_GLOBS = ("usr/lib/*-linux-gnu*/libssl.so*", "usr/lib/libssl.so*", "usr/lib64/libssl.so*",
+                  "usr/local/lib/libssl.so*", "lib/*-linux-gnu*/libssl.so*", "lib/libssl.so*", "lib64/libssl.so*")
 
 
 @dataclass(slots=True)
 class Target:
-    path: str
+    path: str                 # the file as its process names it (the host's path for host files)
     symbols: dict[str, int] = field(default_factory=dict)   # name -> ELF address
+    opened: str = ""          # the path agtap reads and attaches by ("" = path)
+    pid: int = 0              # the process it was found in (0: ldconfig)
+    where: str = "host"       # "host", "container ID", "root DIR", "mount namespace N"
 
     @property
     def usable(self) -> bool:
         return set(SSL_SYMBOLS) <= self.symbols.keys() or {"SSL_write", "SSL_read"} <= self.symbols.keys()
+
+    def describe(self) -> str:
+        """One line for logs, doctor and the D-Bus Targets list."""
+        if self.where == "host":
+            return self.path
+        via = f", via {self.opened}" if self.opened and self.opened != self.path else ""
+        return f"{self.path} [{self.where}, pid {self.pid}{via}]"
 
 
 def ldconfig_libssl() -> list[str]:
@@ -44,17 +67,18 @@ def ldconfig_libssl() -> list[str]:
     return paths
 
 
-def mapped_libssl(pid: int, proc_root: str = "/proc") -> list[str]:
-    paths = []
+def mapped_files(pid: int, proc_root: str = "/proc", *, exe: str = "") -> list[Mapping]:
+    """The distinct libssl files `pid` maps, and its executable (named `exe`) if given."""
+    out: dict[Key, Mapping] = {}
     try:
         with open(f"{proc_root}/{pid}/maps") as f:
             for line in f:
-                p = line.rstrip("\n").split(None, 5)
-                if len(p) == 6 and _LIBSSL_RE.search(p[5]):
-                    paths.append(p[5])
+                m = parse_maps_line(line)
+                if m and m.key not in out and (LIBSSL_NAME.search(m.path) or (exe and m.path == exe)):
+                    out[m.key] = m
     except OSError:
         pass
-    return paths
+    return list(out.values())
 
 
 def all_pids(proc_root: str = "/proc") -> list[int]:
@@ -63,9 +87,10 @@ def all_pids(proc_root: str = "/proc") -> list[int]:
 
 def exe_of(pid: int, proc_root: str = "/proc") -> str:
     try:
-        return os.readlink(f"{proc_root}/{pid}/exe")
+        exe = os.readlink(f"{proc_root}/{pid}/exe")
     except OSError:
         return ""
+    return exe[:-len(DELETED)] if exe.endswith(DELETED) else exe
 
 
 class TargetSet:
@@ -76,47 +101,91 @@ class TargetSet:
         self._attach = attach
         self._log = log
         self._proc_root = proc_root
-        self._seen: set[tuple[int, int]] = set()      # (dev, ino) of every file looked at
-        self.attached: list[str] = []
+        self._seen: set[Key] = set()      # every key of every file looked at
+        self._roots: set[Key] = set()     # root directories whose libssl files were looked at
+        self.targets: list[Target] = []       # attached
+        self.unusable: list[Target] = []      # libssl files (or executables with some) lacking the SSL functions
         self.failed: dict[str, str] = {}
 
+    @property
+    def attached(self) -> list[str]:
+        return [t.describe() for t in self.targets]
+
     def consider(self, path: str, *, exe: bool = False) -> bool:
-        """Look at one file; attach if it exports the SSL functions. True if newly attached."""
-        if not path or path.endswith(" (deleted)"):
+        """Look at one host file (by its path); attach if it exports the SSL functions."""
+        if not path or path.endswith(DELETED):
             return False
-        real = f"{self._proc_root}/root{path}" if self._proc_root != "/proc" else path
-        try:
-            st = os.stat(real)
-        except OSError:
+        keys = path_keys(path)
+        return bool(keys) and self._consider(Target(path), keys, exe=exe)
+
+    def consider_mapping(self, pid: int, m: Mapping, *, exe: bool = False) -> bool:
+        """Look at one file a process maps, through the process's own view of it."""
+        if m.key in self._seen:
             return False
-        key = (st.st_dev, st.st_ino)
-        if key in self._seen:
+        opened, keys = resolve(pid, m, self._proc_root)
+        if not opened:
+            if not keys & self._seen:
+                self._log.info("cannot open %s mapped by pid %d (gone, or no access to its map_files)",
+                               m.path, pid)
             return False
-        self._seen.add(key)
-        t = Target(path, symbol_addrs(real))
+        where = where_of(pid, self._proc_root)
+        return self._consider(Target(m.path, opened=opened, pid=pid, where=where), keys, exe=exe)
+
+    def _consider(self, t: Target, keys: set[Key], *, exe: bool) -> bool:
+        if keys & self._seen:
+            self._seen |= keys
+            return False
+        self._seen |= keys
+        opened = t.opened or t.path
+        t.symbols = symbol_addrs(opened)
         if not t.usable:
             if not exe or t.symbols:
-                self._log.info("no SSL symbols: %s (exports %s)", path, sorted(t.symbols) or "none")
+                self.unusable.append(t)
+                self._log.info("no SSL symbols: %s (exports %s)", t.describe(), sorted(t.symbols) or "none")
             return False
         try:
-            self._attach(path, t.symbols)
+            self._attach(opened, t.symbols)
         except Exception as e:  # BCC raises plain Exception
-            self.failed[path] = str(e)
-            self._log.warning("could not attach to %s: %s", path, e)
+            self.failed[t.describe()] = str(e)
+            self._log.warning("could not attach to %s: %s", t.describe(), e)
             return False
-        self.attached.append(path)
-        self._log.info("attached: %s (%s)", path, ", ".join(sorted(t.symbols)))
+        self.targets.append(t)
+        self._log.info("attached: %s (%s)", t.describe(), ", ".join(sorted(t.symbols)))
         return True
 
     def scan_host(self) -> None:
+        root = key_of("/")
+        if root is not None:
+            self._roots.add(root)
         for p in ldconfig_libssl():
             self.consider(p)
         for pid in all_pids(self._proc_root):
             self.scan_process(pid)
 
+    def scan_root(self, pid: int) -> None:
+        """The first time a root filesystem (a chroot, a container) is seen, its libssl files,
+        found by path: probed before its processes map them (a process started in a new
+        container may make its first call before the rescans see the mapping)."""
+        base = f"{self._proc_root}/{pid}/root"
+        root = key_of(base + "/")
+        if root is None or root in self._roots:
+            return
+        self._roots.add(root)
+        where = where_of(pid, self._proc_root)
+        layers = overlay_layers(pid, self._proc_root)
+        for pattern in ROOT_LIB_GLOBS:
+            for opened in sorted(glob.glob(f"{base}/{pattern}")):
+                if os.path.islink(opened):
+                    # libssl.so -> libssl.so.3: the file is found by its own name; and an absolute
+                    # link target would be resolved in agtap's root, not in the container's
+                    continue
+                keys = path_keys(opened, layers, opened[len(base):])
+                if keys:
+                    self._consider(Target(opened[len(base):], opened=opened, pid=pid, where=where), keys,
+                                   exe=False)
+
     def scan_process(self, pid: int) -> None:
+        self.scan_root(pid)
         exe = exe_of(pid, self._proc_root)
-        if exe:
-            self.consider(exe, exe=True)
-        for p in mapped_libssl(pid, self._proc_root):
-            self.consider(p)
+        for m in mapped_files(pid, self._proc_root, exe=exe):
+            self.consider_mapping(pid, m, exe=m.path == exe)

@@ -174,11 +174,11 @@ class Tracer:
         """Probe one file; symbols: name -> ELF address (elfsyms.symbol_addrs). By address:
         BCC would otherwise parse the file's symbol table again for every probe."""
         b = self._bpf
-        for pt in probepoints.plan(path, symbols):
+        points = probepoints.plan(path, symbols)
+        for pt in points:
             b.attach_uprobe(name=path, addr=pt.addr, fn_name=pt.enter)
             b.attach_uretprobe(name=path, addr=pt.addr, fn_name=pt.ret)
-            if not pt.exported:
-                self.log.info("probing %s: %s", path, pt.describe())
+        self.log.info("probing %s: %s", path, "; ".join(pt.describe() for pt in points))
         if "SSL_free" in symbols:
             b.attach_uprobe(name=path, addr=symbols["SSL_free"], fn_name="probe_ssl_free")
 

@@ -228,6 +228,10 @@ def test_kernel_key_round_trip():
     ("0::/user.slice/user-1000.slice/session-3.scope\n", "session-3.scope", ""),
     ("0::/system.slice/docker-" + "a" * 64 + ".scope\n", "docker-" + "a" * 64 + ".scope", "a" * 64),
     ("12:pids:/docker/" + "b" * 64 + "\n1:name=systemd:/docker/" + "b" * 64 + "\n", "", "b" * 64),
+    ("0::/machine.slice/libpod-" + "c" * 64 + ".scope/container\n", "libpod-" + "c" * 64 + ".scope", "c" * 64),
+    ("0::/libpod_parent/libpod-" + "d" * 64 + "\n", "", "d" * 64),     # podman, cgroupfs manager
+    ("0::/machine.slice/machine-agtap\\x2dtest.scope/payload/system.slice/x.service\n", "x.service",
+     "agtap-test"),                                                    # systemd-nspawn, registered
     ("0::/\n", "", ""),
     ("0::/init.scope\n", "", ""),
 ])
