@@ -129,6 +129,8 @@ class TargetSet:
                                m.path, pid)
             return False
         where = where_of(pid, self._proc_root)
+        if opened == m.path and where.startswith("mount namespace"):
+            where = "host"   # e.g. a service with ProtectSystem=: its own namespace, the host's file
         return self._consider(Target(m.path, opened=opened, pid=pid, where=where), keys, exe=exe)
 
     def _consider(self, t: Target, keys: set[Key], *, exe: bool) -> bool:
