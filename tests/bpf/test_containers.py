@@ -42,16 +42,17 @@ STARTED: list[int] = []   # the daemon's pid of every chroot and nspawn client s
 
 @pytest.fixture(scope="module")
 def roots(_need_root_module) -> dict[str, Path]:
-    out = {}
-    for suite in SUITES:
-        dest = CACHE / f"client-rootfs-{suite}"
-        t0 = time.monotonic()
-        r = subprocess.run([str(HERE / "make-client-rootfs.sh"), suite, str(dest)], capture_output=True,
-                           text=True, timeout=1800)
-        assert r.returncode == 0, f"building the {suite} client root failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
-        print(f"\n{r.stdout.strip().splitlines()[-1]} ({time.monotonic() - t0:.1f}s)")
-        out[suite] = dest
-    return out
+    """The client roots, built side by side the first time (debootstrap waits on the network)."""
+    t0 = time.monotonic()
+    script = str(HERE / "make-client-rootfs.sh")
+    builds = {suite: subprocess.Popen([script, suite, str(CACHE / f"client-rootfs-{suite}")],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for suite in SUITES}
+    for suite, b in builds.items():
+        out, err = b.communicate(timeout=1800)
+        assert b.returncode == 0, f"building the {suite} client root failed:\n{out[-2000:]}\n{err[-2000:]}"
+        print(f"\n{out.strip().splitlines()[-1]} ({time.monotonic() - t0:.1f}s)")
+    return {suite: CACHE / f"client-rootfs-{suite}" for suite in SUITES}
 
 
 class Root:
