@@ -2,7 +2,7 @@
 
     sudo agtap [FLAGS]          trace in the foreground: one JSON event per call on stdout
     agtap serve [FLAGS]         the system service (systemd runs this; journal, D-Bus)
-    sudo agtap record FILE      save raw chunks while tracing (a fixture, a bug report)
+    sudo agtap record FILE      save raw chunks while tracing, secrets masked (a fixture, a bug report)
     agtap replay FILE           run a recording through the pipeline (no root, no BPF)
     agtap doctor                can capture work here? each line a verdict and its fix
     agtap clean                 remove stored bodies and rotated event logs
@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     _capture_flags(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_ in (("serve", "run as the system service (systemd starts this)"),
-                        ("record", "trace and save raw chunks to FILE"),
+                        ("record", "trace and save raw chunks to FILE (API keys, cookies masked with *)"),
                         ("replay", "run a recording through the pipeline; events on stdout"),
                         ("doctor", "check that capture can work here; each line a verdict and its fix"),
                         ("clean", "remove stored bodies and rotated event logs"),

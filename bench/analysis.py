@@ -163,7 +163,7 @@ What is left is the probes firing, in the traced process's own context:
             changes.append("`agtap/sinks/bodies.py` `_store`: drop `os.fsync(fd)` and the directory fsync (write-to-temp + "
                            "rename already makes each file appear whole; only power-loss durability of a body copy is lost).")
         if sub > 5:
-            changes.append("`agtap/sinks/redact.py`: run the token regexes only when a cheap substring test finds a "
+            changes.append("`agtap/redact.py`: run the token regexes only when a cheap substring test finds a "
                            "credential prefix (`sk-`, `AIza`, `earer`, …); most bodies hold none.")
         changes.append("run the bodies sink in a writer thread behind a bounded queue (drops counted), after the JSONL line, "
                        "so neither the event line nor the ring buffer's poll thread waits for body documents and the disk.")

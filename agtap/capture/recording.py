@@ -4,6 +4,11 @@ Line 1: {"agtap_recording": 1, "version", "kernel", "host", "started"}.
 Then one object per item: {"type": "chunk", <Chunk fields>, "data": base64}
 or {"type": "close", "conn", "ts_ns", "reason"}. Replay needs no root and no
 BPF: the same items go through the same pipeline, so a recording is a fixture.
+
+Recordings are meant to be shared (bug reports), so the Recorder masks every
+secret (agtap/redact.py: API key headers, cookies, key= parameters, credential-
+shaped strings) with '*' byte for byte before it writes a chunk: lengths and
+offsets stay as captured and the recording replays the same calls.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import IO, Iterator
 
 from agtap import __version__
 from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+from agtap.redact import StreamMasker
 
 FORMAT_VERSION = 1
 
@@ -28,7 +34,8 @@ class RecordingError(Exception):
 
 def header() -> dict:
     return {"agtap_recording": FORMAT_VERSION, "version": __version__, "kernel": platform.release(),
-            "machine": platform.machine(), "host": platform.node(), "started": time.time()}
+            "machine": platform.machine(), "host": platform.node(), "started": time.time(),
+            "secrets": "masked"}
 
 
 def encode(item: Chunk | ConnClosed) -> str:
@@ -56,7 +63,7 @@ def decode(line: str) -> Chunk | ConnClosed:
 
 
 class Recorder:
-    """Writes items as they come; each line is one write, flushed."""
+    """Writes items as they come, secrets masked; each line is one write, flushed."""
 
     def __init__(self, path: str):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
@@ -64,8 +71,13 @@ class Recorder:
         self._f.write(json.dumps(header()) + "\n")
         self._f.flush()
         self.items = 0
+        self._masker = StreamMasker()
 
     def write(self, item: Chunk | ConnClosed) -> None:
+        if isinstance(item, Chunk):
+            item = dataclasses.replace(item, data=self._masker.mask((item.conn, item.direction), item.data))
+        else:
+            self._masker.forget_matching(lambda key: key[0] == item.conn)
         self._f.write(encode(item) + "\n")
         self._f.flush()
         self.items += 1

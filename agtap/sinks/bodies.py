@@ -31,7 +31,7 @@ from typing import Any
 
 from agtap.call import Call, CallBodies
 from agtap.sinks.fsutil import FILE_MODE, GROUP, FailureLog, ensure_dir, open_file
-from agtap.sinks.redact import redact_headers, redact_target, scrub_bytes, scrub_text
+from agtap.redact import redact_headers, redact_target, scrub_bytes, scrub_text
 
 log = logging.getLogger(__name__)
 

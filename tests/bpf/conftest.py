@@ -82,7 +82,15 @@ class TracerRun:
         self.stop_seconds = time.monotonic() - t0
         assert rc == 0, "".join(self.stderr)
         self.items = list(read(str(self.path)))
+        self.assert_no_api_key()
         return self.items
+
+    def assert_no_api_key(self) -> None:
+        """A recording is meant for bug reports: no test client's API key may be in it."""
+        from tests.support import API_KEYS
+        blob = self.path.read_bytes() + b"".join(c.data for c in self.chunks())
+        for kind, key in API_KEYS.items():
+            assert key.encode() not in blob, f"{kind}'s API key is in the recording"
 
     def chunks(self, pid: int | None = None) -> list[Chunk]:
         return [i for i in self.items if isinstance(i, Chunk) and (pid is None or i.pid == pid)]

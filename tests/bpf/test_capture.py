@@ -21,6 +21,7 @@ from pathlib import Path
 
 from agtap.capture.chunk import Direction, Transport
 from tests.support import Reply, run_client, start_client
+from tests.support.recorded import as_recorded
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,8 +39,8 @@ def test_python_requests_and_httpx_tls_byte_exact(tracer_run, fake_api):
     for ex, (lib, run) in zip(exchanges, runs.items()):
         conn, s = only_conn(t.streams(run.pid))
         assert conn.startswith(f"tls:{run.pid}:"), (lib, conn)
-        assert s[Direction.EGRESS] == ex.raw_request, lib
-        assert s[Direction.INGRESS] == ex.raw_response, lib
+        assert s[Direction.EGRESS] == as_recorded(ex.raw_request), lib
+        assert s[Direction.INGRESS] == as_recorded(ex.raw_response), lib
         c = t.chunks(run.pid)[0]
         assert c.transport is Transport.TLS and c.proc == "python" or c.proc.startswith("python"), c.proc
         assert c.exe and os.path.basename(c.exe).startswith("python")
@@ -53,9 +54,9 @@ def test_node_sdk_tls_static_openssl(tracer_run, fake_api):
     ex = fake_api.wait_for(1)[0]
     streams = t.streams(run.pid)
     # the SDK may open its connection once; the exchange is on exactly one of them
-    matching = [s for s in streams.values() if s[Direction.EGRESS] == ex.raw_request]
+    matching = [s for s in streams.values() if s[Direction.EGRESS] == as_recorded(ex.raw_request)]
     assert matching, f"no connection carried the request; conns: {sorted(streams)}"
-    assert matching[0][Direction.INGRESS] == ex.raw_response
+    assert matching[0][Direction.INGRESS] == as_recorded(ex.raw_response)
     assert all(c.transport is Transport.TLS for c in t.chunks(run.pid))
 
 
@@ -65,8 +66,8 @@ def test_curl_http11_tls(tracer_run, fake_api):
     t.stop()
     ex = fake_api.wait_for(1)[0]
     conn, s = only_conn(t.streams(run.pid))
-    assert s[Direction.EGRESS] == ex.raw_request
-    assert s[Direction.INGRESS] == ex.raw_response
+    assert s[Direction.EGRESS] == as_recorded(ex.raw_request)
+    assert s[Direction.INGRESS] == as_recorded(ex.raw_response)
     assert t.chunks(run.pid)[0].proc == "curl"
     # curl frees its SSL* at exit: the connection is closed, not left open
     assert any(c.conn == conn for c in t.closes())
@@ -79,8 +80,8 @@ def test_plain_http_post_over_a_socket(tracer_run, fake_api_plain):
     ex = fake_api_plain.wait_for(1)[0]
     conn, s = only_conn(t.streams(run.pid))
     assert conn.startswith(f"sock:{run.pid}:")
-    assert s[Direction.EGRESS] == ex.raw_request
-    assert s[Direction.INGRESS] == ex.raw_response
+    assert s[Direction.EGRESS] == as_recorded(ex.raw_request)
+    assert s[Direction.INGRESS] == as_recorded(ex.raw_response)
     assert all(c.transport is Transport.SOCKET for c in t.chunks(run.pid))
 
 
@@ -189,8 +190,8 @@ def test_a_node_binary_started_after_the_tracer_is_found(tracer_run, fake_api, t
     pid = int(out.stdout.strip())
     ex = fake_api.wait_for(1)[0]
     conn, s = only_conn(t.streams(pid))
-    assert s[Direction.EGRESS] == ex.raw_request
-    assert s[Direction.INGRESS] == ex.raw_response
+    assert s[Direction.EGRESS] == as_recorded(ex.raw_request)
+    assert s[Direction.INGRESS] == as_recorded(ex.raw_response)
     assert any(str(fresh) in line and "attached" in line for line in t.stderr), "".join(t.stderr)
 
 

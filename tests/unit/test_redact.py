@@ -2,7 +2,7 @@
 
 import json
 
-from agtap.sinks.redact import (
+from agtap.redact import (
     REDACTED,
     is_secret_param,
     redact_headers,

@@ -16,6 +16,12 @@ Three kinds of secret are removed:
    JSON stays valid after scrubbing.
 
 Every function works on `str`; `scrub_bytes` is the byte form for bodies.
+`StreamMasker` applies the same list to raw captured bytes that arrive in
+pieces (`agtap record`): it overwrites each secret byte for byte, so lengths,
+offsets and Content-Length stay true and a recording replays as it was captured.
+
+This module imports nothing from agtap: capture (recordings) and sinks (bodies)
+both use it, and capture is the top layer.
 """
 
 from __future__ import annotations
@@ -124,3 +130,67 @@ def redact_text(text: str) -> str:
     text = _HEADER_LINE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _QUERY_PARAM.sub(_redact_param, text)
     return scrub_text(text)
+
+
+# --- raw captured bytes, in pieces: agtap record ---------------------------------------------
+MASK = ord("*")
+CARRY_MAX = 8192    # bytes of the current line kept from one piece to the next
+
+_HEADER_LINE_B = re.compile(
+    rb"(?im)^[ \t]*(?:" + b"|".join(re.escape(h.encode()) for h in sorted(SECRET_HEADERS)) + rb")[ \t]*:[ \t]*([^\r\n]*)"
+)
+_QUERY_PARAM_B = re.compile(_QUERY_PARAM.pattern.encode())
+# A credential cut by the end of a piece: its prefix is certain, the rest comes in the next piece.
+_TOKEN_TAIL_B = re.compile(rb"(?<![A-Za-z0-9_\-])(?:sk-|AIza)[A-Za-z0-9_\-]*\Z")
+_BEARER_TOKEN_B = re.compile(rb"(?i:\bbearer)[ \t]+((?=[A-Za-z0-9._~+/\-]*[0-9])[A-Za-z0-9._~+/\-]{16,}=*)")
+_BEARER_TAIL_B = re.compile(rb"(?i:\bbearer)[ \t]+([A-Za-z0-9._~+/\-]*=*)\Z")
+
+
+def secret_spans(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of every secret byte run in raw bytes: secret header values, secret query
+    parameter values, credential-shaped strings and Bearer tokens (also those cut by the end)."""
+    spans = [m.span(1) for m in _HEADER_LINE_B.finditer(data)]
+    spans += [m.span(3) for m in _QUERY_PARAM_B.finditer(data)
+              if m.group(3) and is_secret_param(m.group(2).decode("latin-1"))]
+    if b"sk-" in data or b"AIza" in data:
+        spans += [m.span() for m in _TOKENS_BYTES.finditer(data)]
+        spans += [m.span() for m in _TOKEN_TAIL_B.finditer(data)]
+    if b"bearer" in data.lower():
+        spans += [m.span(1) for m in _BEARER_TOKEN_B.finditer(data)]
+        spans += [m.span(1) for m in _BEARER_TAIL_B.finditer(data)]
+    return [(a, b) for a, b in spans if b > a]
+
+
+class StreamMasker:
+    """Overwrites secrets with '*' in byte streams that arrive in pieces, byte for byte.
+
+    One stream per key (a connection and direction). A secret may be cut by the
+    end of a piece: the current line so far (up to CARRY_MAX bytes, unmasked) is
+    kept and scanned again with the next piece, whose share of a match is masked,
+    and a credential whose certain prefix ends a piece is masked up to that end.
+    """
+
+    def __init__(self) -> None:
+        self._carry: dict[object, bytes] = {}
+
+    def mask(self, key: object, data: bytes) -> bytes:
+        carry = self._carry.get(key, b"")
+        buf = carry + data
+        off = len(carry)
+        out = None
+        for a, b in secret_spans(buf):
+            a = max(a, off)
+            if a < b:
+                if out is None:
+                    out = bytearray(data)
+                out[a - off:b - off] = bytes([MASK]) * (b - a)
+        nl = buf.rfind(b"\n")
+        self._carry[key] = buf[nl + 1:][-CARRY_MAX:]
+        return data if out is None else bytes(out)
+
+    def forget(self, key: object) -> None:
+        self._carry.pop(key, None)
+
+    def forget_matching(self, pred) -> None:
+        for k in [k for k in self._carry if pred(k)]:
+            del self._carry[k]
