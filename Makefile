@@ -5,11 +5,12 @@ PY    := $(VENV)/bin/python
 ARGS  ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup run test test-unit test-bpf test-system deb install bench fuzz clean
+.PHONY: help setup setup-run run test test-unit test-bpf test-system deb install bench fuzz clean
 
 help:
-	@echo "make setup        install Debian/pip/npm packages agtap needs (root for apt)"
-	@echo "sudo make run     set up what is missing, then run the tracer in the foreground (ARGS='-v -c python3')"
+	@echo "make setup        install the Debian/pip/npm packages agtap and its tests need (root for apt)"
+	@echo "make setup-run    install only what running agtap needs (root for apt)"
+	@echo "sudo make run     set up what running needs, then run the tracer in the foreground (ARGS='-v -c python3')"
 	@echo "make test         the whole suite: unit, then (as root) bpf and system tiers"
 	@echo "make test-unit    parsers and sinks, no root"
 	@echo "make test-bpf     root: real BPF on this kernel, official clients against a local fake API"
@@ -20,9 +21,12 @@ help:
 	@echo "make fuzz         long fuzz run: 1M inputs (atheris), results in fuzz/results/last-run.json"
 
 setup:
-	@./setup/setup.sh
+	@./setup/setup.sh test
 
-run: setup
+setup-run:
+	@./setup/setup.sh run
+
+run: setup-run
 	@if [ "$$(id -u)" != 0 ]; then echo "make run: the tracer loads BPF programs: run 'sudo make run'" >&2; exit 77; fi
 	$(VENV)/bin/agtap $(ARGS)
 

@@ -1,17 +1,31 @@
 #!/usr/bin/env bash
-# `make setup`: install what agtap needs to run and be tested, and nothing twice.
+# `make setup`: install what agtap needs, and nothing twice.
+#   setup/setup.sh run    what running needs: apt [run], .venv with agtap (sudo make run)
+#   setup/setup.sh test   the above and the test stack: apt [test], pip test requirements,
+#                         the Node SDKs (make setup, make test, CI; the default)
 # Idempotent: each step checks before it acts. Needs root for the apt step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+what=${1:-test}
+case "$what" in
+  run) sections=" run " ;;
+  test) sections=" run test " ;;
+  *) echo "usage: setup/setup.sh [run|test]" >&2; exit 2 ;;
+esac
 
 want_apt=()
-while read -r pkg; do
-  pkg=${pkg%%#*}; pkg=${pkg//[[:space:]]/}
-  [ -n "$pkg" ] || continue
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || want_apt+=("$pkg")
+section=""
+while read -r line; do
+  line=${line%%#*}; line=${line//[[:space:]]/}
+  [ -n "$line" ] || continue
+  if [[ $line == \[*\] ]]; then section=${line:1:-1}; continue; fi
+  [[ $sections == *" $section "* ]] || continue
+  dpkg-query -W -f='${Status}' "$line" 2>/dev/null | grep -q "ok installed" || want_apt+=("$line")
 done < setup/apt.txt
-# Node 20+ for the Node SDK tests: keep the machine's own node (e.g. nodesource) if there is one.
-command -v node >/dev/null 2>&1 || want_apt+=(nodejs npm)
+if [ "$what" = test ]; then
+  # Node 20+ for the Node SDK tests: keep the machine's own node (e.g. nodesource) if there is one.
+  command -v node >/dev/null 2>&1 || want_apt+=(nodejs npm)
+fi
 
 if [ ${#want_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -29,31 +43,39 @@ fi
 if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-stamp=.venv/.agtap-setup
-reqs_sum=$(cat setup/requirements-test.txt pyproject.toml | sha256sum | cut -c1-16)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$reqs_sum" ]; then
-  .venv/bin/pip install -q --disable-pip-version-check -r setup/requirements-test.txt
+# agtap itself, editable; its runtime dependencies are Debian's (above), hence --no-deps.
+stamp=.venv/.agtap-setup-run
+sum=$(sha256sum pyproject.toml | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
   .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
-  echo "$reqs_sum" > "$stamp"
+  echo "$sum" > "$stamp"
 fi
 
-# Node SDKs used by the tests (tests/clients/package.json), installed once.
-if [ -f tests/clients/package.json ] && [ ! -d tests/clients/node_modules ]; then
-  (cd tests/clients && npm install --no-audit --no-fund --loglevel=error)
+if [ "$what" = test ]; then
+  stamp=.venv/.agtap-setup-test
+  sum=$(sha256sum setup/requirements-test.txt | cut -c1-16)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
+    .venv/bin/pip install -q --disable-pip-version-check -r setup/requirements-test.txt
+    echo "$sum" > "$stamp"
+  fi
+  # Node SDKs used by the tests (tests/clients/package.json), installed once.
+  if [ -f tests/clients/package.json ] && [ ! -d tests/clients/node_modules ]; then
+    (cd tests/clients && npm install --no-audit --no-fund --loglevel=error)
+  fi
+  # Real agents for the bpf tier (setup/agents.txt), pinned, cached outside the tree. Root only:
+  # the cache is under /var/cache, and the tier that runs them needs root anyway.
+  agent_cache=${AGTAP_AGENT_CACHE:-/var/cache/agtap-test/agents}
+  if [ "$(id -u)" = 0 ]; then
+    while read -r spec; do
+      spec=${spec%%#*}; spec=${spec//[[:space:]]/}
+      [ -n "$spec" ] || continue
+      dir="$agent_cache/$spec"
+      [ -f "$dir/.agtap-installed" ] && continue
+      echo "setup: npm install $spec (into $dir)"
+      rm -rf "$dir" && mkdir -p "$dir"
+      npm install --no-audit --no-fund --loglevel=error --prefix "$dir" "$spec"
+      touch "$dir/.agtap-installed"
+    done < setup/agents.txt
+  fi
 fi
-# Real agents for the bpf tier (setup/agents.txt), pinned, cached outside the tree. Root only:
-# the cache is under /var/cache, and the tier that runs them needs root anyway.
-agent_cache=${AGTAP_AGENT_CACHE:-/var/cache/agtap-test/agents}
-if [ "$(id -u)" = 0 ]; then
-  while read -r spec; do
-    spec=${spec%%#*}; spec=${spec//[[:space:]]/}
-    [ -n "$spec" ] || continue
-    dir="$agent_cache/$spec"
-    [ -f "$dir/.agtap-installed" ] && continue
-    echo "setup: npm install $spec (into $dir)"
-    rm -rf "$dir" && mkdir -p "$dir"
-    npm install --no-audit --no-fund --loglevel=error --prefix "$dir" "$spec"
-    touch "$dir/.agtap-installed"
-  done < setup/agents.txt
-fi
-echo "setup: ok"
+echo "setup: ok ($what)"
