@@ -19,7 +19,9 @@ import threading
 import time
 
 from agtap import __version__
-from agtap.config import Config
+from agtap.config import Config, shown
+
+D = Config()   # the defaults the help shows
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BPF_REFUSED, EXIT_NOT_ROOT = 0, 1, 2, 3, 4
 
@@ -39,21 +41,22 @@ def _capture_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("-v", "--verbose", action="store_true", default=None,
                    help="log each probe attached and each file without SSL symbols")
     g.add_argument("--max-capture-bytes", type=int, metavar="N",
-                   help="bytes copied per SSL/syscall buffer before it is cut (default 4 MiB)")
+                   help=f"bytes copied per SSL/syscall buffer before it is cut (default {D.max_capture_bytes}, "
+                        f"{D.max_capture_bytes / 2**20:g} MiB)")
     o = p.add_argument_group("output")
     o.add_argument("--log", dest="event_log", metavar="FILE",
-                   help="event log (default /var/log/agtap/events.jsonl; env AGTAP_LOG)")
-    o.add_argument("--bodies-dir", metavar="DIR", help="where request/response bodies are kept")
-    o.add_argument("--max-body-store", type=int, metavar="MB", help="bodies kept, oldest removed first (default 1024)")
-    o.add_argument("--body-retention", type=float, metavar="HOURS", help="hours bodies are kept (default 168)")
-    o.add_argument("--max-log-size", type=int, metavar="MB", help="event log size before rotation (default 100)")
-    o.add_argument("--max-log-files", type=int, metavar="N", help="rotated event logs kept (default 5)")
+                   help=f"event log (default {D.event_log}; env AGTAP_LOG)")
+    o.add_argument("--bodies-dir", metavar="DIR", help=f"where request/response bodies are kept (default {D.bodies_dir})")
+    o.add_argument("--max-body-store", type=int, metavar="MB", help=f"bodies kept, oldest removed first (default {shown(D.max_body_store)}; 0 stores none)")
+    o.add_argument("--body-retention", type=float, metavar="HOURS", help=f"hours bodies are kept (default {shown(D.body_retention)})")
+    o.add_argument("--max-log-size", type=int, metavar="MB", help=f"event log size before rotation (default {shown(D.max_log_size)})")
+    o.add_argument("--max-log-files", type=int, metavar="N", help=f"rotated event logs kept (default {shown(D.max_log_files)})")
     o.add_argument("--no-stdout", dest="stdout", action="store_false", default=None,
                    help="foreground: do not print events on stdout")
     o.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus /metrics there")
     o.add_argument("--otel", metavar="URL", help="export OpenTelemetry (OTLP/HTTP base URL, e.g. http://host:4318)")
-    o.add_argument("--bus", choices=("system", "session", "none"), help="D-Bus to own io.agtap.Agtap1 on")
-    o.add_argument("--runtime-dir", metavar="DIR", help="runtime data (default /run/agtap)")
+    o.add_argument("--bus", choices=("system", "session", "none"), help=f"D-Bus to own io.agtap.Agtap1 on (default {D.bus})")
+    o.add_argument("--runtime-dir", metavar="DIR", help=f"runtime data (default {D.runtime_dir})")
 
 
 FLAG_FIELDS = ("pids", "comms", "verbose", "max_capture_bytes", "event_log", "bodies_dir", "max_body_store",

@@ -2,7 +2,8 @@
 
 Every key of the TOML file is the long name of a flag with '-' written as '_'
 (`max_log_size = 100`). The CLI (agtap/cli.py) owns the flags; this module owns
-the defaults and their meaning.
+the defaults and their meaning: the CLI help is generated from them, and
+tests/unit/test_defaults.py checks the man page and etc/agtap.toml against them.
 """
 
 from __future__ import annotations
@@ -39,3 +40,12 @@ class Config:
         env = os.environ if env is None else env
         if env.get("AGTAP_LOG"):
             self.event_log = env["AGTAP_LOG"]
+
+
+def shown(value: object) -> str:
+    """A default as the CLI help, the man page and etc/agtap.toml write it (168.0 -> "168")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
