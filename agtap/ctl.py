@@ -30,7 +30,7 @@ NOT_RUNNING = ("org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBu
 DENIED = ("org.freedesktop.DBus.Error.AccessDenied", B.ERROR_ACCESS_DENIED)
 READ_TIMEOUT_S = float(os.environ.get("AGTAPCTL_TIMEOUT", "25"))
 CONTROL_TIMEOUT_S = max(READ_TIMEOUT_S, 200.0)
-READ_FIX = "add yourself to group agtap: sudo usermod -aG agtap $USER, then log in again"
+READ_FIX = B.JOIN_GROUP_FIX
 CONTROL_FIX = "run it as root (sudo agtapctl ...), or ask for polkit authorization of io.agtap.manage"
 
 

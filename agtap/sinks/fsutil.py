@@ -26,9 +26,11 @@ import os
 import stat
 import time
 
+from agtap import busnames
+
 DIR_MODE = 0o750
 FILE_MODE = 0o640
-GROUP = "agtap"
+GROUP = busnames.GROUP   # owner group of every file agtap writes
 
 
 class UnsafePathError(OSError):

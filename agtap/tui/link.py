@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
+from agtap.busnames import JOIN_GROUP_FIX
+
 from .busclient import AccessDenied, BusClient, BusUnavailable, ClientError, NotRunning
 from .model import CONNECTING, DENIED, MAX_ROWS, NO_BUS, NOT_RUNNING, RUNNING, Model
 
-DENIED_MESSAGE = ("agtap-tui: access denied: add yourself to group agtap: "
-                  "sudo usermod -aG agtap $USER, then log in again")
+DENIED_MESSAGE = f"agtap-tui: access denied: {JOIN_GROUP_FIX}"
 
 
 class Link:

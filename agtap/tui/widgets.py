@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import urwid
 
+from agtap.busnames import JOIN_GROUP_FIX
 from agtap.textsafe import safe_field
 
 from . import fmt
@@ -96,7 +97,7 @@ BANNERS = {
                  " Waiting for it; reconnects automatically. Start it: sudo systemctl start agtap",
     NO_BUS: "cannot reach the {bus} bus ({detail}). Retrying every 2 s.",
     CONNECTING: "connecting to the agtap service on the {bus} bus…",
-    DENIED: "access denied: add yourself to group agtap: sudo usermod -aG agtap $USER, then log in again",
+    DENIED: f"access denied: {JOIN_GROUP_FIX}",
 }
 
 

@@ -18,11 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from agtap import busnames
+
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "dbus" / "io.agtap.Agtap1.conf"
 TESTER = "agtap-tester"        # member of group agtap
 OUTSIDER = "agtap-outsider"    # not a member
-GROUP = "agtap"
+GROUP = busnames.GROUP
 
 CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">

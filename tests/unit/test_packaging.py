@@ -80,3 +80,17 @@ def test_license_is_apache_2_everywhere():
     assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["license"] == {"text": "Apache-2.0"}
     assert "License: Apache-2.0" in (REPO / "debian/copyright").read_text()
     assert "LICENSE" in (REPO / "README.md").read_text()
+
+
+def test_the_group_is_defined_once_and_the_shipped_files_name_it():
+    from agtap import busnames
+    g = busnames.GROUP
+    assert f"\nGroup={g}\n" in (REPO / "systemd/agtap.service").read_text()
+    assert re.search(rf"^g {g}\b", (REPO / "systemd/agtap.sysusers").read_text(), re.M)
+    assert all(line.split()[4] == g for line in (REPO / "systemd/agtap.tmpfiles").read_text().splitlines()
+               if line.startswith("d "))
+    assert f'<policy group="{g}">' in (REPO / "dbus/io.agtap.Agtap1.conf").read_text()
+    # the hint lives in busnames only: no other module spells it out
+    spelled = [p.relative_to(REPO) for p in (REPO / "agtap").rglob("*.py")
+               if "usermod" in p.read_text() and p.name != "busnames.py"]
+    assert spelled == []
