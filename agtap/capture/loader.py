@@ -47,7 +47,7 @@ def program_text(max_capture_bytes: int) -> str:
 def compile_program(max_capture_bytes: int, header_tree: str):
     """Compile and load (not attach). Needs root."""
     os.environ["BCC_KERNEL_SOURCE"] = header_tree
-    from bcc import BPF  # the only import of BCC in agtap
+    from bcc import BPF  # BCC is imported in agtap/capture only: here to compile, tracer.py, doctor.py
     return BPF(text=program_text(max_capture_bytes), cflags=["-Wno-unused-function", "-Wno-unused-variable"])
 
 

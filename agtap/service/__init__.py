@@ -5,5 +5,6 @@
     dbus_object.py  io.agtap.Agtap1 on the bus, access checks (bus policy + code + polkit)
     configfile.py   /etc/agtap/agtap.toml: load, validate, merge with flags and environment
 
-Only this package (and agtap/ctl.py, the client) knows D-Bus.
+D-Bus is known to this package (the service side) and to the two clients, agtapctl
+(agtap/ctl.py) and agtap-tui (agtap/tui); nothing below the service imports dbus_next.
 """

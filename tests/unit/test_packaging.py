@@ -94,3 +94,19 @@ def test_the_group_is_defined_once_and_the_shipped_files_name_it():
     spelled = [p.relative_to(REPO) for p in (REPO / "agtap").rglob("*.py")
                if "usermod" in p.read_text() and p.name != "busnames.py"]
     assert spelled == []
+
+
+def test_bcc_and_dbus_are_imported_only_where_the_comments_say():
+    """loader.py and service/__init__.py say who imports BCC and D-Bus; keep that true."""
+    def importers(module: str) -> set[str]:
+        pat = re.compile(rf"^\s*(import|from) {module}\b", re.M)
+        return {str(p.relative_to(REPO / "agtap")) for p in (REPO / "agtap").rglob("*.py") if pat.search(p.read_text())}
+    assert importers("bcc") and all(p.startswith("capture/") for p in importers("bcc")), importers("bcc")
+    assert importers("dbus_next") and all(p.startswith(("service/", "tui/")) or p == "ctl.py"
+                                          for p in importers("dbus_next")), importers("dbus_next")
+
+
+def test_readme_debian_says_what_happens_without_the_otel_sdk():
+    from agtap.sinks import otel
+    text = " ".join((REPO / "debian/README.Debian").read_text().split())
+    assert "refuses to start" in text and otel.PIP_PACKAGES in text.replace(" \\ ", " ")
