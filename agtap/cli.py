@@ -32,6 +32,16 @@ Every flag may also be set in /etc/agtap/agtap.toml (key = the long name, '-' as
 flags win over the file, the file over the environment (AGTAP_LOG)."""
 
 
+EXAMPLES = """examples:
+    sudo agtap                       # trace every process; one JSON line per call on stdout
+    sudo agtap -c python3 -c node    # only processes (or threads) named python3 or node
+    sudo agtap -p 1234 --no-stdout   # only PID 1234; events go to the log only
+    sudo agtap record bug.jsonl      # save the raw chunks (secrets masked) for a bug report
+    agtap replay bug.jsonl           # the events of a recording, without root
+    agtap doctor                     # can capture work on this machine?
+"""
+
+
 def _capture_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("capture")
     g.add_argument("-p", "--pid", type=int, action="append", dest="pids", metavar="PID",
@@ -66,8 +76,10 @@ FLAG_FIELDS = ("pids", "comms", "verbose", "max_capture_bytes", "event_log", "bo
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agtap", description="See every LLM API call and MCP tool call on this host.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=EXAMPLES + "\n" + EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"agtap {__version__}")
+    # as bcc's tools: print the BPF program that would be loaded, and exit (hidden: for debugging)
+    p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
     _capture_flags(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_ in (("serve", "run as the system service (systemd starts this)"),
@@ -201,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     cfg, flags = build_config(args)
     cmd = args.command
+    if getattr(args, "ebpf", False):
+        from agtap.capture.loader import program_text
+        sys.stdout.write(program_text(cfg.max_capture_bytes))
+        return EXIT_OK
     try:
         if cmd is None:
             return cmd_run(cfg, flags, "foreground")

@@ -248,8 +248,21 @@ async def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+EPILOG = """examples:
+    agtapctl status                        # state, targets, filter and counters (group agtap)
+    agtapctl calls -n 5                    # the last five calls
+    agtapctl calls --follow --json         # new calls as they come, one JSON object a line
+    agtapctl body ID                       # a call's stored request and response, secrets removed
+    sudo agtapctl filter --comm python3    # capture only processes named python3
+    sudo agtapctl filter --clear           # capture every process again
+
+exit status: 0 ok, 1 error, 3 agtap not running (or no bus), 4 access denied
+(the message says what to do)."""
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="agtapctl", description="Control and query the agtap service.")
+    p = argparse.ArgumentParser(prog="agtapctl", description="Control and query the agtap service.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bus", choices=("system", "session"), default="system", help="bus to use (default: system)")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
