@@ -37,6 +37,7 @@ SUITES = ("bookworm", "trixie")
 LIBSSL = "usr/lib/x86_64-linux-gnu/libssl.so.3"
 KEY = "sk-ant-agtap-test-container-5c1f"
 SETTLE = 0.7
+NODE = shutil.which("node") or "/usr/bin/node"
 STARTED: list[int] = []   # the daemon's pid of every chroot and nspawn client started here
 
 
@@ -63,20 +64,24 @@ class Root:
         self.inside = f"/agtap-test/{uuid.uuid4().hex[:12]}"
         self.dir = root / self.inside.lstrip("/")
         self.dir.mkdir(parents=True)
-        for name in ("py_stdlib.py", "py_mcp_stdlib.py", "py_anthropic.py", "pyclient_common.py"):
+        for name in ("py_stdlib.py", "py_mcp_stdlib.py", "py_anthropic.py", "pyclient_common.py", "node_https.mjs"):
             shutil.copy(CLIENTS / name, self.dir / name)
         shutil.copy(ca, self.dir / "ca.pem")
 
     def argv(self, runtime: str, script: str, *args: str, env: dict[str, str] | None = None) -> list[str]:
         envs = dict(PATH="/usr/bin:/bin", SSL_CERT_FILE=f"{self.inside}/ca.pem", AGTAP_TEST_API_KEY=KEY,
-                    PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", NO_PROXY="127.0.0.1", **(env or {}))
+                    NODE_EXTRA_CA_CERTS=f"{self.inside}/ca.pem", PYTHONDONTWRITEBYTECODE="1",
+                    PYTHONUNBUFFERED="1", NO_PROXY="127.0.0.1", **(env or {}))
+        interpreter = f"{self.inside}/node" if script.endswith(".mjs") else "python3"
         tail = ["env", "-i", *(f"{k}={v}" for k, v in envs.items()),
-                "python3", f"{self.inside}/{script}", *args]
+                interpreter, f"{self.inside}/{script}", *args]
         if runtime == "chroot":
             return ["chroot", str(self.root), *tail]
         if runtime == "nspawn":
-            return ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--pipe",
-                    f"--directory={self.root}", *tail]
+            # a machine name of its own and --read-only (a shared lock on the directory): two
+            # containers of one root may run at once
+            return ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--pipe", "--read-only",
+                    f"--machine=agtap-{uuid.uuid4().hex[:8]}", f"--directory={self.root}", *tail]
         if runtime == "podman":
             return [*PODMAN, "run", "--rm", "-i", "--network=host", *PODMAN_ULIMITS,
                     f"--cidfile={self.dir}/cid-{uuid.uuid4().hex[:8]}", f"--volume={self.dir}:{self.inside}:ro",
@@ -281,6 +286,24 @@ def test_stdlib_call_from_a_container_started_after_agtap(daemon, dirs, api, sui
     assert evs[0]["server_port"] == api.port
 
 
+@pytest.mark.parametrize("runtime", ["nspawn", "chroot"])   # nspawn first: agtap's view of its path is no file
+def test_a_node_binary_inside_a_container(daemon, dirs, api, runtime):
+    """node links OpenSSL statically and exports its symbols: a copy of it inside the root
+    (another inode than the host's node) is probed at its exec, once for both runtimes."""
+    trixie = dirs["trixie"]
+    if not (trixie.dir / "node").exists():
+        shutil.copy(NODE, trixie.dir / "node")
+    model = f"claude-node-{runtime}-{uuid.uuid4().hex[:6]}"
+    pid, out = run(trixie, runtime, "node_https.mjs", "--base-url", api.base_url, "--model", model)
+    assert out["results"][0]["status"] == 200
+    evs = events(daemon, 1, model=model)
+    assert len(evs) == 1, evs
+    assert evs[0]["pid"] == pid and evs[0]["provider"] == "anthropic"
+    node_lines = [line for line in attached_lines(daemon) if line.startswith(f"agtap: attached: {trixie.inside}/node ")
+                  or line.startswith(f"agtap: attached: {trixie.dir}/node ")]
+    assert len(node_lines) == 1, attached_lines(daemon)
+
+
 @pytest.mark.parametrize("suite", SUITES)
 def test_official_sdk_in_an_nspawn_container(daemon, dirs, api, suite):
     model = f"claude-sdk-{suite}-{uuid.uuid4().hex[:6]}"
@@ -322,7 +345,7 @@ def test_each_container_libssl_is_attached_once(daemon, early, roots):
     """Each root's libssl is probed once, found through the first of its processes agtap saw
     (the two started before it); the processes started later, in chroot or nspawn, use the
     probes already on those inodes, though the first processes have exited."""
-    lines = attached_lines(daemon)
+    lines = [line for line in attached_lines(daemon) if "/libssl.so" in line]
     mine = {pid: [line for line in lines if f", pid {pid}," in line or f", pid {pid}]" in line] for pid in STARTED}
     deleted, nspawned = early["deleted"].pid, early["nspawn"].pid
     assert len(mine.pop(deleted)) == 2, lines    # bookworm's libssl, and the deleted copy
