@@ -181,7 +181,7 @@ def dirs(roots, certs):
 @pytest.fixture(scope="module")
 def early(dirs, api):
     """Started before agtap: a chroot (bookworm) whose libssl was deleted and replaced once
-    mapped, and an nspawn container (trixie)."""
+    mapped, an nspawn container and a Podman container (trixie)."""
     b = dirs["bookworm"]
     private = b.dir / "lib"
     private.mkdir()
@@ -193,8 +193,10 @@ def early(dirs, api):
     with open(f"/proc/{deleted.pid}/maps") as f:
         assert f"{b.inside}/lib/libssl.so.3 (deleted)" in f.read()
     nspawned = Client(dirs["trixie"].argv("nspawn", "py_stdlib.py", "--base-url", api.base_url, "--wait-go"))
-    yield {"deleted": deleted, "nspawn": nspawned}
-    for c in (deleted, nspawned):
+    podman = Client(dirs["trixie"].argv("podman", "py_stdlib.py", "--base-url", api.base_url, "--model",
+                                        "claude-podman-early", "--wait-go"))
+    yield {"deleted": deleted, "nspawn": nspawned, "podman": podman}
+    for c in (deleted, nspawned, podman):
         if c.popen.poll() is None:
             c.popen.kill()
             c.popen.wait()
@@ -326,19 +328,25 @@ def test_mcp_stdio_pair_in_a_container(daemon, dirs, suite, runtime):
     assert next(e for e in evs if e["model"] == "tools/call")["tools"] == ["add"]
 
 
-def test_podman_containers_of_one_image_carry_their_id_and_share_one_probe(daemon, dirs, api):
-    """Two containers of one imported image: overlayfs shows each its own inode of libssl,
-    but both are the image layer's file, probed once; each event names its container."""
+def test_podman_containers_of_one_image_carry_their_id_and_share_one_probe(daemon, early, dirs, api):
+    """Three containers of one imported image, one started before agtap: overlayfs shows each
+    its own inode of libssl, but all are the image layer's file, probed once (found through
+    the first); each event names its container."""
     model = f"claude-podman-{uuid.uuid4().hex[:6]}"
-    clients = [Client(dirs["trixie"].argv("podman", "py_stdlib.py", "--base-url", api.base_url, "--model", model,
-                                          "--wait-go")) for _ in range(2)]
-    for c in clients:
+    later = [Client(dirs["trixie"].argv("podman", "py_stdlib.py", "--base-url", api.base_url, "--model", model,
+                                        "--wait-go")) for _ in range(2)]
+    first = early["podman"]
+    for c in [first, *later]:
         assert c.go()["results"][0]["status"] == 200
+    assert [(e["pid"], e["container_id"]) for e in events(daemon, 1, model="claude-podman-early")] == \
+        [(first.pid, first.container_id)]
     evs = events(daemon, 2, model=model)
-    assert sorted((e["pid"], e["container_id"]) for e in evs) == sorted((c.pid, c.container_id) for c in clients)
+    assert sorted((e["pid"], e["container_id"]) for e in evs) == sorted((c.pid, c.container_id) for c in later)
     lines = attached_lines(daemon)
-    theirs = [line for line in lines if any(f"[container {c.container_id[:12]}," in line for c in clients)]
-    assert len(theirs) == 1 and theirs[0].startswith(f"agtap: attached: /{LIBSSL} [container "), lines
+    theirs = [line for line in lines if any(f"[container {c.container_id[:12]}," in line for c in [first, *later])]
+    assert theirs == [line for line in lines if line.startswith(
+        f"agtap: attached: /{LIBSSL} [container {first.container_id[:12]}, pid {first.pid}, via ")], lines
+    assert len(theirs) == 1, lines
 
 
 def test_each_container_libssl_is_attached_once(daemon, early, roots):
