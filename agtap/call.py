@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import re
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +19,48 @@ KIND_LLM = "llm_call"
 KIND_MCP = "mcp_call"
 
 PROVIDERS = ("anthropic", "openai", "gemini", "vertex_ai", "mcp")
+
+# --- the call id: agtap's own, never from the wire ---
+# 32 lowercase hex digits (a uuid4). It names the call's body file, so every
+# place that makes or checks one uses these two functions.
+CALL_ID_RE = re.compile(r"[0-9a-f]{32}")
+CALL_ID_FORMAT = "32 lowercase hex digits"
+
+
+def new_call_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_call_id(value: Any) -> bool:
+    return isinstance(value, str) and CALL_ID_RE.fullmatch(value) is not None
+
+
+# --- how a call ended: the one answer to "is this call an error?" ---
+# error       the other side said no: HTTP status >= 400, a provider error body,
+#             a JSON-RPC error or an MCP tool result with isError (the providers
+#             record those as error_type and stop_reason "error:<type>")
+# incomplete  no error seen, but the call did not finish (cut, closed, process exit,
+#             parse error); an error wins over incomplete
+# ok          everything else
+# Every sink and view asks outcome()/is_error(): the journal's priority, the
+# Prometheus `status` label, the OpenTelemetry span status and error.type, the
+# TUI's colour.
+OUTCOME_OK, OUTCOME_ERROR, OUTCOME_INCOMPLETE = "ok", "error", "incomplete"
+OUTCOMES = (OUTCOME_OK, OUTCOME_ERROR, OUTCOME_INCOMPLETE)
+ERROR_STOP_PREFIX = "error:"
+
+
+def _outcome(error_type: Any, http_status: Any, stop_reason: Any, incomplete: Any) -> str:
+    if (error_type
+            or (isinstance(http_status, int) and not isinstance(http_status, bool) and http_status >= 400)
+            or (isinstance(stop_reason, str) and stop_reason.startswith(ERROR_STOP_PREFIX))):
+        return OUTCOME_ERROR
+    return OUTCOME_INCOMPLETE if incomplete else OUTCOME_OK
+
+
+def event_outcome(ev: Mapping[str, Any]) -> str:
+    """The outcome of a call given as its event (an event read back from the bus or a log)."""
+    return _outcome(ev.get("error_type"), ev.get("http_status"), ev.get("stop_reason"), ev.get("incomplete"))
 
 
 @dataclass(slots=True)
@@ -35,7 +80,7 @@ class CallBodies:
 class Call:
     # --- the original tool's fields, in its order ---
     ts: str                                  # RFC 3339 UTC, first request byte
-    id: str                                  # agtap's own id for the call (uuid4 hex)
+    id: str                                  # agtap's own id for the call: new_call_id()
     pid: int
     proc: str                                # process name
     provider: str                            # one of PROVIDERS
@@ -47,7 +92,7 @@ class Call:
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
     latency_ms: float | None = None          # first request byte written -> last response byte read
-    stop_reason: str | None = None           # provider's reason, or "error:<type>"
+    stop_reason: str | None = None           # provider's reason, or ERROR_STOP_PREFIX + error_type
     tools: list[str] = field(default_factory=list)  # tool names called (tool_use, tool_calls, functionCall, tools/call)
     streaming: bool = False
     ttft_ms: float | None = None             # first request byte -> first content-bearing event
@@ -87,6 +132,13 @@ class Call:
         if not d["incomplete"]:
             del d["incomplete_reason"]
         return d
+
+    def outcome(self) -> str:
+        """OUTCOME_OK | OUTCOME_ERROR | OUTCOME_INCOMPLETE (see OUTCOMES above)."""
+        return _outcome(self.error_type, self.http_status, self.stop_reason, self.incomplete)
+
+    def is_error(self) -> bool:
+        return self.outcome() == OUTCOME_ERROR
 
 
 def rfc3339(wall_ns: int) -> str:

@@ -9,6 +9,8 @@ advisory buckets, which fit LLM latencies (10 ms .. 80 s) and token counts
 
 from __future__ import annotations
 
+from agtap.call import OUTCOMES
+
 # --- bucket boundaries (GenAI semconv advisory buckets) ---
 DURATION_BUCKETS_S: tuple[float, ...] = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
@@ -27,8 +29,15 @@ LABEL_OVERFLOW = "other"       # value beyond the cardinality limit, or outside 
 LABEL_UNKNOWN = "unknown"      # the call did not say (e.g. no model in the request)
 DEFAULT_LABEL_LIMIT = 200      # distinct values kept per open label (model, process)
 MAX_LABEL_LEN = 128            # longer values are cut
-STATUS_VALUES = ("ok", "error", "incomplete")
-TOKEN_TYPES = ("input", "output", "cache_read", "cache_creation")
+STATUS_VALUES = OUTCOMES        # the `status` label: Call.outcome()
+# the `token_type` label -> the Call field it counts
+TOKEN_FIELDS = {
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cache_read": "cache_read_input_tokens",
+    "cache_creation": "cache_creation_input_tokens",
+}
+TOKEN_TYPES = tuple(TOKEN_FIELDS)
 
 # --- Prometheus: agtap_* ---
 PROM_PREFIX = "agtap"
@@ -60,9 +69,9 @@ LABELS_BUILD_INFO = ("version", "python")
 
 PROM_HELP = {
     PROM_REQUEST_DURATION: "Call latency, first request byte to last response byte, seconds",
-    PROM_TOKEN_COUNT: "Tokens per call by token_type (input, output, cache_read, cache_creation)",
+    PROM_TOKEN_COUNT: f"Tokens per call by token_type ({', '.join(TOKEN_TYPES)})",
     PROM_TTFT: "Time to first token of streamed calls, seconds",
-    PROM_REQUESTS: "Calls seen, by status (ok, error, incomplete)",
+    PROM_REQUESTS: f"Calls seen, by status ({', '.join(STATUS_VALUES)})",
     PROM_REQUEST_BYTES: "Request size on the wire, bytes",
     PROM_RESPONSE_BYTES: "Response size on the wire, bytes",
     PROM_COST: "Estimated cost of calls with a known price, USD",
@@ -80,6 +89,8 @@ OTEL_DURATION = "gen_ai.client.operation.duration"
 OTEL_TOKEN_USAGE = "gen_ai.client.token.usage"
 OTEL_TTFT = "gen_ai.server.time_to_first_token"
 OTEL_MCP_DURATION = "mcp.client.operation.duration"
+# gen_ai.token.type values (semconv): "input" counts cached input too (see otel.input_tokens_total)
+OTEL_TOKEN_INPUT, OTEL_TOKEN_OUTPUT = "input", "output"
 OTEL_UNITS = {OTEL_DURATION: "s", OTEL_TOKEN_USAGE: "{token}", OTEL_TTFT: "s", OTEL_MCP_DURATION: "s"}
 OTEL_BUCKETS = {
     OTEL_DURATION: DURATION_BUCKETS_S,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-import uuid
 from typing import Any
 
-from agtap.call import Call, CallBodies, rfc3339
+from agtap.call import ERROR_STOP_PREFIX, Call, CallBodies, new_call_id, rfc3339
 from agtap.wire.jsontext import loads
 
 
@@ -86,7 +85,7 @@ def split_host(host: str | None, transport: str) -> tuple[str, int | None]:
 
 def new_call(origin: Origin, provider: str, kind: str, start_ns: int, wall_ns: int) -> Call:
     return Call(
-        ts=rfc3339(wall_ns) if wall_ns else "", id=uuid.uuid4().hex, pid=origin.pid, proc=origin.proc,
+        ts=rfc3339(wall_ns) if wall_ns else "", id=new_call_id(), pid=origin.pid, proc=origin.proc,
         provider=provider, server_address="", kind=kind, unit=origin.unit, container_id=origin.container_id,
         exe=origin.exe, transport=origin.transport, start_ns=start_ns, wall_start_ns=wall_ns, bodies=CallBodies(),
     )
@@ -100,7 +99,7 @@ def content_at(call: Call, ts_ns: int) -> None:
 
 def set_error(call: Call, etype: Any) -> None:
     etype = str(etype) if etype not in (None, "") else "unknown"
-    call.stop_reason = "error:" + etype
+    call.stop_reason = ERROR_STOP_PREFIX + etype
     call.error_type = etype
 
 

@@ -11,18 +11,17 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-import re
 
+from agtap.call import CALL_ID_FORMAT, is_call_id
 from agtap.config import Config
 from agtap.service.errors import Failed, InvalidArgument, NotFound
 
 MAX_BODY_BYTES = 32 * 1024 * 1024      # well under the bus's 128 MiB message limit
-_CALL_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def read_body(bodies_dir: str, call_id: str, known_path: str | None = None) -> str:
-    if not isinstance(call_id, str) or not _CALL_ID.fullmatch(call_id):
-        raise InvalidArgument(f"call id {call_id!r}: must be 32 lowercase hex digits, as in the event's \"id\"")
+    if not is_call_id(call_id):
+        raise InvalidArgument(f"call id {call_id!r:.80}: must be {CALL_ID_FORMAT}, as in the event's \"id\"")
     root = os.path.realpath(bodies_dir)
     path = known_path or find_body(root, call_id)
     if not path:

@@ -29,13 +29,12 @@ import threading
 import time
 from typing import Any
 
-from agtap.call import Call, CallBodies
+from agtap.call import Call, CallBodies, is_call_id
 from agtap.sinks.fsutil import FILE_MODE, GROUP, FailureLog, ensure_dir, open_file
 from agtap.redact import redact_headers, redact_target, scrub_bytes, scrub_text
 
 log = logging.getLogger(__name__)
 
-_CALL_ID = re.compile(r"[0-9a-f]{16,64}")
 _DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -160,7 +159,7 @@ class BodiesSink:
     def write(self, call: Call) -> None:
         if call.bodies is None:
             return
-        if not isinstance(call.id, str) or not _CALL_ID.fullmatch(call.id):
+        if not is_call_id(call.id):
             self._bad_ids += 1
             self._errors.failed(ValueError(f"call id is not agtap's hex id: {call.id!r:.80}"))
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from agtap.call import Call
+from agtap.call import OUTCOME_OK, Call
 from agtap.sinks.fsutil import FailureLog
 from agtap.textsafe import safe_field
 
@@ -20,16 +20,6 @@ log = logging.getLogger(__name__)
 FIELD_MAX = 200
 PRIORITY_INFO = 6
 PRIORITY_WARNING = 4
-
-
-def is_error(call: Call) -> bool:
-    """A call the journal shows as a warning: an HTTP error, a provider error, or a cut-off call."""
-    return bool(
-        call.error_type
-        or (call.http_status is not None and call.http_status >= 400)
-        or (call.stop_reason or "").startswith("error")
-        or call.incomplete
-    )
 
 
 def _num(v: float | int | None, fmt: str = "{}") -> str | None:
@@ -63,7 +53,7 @@ def journal_fields(call: Call) -> dict[str, str]:
     """MESSAGE plus AGTAP_* fields; fields with no value are left out (journal fields cannot be null)."""
     fields: dict[str, str | None] = {
         "MESSAGE": journal_message(call),
-        "PRIORITY": str(PRIORITY_WARNING if is_error(call) else PRIORITY_INFO),
+        "PRIORITY": str(PRIORITY_INFO if call.outcome() == OUTCOME_OK else PRIORITY_WARNING),
         "SYSLOG_IDENTIFIER": "agtap",
         "AGTAP_CALL_ID": safe_field(call.id, 64),
         "AGTAP_PROVIDER": safe_field(call.provider, 40),

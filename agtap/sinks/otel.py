@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 from agtap import __version__
 from agtap import metricnames as mn
-from agtap.call import KIND_MCP, Call
+from agtap.call import ERROR_STOP_PREFIX, KIND_MCP, Call
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +58,15 @@ else:
 
 # --- pure mapping: Call -> span name, attributes, timing ---
 
-def is_error(call: Call) -> bool:
-    return (call.stop_reason or "").startswith("error:")
-
-
 def error_type(call: Call) -> str | None:
-    """error.type: the provider's error type, else the HTTP status, else None (success)."""
+    """error.type, set exactly when call.is_error(): the provider's error type, else the HTTP status."""
+    if not call.is_error():
+        return None
     if call.error_type:
         return call.error_type
-    if is_error(call):
-        return call.stop_reason[len("error:"):] or "_OTHER"
-    if call.http_status and call.http_status >= 400:
-        return str(call.http_status)
-    return None
+    if (call.stop_reason or "").startswith(ERROR_STOP_PREFIX):
+        return call.stop_reason[len(ERROR_STOP_PREFIX):] or "_OTHER"
+    return str(call.http_status)
 
 
 def operation_name(call: Call) -> str:
@@ -128,7 +124,7 @@ def span_attributes(call: Call) -> dict[str, Any]:
         a["gen_ai.request.model"] = call.model
         a["gen_ai.response.model"] = call.response_model
         a["gen_ai.response.id"] = call.response_id
-        if call.stop_reason and not is_error(call):
+        if call.stop_reason and not call.is_error():
             a["gen_ai.response.finish_reasons"] = [call.stop_reason]
         a["gen_ai.usage.input_tokens"] = input_tokens_total(call)
         a["gen_ai.usage.output_tokens"] = call.output_tokens
@@ -336,7 +332,7 @@ class OtelSink:
         start, end = span_times(call)
         attrs = span_attributes(call)
         span = self._tracer.start_span(span_name(call), kind=SpanKind.CLIENT, attributes=attrs, start_time=start)
-        if is_error(call) or (call.kind == KIND_MCP and error_type(call)):
+        if call.is_error():
             span.set_status(Status(StatusCode.ERROR, call.stop_reason or error_type(call)))
         span.end(end_time=end)
 
@@ -362,7 +358,8 @@ class OtelSink:
         attrs = {k: v for k, v in attrs.items() if v is not None}
         if call.latency_ms is not None:
             self._duration.record(call.latency_ms / 1000.0, {**attrs, "error.type": err} if err else attrs)
-        for token_type, n in (("input", input_tokens_total(call)), ("output", call.output_tokens)):
+        for token_type, n in ((mn.OTEL_TOKEN_INPUT, input_tokens_total(call)),
+                              (mn.OTEL_TOKEN_OUTPUT, call.output_tokens)):
             if n is not None:
                 self._tokens.record(n, {**attrs, "gen_ai.token.type": token_type})
         if call.ttft_ms is not None and not err:

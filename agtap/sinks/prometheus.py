@@ -59,15 +59,6 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def call_status(call: Call) -> str:
-    """ok | error | incomplete, as used in the `status` label."""
-    if (call.stop_reason or "").startswith("error:") or call.error_type or (call.http_status or 0) >= 400:
-        return "error"
-    if call.incomplete:
-        return "incomplete"
-    return "ok"
-
-
 class LabelLimiter:
     """Keeps the first `limit` distinct values of an open label; later ones become 'other'."""
 
@@ -238,14 +229,13 @@ class PrometheusSink:
         model = self._models(call.model)
         proc = self._procs(call.proc)
         streaming = "true" if call.streaming else "false"
-        self._requests.labels(provider, proc, kind, streaming, call_status(call)).inc()
+        self._requests.labels(provider, proc, kind, streaming, call.outcome()).inc()
         if call.latency_ms is not None and call.latency_ms >= 0:
             self._duration.labels(model, provider, proc, kind, streaming).observe(call.latency_ms / 1000.0)
         if call.ttft_ms is not None and call.ttft_ms >= 0:
             self._ttft.labels(model, provider, proc, kind).observe(call.ttft_ms / 1000.0)
-        for token_type, n in (("input", call.input_tokens), ("output", call.output_tokens),
-                              ("cache_read", call.cache_read_input_tokens),
-                              ("cache_creation", call.cache_creation_input_tokens)):
+        for token_type, field in mn.TOKEN_FIELDS.items():
+            n = getattr(call, field)
             if n is not None:
                 self._tokens.labels(model, provider, proc, kind, streaming, token_type).observe(n)
         self._req_bytes.labels(provider, proc, kind).observe(call.request_bytes)

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from typing import Any, Iterable
 
+from agtap.call import OUTCOME_OK, event_outcome
 from agtap.textsafe import printable, safe_field
 
 MAX_ROWS = 5000
@@ -67,8 +68,8 @@ def event_epoch(ev: dict) -> float | None:
 
 
 def is_error(ev: dict) -> bool:
-    sr = ev.get("stop_reason")
-    return bool(ev.get("incomplete")) or (isinstance(sr, str) and sr.startswith("error"))
+    """Shown in the error colour: an error or an incomplete call (agtap.call.event_outcome)."""
+    return event_outcome(ev) != OUTCOME_OK
 
 
 def matches(ev: dict, needle: str) -> bool:

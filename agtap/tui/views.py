@@ -150,7 +150,7 @@ class DetailView(urwid.WidgetWrap):
         head = [urwid.Text(("title", f"call {safe_field(self.ev.get('id'), 40)}  (esc: back, ↑↓ PgUp PgDn: scroll)"),
                            wrap="clip")]
         failed = fmt.row_attr(self.ev) == "error"
-        rows = [urwid.Text(("error" if failed and line.startswith(("stop_reason", "incomplete")) else "row", line))
+        rows = [urwid.Text(("error" if failed and line.startswith(("stop_reason", "incomplete", "http_status", "error_type")) else "row", line))
                 for line in field_lines(self.ev)]
         rows.append(urwid.Text(""))
         if state == "ok":
@@ -181,7 +181,8 @@ HELP = """agtap-tui: live view of LLM API and MCP calls on this host
   s        start/stop capture (root or polkit io.agtap.manage)
   ?        this help; any key closes it
 
-Error colour: stop reason "error:…", or an incomplete call.
+Error colour: a failed call (HTTP status ≥ 400, a provider or JSON-RPC
+error) or an incomplete one.
 "~" after the time: a streamed response.
 LAT: latency. TTFT: time to first token.
 """

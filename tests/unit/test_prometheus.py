@@ -9,7 +9,7 @@ import pytest
 
 from agtap import metricnames as mn
 from agtap.call import Call
-from agtap.sinks.prometheus import PrometheusSink, call_status, parse_addr
+from agtap.sinks.prometheus import PrometheusSink, parse_addr
 from tests.support_obs.calls import llm_call, mcp_call
 from tests.support_obs.prom import http_get, promtool_check_metrics, start_prometheus
 
@@ -162,13 +162,7 @@ def test_write_never_raises_and_counts_errors():
     assert s.stats()["calls"] == 1
 
 
-def test_status_and_addr_parsing():
-    assert call_status(llm_call()) == "ok"
-    assert call_status(llm_call(stop_reason="error:rate_limit_error")) == "error"
-    assert call_status(llm_call(http_status=500, stop_reason=None)) == "error"
-    inc = llm_call()
-    inc.incomplete = True
-    assert call_status(inc) == "incomplete"
+def test_addr_parsing():            # the status label's values: tests/unit/test_call.py
     assert parse_addr("127.0.0.1:9464") == ("127.0.0.1", 9464)
     assert parse_addr(":9464") == ("0.0.0.0", 9464)
     assert parse_addr("[::1]:9464") == ("::1", 9464)
@@ -230,3 +224,23 @@ def test_daemon_controller_plugs_in_with_one_line():
     s.set_stats_source(stats=ctl.get_stats)
     t = generate_latest(s.registry).decode()
     assert sample(t, "agtap_lost_records_total") == 0 and sample(t, "agtap_targets") == 0
+
+
+def test_label_values_are_metricnames_own():
+    """token_type and status take exactly the values metricnames defines, each counting its own field."""
+    s = PrometheusSink(None)
+    s.write(llm_call(input_tokens=1, output_tokens=2, cache_read=3, cache_creation=4))
+    s.write(llm_call(http_status=500, stop_reason=None))
+    inc = llm_call()
+    inc.incomplete = True
+    s.write(inc)
+    tokens, statuses = {}, set()
+    for m in s.registry.collect():
+        for smp in m.samples:
+            if m.name == mn.PROM_TOKEN_COUNT and smp.name.endswith("_sum"):
+                tokens[smp.labels["token_type"]] = tokens.get(smp.labels["token_type"], 0) + smp.value
+            if m.name == mn.PROM_REQUESTS and smp.name.endswith("_total"):
+                statuses.add(smp.labels["status"])
+    assert set(tokens) == set(mn.TOKEN_TYPES)
+    assert tokens == {"input": 1 + 100 + 100, "output": 2 + 20 + 20, "cache_read": 3, "cache_creation": 4}
+    assert statuses == set(mn.STATUS_VALUES) == {"ok", "error", "incomplete"}
