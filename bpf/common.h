@@ -8,6 +8,14 @@
  *   RINGBUF_PAGES ring buffer size in pages
  *   USE_NS_PIDS  1 when the daemon runs in a non-initial PID namespace
  *   PIDNS_DEV, PIDNS_INO  that namespace, for bpf_get_ns_current_pid_tgid
+ * and the numbers userspace reads back, defined once in
+ * agtap/capture/records.py (BPF_CONSTANTS, each with its meaning):
+ *   K_*          record kinds (K_TLS_WRITE .. K_EXIT)
+ *   F_CUT, F_LAST  record flags
+ *   S_*          connection states in the conns map (S_CAPTURE .. S_NEVER)
+ *   C_*, N_COUNTERS  slots of the counters array
+ * struct record_t is read by records.RECORD_HEADER; Tracer.start checks the
+ * two agree (records.layout_problems) before it captures anything.
  *
  * Nothing here reads a kernel struct field: only helpers, syscall arguments
  * and user memory, so any linux-headers tree compiles it (see docs/DESIGN.md,
@@ -15,36 +23,6 @@
  */
 #include <uapi/linux/ptrace.h>
 /* no kernel headers beyond ptrace.h: nothing here reads kernel structs */
-
-/* record kinds */
-#define K_TLS_WRITE   1
-#define K_TLS_READ    2
-#define K_SOCK_WRITE  3
-#define K_SOCK_READ   4
-#define K_CLOSE       5   /* close(fd) or SSL_free(ssl) on a captured connection */
-#define K_EXEC        6   /* a process exec'd: userspace looks for new SSL targets */
-#define K_EXIT        7   /* a process with captured connections exited */
-
-/* record flags */
-#define F_CUT         1   /* the buffer was longer than the cap: the rest was not copied */
-#define F_LAST        2   /* last record of this buffer */
-
-/* connection states (conns map) */
-#define S_CAPTURE     1   /* copy writes and reads */
-#define S_IGNORE      2   /* copy nothing until the next HTTP request line */
-#define S_EGRESS_ONLY 3   /* copy writes only (local IPC: the peer's writes are captured too) */
-#define S_NEVER       4   /* not a connection at all (a file, a tty): copy nothing ever */
-
-/* counters (per-CPU array, summed by userspace) */
-#define C_LOST        0   /* ring-buffer output failed: bytes lost */
-#define C_CUT         1   /* buffers cut at the cap */
-#define C_RECORDS     2   /* records delivered */
-#define C_BYTES       3   /* payload bytes delivered */
-#define C_CONN_FULL   4   /* conns map full: a connection could not be tracked */
-#define C_READ_FAIL   5   /* bpf_probe_read_user failed (page not present): bytes lost */
-#define C_SKIPPED     6   /* payload bytes seen on ignored connections (not copied) */
-#define C_LOST_RECS   7   /* ring-buffer records lost */
-#define N_COUNTERS    8
 
 struct record_t {
     u64 ts_ns;        /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */

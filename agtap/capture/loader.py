@@ -1,7 +1,8 @@
 """Compile bpf/*.c with BCC and hand back the BPF object.
 
 The C files are one program (they share the ring buffer and the maps); they
-are concatenated in a fixed order after the build-time macros.
+are concatenated in a fixed order after the build-time macros and the
+numbers they share with userspace (agtap/capture/records.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import ctypes
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from agtap.capture import records
 
 BPF_FILES = ("common.h", "ssl.c", "syscalls.c", "sched.c")
 SEG_SIZE = 16384          # payload bytes per ring-buffer record
@@ -39,7 +42,7 @@ def pidns_macros() -> dict[str, int]:
 def program_text(max_capture_bytes: int) -> str:
     segs = max(1, -(-max_capture_bytes // SEG_SIZE))
     macros = {"SEG_SIZE": SEG_SIZE, "MAX_SEGS": segs, "RINGBUF_PAGES": RINGBUF_PAGES, **pidns_macros()}
-    head = "".join(f"#define {k} {v}\n" for k, v in macros.items())
+    head = "".join(f"#define {k} {v}\n" for k, v in macros.items()) + records.c_defines()
     d = bpf_dir()
     return head + "\n".join((d / f).read_text() for f in BPF_FILES)
 

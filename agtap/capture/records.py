@@ -1,22 +1,104 @@
-"""The ring-buffer record as bpf/common.h lays it out (struct record_t), decoded."""
+"""What the BPF programs and userspace share: the numbers, and the ring-buffer record, decoded.
+
+The numbers (record kinds, flags, connection states, counter slots) are
+defined here only: agtap/capture/loader.py writes them as `#define`s ahead of
+bpf/*.c, as it does SEG_SIZE. The structs are defined in C (bpf/common.h);
+RECORD_HEADER below is how userspace reads struct record_t, and
+`layout_problems` checks it, at every start, against the type BCC generated
+from the C (Tracer.start refuses to capture when they disagree).
+Map keys and values are written with BCC's own generated types, never a copy.
+"""
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
 
-# kinds and flags: the same numbers as bpf/common.h
-K_TLS_WRITE, K_TLS_READ, K_SOCK_WRITE, K_SOCK_READ, K_CLOSE, K_EXEC, K_EXIT = range(1, 8)
-F_CUT, F_LAST = 1, 2
-# connection states (the conns map)
-S_CAPTURE, S_IGNORE, S_EGRESS_ONLY, S_NEVER = 1, 2, 3, 4
-# counters
-C_LOST, C_CUT, C_RECORDS, C_BYTES, C_CONN_FULL, C_READ_FAIL, C_SKIPPED, C_LOST_RECS = range(8)
-COUNTER_NAMES = ("lost_bytes", "cut_buffers", "records", "bytes", "conn_table_full", "read_failed_bytes",
-                 "skipped_bytes", "lost_records")
+# --- the numbers the C uses: name -> (value, meaning) ---
+BPF_CONSTANTS: dict[str, tuple[int, str]] = {
+    # record kinds
+    "K_TLS_WRITE": (1, "SSL_write* on a captured connection"),
+    "K_TLS_READ": (2, "SSL_read* on a captured connection"),
+    "K_SOCK_WRITE": (3, "write/send/sendmsg on a captured fd"),
+    "K_SOCK_READ": (4, "read/recv/recvmsg on a captured fd"),
+    "K_CLOSE": (5, "close(fd) or SSL_free(ssl) on a captured connection"),
+    "K_EXEC": (6, "a process exec'd: userspace looks for new SSL targets"),
+    "K_EXIT": (7, "a process with captured connections exited"),
+    # record flags
+    "F_CUT": (1, "the buffer was longer than the cap: the rest was not copied"),
+    "F_LAST": (2, "last record of this buffer"),
+    # connection states (the conns map)
+    "S_CAPTURE": (1, "copy writes and reads"),
+    "S_IGNORE": (2, "copy nothing until the next HTTP request line"),
+    "S_EGRESS_ONLY": (3, "copy writes only (local IPC: the peer's writes are captured too)"),
+    "S_NEVER": (4, "not a connection at all (a file, a tty): copy nothing ever"),
+    # counter slots (per-CPU array `counters`, summed by userspace)
+    "C_LOST": (0, "ring-buffer output failed: bytes lost"),
+    "C_CUT": (1, "buffers cut at the cap"),
+    "C_RECORDS": (2, "records delivered"),
+    "C_BYTES": (3, "payload bytes delivered"),
+    "C_CONN_FULL": (4, "conns map full: a connection could not be tracked"),
+    "C_READ_FAIL": (5, "bpf_probe_read_user failed (page not present): bytes lost"),
+    "C_SKIPPED": (6, "payload bytes seen on ignored connections (not copied)"),
+    "C_LOST_RECS": (7, "ring-buffer records lost"),
+    "N_COUNTERS": (8, "counter slots"),
+}
+_V = {k: v for k, (v, _) in BPF_CONSTANTS.items()}
+K_TLS_WRITE, K_TLS_READ = _V["K_TLS_WRITE"], _V["K_TLS_READ"]
+K_SOCK_WRITE, K_SOCK_READ = _V["K_SOCK_WRITE"], _V["K_SOCK_READ"]
+K_CLOSE, K_EXEC, K_EXIT = _V["K_CLOSE"], _V["K_EXEC"], _V["K_EXIT"]
+F_CUT, F_LAST = _V["F_CUT"], _V["F_LAST"]
+S_CAPTURE, S_IGNORE = _V["S_CAPTURE"], _V["S_IGNORE"]
+S_EGRESS_ONLY, S_NEVER = _V["S_EGRESS_ONLY"], _V["S_NEVER"]
+# the counters agtap reads, by slot: C_* -> the name Tracer.counters() gives it
+COUNTERS = {
+    "C_LOST": "lost_bytes", "C_CUT": "cut_buffers", "C_RECORDS": "records", "C_BYTES": "bytes",
+    "C_CONN_FULL": "conn_table_full", "C_READ_FAIL": "read_failed_bytes", "C_SKIPPED": "skipped_bytes",
+    "C_LOST_RECS": "lost_records",
+}
+COUNTER_SLOTS = {name: _V[c] for c, name in COUNTERS.items()}
+COUNTER_NAMES = tuple(COUNTER_SLOTS)
 
-_HDR = struct.Struct("<QQQQIIIBB2x16s")
-HDR_SIZE = _HDR.size   # 64
+
+def c_defines() -> str:
+    """The constants as the C preamble loader.program_text puts ahead of bpf/*.c."""
+    return "".join(f"#define {k} {v}\n" for k, (v, _) in BPF_CONSTANTS.items())
+
+
+# --- struct record_t's header, as userspace reads it: (field, struct code), in order ---
+RECORD_HEADER = (
+    ("ts_ns", "Q"), ("conn_id", "Q"), ("total", "Q"), ("offset", "Q"),
+    ("pid", "I"), ("tid", "I"), ("len", "I"), ("kind", "B"), ("flags", "B"), ("pad", "2x"), ("comm", "16s"),
+)
+_HDR = struct.Struct("<" + "".join(code for _, code in RECORD_HEADER))
+HDR_SIZE = _HDR.size   # 64: sizeof(struct record_t) - SEG_SIZE
+
+
+def header_offsets() -> dict[str, tuple[int, int]]:
+    """field -> (offset, size) as _HDR reads it."""
+    out, off = {}, 0
+    for name, code in RECORD_HEADER:
+        size = struct.calcsize("<" + code)
+        out[name] = (off, size)
+        off += size
+    return out
+
+
+def layout_problems(record_type) -> list[str]:
+    """How struct record_t as compiled (a ctypes Structure: BCC's b["scratch"].sLeaf) differs
+    from RECORD_HEADER; empty when they agree."""
+    fields = [f[0] for f in record_type._fields_]
+    want = [n for n, _ in RECORD_HEADER] + ["data"]
+    if fields != want:
+        return [f"struct record_t fields {fields}, userspace reads {want}"]
+    problems = []
+    for name, (off, size) in header_offsets().items():
+        desc = getattr(record_type, name)
+        if (desc.offset, desc.size) != (off, size):
+            problems.append(f"record_t.{name} at {desc.offset} ({desc.size} bytes), userspace reads {off} ({size})")
+    if record_type.data.offset != HDR_SIZE:
+        problems.append(f"record_t.data at {record_type.data.offset}, userspace reads {HDR_SIZE}")
+    return problems
 
 
 @dataclass(slots=True)

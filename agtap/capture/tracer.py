@@ -19,7 +19,7 @@ from typing import Callable
 from agtap.capture import headers, loader, probepoints, verifier
 from agtap.capture.chunk import CaptureStats
 from agtap.capture.conns import ConnMapper
-from agtap.capture.records import (COUNTER_NAMES, K_EXEC, S_IGNORE, decode)
+from agtap.capture.records import COUNTER_NAMES, COUNTER_SLOTS, K_EXEC, S_IGNORE, decode, layout_problems
 from agtap.capture.targets import TargetSet
 from agtap.config import Config
 
@@ -61,18 +61,6 @@ def _detach_all(b) -> None:
 
     with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as ex:
         list(ex.map(run, jobs))
-
-
-class _ConnKey(ctypes.Structure):
-    _fields_ = [("pid", ctypes.c_uint32), ("is_tls", ctypes.c_uint32), ("id", ctypes.c_uint64)]
-
-
-class _ConnVal(ctypes.Structure):
-    _fields_ = [("state", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
-
-
-class _Comm(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_char * 16)]
 
 
 class Tracer:
@@ -117,6 +105,11 @@ class Tracer:
             except ImportError:
                 raise CaptureError("BCC's Python module is missing", "sudo apt-get install python3-bpfcc") from None
             b = self._compile_and_load()
+            problems = layout_problems(b["scratch"].sLeaf)    # per-CPU: sLeaf is one CPU's value
+            if problems:
+                b.cleanup()
+                raise CaptureError("bpf/common.h and agtap/capture/records.py disagree on the record layout: "
+                                   + "; ".join(problems), "reinstall agtap (its BPF sources do not match its Python)")
             from bcc import BPF
             for fn_name, arr, ptype in (("cont_kprobe", "cont_kprobe_progs", BPF.KPROBE),
                                         ("cont_tracepoint", "cont_tp_progs", BPF.TRACEPOINT)):
@@ -225,7 +218,8 @@ class Tracer:
         if self._bpf is None:
             return
         try:
-            self._bpf["conns"][_ConnKey(pid, int(is_tls), ident)] = _ConnVal(state, 0)
+            conns = self._bpf["conns"]      # key and value types: BCC's, from struct conn_key_t/conn_val_t
+            conns[conns.Key(pid, int(is_tls), ident)] = conns.Leaf(state, 0)
         except Exception:
             pass   # map full: counted in the kernel
 
@@ -251,7 +245,7 @@ class Tracer:
         for p in self._pids:
             fp[ctypes.c_uint32(p)] = ctypes.c_uint8(1)
         for c in self._comms:
-            fc[_Comm(c.encode()[:15])] = ctypes.c_uint8(1)
+            fc[fc.Key(c.encode()[:15])] = ctypes.c_uint8(1)
         # processes already running whose name matches: their renamed threads count too
         if self._comms:
             for d in os.listdir("/proc"):
@@ -275,9 +269,9 @@ class Tracer:
         b = self._bpf
         if b is None:
             return out
-        for i, name in enumerate(COUNTER_NAMES):
+        for name, slot in COUNTER_SLOTS.items():
             try:
-                out[name] = sum(b["counters"][ctypes.c_int(i)])
+                out[name] = sum(b["counters"][ctypes.c_int(slot)])
             except Exception:
                 pass
         return out

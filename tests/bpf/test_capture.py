@@ -342,6 +342,10 @@ def test_capture_works_after_the_compilers_pages_are_dropped_and_on_a_second_sta
     tr = Tracer(Config(runtime_dir="/run/agtap"), items.append)
     tr.start()
     after_first = compiler_rss_kb()
+    # struct record_t as BCC compiled it is what userspace decodes (start refuses otherwise; shown here)
+    from agtap.capture.records import HDR_SIZE, layout_problems
+    rec_t = tr._bpf["scratch"].sLeaf
+    assert layout_problems(rec_t) == [] and rec_t.data.offset == HDR_SIZE
     tr.stop()
     tr.start()
     after_second = compiler_rss_kb()
