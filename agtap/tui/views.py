@@ -150,7 +150,8 @@ class DetailView(urwid.WidgetWrap):
         head = [urwid.Text(("title", f"call {safe_field(self.ev.get('id'), 40)}  (esc: back, ↑↓ PgUp PgDn: scroll)"),
                            wrap="clip")]
         failed = fmt.row_attr(self.ev) == "error"
-        rows = [urwid.Text(("error" if failed and line.startswith(("stop_reason", "incomplete", "http_status", "error_type")) else "row", line))
+        marked = ("stop_reason", "incomplete", "http_status", "error_type")
+        rows = [urwid.Text(("error" if failed and line.startswith(marked) else "row", line))
                 for line in field_lines(self.ev)]
         rows.append(urwid.Text(""))
         if state == "ok":
