@@ -19,6 +19,7 @@ from typing import Callable
 
 from agtap.call import Call
 from agtap.capture.chunk import Chunk, ConnClosed, Direction
+from agtap.capture.connid import ConnId
 from agtap.providers.httpconn import HttpConn
 from agtap.providers.ipcconn import IpcConn
 from agtap.providers.mcp import McpSession
@@ -82,7 +83,7 @@ class Pipeline:
     copying its bytes in the kernel until the next request line.
     """
 
-    def __init__(self, emit: Callable[[Call], None], *, ignore_conn: Callable[[str], None] | None = None,
+    def __init__(self, emit: Callable[[Call], None], *, ignore_conn: Callable[[ConnId], None] | None = None,
                  limits: Limits | None = None, prices: PriceTable | None = None):
         self.emit = emit
         self.ignore_conn = ignore_conn
@@ -90,7 +91,7 @@ class Pipeline:
         self.prices = prices if prices is not None else PriceTable()
         self.stats = PipelineStats()
         self._now = 0   # ts of the latest chunk
-        self.conns: dict[str, object] = {}
+        self.conns: dict[ConnId, object] = {}
         self.mcp_sessions: dict[str, McpSession] = {}   # by Mcp-Session-Id, across connections
 
     # -- input -------------------------------------------------------------------
@@ -113,7 +114,7 @@ class Pipeline:
         c = self.conns.get(ch.conn)
         egress = ch.direction == Direction.EGRESS or ch.direction == "egress"
         if c is None:
-            if not egress and not ch.conn.startswith("ipc:"):
+            if not egress and not ch.conn.is_ipc:
                 return   # an answer to nothing we saw (attached mid-stream, or after an abort): no state
             if len(self.conns) >= self.limits.max_conns:
                 self._evict_one(ch.ts_ns)
@@ -134,7 +135,7 @@ class Pipeline:
     def _decide(self, ch: Chunk, und: _Undecided, egress: bool):
         if not egress:
             # Replies before any request: only a JSON-RPC peer on local IPC speaks first.
-            if ch.conn.startswith("ipc:") and ch.data.lstrip(_WS)[:1] in (b"{", b"["):
+            if ch.conn.is_ipc and ch.data.lstrip(_WS)[:1] in (b"{", b"["):
                 c = self.conns[ch.conn] = IpcConn(ch.conn, self)
                 c.last_ts = ch.ts_ns
                 c.ingress(ch)
@@ -165,12 +166,12 @@ class Pipeline:
         self.conns[ch.conn] = c
         return c, data
 
-    def _close(self, conn_id: str, reason: str, ts: int) -> None:
+    def _close(self, conn_id: ConnId, reason: str, ts: int) -> None:
         c = self.conns.pop(conn_id, None)
         if c is not None and c.kind != "undecided":
             c.close(reason, ts)
 
-    def _abort(self, conn_id: str, reason: str, ts: int) -> None:
+    def _abort(self, conn_id: ConnId, reason: str, ts: int) -> None:
         c = self.conns.pop(conn_id, None)
         if c is None or c.kind == "undecided":
             return

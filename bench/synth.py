@@ -4,7 +4,7 @@ Realistic bytes: requests as an SDK sends them, responses as bench.server sends 
 (tests.support's provider shapes), delivered as SSL_read would deliver them: the head in
 one chunk, then one chunk per SSE event (one TLS record per server write, chunked
 framing included). Non-streaming responses arrive in one chunk. MCP stdio sessions:
-newline-delimited JSON-RPC on an "ipc:" conn, one message per chunk.
+newline-delimited JSON-RPC on an ipc conn, one message per chunk.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+from agtap.capture.connid import ConnId
 from agtap.capture.recording import encode, header
 from bench.server import answers
 
@@ -48,7 +49,7 @@ class Gen:
         first, writes = self.table[("anthropic", stream)]
         req = _request(stream)
         for i in range(n):
-            conn = f"tls:4242:{0x5500000 + i // per_conn:x}"
+            conn = ConnId.tls(4242, 0x5500000 + i // per_conn)
             out.append(self.chunk(conn, E, req))
             out.append(self.chunk(conn, I, first))
             for w in writes:
@@ -60,7 +61,7 @@ class Gen:
     def mcp_sessions(self, n: int, tool_calls: int = 5) -> list:
         out = []
         for s in range(n):
-            conn = f"ipc:4242:{9000 + s}"
+            conn = ConnId.ipc(4242, 9000 + s)
             msgs = [({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
                         "protocolVersion": "2025-06-18", "capabilities": {},
                         "clientInfo": {"name": "bench", "version": "1"}}},

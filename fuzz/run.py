@@ -47,9 +47,10 @@ except ImportError:  # the random engine needs nothing else
 
 
 def _import_targets(expose: bool = True):
-    global Chunk, ConnClosed, Direction, Transport, Limits, Pipeline, PriceTable, event_line
+    global Chunk, ConnClosed, ConnId, Direction, Transport, Limits, Pipeline, PriceTable, event_line
     global SseDecoder, LineDecoder, JsonArrayStream, HttpParser, BodyDecoder, SEEDS
     from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+    from agtap.capture.connid import ConnId
     from agtap.pipeline import Limits, Pipeline
     from agtap.providers.pricing import PriceTable
     from agtap.sinks.jsonl import event_line
@@ -216,9 +217,9 @@ class Harness:
     def _pipeline(self, r: Reader, items) -> None:
         emitted = []
         p = Pipeline(emitted.append, ignore_conn=lambda c: None, limits=self.limits, prices=self.prices)
-        conn = ("tls:1:a", "ipc:77", "sock:1:3")[r.int(0, 2)]
+        conn = (ConnId.tls(1, 0xA), ConnId.ipc_channel(77), ConnId.sock(1, 3))[r.int(0, 2)]
         close = (None, "closed", "process_exit", "evicted")[r.int(0, 3)]
-        long_conn = f"{conn.split(':')[0]}:{self.n % 3000}:l"
+        long_conn = ConnId(conn.kind, self.n % 3000, 1)
         t0 = self.t
         for egress, data, cut in items:
             self.t += 1_000_000

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from agtap.capture.connid import ConnId
+
 
 class Direction(str, Enum):
     EGRESS = "egress"    # bytes the traced process wrote (requests, for a client)
@@ -25,13 +27,12 @@ class Transport(str, Enum):
 class Chunk:
     """One run of bytes that one process wrote to or read from one connection.
 
-    `conn` is a stable string naming the conversation the bytes belong to:
-    "tls:<tgid>:<ssl-ptr-hex>", "sock:<tgid>:<fd>" or, for local IPC carrying
-    JSON-RPC, "ipc:<client>:<server>" (pids) shared by both processes of the
-    conversation ("ipc:<inode>" when the other end was not found).
+    `conn` names the conversation the bytes belong to (see agtap.capture.connid):
+    one process's TLS session or socket, or for local IPC carrying JSON-RPC,
+    the client:server pair shared by both processes of the conversation.
     """
 
-    conn: str
+    conn: ConnId
     direction: Direction
     ts_ns: int            # CLOCK_MONOTONIC ns at the probe
     wall_ns: int          # wall-clock ns (time.time_ns()) of the same instant
@@ -52,7 +53,7 @@ class Chunk:
 class ConnClosed:
     """The connection ended (close(2) on its fd, or its process exited)."""
 
-    conn: str
+    conn: ConnId
     ts_ns: int
     reason: str = "closed"     # "closed" | "process_exit" | "evicted"
 

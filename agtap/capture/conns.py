@@ -1,11 +1,12 @@
 """Raw records -> Chunk / ConnClosed values: naming connections and their direction.
 
-TLS connections are (tgid, SSL*). Syscall connections are (tgid, fd), and
-what the fd is decides how its bytes are named:
-  - a TCP (or other non-unix) socket: "sock:<tgid>:<fd>", both directions;
+Every connection gets a `ConnId` (agtap.capture.connid). TLS connections are
+(tgid, SSL*). Syscall connections are (tgid, fd), and what the fd is decides
+how its bytes are named:
+  - a TCP (or other non-unix) socket: ConnId.sock(tgid, fd), both directions;
   - a pipe or unix socket carrying JSON-RPC (MCP stdio): both processes'
     writes are captured, so the conversation is named after its two
-    processes, "ipc:<client>:<server>", the client being the one that spawned
+    processes, ConnId.ipc(client, server), the client being the one that spawned
     the other (found by who holds the other end of the channel among the
     writer's ancestors and descendants). The client's writes are requests
     (EGRESS), the server's answers (INGRESS). Reads are not needed (the
@@ -30,6 +31,7 @@ from typing import Callable
 
 from agtap.capture import procinfo
 from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+from agtap.capture.connid import ConnId
 from agtap.capture.records import (K_CLOSE, K_EXEC, K_EXIT, K_SOCK_READ, K_TLS_READ, K_TLS_WRITE, S_EGRESS_ONLY,
                                    S_NEVER, F_CUT, RawRecord)
 
@@ -41,7 +43,7 @@ MAX_HELD_BYTES = 1 << 20       # per channel: past this the chunks go on under t
 
 @dataclass(slots=True)
 class FdInfo:
-    conn: str             # "" when the fd is not a connection
+    conn: ConnId | None   # None when the fd is not a connection
     transport: Transport
     ipc: bool             # JSON-RPC over a pipe/unix socket: writes only
     server_side: bool     # the writer is the server of the conversation: its writes are INGRESS
@@ -69,9 +71,9 @@ class ConnMapper:
         self._proc_root = proc_root
         self._fds: OrderedDict[tuple[int, int], FdInfo] = OrderedDict()
         self._procs: OrderedDict[int, procinfo.ProcessInfo] = OrderedDict()
-        self._conns_by_pid: dict[int, set[str]] = {}
+        self._conns_by_pid: dict[int, set[ConnId]] = {}
         self._ipc_clients: dict[int, set[int]] = {}        # client pid -> its fds on IPC conversations
-        self._ipc_servers: dict[int, dict[int, str]] = {}  # client pid -> {server pid: conversation}
+        self._ipc_servers: dict[int, dict[int, ConnId]] = {}  # client pid -> {server pid: conversation}
         self._held: dict[tuple[int, int], _Held] = {}       # (client pid, fd) -> chunks held back
         self._released: list = []   # chunks the last _resolve_fd let go (they precede its own)
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
@@ -109,16 +111,16 @@ class ConnMapper:
             if peer is not None and jsonrpc:
                 info = self._ipc_info(rec, f"socket:[{peer}]", False, ino, Transport.SOCKET)
             else:
-                info = FdInfo(f"sock:{rec.pid}:{fd}", Transport.SOCKET, False, False)
+                info = FdInfo(ConnId.sock(rec.pid, fd), Transport.SOCKET, False, False)
         elif target.startswith("pipe:"):
             info = self._ipc_info(rec, target, True, procinfo.inode_of(target), Transport.PIPE)
         elif target == "" and rec.data.lstrip()[:1] == b"{":
             # the process is gone before we looked: keep its bytes under a name of their own
-            info = FdInfo(f"ipc:{rec.pid}:{fd}", Transport.PIPE, True, False)
+            info = FdInfo(ConnId.ipc_fd(rec.pid, fd), Transport.PIPE, True, False)
         elif target == "":
-            info = FdInfo(f"sock:{rec.pid}:{fd}", Transport.SOCKET, False, False)
+            info = FdInfo(ConnId.sock(rec.pid, fd), Transport.SOCKET, False, False)
         else:
-            info = FdInfo("", Transport.PIPE, False, False)   # a file, a tty: never a connection
+            info = FdInfo(None, Transport.PIPE, False, False)   # a file, a tty: never a connection
             self._set_state(rec.pid, False, fd, S_NEVER)
         if info.ipc:
             self._set_state(rec.pid, False, fd, S_EGRESS_ONLY)
@@ -137,7 +139,7 @@ class ConnMapper:
         """
         found = procinfo.ipc_peer(rec.pid, peer_target, read_end=read_end, proc_root=self._proc_root)
         if found is None:
-            return FdInfo(f"ipc:{ino}", transport, True, False)
+            return FdInfo(ConnId.ipc_channel(ino), transport, True, False)
         peer, peer_is_ancestor = found
         if peer_is_ancestor:
             return self._server_info(rec, peer, transport)
@@ -146,7 +148,7 @@ class ConnMapper:
         for server, conn in self._ipc_servers.get(rec.pid, {}).items():
             if procinfo.holds(server, peer_target, read_end=read_end, proc_root=self._proc_root):
                 return FdInfo(conn, transport, True, False, peer_target, read_end)
-        return FdInfo(f"ipc:{rec.pid}:{peer}", transport, True, False, peer_target, read_end, provisional=True)
+        return FdInfo(ConnId.ipc(rec.pid, peer), transport, True, False, peer_target, read_end, provisional=True)
 
     def _server_info(self, rec: RawRecord, client: int, transport: Transport) -> FdInfo:
         """The server's side: the conversation of the client's channel that this process reads.
@@ -155,7 +157,7 @@ class ConnMapper:
         conversation is named after this server now. One already named (held
         past HOLD_NS) keeps its name, and this side joins it.
         """
-        conn = f"ipc:{client}:{rec.pid}"
+        conn = ConnId.ipc(client, rec.pid)
         for fd in sorted(self._ipc_clients.get(client, ())):
             info = self._fds.get((client, fd))
             if info is None or info.server_side or not info.peer_target:
@@ -191,7 +193,7 @@ class ConnMapper:
             info.provisional = False
             found = procinfo.ipc_peer(key[0], info.peer_target, read_end=info.read_end, proc_root=self._proc_root)
             if found is not None and not found[1]:
-                info.conn = f"ipc:{key[0]}:{found[0]}"
+                info.conn = ConnId.ipc(key[0], found[0])
         return self._release(key)
 
     def flush_due(self, now_ns: int) -> list:
@@ -230,14 +232,14 @@ class ConnMapper:
             return self._settle((rec.pid, rec.conn_id)) + self._close(rec)
         before: list = []
         if rec.is_tls:
-            conn, transport = f"tls:{rec.pid}:{rec.conn_id:x}", Transport.TLS
+            conn, transport = ConnId.tls(rec.pid, rec.conn_id), Transport.TLS
             direction = Direction.EGRESS if rec.kind == K_TLS_WRITE else Direction.INGRESS
             fd = -1
         else:
             self._released = []
             info = self._resolve_fd(rec)
             before = self._released
-            if not info.conn:
+            if info.conn is None:
                 return before
             if info.ipc and rec.kind == K_SOCK_READ:
                 self.dropped_reads += 1   # the peer's writes carry these bytes
@@ -262,26 +264,13 @@ class ConnMapper:
         return before + [chunk]
 
     def _close(self, rec: RawRecord) -> list:
-        if rec.conn_id and f"tls:{rec.pid}:{rec.conn_id:x}" in self._conns_by_pid.get(rec.pid, ()):
-            conn = f"tls:{rec.pid}:{rec.conn_id:x}"
+        tls = ConnId.tls(rec.pid, rec.conn_id)
+        if rec.conn_id and tls in self._conns_by_pid.get(rec.pid, ()):
+            conn = tls
         else:
             info = self._fds.pop((rec.pid, rec.conn_id), None)
-            if info is None or not info.conn:
+            if info is None or info.conn is None:
                 return []
             conn = info.conn
         self._conns_by_pid.get(rec.pid, set()).discard(conn)
         return [ConnClosed(conn, rec.ts_ns, "closed")]
-
-    @staticmethod
-    def kernel_key(conn: str) -> tuple[int, bool, int] | None:
-        """(pid, is_tls, id) of a connection name, for ignore_conn; None for IPC."""
-        kind, _, rest = conn.partition(":")
-        pid, _, ident = rest.partition(":")
-        try:
-            if kind == "tls":
-                return int(pid), True, int(ident, 16)
-            if kind == "sock":
-                return int(pid), False, int(ident)
-        except ValueError:
-            pass
-        return None

@@ -23,6 +23,7 @@ from typing import IO, Iterator
 
 from agtap import __version__
 from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+from agtap.capture.connid import ConnId
 from agtap.redact import StreamMasker
 
 FORMAT_VERSION = 1
@@ -40,8 +41,9 @@ def header() -> dict:
 
 def encode(item: Chunk | ConnClosed) -> str:
     if isinstance(item, ConnClosed):
-        return json.dumps({"type": "close", "conn": item.conn, "ts_ns": item.ts_ns, "reason": item.reason})
+        return json.dumps({"type": "close", "conn": str(item.conn), "ts_ns": item.ts_ns, "reason": item.reason})
     d = {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
+    d["conn"] = str(item.conn)
     d["direction"] = item.direction.value
     d["transport"] = item.transport.value
     d["data"] = base64.b64encode(item.data).decode()
@@ -52,9 +54,10 @@ def decode(line: str) -> Chunk | ConnClosed:
     d = json.loads(line)
     t = d.pop("type", None)
     if t == "close":
-        return ConnClosed(d["conn"], int(d["ts_ns"]), d.get("reason", "closed"))
+        return ConnClosed(ConnId.parse(d["conn"]), int(d["ts_ns"]), d.get("reason", "closed"))
     if t != "chunk":
         raise RecordingError(f"unknown item type {t!r}")
+    d["conn"] = ConnId.parse(d["conn"])
     d["data"] = base64.b64decode(d["data"])
     d["direction"] = Direction(d["direction"])
     d["transport"] = Transport(d["transport"])

@@ -18,6 +18,7 @@ from typing import Callable
 
 from agtap.capture import headers, loader, probepoints, verifier
 from agtap.capture.chunk import CaptureStats
+from agtap.capture.connid import ConnId
 from agtap.capture.conns import ConnMapper
 from agtap.capture.records import COUNTER_NAMES, COUNTER_SLOTS, K_EXEC, S_IGNORE, decode, layout_problems
 from agtap.capture.targets import TargetSet
@@ -223,8 +224,8 @@ class Tracer:
         except Exception:
             pass   # map full: counted in the kernel
 
-    def ignore_conn(self, conn: str) -> None:
-        key = ConnMapper.kernel_key(conn)
+    def ignore_conn(self, conn: ConnId) -> None:
+        key = conn.kernel_key()
         if key is not None:
             self._set_state(*key, S_IGNORE)
 

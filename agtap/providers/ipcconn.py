@@ -1,8 +1,9 @@
 """MCP over stdio (or any byte stream carrying newline-delimited JSON-RPC).
 
-The capture layer maps both processes' writes onto one conn "ipc:<client>:<server>":
-egress = what the client wrote (to the server's stdin), ingress = what the
-server wrote (its stdout). Each line is one JSON-RPC message or batch.
+The capture layer maps both processes' writes onto one ipc ConnId (the
+client:server pair, agtap.capture.connid): egress = what the client wrote (to
+the server's stdin), ingress = what the server wrote (its stdout). Each line
+is one JSON-RPC message or batch.
 """
 
 from __future__ import annotations

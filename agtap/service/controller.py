@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 from agtap.call import Call
 from agtap.capture.chunk import CaptureStats, Chunk, ConnClosed
+from agtap.capture.connid import ConnId
 from agtap.config import Config
 from agtap.service import storage
 from agtap.service.errors import ControllerError, Failed, InvalidArgument, NotFound
@@ -109,7 +110,7 @@ class Controller:
         self._inbox: collections.deque = collections.deque()
         self._inbox_bytes = 0
         self._inbox_lock = threading.Lock()
-        self._lost_conns: set[str] = set()             # conns whose chunks were dropped in this backlog
+        self._lost_conns: set[ConnId] = set()             # conns whose chunks were dropped in this backlog
         self.inbox_dropped = 0                          # chunks dropped because the backlog was full
         self.inbox_dropped_bytes = 0
         self._drain_pending = False
@@ -264,7 +265,7 @@ class Controller:
         except Exception:
             self.log.exception("pipeline flush")
 
-    def _ignore_conn(self, conn: str) -> None:
+    def _ignore_conn(self, conn: ConnId) -> None:
         if self.tracer is not None:
             try:
                 self.tracer.ignore_conn(conn)

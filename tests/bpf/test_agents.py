@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from agtap.capture.chunk import Chunk
+from agtap.capture.connid import IPC, TLS, ConnId
 from agtap.pipeline import Pipeline
 from agtap.providers.pricing import PriceTable
 from tests.support import Reply, ToolCall
@@ -51,12 +52,12 @@ def server_log(path: Path) -> tuple[int, list[str]]:
 
 def check_conversations(items, client: int, logs: dict[str, Path]) -> dict[str, list]:
     """Every message each server read is one mcp_call of the client, on ipc:<client>:<server>."""
-    convs = {i.conn for i in items if isinstance(i, Chunk) and i.conn.startswith(f"ipc:{client}:")}
+    convs = {i.conn for i in items if isinstance(i, Chunk) and i.conn.kind == IPC and i.conn.pid == client}
     out = {}
     for name, log in logs.items():
         server, methods = server_log(log)
         assert methods[0] == "initialize", (name, methods)
-        conn = f"ipc:{client}:{server}"
+        conn = ConnId.ipc(client, server)
         assert conn in convs, (name, conn, convs)
         calls = calls_of(items, lambda i, c=conn: i.conn == c)
         assert Counter(c.model for c in calls) == Counter(methods), (name, [c.model for c in calls], methods)
@@ -98,13 +99,11 @@ def test_gemini_cli_with_mcp_servers_started_four_ways(tracer_run, fake_api, tmp
         assert want in got[name], (name, got[name])
 
     def mine(i):
-        conn = i.conn
-        return (isinstance(i, Chunk) and i.pid == client) or conn.startswith(f"ipc:{client}:") \
-            or conn.split(":")[1:2] == [str(client)]
+        return (isinstance(i, Chunk) and i.pid == client) or i.conn.pid == client
     rec.quiesce(mine)
     items = rec.stop(settle=0)
 
-    llm = calls_of(items, lambda i: i.conn.startswith(f"tls:{client}:"))
+    llm = calls_of(items, lambda i: i.conn.kind == TLS and i.conn.pid == client)
     assert len(llm) == len(served), ([c.model for c in llm], [ex.path for ex in served])
     # any call of its own (a classifier, a check) is counted like the rest; the two scripted ones stream
     assert sorted(c.model for c in llm) == sorted(GEMINI_PATH.match(ex.path).group(1) for ex in served)
@@ -133,6 +132,6 @@ def test_bun_spawning_an_mcp_server(tracer_run, tmp_path):
     client = proc.pid
     server, methods = server_log(log)
     assert result["server_pid"] == server and methods[0] == "initialize"
-    rec.quiesce(lambda i: i.conn.startswith(f"ipc:{client}:"))
+    rec.quiesce(lambda i: i.conn.kind == IPC and i.conn.pid == client)
     items = rec.stop(settle=0)
     check_conversations(items, client, {"python": log})

@@ -20,13 +20,14 @@ import time
 from pathlib import Path
 
 from agtap.capture.chunk import Direction, Transport
+from agtap.capture.connid import ConnId
 from tests.support import Reply, run_client, start_client
 from tests.support.recorded import as_recorded
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def only_conn(streams: dict) -> tuple[str, dict]:
+def only_conn(streams: dict) -> tuple[ConnId, dict]:
     assert len(streams) == 1, f"expected one connection, got {sorted(streams)}"
     return next(iter(streams.items()))
 
@@ -38,7 +39,7 @@ def test_python_requests_and_httpx_tls_byte_exact(tracer_run, fake_api):
     exchanges = fake_api.wait_for(2)
     for ex, (lib, run) in zip(exchanges, runs.items()):
         conn, s = only_conn(t.streams(run.pid))
-        assert conn.startswith(f"tls:{run.pid}:"), (lib, conn)
+        assert (conn.kind, conn.pid) == ("tls", run.pid), (lib, conn)
         assert s[Direction.EGRESS] == as_recorded(ex.raw_request), lib
         assert s[Direction.INGRESS] == as_recorded(ex.raw_response), lib
         c = t.chunks(run.pid)[0]
@@ -79,7 +80,7 @@ def test_plain_http_post_over_a_socket(tracer_run, fake_api_plain):
     t.stop()
     ex = fake_api_plain.wait_for(1)[0]
     conn, s = only_conn(t.streams(run.pid))
-    assert conn.startswith(f"sock:{run.pid}:")
+    assert (conn.kind, conn.pid) == ("sock", run.pid), conn
     assert s[Direction.EGRESS] == as_recorded(ex.raw_request)
     assert s[Direction.INGRESS] == as_recorded(ex.raw_response)
     assert all(c.transport is Transport.SOCKET for c in t.chunks(run.pid))
@@ -122,7 +123,7 @@ def test_jsonrpc_over_a_pipe_to_a_child(tracer_run, tmp_path):
     t.stop()
     parent_pid, child_pid = map(int, out.stdout.split())
     req, resp = expected_bytes()
-    ipc = [c for c in t.chunks() if c.conn.startswith("ipc:") and c.pid in (parent_pid, child_pid)]
+    ipc = [c for c in t.chunks() if c.conn.is_ipc and c.pid in (parent_pid, child_pid)]
     assert all(c.transport is Transport.PIPE for c in ipc)
     conns = {c.conn for c in ipc}
     assert len(conns) == 1, conns
@@ -159,7 +160,7 @@ def test_jsonrpc_over_a_node_child_process_socketpair_writev(tracer_run, tmp_pat
     t.stop()
     parent_pid, child_pid = map(int, out.stdout.split())
     req, resp = expected_bytes()
-    ipc = [c for c in t.chunks() if c.conn.startswith("ipc:") and c.pid in (parent_pid, child_pid)]
+    ipc = [c for c in t.chunks() if c.conn.is_ipc and c.pid in (parent_pid, child_pid)]
     assert len({c.conn for c in ipc}) == 1, {c.conn for c in ipc}
     assert all(c.transport is Transport.SOCKET for c in ipc)   # libuv stdio is a socketpair
     # JSON.stringify output is compact: compare the parsed messages and the framing
@@ -253,7 +254,7 @@ def test_pid_filter_selects_one_process(tracer_run, fake_api):
     t.stop()
     assert t.chunks(chosen.pid)
     assert not t.chunks(other.pid)
-    assert {c.pid for c in t.chunks() if c.conn.startswith(("tls:", "sock:"))} == {chosen.pid}
+    assert {c.pid for c in t.chunks() if not c.conn.is_ipc} == {chosen.pid}
 
 
 def test_unrelated_https_downloads_cost_almost_nothing(tracer_run, fake_api, tmp_path):

@@ -19,11 +19,12 @@ import uuid
 
 from agtap.call import KIND_LLM, Call, rfc3339
 from agtap.capture.chunk import CaptureStats, Chunk, ConnClosed, Direction, Transport
+from agtap.capture.connid import ConnId
 
 API_KEY = "sk-ant-api03-SECRET-must-not-leak"
 
 
-def anthropic_exchange(conn: str = "tls:4242:7f00", pid: int = 4242, proc: str = "python3",
+def anthropic_exchange(conn: ConnId = ConnId.tls(4242, 0x7F00), pid: int = 4242, proc: str = "python3",
                        model: str = "claude-sonnet-4-5", in_tok: int = 12, out_tok: int = 34) -> list:
     body = json.dumps({"model": model, "max_tokens": 64,
                        "messages": [{"role": "user", "content": "hello"}]}).encode()

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 
+from agtap.capture.connid import ConnId
 from agtap.config import Config
 from agtap.service import daemon
 from tests.support_dbus.fakes import FakeTracer, anthropic_exchange, pipeline_factory
@@ -48,16 +49,16 @@ def main() -> int:
         items = []
         for _ in range(a.calls):
             n[0] += 1
-            items += anthropic_exchange(conn=f"tls:4242:{n[0]:x}")
+            items += anthropic_exchange(conn=ConnId.tls(4242, n[0]))
         for i in range(a.open):
-            items += anthropic_exchange(conn=f"tls:4243:{i:x}")[:1]
+            items += anthropic_exchange(conn=ConnId.tls(4243, i))[:1]
         t.feed(items)
         return t
 
     def more(*_):
         if FakeTracer.instances:
             n[0] += 1
-            FakeTracer.instances[-1].feed(anthropic_exchange(conn=f"tls:4242:{n[0]:x}"))
+            FakeTracer.instances[-1].feed(anthropic_exchange(conn=ConnId.tls(4242, n[0])))
     signal.signal(signal.SIGUSR1, more)
     flags = {"comms": a.comm} if a.comm else {}
     return daemon.run(cfg, a.mode, tracer_factory=factory, pipeline_factory=pipeline_factory(),

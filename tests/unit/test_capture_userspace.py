@@ -10,6 +10,7 @@ import pytest
 
 from agtap.capture import headers, procinfo
 from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+from agtap.capture.connid import ConnId
 from agtap.capture.conns import HOLD_NS, ConnMapper
 from agtap.capture.elfsyms import exported
 from agtap.capture.recording import Recorder, RecordingError, encode, read
@@ -67,12 +68,12 @@ def test_tls_records_become_chunks_with_process_facts(fake_proc):
     m = ConnMapper(proc_root=str(fake_proc.root))
     [c] = m.map(raw(K_TLS_WRITE, 100, 0xABC, b"POST / HTTP/1.1\r\n", comm="httpx-worker"))
     assert isinstance(c, Chunk)
-    assert c.conn == "tls:100:abc" and c.direction is Direction.EGRESS and c.transport is Transport.TLS
+    assert c.conn == ConnId.tls(100, 0xABC) and c.direction is Direction.EGRESS and c.transport is Transport.TLS
     assert c.comm == "httpx-worker" and c.proc == "python3"     # thread name vs process name
     assert c.unit == "my-agent.service" and c.exe == "/usr/bin/python3.11" and c.fd == -1
     [r] = m.map(raw(K_TLS_READ, 100, 0xABC, b"HTTP/1.1 200 OK\r\n", flags=F_LAST | F_CUT))
     assert r.direction is Direction.INGRESS and r.cut
-    assert m.map(raw(K_EXIT, 100, 0)) == [ConnClosed("tls:100:abc", 1_000, "process_exit")]
+    assert m.map(raw(K_EXIT, 100, 0)) == [ConnClosed(ConnId.tls(100, 0xABC), 1_000, "process_exit")]
 
 
 def test_a_socket_that_is_not_unix_is_named_by_pid_and_fd(fake_proc):
@@ -81,9 +82,9 @@ def test_a_socket_that_is_not_unix_is_named_by_pid_and_fd(fake_proc):
     m = ConnMapper(proc_root=str(fake_proc.root))
     [w] = m.map(raw(K_SOCK_WRITE, 200, 5, b"POST /v1/chat/completions HTTP/1.1\r\n"))
     [r] = m.map(raw(K_SOCK_READ, 200, 5, b"HTTP/1.1 200 OK\r\n"))
-    assert (w.conn, w.direction, r.conn, r.direction) == ("sock:200:5", Direction.EGRESS, "sock:200:5",
-                                                          Direction.INGRESS)
-    assert m.map(raw(K_CLOSE, 200, 5)) == [ConnClosed("sock:200:5", 1_000, "closed")]
+    assert (w.conn, w.direction, r.conn, r.direction) == (ConnId.sock(200, 5), Direction.EGRESS,
+                                                          ConnId.sock(200, 5), Direction.INGRESS)
+    assert m.map(raw(K_CLOSE, 200, 5)) == [ConnClosed(ConnId.sock(200, 5), 1_000, "closed")]
     assert m.map(raw(K_CLOSE, 200, 5)) == []        # closed once
 
 
@@ -109,9 +110,9 @@ def test_mcp_stdio_over_pipes_is_one_conversation_named_after_client_and_server(
     # the client's chunks wait for the server's first write, which names the conversation
     assert m.map(raw(K_SOCK_WRITE, 400, 9, b'{"jsonrpc":"2.0","id":1,"method":"initialize"}\n')) == []
     [req, resp] = m.map(raw(K_SOCK_WRITE, 401, 7, b'{"jsonrpc":"2.0","id":1,"result":{}}\n'))
-    assert req.conn == resp.conn == "ipc:400:401"
+    assert req.conn == resp.conn == ConnId.ipc(400, 401)
     [req2] = m.map(raw(K_SOCK_WRITE, 400, 9, b'{"jsonrpc":"2.0","id":2,"method":"ping"}\n'))
-    assert req2.conn == "ipc:400:401"
+    assert req2.conn == ConnId.ipc(400, 401)
     assert req.direction is Direction.EGRESS and resp.direction is Direction.INGRESS
     assert req.transport is Transport.PIPE
     assert (400, False, 9, S_EGRESS_ONLY) in states and (401, False, 7, S_EGRESS_ONLY) in states
@@ -130,10 +131,10 @@ def test_a_wrapper_between_client_and_server_is_skipped(fake_proc):
     m = ConnMapper(proc_root=str(fake_proc.root))
     [resp] = m.map(raw(K_SOCK_WRITE, 502, 1, b'{"jsonrpc":"2.0","id":1,"result":{}}\n'))
     # the wrapper holds only the write end of 8002: the client is the reader
-    assert resp.conn == "ipc:500:502" and resp.direction is Direction.INGRESS
+    assert resp.conn == ConnId.ipc(500, 502) and resp.direction is Direction.INGRESS
     [req] = m.map(raw(K_SOCK_WRITE, 500, 4, b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n'))
     # the wrapper 501 also holds 8001's read end: the deepest holder is the server
-    assert req.direction is Direction.EGRESS and req.conn == "ipc:500:502"
+    assert req.direction is Direction.EGRESS and req.conn == ConnId.ipc(500, 502)
 
 
 def _slow_wrapper(fake_proc):
@@ -165,10 +166,10 @@ def test_a_request_written_before_the_server_exists_waits_for_its_name(fake_proc
     assert m.map(raw(K_SOCK_WRITE, 700, 4, INIT)) == []
     _sleep_ends_and_sh_execs_the_server(fake_proc)
     [req, resp] = m.map(raw(K_SOCK_WRITE, 701, 1, b'{"jsonrpc":"2.0","id":0,"result":{}}\n'))
-    assert req.conn == resp.conn == "ipc:700:701"
+    assert req.conn == resp.conn == ConnId.ipc(700, 701)
     assert (req.direction, resp.direction) == (Direction.EGRESS, Direction.INGRESS)
     assert req.data == INIT
-    assert m.map(raw(K_EXIT, 700, 0)) == [ConnClosed("ipc:700:701", 1_000, "process_exit")]
+    assert m.map(raw(K_EXIT, 700, 0)) == [ConnClosed(ConnId.ipc(700, 701), 1_000, "process_exit")]
 
 
 def test_held_requests_go_on_after_a_while_under_the_deepest_holder_then(fake_proc):
@@ -178,10 +179,10 @@ def test_held_requests_go_on_after_a_while_under_the_deepest_holder_then(fake_pr
     assert m.flush_due(1_000 + HOLD_NS - 1) == []
     _sleep_ends_and_sh_execs_the_server(fake_proc)
     [req] = m.flush_due(1_000 + HOLD_NS)
-    assert req.conn == "ipc:700:701" and req.data == INIT
+    assert req.conn == ConnId.ipc(700, 701) and req.data == INIT
     # the server answering later joins the same conversation
     [resp] = m.map(raw(K_SOCK_WRITE, 701, 1, b'{"jsonrpc":"2.0","id":0,"result":{}}\n'))
-    assert resp.conn == "ipc:700:701"
+    assert resp.conn == ConnId.ipc(700, 701)
 
 
 def test_a_late_server_joins_the_name_its_client_settled_on(fake_proc):
@@ -189,10 +190,10 @@ def test_a_late_server_joins_the_name_its_client_settled_on(fake_proc):
     m = ConnMapper(proc_root=str(fake_proc.root))
     m.map(raw(K_SOCK_WRITE, 700, 4, INIT, ts=1_000))
     [req] = m.flush_due(1_000 + HOLD_NS)        # still sleeping: named after `sleep`
-    assert req.conn == "ipc:700:702"
+    assert req.conn == ConnId.ipc(700, 702)
     _sleep_ends_and_sh_execs_the_server(fake_proc)
     [resp] = m.map(raw(K_SOCK_WRITE, 701, 1, b'{"jsonrpc":"2.0","id":0,"result":{}}\n'))
-    assert resp.conn == "ipc:700:702"          # paired all the same
+    assert resp.conn == ConnId.ipc(700, 702)          # paired all the same
 
 
 def test_held_requests_go_on_when_the_channel_closes_or_the_capture_stops(fake_proc):
@@ -216,11 +217,51 @@ def test_reads_on_local_ipc_are_dropped(fake_proc):
     assert m.dropped_reads == 1
 
 
-def test_kernel_key_round_trip():
-    assert ConnMapper.kernel_key("tls:12:7f00dead") == (12, True, 0x7F00DEAD)
-    assert ConnMapper.kernel_key("sock:12:5") == (12, False, 5)
-    assert ConnMapper.kernel_key("ipc:1:2") is None
-    assert ConnMapper.kernel_key("garbage") is None
+def test_connection_ids_give_the_kernel_key_of_one_end_and_none_for_ipc():
+    assert ConnId.tls(12, 0x7F00DEAD).kernel_key() == (12, True, 0x7F00DEAD)
+    assert ConnId.sock(12, 5).kernel_key() == (12, False, 5)
+    assert ConnId.ipc(1, 2).kernel_key() is None
+    assert ConnId.ipc_channel(7001).kernel_key() is None and ConnId.ipc_fd(3, 4).kernel_key() is None
+    assert ConnId.ipc(1, 2).is_ipc and ConnId.ipc_fd(3, 4).is_ipc and not ConnId.sock(1, 2).is_ipc
+
+
+@pytest.mark.parametrize("cid,text", [
+    (ConnId.tls(12, 0x7F00DEAD), "tls:12:7f00dead"),
+    (ConnId.sock(12, 5), "sock:12:5"),
+    (ConnId.ipc(400, 401), "ipc:400:401"),
+    (ConnId.ipc_channel(81234), "ipc:81234"),
+    (ConnId.ipc_fd(77, 4), "ipcfd:77:4"),
+])
+def test_connection_id_string_form_round_trips(cid, text):
+    assert str(cid) == text and ConnId.parse(text) == cid
+
+
+@pytest.mark.parametrize("text", ["garbage", "", "tls:12", "tls:12:zz", "sock:1:0x5", "sock:-1:5", "udp:1:2",
+                                  "ipc:", "ipc:1:2:3", "sock:\uff11:2"])
+def test_a_string_that_names_no_connection_is_refused(text):
+    with pytest.raises(ValueError, match="not a connection id"):
+        ConnId.parse(text)
+
+
+def test_a_recording_in_the_string_format_replays(tmp_path):
+    """Recordings hold the string form; one written before ids were typed reads back the same ids."""
+    path = tmp_path / "old.jsonl"
+    path.write_text(
+        '{"agtap_recording": 1, "version": "0.9.0", "kernel": "6.1", "host": "h", "started": 1.0}\n'
+        '{"type": "chunk", "conn": "tls:7:ab", "direction": "egress", "ts_ns": 1, "wall_ns": 2, "pid": 7,'
+        ' "tid": 7, "comm": "c", "proc": "p", "data": "", "transport": "tls", "cut": false}\n'
+        '{"type": "chunk", "conn": "ipc:81234", "direction": "egress", "ts_ns": 3, "wall_ns": 4, "pid": 8,'
+        ' "tid": 8, "comm": "c", "proc": "p", "data": "e30K", "transport": "pipe"}\n'
+        '{"type": "close", "conn": "ipc:40:41", "ts_ns": 5, "reason": "closed"}\n'
+        '{"type": "close", "conn": "sock:9:3", "ts_ns": 6}\n')
+    items = list(read(str(path)))
+    assert [i.conn for i in items] == [ConnId.tls(7, 0xAB), ConnId.ipc_channel(81234), ConnId.ipc(40, 41),
+                                       ConnId.sock(9, 3)]
+    assert items[1].data == b"{}\n" and items[3].reason == "closed"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(path.read_text().splitlines()[0] + '\n{"type": "close", "conn": "tls:x", "ts_ns": 5}\n')
+    with pytest.raises(RecordingError, match=r"bad\.jsonl:2: bad item: not a connection id"):
+        list(read(str(bad)))
 
 
 @pytest.mark.parametrize("text,unit,container", [
@@ -314,10 +355,10 @@ def test_exported_ssl_symbols_of_the_system_libssl():
 # --- recordings ---
 
 def test_recording_round_trip_is_exact(tmp_path):
-    items = [Chunk(conn="tls:1:ff", direction=Direction.EGRESS, ts_ns=10, wall_ns=20, pid=1, tid=2, comm="c",
+    items = [Chunk(conn=ConnId.tls(1, 0xFF), direction=Direction.EGRESS, ts_ns=10, wall_ns=20, pid=1, tid=2, comm="c",
                    proc="p", data=bytes(range(256)), transport=Transport.TLS, cut=True, exe="/x", unit="u.service",
                    container_id="", fd=-1),
-             ConnClosed("tls:1:ff", 30, "process_exit")]
+             ConnClosed(ConnId.tls(1, 0xFF), 30, "process_exit")]
     path = tmp_path / "r.jsonl"
     rec = Recorder(str(path))
     for i in items:
@@ -348,7 +389,7 @@ def test_agtap_replay_prints_one_event_per_call(tmp_path):
                  b'"usage":{"input_tokens":9,"output_tokens":2}}')
     resp = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
             + str(len(resp_body)).encode() + b"\r\n\r\n" + resp_body)
-    mk = lambda d, data, ts: Chunk(conn="tls:7:ab", direction=d, ts_ns=ts, wall_ns=1_795_000_000_000_000_000 + ts,
+    mk = lambda d, data, ts: Chunk(conn=ConnId.tls(7, 0xAB), direction=d, ts_ns=ts, wall_ns=1_795_000_000_000_000_000 + ts,
                                    pid=7, tid=7, comm="python3", proc="python3", data=data, transport=Transport.TLS)
     path = tmp_path / "r.jsonl"
     rec = Recorder(str(path))

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+from agtap.capture.connid import ConnId
 from agtap.pipeline import Limits, Pipeline
 from agtap.providers.pricing import PriceTable
 from agtap.wire.encoding import BodyDecoder
@@ -258,7 +259,7 @@ def exchange_cut(draw):
     for egress, data in seed:
         whole.append((egress, data))
         pieces += [(egress, p) for p in draw(cuts(data))]
-    conn = "ipc:42" if seed[0][1][:1] == b"{" else "tls:7:ab"
+    conn = ConnId.ipc_channel(42) if seed[0][1][:1] == b"{" else ConnId.tls(7, 0xAB)
     return whole, pieces, conn
 
 
@@ -297,7 +298,7 @@ def mutated_exchange_cut(draw):
         data = bytes(b)
         whole.append((egress, data))
         pieces += [(egress, p) for p in draw(cuts(data))]
-    conn = "ipc:42" if seed[0][1][:1] == b"{" else "tls:7:ab"
+    conn = ConnId.ipc_channel(42) if seed[0][1][:1] == b"{" else ConnId.tls(7, 0xAB)
     return whole, pieces, conn, seed
 
 

@@ -21,6 +21,7 @@ import zlib
 import pytest
 
 from agtap.capture.chunk import Chunk, Direction, Transport
+from agtap.capture.connid import ConnId
 from agtap.config import Config
 from agtap.pipeline import Limits
 from agtap.service.controller import Controller
@@ -479,7 +480,7 @@ def test_chunk_objects_from_capture_are_not_retained():
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     for i in range(2000):
-        r.p.feed(Chunk(conn=r.conn, direction=Direction.INGRESS, ts_ns=10**12 + i, wall_ns=0, pid=1, tid=1,
+        r.p.feed(Chunk(conn=ConnId.parse(r.conn), direction=Direction.INGRESS, ts_ns=10**12 + i, wall_ns=0, pid=1, tid=1,
                        comm="c", proc="c", data=chunk_frame(b"z" * 8192), transport=Transport.TLS))
     held = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()

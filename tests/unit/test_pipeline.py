@@ -140,10 +140,10 @@ def test_emit_errors_are_counted():
 def test_expire_idle_and_flush():
     r = Run()
     r.out(request("/v1/messages", MSG), 0)
-    r.out(request("/v1/messages", MSG), 0, conn="tls:1:other")
+    r.out(request("/v1/messages", MSG), 0, conn="tls:1:0ee")
     r.p.expire(ms(1000))                     # not idle yet
     assert r.calls == []
-    r.out(request("/v1/messages", MSG), 500_000, conn="tls:1:other")   # other stays busy
+    r.out(request("/v1/messages", MSG), 500_000, conn="tls:1:0ee")   # 0ee stays busy
     r.p.expire(ms(601_000))                  # first conn idle > 10 min
     assert [c.incomplete_reason for c in r.calls] == ["idle_timeout"]
     assert r.p.stats.conns_expired == 1 and r.p.stats.conns_open == 1
@@ -244,6 +244,7 @@ def test_a_stream_that_reached_its_end_event_is_complete_even_if_the_client_clos
     """OpenAI's SDK stops reading at `data: [DONE]` and drops the connection before the
     chunked terminator (0\\r\\n\\r\\n) arrives: the call is complete, not cut."""
     from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+    from agtap.capture.connid import ConnId
     from agtap.pipeline import Pipeline
 
     calls = []
@@ -256,11 +257,11 @@ def test_a_stream_that_reached_its_end_event_is_complete_even_if_the_client_clos
               b'data: [DONE]\n\n')
     resp = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
             + hex(len(events))[2:].encode() + b"\r\n" + events + b"\r\n")     # no 0\r\n\r\n
-    mk = lambda d, data, ts: Chunk(conn="tls:1:a", direction=d, ts_ns=ts, wall_ns=ts, pid=1, tid=1, comm="p",
+    mk = lambda d, data, ts: Chunk(conn=ConnId.tls(1, 0xA), direction=d, ts_ns=ts, wall_ns=ts, pid=1, tid=1, comm="p",
                                    proc="p", data=data, transport=Transport.TLS)
     p.feed(mk(Direction.EGRESS, req, 1_000_000))
     p.feed(mk(Direction.INGRESS, resp, 5_000_000))
-    p.feed(ConnClosed("tls:1:a", 6_000_000, "closed"))
+    p.feed(ConnClosed(ConnId.tls(1, 0xA), 6_000_000, "closed"))
     assert len(calls) == 1
     assert calls[0].stop_reason == "stop" and not calls[0].incomplete
     # without the end event, the same early close is an incomplete call
@@ -270,5 +271,5 @@ def test_a_stream_that_reached_its_end_event_is_complete_even_if_the_client_clos
     cut = resp.replace(b"data: [DONE]\n\n", b"")
     cut = cut.replace(hex(len(events))[2:].encode() + b"\r\n", hex(len(events) - 14)[2:].encode() + b"\r\n", 1)
     p2.feed(mk(Direction.INGRESS, cut, 5_000_000))
-    p2.feed(ConnClosed("tls:1:a", 6_000_000, "closed"))
+    p2.feed(ConnClosed(ConnId.tls(1, 0xA), 6_000_000, "closed"))
     assert len(calls) == 1 and calls[0].incomplete and calls[0].incomplete_reason == "connection_closed"

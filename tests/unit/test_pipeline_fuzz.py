@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+from agtap.capture.connid import ConnId
 from agtap.pipeline import Limits, Pipeline
 from agtap.providers.pricing import PriceTable
 from tests.fixtures.providers.harness import chunk_frame, fixture, request, response, response_head, sse_blocks
@@ -73,6 +74,7 @@ random_items = st.lists(st.tuples(st.booleans(), st.binary(max_size=300), st.boo
 
 
 def drive(items, conn: str, close: str | None) -> Pipeline:
+    conn = ConnId.parse(conn)
     emitted = []
     p = Pipeline(emitted.append, ignore_conn=lambda c: None, limits=Limits(max_body=4096, decompress_cap=8192),
                  prices=PRICES)

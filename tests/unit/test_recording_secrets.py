@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+from agtap.capture.connid import ConnId
 from agtap.capture.recording import Recorder, read
 from agtap.pipeline import Pipeline
 
@@ -33,7 +34,7 @@ RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nSet-Cookie: "
 
 
 def chunk(direction: Direction, data: bytes, ts: int) -> Chunk:
-    return Chunk(conn="tls:9:1f", direction=direction, ts_ns=ts, wall_ns=1_795_000_000_000_000_000 + ts, pid=9,
+    return Chunk(conn=ConnId.tls(9, 0x1F), direction=direction, ts_ns=ts, wall_ns=1_795_000_000_000_000_000 + ts, pid=9,
                  tid=9, comm="python3", proc="python3", data=data, transport=Transport.TLS)
 
 
@@ -41,7 +42,7 @@ def items_cut_at(cut: int) -> list:
     r = min(cut, len(RESPONSE))
     return [chunk(Direction.EGRESS, REQUEST[:cut], 1_000_000), chunk(Direction.EGRESS, REQUEST[cut:], 2_000_000),
             chunk(Direction.INGRESS, RESPONSE[:r], 9_000_000), chunk(Direction.INGRESS, RESPONSE[r:], 9_500_000),
-            ConnClosed("tls:9:1f", 10_000_000, "closed")]
+            ConnClosed(ConnId.tls(9, 0x1F), 10_000_000, "closed")]
 
 
 def record(tmp_path, items) -> list:
@@ -102,14 +103,14 @@ def test_what_is_masked_and_what_is_kept(tmp_path):
     assert json.loads(body)["messages"][0]["content"] == "is " + "*" * len(BODY_KEY) + " a key? risk-free"
     assert b"Set-Cookie: " + b"*" * len(COOKIE) + b"\r\n" in resp.data
     assert resp.data.endswith(RESP_BODY)
-    assert close == ConnClosed("tls:9:1f", 10_000_000, "closed")
+    assert close == ConnClosed(ConnId.tls(9, 0x1F), 10_000_000, "closed")
 
 
 def test_streams_are_masked_apart(tmp_path):
     """A secret header cut at the end of one connection's piece is not completed by another's."""
-    a = Chunk(conn="tls:1:a", direction=Direction.EGRESS, ts_ns=1, wall_ns=1, pid=1, tid=1, comm="c", proc="c",
+    a = Chunk(conn=ConnId.tls(1, 0xA), direction=Direction.EGRESS, ts_ns=1, wall_ns=1, pid=1, tid=1, comm="c", proc="c",
               data=b"POST / HTTP/1.1\r\nx-api-key: sk-ant-", transport=Transport.TLS)
-    b = Chunk(conn="tls:2:b", direction=Direction.EGRESS, ts_ns=2, wall_ns=2, pid=2, tid=2, comm="c", proc="c",
+    b = Chunk(conn=ConnId.tls(2, 0xB), direction=Direction.EGRESS, ts_ns=2, wall_ns=2, pid=2, tid=2, comm="c", proc="c",
               data=b"plain text\r\n", transport=Transport.TLS)
     got = record(tmp_path, [a, b])
     assert got[0].data == b"POST / HTTP/1.1\r\nx-api-key: *******"

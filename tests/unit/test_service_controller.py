@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from agtap.capture.connid import ConnId  # noqa: E402
 from agtap.config import Config  # noqa: E402
 from agtap.service.controller import Controller, Failed, InvalidArgument, NotFound, validate_filter  # noqa: E402
 from agtap.sinks.bodies import BodiesSink  # noqa: E402
@@ -31,7 +32,7 @@ def ctl(tmp_path):
 def run_calls(c: Controller, n: int, start: int = 0) -> None:
     items = []
     for i in range(n):
-        items += anthropic_exchange(conn=f"tls:1:{start + i:x}")
+        items += anthropic_exchange(conn=ConnId.tls(1, start + i))
     c.tracer.feed(items)
     deadline = time.monotonic() + 5
     while c.calls < start + n and time.monotonic() < deadline:
@@ -202,7 +203,7 @@ def test_the_backlog_is_bounded_and_what_it_drops_is_counted_as_lost(tmp_path):
                        lambda *a: None, schedule=lambda fn: None)     # the loop never drains
     mib = b"x" * (1 << 20)
     for i in range(100):
-        ctl._on_item(Chunk(conn="tls:9:1", direction=Direction.INGRESS, ts_ns=i, wall_ns=i, pid=9, tid=9,
+        ctl._on_item(Chunk(conn=ConnId.tls(9, 1), direction=Direction.INGRESS, ts_ns=i, wall_ns=i, pid=9, tid=9,
                            comm="c", proc="c", data=mib, transport=Transport.TLS))
     kept = [x for x in ctl._inbox if isinstance(x, Chunk)]
     # 32 MiB of cap, each item counted as its payload + 300 bytes of objects: 31 fit
@@ -210,7 +211,7 @@ def test_the_backlog_is_bounded_and_what_it_drops_is_counted_as_lost(tmp_path):
     assert C.INBOX_MAX_BYTES == 32 << 20 and C.ITEM_OVERHEAD == 300 and len(kept) == 31
     assert ctl.inbox_dropped == 69 and ctl.inbox_dropped_bytes == 69 * ((1 << 20) + 300)
     closes = [x for x in ctl._inbox if isinstance(x, ConnClosed)]
-    assert closes == [ConnClosed("tls:9:1", 31, "lost")]      # once per connection, where the hole starts
+    assert closes == [ConnClosed(ConnId.tls(9, 1), 31, "lost")]      # once per connection, where the hole starts
     assert ctl.get_stats()["lost_in_backlog"] == 69
     ctl._drain()
     assert not ctl._inbox and ctl._inbox_bytes == 0
