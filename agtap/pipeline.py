@@ -6,10 +6,13 @@ partial Call with `incomplete_reason` "parse_error: ..." and a counter, and a
 bug anywhere below is caught per connection, counted, and that connection's
 state dropped.
 
-Each connection is decided from its first bytes: an HTTP request line makes it
-HTTP/1.1 (providers.httpconn), a '{' or '[' makes it newline-delimited
-JSON-RPC (providers.ipcconn: MCP stdio). Anything else is treated as HTTP that
-has lost its place: it waits, cheaply, for a request line.
+Layer order: capture -> wire -> providers -> drivers -> pipeline -> sinks/service.
+Each connection is decided from its first bytes and given a driver: an HTTP
+request line makes it HTTP/1.1 (drivers.httpconn), a '{' or '[' makes it
+newline-delimited JSON-RPC (drivers.ipcconn: MCP stdio). Anything else is
+treated as HTTP that has lost its place: it waits, cheaply, for a request line.
+Drivers see only a DriverContext (limits, stats, emit, ignore_conn, shared MCP
+sessions), never the Pipeline.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from typing import Callable
 from agtap.call import Call
 from agtap.capture.chunk import Chunk, ConnClosed, Direction
 from agtap.capture.connid import ConnId
-from agtap.providers.httpconn import HttpConn
-from agtap.providers.ipcconn import IpcConn
+from agtap.drivers.context import DriverContext
+from agtap.drivers.httpconn import HttpConn
+from agtap.drivers.ipcconn import IpcConn
 from agtap.providers.mcp import McpSession
 from agtap.providers.pricing import PriceTable
 from agtap.wire.http1 import MAX_HEAD, looks_like_request_start
@@ -93,6 +97,8 @@ class Pipeline:
         self._now = 0   # ts of the latest chunk
         self.conns: dict[ConnId, object] = {}
         self.mcp_sessions: dict[str, McpSession] = {}   # by Mcp-Session-Id, across connections
+        self._ctx = DriverContext(self.limits, self.stats, self._emit, ignore_conn or (lambda conn: None),
+                                  self.shared_mcp_session)
 
     # -- input -------------------------------------------------------------------
     def feed(self, item: Chunk | ConnClosed) -> None:
@@ -136,7 +142,7 @@ class Pipeline:
         if not egress:
             # Replies before any request: only a JSON-RPC peer on local IPC speaks first.
             if ch.conn.is_ipc and ch.data.lstrip(_WS)[:1] in (b"{", b"["):
-                c = self.conns[ch.conn] = IpcConn(ch.conn, self)
+                c = self.conns[ch.conn] = IpcConn(ch.conn, self._ctx)
                 c.last_ts = ch.ts_ns
                 c.ingress(ch)
             return None
@@ -146,22 +152,15 @@ class Pipeline:
             und.prefix = data[-16:]
             return None
         if head[:1] in (b"{", b"["):
-            c = IpcConn(ch.conn, self)
+            c = IpcConn(ch.conn, self._ctx)
         else:
             verdict = looks_like_request_start(head[:16])
             if verdict is None and len(data) < 16:
                 und.prefix = data
                 return None
-            c = HttpConn(ch.conn, self)
+            c = HttpConn(ch.conn, self._ctx)
             if not verdict:
-                # Not at a message start (another protocol, or attached mid-stream): tell the
-                # capture layer to stop copying until a request line, and wait for one.
-                c.req.abandon()
-                c.resp.abandon()
-                c.discard_ingress = True
-                self.stats.ignored_exchanges += 1
-                if self.ignore_conn is not None:
-                    self.ignore_conn(ch.conn)
+                c.resync()   # the capture layer stops copying until a request line; wait for one
         c.last_ts = ch.ts_ns
         self.conns[ch.conn] = c
         return c, data

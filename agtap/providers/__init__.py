@@ -1,11 +1,18 @@
 """providers: protocol messages to Call records, one small module per API.
 
 Each LLM provider module (anthropic, openai_chat, openai_responses, gemini)
-has the same entry points:
+has the same entry points, declared by `base.LlmProvider`:
 
+    NAME                               the provider name calls carry
+    STREAM_JSON_ARRAY                  a streamed answer without SSE is one JSON array whose
+                                       elements arrive over time (Gemini), not one JSON body
     match(req) -> bool                 is this request ours? (path and body, never the host,
                                        so OpenAI-compatible local servers and proxies match)
     begin(req, call) -> state          fill what the request says (model, streaming, operation)
+    fast(state, call, event, data, ts) -> bool
+                                       one SSE event before its JSON is parsed: True if the
+                                       provider needed nothing more from it (a text delta only
+                                       moves TTFT on), so the parse is skipped
     feed(state, call, event, obj, ts)  one response message: a parsed JSON body (event None),
                                        one SSE event (event name, parsed data or None), or one
                                        element of a streamed JSON array; ts is its chunk's time
@@ -18,7 +25,7 @@ has the same entry points:
 `McpSession` pairs requests and responses by id per connection, in both
 directions, over stdio or Streamable HTTP.
 
-The connection drivers that use these live here too: `httpconn` (HTTP/1.1
-exchanges: pairing, decoding, provider dispatch) and `ipcconn` (MCP stdio).
-`pricing` turns tokens into cost_usd from agtap/data/prices.json.
+The connection drivers that frame bytes and call these entry points are in
+`agtap.drivers` (the layer below). `pricing` turns tokens into cost_usd from
+agtap/data/prices.json.
 """

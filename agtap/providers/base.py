@@ -1,13 +1,31 @@
-"""What every provider module shares: the request view, the call template, field helpers."""
+"""What every provider module shares: the protocol, the request view, the call template, field helpers."""
 
 from __future__ import annotations
 
 import math
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from agtap.call import ERROR_STOP_PREFIX, Call, CallBodies, new_call_id, rfc3339
 from agtap.wire.jsontext import loads
+
+
+@runtime_checkable
+class LlmProvider(Protocol):
+    """The entry points every LLM provider module has (see agtap/providers/__init__.py).
+
+    A module, not a class, satisfies it: `isinstance(anthropic, LlmProvider)`.
+    """
+
+    NAME: str
+    STREAM_JSON_ARRAY: bool
+
+    def match(self, req: "Request") -> bool: ...
+    def begin(self, req: "Request", call: Call) -> Any: ...
+    def fast(self, state: Any, call: Call, event: str | None, data: bytes, ts: int) -> bool: ...
+    def feed(self, state: Any, call: Call, event: str | None, obj: Any, ts: int) -> None: ...
+    def stream_end(self, event: str | None, data: bytes) -> bool: ...
+    def finish(self, state: Any, call: Call) -> None: ...
 
 
 class Request:

@@ -17,6 +17,7 @@ from agtap.providers.base import add_tool, as_int, content_at, set_error
 from agtap.wire.jsontext import loads
 
 NAME = "gemini"
+STREAM_JSON_ARRAY = True   # without ?alt=sse a stream is one JSON array whose elements arrive over time
 _OPS = {"generateContent": False, "streamGenerateContent": True}
 
 

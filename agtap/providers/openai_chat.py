@@ -12,6 +12,7 @@ from __future__ import annotations
 from agtap.providers.base import add_tool, as_int, content_at, set_error
 
 NAME = "openai"
+STREAM_JSON_ARRAY = False   # streams are SSE
 
 
 def match(req) -> bool:

@@ -15,6 +15,7 @@ from agtap.providers.base import add_tool, as_int, content_at, set_error
 from agtap.providers.openai_chat import error_kind
 
 NAME = "openai"
+STREAM_JSON_ARRAY = False   # streams are SSE
 _TOOL_ITEMS = ("function_call", "custom_tool_call")
 
 

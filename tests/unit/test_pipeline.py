@@ -206,7 +206,7 @@ def test_websocket_upgrade_stops_parsing():
 
 
 def test_head_request_response_has_no_body_and_unanswered_requests_are_bounded():
-    from agtap.providers.httpconn import MAX_PENDING
+    from agtap.drivers.httpconn import MAX_PENDING
     r = Run()
     r.out(b"HEAD /v1/messages HTTP/1.1\r\nHost: h\r\n\r\n", 0)
     r.inn(response_head(200, {"Content-Length": "1234"}), 1)     # no body follows a HEAD answer
@@ -273,3 +273,13 @@ def test_a_stream_that_reached_its_end_event_is_complete_even_if_the_client_clos
     p2.feed(mk(Direction.INGRESS, cut, 5_000_000))
     p2.feed(ConnClosed(ConnId.tls(1, 0xA), 6_000_000, "closed"))
     assert len(calls) == 1 and calls[0].incomplete and calls[0].incomplete_reason == "connection_closed"
+
+
+def test_every_llm_provider_module_has_the_protocols_entry_points():
+    from agtap.drivers.exchange import LLM_PROVIDERS
+    from agtap.providers import mcp
+    from agtap.providers.base import LlmProvider
+    assert [m.__name__.rsplit(".", 1)[1] for m in LLM_PROVIDERS if isinstance(m, LlmProvider)] == \
+        ["anthropic", "openai_chat", "openai_responses", "gemini"]
+    assert not isinstance(mcp, LlmProvider)   # the check tells a module without them apart
+    assert [m.NAME for m in LLM_PROVIDERS if m.STREAM_JSON_ARRAY] == ["gemini"]

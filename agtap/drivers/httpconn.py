@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections import deque
 
+from agtap.capture.connid import ConnId
+from agtap.drivers.context import DriverContext
+from agtap.drivers.exchange import IGNORED, PENDING, Exchange, classify_head
 from agtap.providers.base import Origin, Request
-from agtap.providers.exchange import IGNORED, PENDING, Exchange, classify_head
 from agtap.providers.mcp import McpSession
 from agtap.wire.http1 import HttpParser
 
@@ -21,12 +23,13 @@ MAX_PENDING = 64   # requests awaiting an answer on one connection
 class HttpConn:
     kind = "http"
 
-    def __init__(self, conn_id: str, pipe):
+    def __init__(self, conn_id: ConnId, ctx: DriverContext):
         self.id = conn_id
-        self.pipe = pipe            # Pipeline: limits, stats, emit, ignore
-        self.limits = pipe.limits
-        self.stats = pipe.stats
-        lim = pipe.limits
+        self.ctx = ctx
+        self.limits = ctx.limits
+        self.stats = ctx.stats
+        self.emit = ctx.emit
+        lim = ctx.limits
         self.req = HttpParser(True, self._req_head, self._req_body, self._req_end, self._req_error, lim.max_head)
         self.resp = HttpParser(False, self._resp_head, self._resp_body, self._resp_end, self._resp_error,
                                lim.max_head)
@@ -37,12 +40,9 @@ class HttpConn:
         self._mcp: McpSession | None = None
         self.last_ts = 0
 
-    def emit(self, call) -> None:
-        self.pipe._emit(call)
-
     def mcp_session(self, session_id: str | None = None) -> McpSession:
         if session_id:
-            return self.pipe.shared_mcp_session(session_id)
+            return self.ctx.shared_session(session_id)
         if self._mcp is None:
             self._mcp = McpSession(self.emit, self.stats)
         return self._mcp
@@ -52,6 +52,12 @@ class HttpConn:
         return bool(self.queue) or self.cur_req is not None or bool(self._mcp and self._mcp.pending)
 
     # -- input -----------------------------------------------------------------
+    def resync(self) -> None:
+        """The first bytes are not a message start (another protocol, or attached mid-stream):
+        skip both directions up to the next request line and tell the capture layer."""
+        self.req.abandon()
+        self._ignore(None)
+
     def egress(self, chunk, data: bytes | None = None) -> None:
         self.origin = Origin.of(chunk)
         self.req.feed(chunk.data if data is None else data, chunk.ts_ns, chunk.wall_ns)
@@ -167,9 +173,7 @@ class HttpConn:
             # Whatever answers it is skipped until a response start line follows a new request.
             self.resp.abandon()
             self.discard_ingress = True
-        cb = self.pipe.ignore_conn
-        if cb is not None:
-            cb(self.id)
+        self.ctx.ignore_conn(self.id)
 
     # -- responses -------------------------------------------------------------
     def _front(self) -> Exchange | None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from agtap.call import KIND_LLM
 from agtap.providers import anthropic, gemini, openai_chat, openai_responses
-from agtap.providers.base import Request, new_call, set_error, split_host
+from agtap.providers.base import LlmProvider, Request, new_call, set_error, split_host
 from agtap.providers.mcp import McpContext, is_jsonrpc
 from agtap.wire.encoding import BodyDecoder, decode_all
 from agtap.wire.jsonarray import JsonArrayStream
 from agtap.wire.sse import SseDecoder
 from agtap.wire.jsontext import loads
 
-LLM_PROVIDERS = (anthropic, openai_chat, openai_responses, gemini)
+LLM_PROVIDERS: tuple[LlmProvider, ...] = (anthropic, openai_chat, openai_responses, gemini)
 
 # Exchange kinds
 LLM, MCP, PENDING, IGNORED = "llm", "mcp", "pending", "ignored"
@@ -152,7 +152,7 @@ class Exchange:
             self.sse = SseDecoder()
             if self.call is not None:
                 self.call.streaming = True   # what was sent, even if the request body was cut or capped
-        elif self.kind == LLM and self.call.streaming and self.mod is gemini:
+        elif self.kind == LLM and self.call.streaming and self.mod.STREAM_JSON_ARRAY:
             self.mode = "array"
             self.jarr = JsonArrayStream()
         if self.call is not None:
@@ -207,8 +207,7 @@ class Exchange:
         if self.kind == LLM:
             if self.mod.stream_end(ev.event, d):
                 self.stream_done = True
-            fast = getattr(self.mod, "fast", None)
-            if fast is not None and fast(self.state, self.call, ev.event, d, ev.ts_ns):
+            if self.mod.fast(self.state, self.call, ev.event, d, ev.ts_ns):
                 return   # the provider needed nothing from this event's JSON
         obj = None
         if d == b"[DONE]":   # OpenAI's end-of-stream sentinel, not JSON

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from agtap.capture.connid import ConnId
+from agtap.drivers.context import DriverContext
 from agtap.providers.base import Origin
 from agtap.providers.mcp import McpContext, McpSession
 from agtap.wire.ndjson import LineDecoder
@@ -23,12 +25,11 @@ _METHOD_RE = re.compile(rb'"method"\s*:\s*"((?:[^"\\]|\\.)*)"')
 class IpcConn:
     kind = "jsonrpc"
 
-    def __init__(self, conn_id: str, pipe):
+    def __init__(self, conn_id: ConnId, ctx: DriverContext):
         self.id = conn_id
-        self.pipe = pipe
-        self.stats = pipe.stats
-        self.lines = {True: LineDecoder(pipe.limits.max_body), False: LineDecoder(pipe.limits.max_body)}
-        self.session = McpSession(pipe._emit, pipe.stats)
+        self.stats = ctx.stats
+        self.lines = {True: LineDecoder(ctx.limits.max_body), False: LineDecoder(ctx.limits.max_body)}
+        self.session = McpSession(ctx.emit, ctx.stats)
         self.client: Origin | None = None   # the process writing requests (egress)
         self.server: Origin | None = None
         self.last_ts = 0
