@@ -189,126 +189,146 @@ class HttpParser:
         self.on_body(self.cur, data, self.ts)
 
     def _run(self) -> None:
-        while True:
-            st = self.state
-            buf, pos = self.buf, self.pos
-            n = len(buf)
-            if st == HEAD:
-                if not self.head_seen:
-                    # Stray CRLFs between messages are allowed (RFC 9112 §2.2).
-                    while pos < n and buf[pos] in (13, 10):
-                        pos += 1
-                    self.pos = pos
-                    if pos >= n:
-                        return
-                    self.head_seen = True
-                    if pos < self.old_len:
-                        self.head_ts, self.head_wall = self.old_ts, self.old_wall
-                    else:
-                        self.head_ts, self.head_wall = self.ts, self.wall
-                # the earliest blank line ends the head, whatever its line endings and
-                # however the bytes were cut
-                m = _BLANK_LINE.search(buf, pos)
-                end, sep = (m.start(), m.end() - m.start()) if m else (-1, 0)
-                if end < 0 or end - pos > self.max_head:
-                    if n - pos > self.max_head:
-                        self._error("header_too_large")
-                        continue
-                    return
-                try:
-                    head = _parse_head(buf[pos:end], self.is_request)
-                except ValueError as e:
-                    self._error(str(e))
-                    continue
-                head.start_ns, head.start_wall = self.head_ts, self.head_wall
-                head.wire_bytes = end + sep - pos
-                self.pos = end + sep
-                self.cur = head
-                self.on_head(head)
-                if self.cur is not head:  # the callback abandoned it
-                    continue
-                self._frame(head)
-            elif st == BODY_LEN or st == CHUNK_DATA:
-                avail = n - pos
-                if avail <= 0:
-                    return
-                take = avail if avail < self.remaining else self.remaining
-                self.remaining -= take
-                self._body(take)
-                if self.remaining == 0:
-                    if st == BODY_LEN:
-                        self._end(self.ts)
-                    else:
-                        self.state = CHUNK_CRLF
-            elif st == CHUNK_SIZE:
-                i = buf.find(b"\n", pos)
-                if i < 0:
-                    if n - pos > MAX_LINE:
-                        self._error("chunk_size_line_too_long")
-                        continue
-                    return
-                line = buf[pos:i].split(b";", 1)[0].strip()
-                try:
-                    size = int(line, 16)
-                    if size < 0 or not line.isalnum():
-                        raise ValueError
-                except ValueError:
-                    self._error("bad_chunk_size")
-                    continue
-                cur = self.cur
-                cur.wire_bytes += i + 1 - pos
-                pos = i + 1
-                if size == 0:
-                    self.pos = pos
-                    self.state = TRAILERS
-                elif buf[pos + size:pos + size + 2] == b"\r\n":
-                    # Fast path: the whole chunk and its CRLF are here (one event per write, typically).
-                    self.pos = pos + size + 2
-                    cur.wire_bytes += size + 2
-                    self.on_body(cur, buf[pos:pos + size], self.ts)
-                else:
-                    self.pos = pos
-                    self.remaining = size
-                    self.state = CHUNK_DATA
-            elif st == CHUNK_CRLF:
-                if pos >= n:
-                    return
-                if buf[pos] == 10:
-                    k = 1
-                elif buf[pos] == 13:
-                    if pos + 1 >= n:
-                        return
-                    if buf[pos + 1] != 10:
-                        self._error("bad_chunk_end")
-                        continue
-                    k = 2
-                else:
-                    self._error("bad_chunk_end")
-                    continue
-                self.cur.wire_bytes += k
-                self.pos = pos + k
-                self.state = CHUNK_SIZE
-            elif st == TRAILERS:
-                i = buf.find(b"\n", pos)
-                if i < 0:
-                    if n - pos > self.max_head:
-                        self._error("trailers_too_large")
-                        continue
-                    return
-                self.cur.wire_bytes += i + 1 - pos
-                self.pos = i + 1
-                if not buf[pos:i].strip(b"\r"):
-                    self._end(self.ts)
-            elif st == BODY_CLOSE:
-                if pos >= n:
-                    return
-                self._body(n - pos)
-            elif st == RESYNC:
-                if not self._resync():
-                    return
-            else:  # DEAD
-                self.pos = n
-                return
+        """Step the state machine until a step needs bytes that have not come yet."""
+        steps = _STEPS
+        while steps[self.state](self):
+            pass
+
+    # Each step handles the state it is named after; True: go on (state or position moved),
+    # False: wait for the next chunk.
+    def _step_head(self) -> bool:
+        buf, pos = self.buf, self.pos
+        n = len(buf)
+        if not self.head_seen:
+            # Stray CRLFs between messages are allowed (RFC 9112 §2.2).
+            while pos < n and buf[pos] in (13, 10):
+                pos += 1
+            self.pos = pos
+            if pos >= n:
+                return False
+            self.head_seen = True
+            if pos < self.old_len:
+                self.head_ts, self.head_wall = self.old_ts, self.old_wall
+            else:
+                self.head_ts, self.head_wall = self.ts, self.wall
+        # the earliest blank line ends the head, whatever its line endings and
+        # however the bytes were cut
+        m = _BLANK_LINE.search(buf, pos)
+        end, sep = (m.start(), m.end() - m.start()) if m else (-1, 0)
+        if end < 0 or end - pos > self.max_head:
+            if n - pos > self.max_head:
+                self._error("header_too_large")
+                return True
+            return False
+        try:
+            head = _parse_head(buf[pos:end], self.is_request)
+        except ValueError as e:
+            self._error(str(e))
+            return True
+        head.start_ns, head.start_wall = self.head_ts, self.head_wall
+        head.wire_bytes = end + sep - pos
+        self.pos = end + sep
+        self.cur = head
+        self.on_head(head)
+        if self.cur is head:  # else the callback abandoned it
+            self._frame(head)
+        return True
+
+    def _step_counted(self) -> bool:
+        """BODY_LEN or CHUNK_DATA: `remaining` more body bytes."""
+        st = self.state
+        avail = len(self.buf) - self.pos
+        if avail <= 0:
+            return False
+        take = avail if avail < self.remaining else self.remaining
+        self.remaining -= take
+        self._body(take)
+        if self.remaining == 0:
+            if st == BODY_LEN:
+                self._end(self.ts)
+            else:
+                self.state = CHUNK_CRLF
+        return True
+
+    def _step_chunk_size(self) -> bool:
+        buf, pos = self.buf, self.pos
+        i = buf.find(b"\n", pos)
+        if i < 0:
+            if len(buf) - pos > MAX_LINE:
+                self._error("chunk_size_line_too_long")
+                return True
+            return False
+        line = buf[pos:i].split(b";", 1)[0].strip()
+        try:
+            size = int(line, 16)
+            if size < 0 or not line.isalnum():
+                raise ValueError
+        except ValueError:
+            self._error("bad_chunk_size")
+            return True
+        cur = self.cur
+        cur.wire_bytes += i + 1 - pos
+        pos = i + 1
+        if size == 0:
+            self.pos = pos
+            self.state = TRAILERS
+        elif buf[pos + size:pos + size + 2] == b"\r\n":
+            # Fast path: the whole chunk and its CRLF are here (one event per write, typically).
+            self.pos = pos + size + 2
+            cur.wire_bytes += size + 2
+            self.on_body(cur, buf[pos:pos + size], self.ts)
+        else:
+            self.pos = pos
+            self.remaining = size
+            self.state = CHUNK_DATA
+        return True
+
+    def _step_chunk_crlf(self) -> bool:
+        buf, pos = self.buf, self.pos
+        n = len(buf)
+        if pos >= n:
+            return False
+        if buf[pos] == 10:
+            k = 1
+        elif buf[pos] == 13:
+            if pos + 1 >= n:
+                return False
+            if buf[pos + 1] != 10:
+                self._error("bad_chunk_end")
+                return True
+            k = 2
+        else:
+            self._error("bad_chunk_end")
+            return True
+        self.cur.wire_bytes += k
+        self.pos = pos + k
+        self.state = CHUNK_SIZE
+        return True
+
+    def _step_trailers(self) -> bool:
+        buf, pos = self.buf, self.pos
+        i = buf.find(b"\n", pos)
+        if i < 0:
+            if len(buf) - pos > self.max_head:
+                self._error("trailers_too_large")
+                return True
+            return False
+        self.cur.wire_bytes += i + 1 - pos
+        self.pos = i + 1
+        if not buf[pos:i].strip(b"\r"):
+            self._end(self.ts)
+        return True
+
+    def _step_body_close(self) -> bool:
+        n = len(self.buf)
+        if self.pos >= n:
+            return False
+        self._body(n - self.pos)
+        return True
+
+    def _step_dead(self) -> bool:
+        self.pos = len(self.buf)
+        return False
 
     def _frame(self, head: HttpHead) -> None:
         if not self.is_request:
@@ -384,3 +404,11 @@ class HttpParser:
         # Keep a tail that may hold the start of a start line.
         self.pos = max(pos, n - MAX_LINE)
         return False
+
+
+# the step for each state, indexed by it
+_STEPS = tuple({HEAD: HttpParser._step_head, BODY_LEN: HttpParser._step_counted,
+                CHUNK_SIZE: HttpParser._step_chunk_size, CHUNK_DATA: HttpParser._step_counted,
+                CHUNK_CRLF: HttpParser._step_chunk_crlf, TRAILERS: HttpParser._step_trailers,
+                BODY_CLOSE: HttpParser._step_body_close, RESYNC: HttpParser._resync,
+                DEAD: HttpParser._step_dead}[state] for state in range(DEAD + 1))
