@@ -41,11 +41,35 @@ def classify_head(req: Request) -> tuple[str, object]:
     return PENDING, None  # maybe MCP: the body will tell
 
 
+class KeptBody:
+    """A body's bytes as kept for the bodies sink: up to max_body; a cut is counted once."""
+
+    __slots__ = ("parts", "size", "truncated")
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+
+    def add(self, data: bytes, max_body: int, stats) -> None:
+        room = max_body - self.size
+        if len(data) > room:
+            data = data[:max(room, 0)]
+            if not self.truncated:
+                self.truncated = True
+                stats.bodies_truncated += 1
+        if data:
+            self.parts.append(data)
+            self.size += len(data)
+
+    def joined(self) -> bytes:
+        return b"".join(self.parts)
+
+
 class Exchange:
-    __slots__ = ("conn", "head", "req", "kind", "mod", "state", "call", "origin", "req_parts", "req_size",
-                 "req_truncated", "req_done", "started", "resp_head", "decoder", "mode", "sse", "jarr",
-                 "resp_parts", "resp_size", "resp_truncated", "incomplete", "last_ts", "ctx", "mcp_keys", "session",
-                 "stream_done")
+    __slots__ = ("conn", "head", "req", "kind", "mod", "state", "call", "origin", "req_kept", "req_done", "started",
+                 "resp_head", "decoder", "mode", "sse", "jarr", "resp_kept", "incomplete", "last_ts", "ctx",
+                 "mcp_keys", "session", "stream_done")
 
     def __init__(self, conn, head, req: Request, kind: str, mod, origin):
         self.conn = conn              # the HttpConn: limits, stats, emit, mcp session
@@ -56,9 +80,7 @@ class Exchange:
         self.origin = origin
         self.state = None
         self.call = None
-        self.req_parts: list[bytes] = []
-        self.req_size = 0
-        self.req_truncated = False
+        self.req_kept = KeptBody()
         self.req_done = False
         self.started = False
         self.resp_head = None
@@ -66,9 +88,7 @@ class Exchange:
         self.mode = "json"
         self.sse: SseDecoder | None = None
         self.jarr: JsonArrayStream | None = None
-        self.resp_parts: list[bytes] = []
-        self.resp_size = 0
-        self.resp_truncated = False
+        self.resp_kept = KeptBody()
         self.incomplete: str | None = None
         self.stream_done = False      # the provider's end-of-stream event was seen
         self.last_ts = 0
@@ -82,33 +102,26 @@ class Exchange:
 
     # -- request -------------------------------------------------------------
     def request_body(self, data: bytes) -> None:
-        room = self.conn.limits.max_body - self.req_size
-        if len(data) > room:
-            data = data[:max(room, 0)]
-            if not self.req_truncated:
-                self.req_truncated = True
-                self.conn.stats.bodies_truncated += 1
-        if data:
-            self.req_parts.append(data)
-            self.req_size += len(data)
+        self.req_kept.add(data, self.conn.limits.max_body, self.conn.stats)
 
     def first_body_bytes(self) -> bytes:
-        return self.req_parts[0].lstrip()[:1] if self.req_parts else b""
+        parts = self.req_kept.parts
+        return parts[0].lstrip()[:1] if parts else b""
 
     def start(self) -> None:
         """The request is complete (or a response began early): decide and begin the call."""
         if self.started:
             return
         self.started = True
-        body = b"".join(self.req_parts)
-        self.req_parts = []
+        body = self.req_kept.joined()
+        self.req_kept.parts = []
         ce = self.req.header("content-encoding")
         if ce:
             body, problem = decode_all(ce, body, self.conn.limits.decompress_cap)
             if problem:
                 self.mark(problem if problem == "decompression_cap" else "parse_error: " + problem)
         self.req.body = body
-        self.req.body_complete = self.req_done and not self.req_truncated
+        self.req.body_complete = self.req_done and not self.req_kept.truncated
         host = self.req.header("host")
         addr, port = split_host(host, self.origin.transport)
         if self.kind == PENDING:
@@ -177,7 +190,7 @@ class Exchange:
                 self.mark("parse_error: " + dec.error)
         if not data:
             return
-        self._keep(data)
+        self.resp_kept.add(data, self.conn.limits.max_body, self.conn.stats)
         if self.mode == "sse":
             before = self.sse.overflows
             events = self.sse.feed(data, ts)
@@ -190,17 +203,6 @@ class Exchange:
         elif self.mode == "array":
             for obj in self.jarr.feed(data):
                 self._deliver(None, obj, ts, b"")
-
-    def _keep(self, data: bytes) -> None:
-        room = self.conn.limits.max_body - self.resp_size
-        if len(data) > room:
-            data = data[:max(room, 0)]
-            if not self.resp_truncated:
-                self.resp_truncated = True
-                self.conn.stats.bodies_truncated += 1
-        if data:
-            self.resp_parts.append(data)
-            self.resp_size += len(data)
 
     def _sse_event(self, ev) -> None:
         d = ev.data
@@ -254,16 +256,16 @@ class Exchange:
         self._finish()
 
     def _json_body(self, reason) -> None:
-        body = b"".join(self.resp_parts)
+        body = self.resp_kept.joined()
         if not body.strip():
             return
         try:
             obj = loads(body)
         except (ValueError, UnicodeDecodeError):
-            if reason is None and self.resp_head.status < 400 and not self.resp_truncated:
+            if reason is None and self.resp_head.status < 400 and not self.resp_kept.truncated:
                 self.conn.stats.parse_errors += 1
                 self.mark("parse_error: bad json body")
-            elif self.resp_truncated:
+            elif self.resp_kept.truncated:
                 self.mark("body_truncated")
             return
         self._deliver(None, obj, self.last_ts, body if len(body) < 1 << 20 else b"")
@@ -289,7 +291,7 @@ class Exchange:
         if resp is not None:
             call.response_bytes = resp.wire_bytes
             call.latency_ms = round(max(0, self.last_ts - call.start_ns) / 1e6, 3)
-            call.bodies.response_body = b"".join(self.resp_parts)
+            call.bodies.response_body = self.resp_kept.joined()
             if resp.status >= 400 and call.stop_reason is None:
                 set_error(call, f"http_{resp.status}")
         if self.incomplete in ("connection_closed", "process_exit") and self.stream_done:
@@ -298,5 +300,5 @@ class Exchange:
             self.incomplete = None
         if self.incomplete:
             call.incomplete, call.incomplete_reason = True, self.incomplete
-        self.resp_parts = []
+        self.resp_kept.parts = []
         self.conn.emit(call)

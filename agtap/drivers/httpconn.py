@@ -119,7 +119,7 @@ class HttpConn:
         if ex is None:
             return
         ex.request_body(data)
-        if ex.kind == PENDING and ex.req_size == len(data) and not ex.req.header("content-encoding"):
+        if ex.kind == PENDING and ex.req_kept.size == len(data) and not ex.req.header("content-encoding"):
             first = ex.first_body_bytes()
             if first and first not in (b"{", b"["):
                 self.req.abandon()

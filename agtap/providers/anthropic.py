@@ -9,7 +9,7 @@ ping, error). Errors: {"type":"error","error":{"type":"rate_limit_error",...}}.
 
 from __future__ import annotations
 
-from agtap.providers.base import add_tool, as_int, content_at, set_error
+from agtap.providers.base import add_tool, content_at, copy_counts, copy_strings, set_error
 
 NAME = "anthropic"
 STREAM_JSON_ARRAY = False   # streams are SSE
@@ -46,25 +46,19 @@ def begin(req, call):
     return _STATE
 
 
+_USAGE = tuple((k, k) for k in ("input_tokens", "output_tokens", "cache_creation_input_tokens",
+                                 "cache_read_input_tokens"))
+
+
 def _usage(call, u) -> None:
-    if not isinstance(u, dict):
-        return
     # message_delta usage is cumulative; input-side counts may repeat message_start's.
-    for key in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
-        v = as_int(u.get(key))
-        if v is not None:
-            setattr(call, key, v)
+    copy_counts(call, u, _USAGE)
 
 
 def _message(call, msg) -> None:
     if not isinstance(msg, dict):
         return
-    if isinstance(msg.get("id"), str):
-        call.response_id = msg["id"]
-    if isinstance(msg.get("model"), str):
-        call.response_model = msg["model"]
-    if isinstance(msg.get("stop_reason"), str):
-        call.stop_reason = msg["stop_reason"]
+    copy_strings(call, msg, (("id", "response_id"), ("model", "response_model"), ("stop_reason", "stop_reason")))
     _usage(call, msg.get("usage"))
     content = msg.get("content")
     if isinstance(content, list):

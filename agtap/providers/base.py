@@ -7,6 +7,7 @@ import math
 from typing import Any, Protocol, runtime_checkable
 
 from agtap.call import ERROR_STOP_PREFIX, Call, CallBodies, new_call_id, rfc3339
+from agtap.wire.http1 import header_value
 from agtap.wire.jsontext import loads
 
 
@@ -46,11 +47,7 @@ class Request:
         self._json: Any = None
 
     def header(self, name: str) -> str | None:
-        name = name.lower()
-        for k, v in self.headers:
-            if k.lower() == name:
-                return v
-        return None
+        return header_value(self.headers, name)
 
     def json(self) -> Any:
         """The body as JSON, or None if it is not JSON (parsed once)."""
@@ -131,6 +128,24 @@ def as_int(v: Any) -> int | None:
     if isinstance(v, str) and v.isascii() and v.isdigit():  # '²'.isdigit() is True, int('²') fails
         return int(v)
     return None
+
+
+def copy_strings(call: Call, obj: Any, fields) -> None:
+    """call.<field> = obj[<key>] for each (key, field) whose value is a string; obj may be anything."""
+    if isinstance(obj, dict):
+        for key, field in fields:
+            v = obj.get(key)
+            if isinstance(v, str):
+                setattr(call, field, v)
+
+
+def copy_counts(call: Call, obj: Any, fields) -> None:
+    """call.<field> = obj[<key>] for each (key, field) whose value is a whole count (as_int); obj may be anything."""
+    if isinstance(obj, dict):
+        for key, field in fields:
+            v = as_int(obj.get(key))
+            if v is not None:
+                setattr(call, field, v)
 
 
 def add_tool(call: Call, name: Any) -> None:

@@ -13,12 +13,14 @@ Errors: https://ai.google.dev/gemini-api/docs/troubleshooting ({"error":{"code",
 from __future__ import annotations
 
 
-from agtap.providers.base import add_tool, as_int, content_at, set_error
+from agtap.providers.base import add_tool, content_at, copy_counts, copy_strings, set_error
 from agtap.wire.jsontext import loads
 
 NAME = "gemini"
 STREAM_JSON_ARRAY = True   # without ?alt=sse a stream is one JSON array whose elements arrive over time
 _OPS = {"generateContent": False, "streamGenerateContent": True}
+_USAGE = (("promptTokenCount", "input_tokens"), ("candidatesTokenCount", "output_tokens"),
+          ("cachedContentTokenCount", "cache_read_input_tokens"), ("thoughtsTokenCount", "thoughts_tokens"))
 
 
 def _split(path: str) -> tuple[str, str] | None:
@@ -95,10 +97,7 @@ def feed(state, call, event, obj, ts) -> None:
     if isinstance(err, dict):
         set_error(call, err.get("status") or err.get("code"))
         return
-    if isinstance(obj.get("responseId"), str):
-        call.response_id = obj["responseId"]
-    if isinstance(obj.get("modelVersion"), str):
-        call.response_model = obj["modelVersion"]
+    copy_strings(call, obj, (("responseId", "response_id"), ("modelVersion", "response_model")))
     cands = obj.get("candidates")
     if isinstance(cands, list):
         for cand in cands:
@@ -121,14 +120,8 @@ def feed(state, call, event, obj, ts) -> None:
     fb = obj.get("promptFeedback")
     if isinstance(fb, dict) and isinstance(fb.get("blockReason"), str):
         call.stop_reason = "blocked:" + fb["blockReason"]
-    u = obj.get("usageMetadata")
-    if isinstance(u, dict):  # cumulative in a stream: the last one wins
-        for src, dst in (("promptTokenCount", "input_tokens"), ("candidatesTokenCount", "output_tokens"),
-                         ("cachedContentTokenCount", "cache_read_input_tokens"),
-                         ("thoughtsTokenCount", "thoughts_tokens")):
-            v = as_int(u.get(src))
-            if v is not None:
-                setattr(call, dst, v)
+    # cumulative in a stream: the last one wins
+    copy_counts(call, obj.get("usageMetadata"), _USAGE)
 
 
 def finish(state, call) -> None:

@@ -9,7 +9,7 @@ usage.completion_tokens_details.reasoning_tokens. Errors: {"error":{"message","t
 
 from __future__ import annotations
 
-from agtap.providers.base import add_tool, as_int, content_at, set_error
+from agtap.providers.base import add_tool, content_at, copy_counts, copy_strings, set_error
 
 NAME = "openai"
 STREAM_JSON_ARRAY = False   # streams are SSE
@@ -49,21 +49,16 @@ def error_kind(err) -> str | None:
     return t if isinstance(t, str) and t else (str(code) if code is not None else None)
 
 
-def usage(call, u) -> None:
+def usage(call, u, inp: str = "prompt", out: str = "completion") -> None:
+    """OpenAI usage: <inp>_tokens, <out>_tokens and their _details (cached, reasoning).
+
+    Chat Completions says prompt/completion, the Responses API input/output.
+    """
     if not isinstance(u, dict):
         return
-    v = as_int(u.get("prompt_tokens"))
-    if v is not None:
-        call.input_tokens = v
-    v = as_int(u.get("completion_tokens"))
-    if v is not None:
-        call.output_tokens = v
-    d = u.get("prompt_tokens_details")
-    if isinstance(d, dict) and as_int(d.get("cached_tokens")) is not None:
-        call.cache_read_input_tokens = as_int(d.get("cached_tokens"))
-    d = u.get("completion_tokens_details")
-    if isinstance(d, dict) and as_int(d.get("reasoning_tokens")) is not None:
-        call.thoughts_tokens = as_int(d.get("reasoning_tokens"))
+    copy_counts(call, u, ((inp + "_tokens", "input_tokens"), (out + "_tokens", "output_tokens")))
+    copy_counts(call, u.get(inp + "_tokens_details"), (("cached_tokens", "cache_read_input_tokens"),))
+    copy_counts(call, u.get(out + "_tokens_details"), (("reasoning_tokens", "thoughts_tokens"),))
 
 
 def fast(state, call, event, data, ts) -> bool:
@@ -89,8 +84,7 @@ def feed(state, call, event, obj, ts) -> None:
     if "error" in obj and obj.get("error"):
         set_error(call, error_kind(obj["error"]))
         return
-    if isinstance(obj.get("id"), str):
-        call.response_id = obj["id"]
+    copy_strings(call, obj, (("id", "response_id"),))
     if isinstance(obj.get("model"), str) and obj["model"]:
         call.response_model = obj["model"]
     choices = obj.get("choices")

@@ -11,8 +11,8 @@ response.completed / response.incomplete / response.failed, error).
 
 from __future__ import annotations
 
-from agtap.providers.base import add_tool, as_int, content_at, set_error
-from agtap.providers.openai_chat import error_kind
+from agtap.providers.base import add_tool, content_at, copy_strings, set_error
+from agtap.providers.openai_chat import error_kind, usage
 
 NAME = "openai"
 STREAM_JSON_ARRAY = False   # streams are SSE
@@ -42,10 +42,7 @@ def begin(req, call):
 def _response(state, call, r) -> None:
     if not isinstance(r, dict):
         return
-    if isinstance(r.get("id"), str):
-        call.response_id = r["id"]
-    if isinstance(r.get("model"), str):
-        call.response_model = r["model"]
+    copy_strings(call, r, (("id", "response_id"), ("model", "response_model")))
     status = r.get("status")
     if status == "failed" or (isinstance(r.get("error"), dict) and r["error"]):
         set_error(call, error_kind(r.get("error")) or "failed")
@@ -55,17 +52,7 @@ def _response(state, call, r) -> None:
         call.stop_reason = reason if isinstance(reason, str) else "incomplete"
     elif isinstance(status, str) and status not in ("in_progress", "queued"):
         call.stop_reason = status
-    u = r.get("usage")
-    if isinstance(u, dict):
-        for src, dst in (("input_tokens", "input_tokens"), ("output_tokens", "output_tokens")):
-            if as_int(u.get(src)) is not None:
-                setattr(call, dst, as_int(u.get(src)))
-        d = u.get("input_tokens_details")
-        if isinstance(d, dict) and as_int(d.get("cached_tokens")) is not None:
-            call.cache_read_input_tokens = as_int(d.get("cached_tokens"))
-        d = u.get("output_tokens_details")
-        if isinstance(d, dict) and as_int(d.get("reasoning_tokens")) is not None:
-            call.thoughts_tokens = as_int(d.get("reasoning_tokens"))
+    usage(call, r.get("usage"), "input", "output")
     out = r.get("output")
     if isinstance(out, list) and not state.tools_from_stream:
         for item in out:

@@ -16,48 +16,46 @@ from agtap.textsafe import ELLIPSIS, safe_field
 from .model import event_epoch, is_error
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _scaled(v, rungs, last) -> str:
+    """`form(v)` of the first (below, form) rung that v is below; `last(v)` past them all."""
+    for below, form in rungs:
+        if v < below:
+            return form(v)
+    return last(v)
+
+
+_TOKEN_RUNGS = ((10_000, str), (100_000, lambda n: f"{n / 1000:.1f}k"), (1_000_000, lambda n: f"{n // 1000}k"),
+                (10_000_000, lambda n: f"{n / 1e6:.1f}M"))
+_SECOND_RUNGS = ((10, lambda s: f"{s:.2f}s"), (100, lambda s: f"{s:.1f}s"), (6000, lambda s: f"{s / 60:.0f}m"))
+_COST_RUNGS = ((10, lambda v: f"${v:.4f}"), (1000, lambda v: f"${v:.2f}"))
+
+
 def tokens(n) -> str:
-    if n is None or isinstance(n, bool) or not isinstance(n, (int, float)):
+    if not _is_number(n):
         return "-"
-    n = int(n)
-    if n < 10_000:
-        return str(n)
-    if n < 100_000:
-        return f"{n / 1000:.1f}k"
-    if n < 1_000_000:
-        return f"{n // 1000}k"
-    if n < 10_000_000:
-        return f"{n / 1e6:.1f}M"
-    return f"{n // 1_000_000}M"
+    return _scaled(int(n), _TOKEN_RUNGS, lambda n: f"{n // 1_000_000}M")
 
 
 def ms(v) -> str:
-    if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+    if not _is_number(v):
         return "-"
     if v < 1000:
         return f"{v:.0f}ms"
-    s = v / 1000
-    if s < 10:
-        return f"{s:.2f}s"
-    if s < 100:
-        return f"{s:.1f}s"
-    if s < 6000:
-        return f"{s / 60:.0f}m"
-    return f"{s / 3600:.0f}h"
+    return _scaled(v / 1000, _SECOND_RUNGS, lambda s: f"{s / 3600:.0f}h")
 
 
 def cost(v) -> str:
-    if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+    if not _is_number(v):
         return "-"
-    if v < 10:
-        return f"${v:.4f}"
-    if v < 1000:
-        return f"${v:.2f}"
-    return f"${v:,.0f}"
+    return _scaled(v, _COST_RUNGS, lambda v: f"${v:,.0f}")
 
 
 def count(n) -> str:
-    if n is None or isinstance(n, bool) or not isinstance(n, (int, float)):
+    if not _is_number(n):
         return "-"
     return f"{int(n):,}"
 

@@ -51,11 +51,16 @@ class HttpHead:
         self.chunked = False
 
     def header(self, name: str) -> str | None:
-        name = name.lower()
-        for k, v in self.headers:
-            if k.lower() == name:
-                return v
-        return None
+        return header_value(self.headers, name)
+
+
+def header_value(headers: list[tuple[str, str]], name: str) -> str | None:
+    """The first value of header `name` (any case), or None."""
+    name = name.lower()
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None
 
 
 def looks_like_request_start(prefix: bytes) -> bool | None:
@@ -216,10 +221,7 @@ class HttpParser:
         m = _BLANK_LINE.search(buf, pos)
         end, sep = (m.start(), m.end() - m.start()) if m else (-1, 0)
         if end < 0 or end - pos > self.max_head:
-            if n - pos > self.max_head:
-                self._error("header_too_large")
-                return True
-            return False
+            return self._no_line(self.max_head, "header_too_large")
         try:
             head = _parse_head(buf[pos:end], self.is_request)
         except ValueError as e:
@@ -254,10 +256,7 @@ class HttpParser:
         buf, pos = self.buf, self.pos
         i = buf.find(b"\n", pos)
         if i < 0:
-            if len(buf) - pos > MAX_LINE:
-                self._error("chunk_size_line_too_long")
-                return True
-            return False
+            return self._no_line(MAX_LINE, "chunk_size_line_too_long")
         line = buf[pos:i].split(b";", 1)[0].strip()
         try:
             size = int(line, 16)
@@ -309,10 +308,7 @@ class HttpParser:
         buf, pos = self.buf, self.pos
         i = buf.find(b"\n", pos)
         if i < 0:
-            if len(buf) - pos > self.max_head:
-                self._error("trailers_too_large")
-                return True
-            return False
+            return self._no_line(self.max_head, "trailers_too_large")
         self.cur.wire_bytes += i + 1 - pos
         self.pos = i + 1
         if not buf[pos:i].strip(b"\r"):
@@ -325,6 +321,14 @@ class HttpParser:
             return False
         self._body(n - self.pos)
         return True
+
+    def _no_line(self, limit: int, reason: str) -> bool:
+        """The line (or head) is not complete yet: past `limit` bytes it is an error (go on from
+        the resync), else wait for more."""
+        if len(self.buf) - self.pos > limit:
+            self._error(reason)
+            return True
+        return False
 
     def _step_dead(self) -> bool:
         self.pos = len(self.buf)
