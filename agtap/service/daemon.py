@@ -211,38 +211,67 @@ class Daemon:
             self.notifier.status(self.ctl.status_line())
 
     async def main(self) -> int:
+        """Start (config file, outputs, probes, D-Bus), say READY=1, run until told to stop."""
         loop = asyncio.get_running_loop()
+        self._handle_signals(loop)
+        if not self._load_config_file():
+            return 1
+        wd = watchdog_interval()
+        if wd:
+            self._spawn(self._watchdog(wd))
+        self.notifier.status("starting: attaching probes")
+        if not self._make_controller(loop):
+            return 1
+        status = await self._start_capture()
+        if status is not None:
+            return status
+        self.notifier.notify("READY=1", f"STATUS={self.ctl.status_line()}")
+        self._spawn(self._housekeeping())
+        await self._stop.wait()
+        self.notifier.notify("STOPPING=1", "STATUS=stopping: detaching probes")
+        await self._shutdown()
+        return self.exit_code
+
+    def _handle_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
         if os.environ.get(TEST_BLOCK_ENV) == "1":
             loop.add_signal_handler(signal.SIGUSR2, lambda: time.sleep(60))
-        if self.flags is not None:
-            try:
-                verbose = self.config.verbose
-                self.config = build_config(self.flags, self.config_file, base=self.config)
-            except ConfigFileError as e:
-                log.error("%s", e)
-                self.notifier.status(f"failed: {e}")
-                return 1
-            if self.config.verbose != verbose:       # `verbose = true` in the file
-                setup_logging(self.mode, self.config.verbose)
-        wd = watchdog_interval()
-        if wd:
-            self._spawn(self._watchdog(wd))
-        self.notifier.status("starting: attaching probes")
+
+    def _load_config_file(self) -> bool:
+        """Given command-line flags: the config file under them. False (logged, in STATUS) if it is bad."""
+        if self.flags is None:
+            return True
+        try:
+            verbose = self.config.verbose
+            self.config = build_config(self.flags, self.config_file, base=self.config)
+        except ConfigFileError as e:
+            log.error("%s", e)
+            self.notifier.status(f"failed: {e}")
+            return False
+        if self.config.verbose != verbose:       # `verbose = true` in the file
+            setup_logging(self.mode, self.config.verbose)
+        return True
+
+    def _make_controller(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """The outputs and the controller over them. False (logged, in STATUS) if an output cannot be set up."""
         try:
             sinks = self.sinks if self.sinks is not None else build_sinks(self.config, self.mode)
         except (RuntimeError, OSError, ValueError) as e:       # a missing SDK, a taken metrics port
             log.error("cannot set up the outputs: %s", e)
             self.notifier.status(f"failed: {e}")
-            return 1
+            return False
         kw = {"pipeline_factory": self.pipeline_factory} if self.pipeline_factory else {}
         self.ctl = Controller(self.config, self.tracer_factory, sinks=sinks,
                               schedule=lambda fn: _call_soon(loop, fn), log=log, **kw)
         for s in sinks:
             if hasattr(s, "set_stats_source"):           # Prometheus: capture counters at every scrape
                 s.set_stats_source(stats=self.ctl.get_stats)
+        return True
+
+    async def _start_capture(self) -> int | None:
+        """Attach the probes, then serve D-Bus. None: running; else the exit status (all shut down)."""
         try:
             # BCC compiles for seconds: in a thread, so the loop keeps pinging the watchdog.
             # A SIGTERM meanwhile is acted on once attaching is done (it cannot be interrupted).
@@ -257,17 +286,11 @@ class Daemon:
             self.notifier.notify("STOPPING=1")
             await self._shutdown()
             return 0
-        if self.config.bus != "none":
-            if not await self._start_dbus():
-                self.notifier.notify("STOPPING=1")
-                await self._shutdown()
-                return 1
-        self.notifier.notify("READY=1", f"STATUS={self.ctl.status_line()}")
-        self._spawn(self._housekeeping())
-        await self._stop.wait()
-        self.notifier.notify("STOPPING=1", "STATUS=stopping: detaching probes")
-        await self._shutdown()
-        return self.exit_code
+        if self.config.bus != "none" and not await self._start_dbus():
+            self.notifier.notify("STOPPING=1")
+            await self._shutdown()
+            return 1
+        return None
 
     async def _start_dbus(self) -> bool:
         from agtap.service.dbus_object import BusUnavailable, DbusService
