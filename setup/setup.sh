@@ -58,9 +58,13 @@ if [ "$what" = test ]; then
     .venv/bin/pip install -q --disable-pip-version-check -r setup/requirements-test.txt
     echo "$sum" > "$stamp"
   fi
-  # Node SDKs used by the tests (tests/clients/package.json), installed once.
-  if [ -f tests/clients/package.json ] && [ ! -d tests/clients/node_modules ]; then
-    (cd tests/clients && npm install --no-audit --no-fund --loglevel=error)
+  # Node SDKs used by the tests (tests/clients/package.json), installed again when it changes.
+  if [ -f tests/clients/package.json ]; then
+    npm_sum=$(cat tests/clients/package.json tests/clients/package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
+    if [ "$(cat tests/clients/node_modules/.agtap-setup 2>/dev/null)" != "$npm_sum" ]; then
+      (cd tests/clients && npm install --no-audit --no-fund --loglevel=error)
+      echo "$npm_sum" > tests/clients/node_modules/.agtap-setup
+    fi
   fi
   # Real agents for the bpf tier (setup/agents.txt), pinned, cached outside the tree. Root only:
   # the cache is under /var/cache, and the tier that runs them needs root anyway.

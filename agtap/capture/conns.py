@@ -37,7 +37,7 @@ from agtap.capture.records import (K_CLOSE, K_EXEC, K_EXIT, K_SOCK_READ, K_TLS_R
 
 MAX_FD_CACHE = 65536
 MAX_PROCS = 32768
-HOLD_NS = 5_000_000_000        # longest a client's chunks wait for its server's first write
+HOLD_NS = 30_000_000_000       # longest a client's chunks wait for its server's first write (npx can take 5 s to start it)
 MAX_HELD_BYTES = 1 << 20       # per channel: past this the chunks go on under the name found so far
 
 

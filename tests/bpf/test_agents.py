@@ -1,10 +1,11 @@
 """Real agents as test clients (issue 19): Gemini CLI and Bun, pinned from npm (setup/agents.txt).
 
-Gemini CLI runs against the local TLS fake API with four MCP stdio servers in its settings,
+Gemini CLI runs against the local TLS fake API with five MCP stdio servers in its settings,
 each started a different way an agent starts one: the Python SDK server directly; the Node
-SDK server behind `sh -c`; the Python server sleeping 300 ms before it reads stdin; and the
-Python server behind `sh -c 'sleep 0.3; exec ...'`, so Gemini writes `initialize` before the
-server has even exec'd. The fake API asks for one tool of each server, then answers in text.
+SDK server behind `sh -c`, and through `npx` (npm exec: node, then `sh -c`, then the
+server); the Python server sleeping 300 ms before it reads stdin; and the Python server
+behind `sh -c 'sleep 0.3; exec ...'`, so Gemini writes `initialize` before the server has
+even exec'd. The fake API asks for one tool of each server, then answers in text.
 Each server logs every JSON-RPC message it read (AGTAP_MCP_LOG). The tracer must show every
 LLM request the fake API served as exactly one llm_call, and every message a server read as
 exactly one mcp_call, `initialize` included, on a conversation named ipc:<client>:<server>.
@@ -28,7 +29,8 @@ from tests.support.routes import GEMINI_PATH
 
 REPO = Path(__file__).resolve().parents[2]
 PY_SERVER = str(REPO / "tests" / "support" / "mcp_server.py")
-NODE_SERVER = str(REPO / "tests" / "clients" / "mcp_server.mjs")
+CLIENTS = str(REPO / "tests" / "clients")
+NODE_SERVER = str(REPO / "tests" / "clients" / "mcp-test-server" / "server.mjs")
 
 
 def calls_of(items, keep) -> list:
@@ -67,11 +69,12 @@ def check_conversations(items, client: int, logs: dict[str, Path]) -> dict[str, 
     return out
 
 
-def test_gemini_cli_with_mcp_servers_started_four_ways(tracer_run, fake_api, tmp_path):
-    logs = {n: tmp_path / f"{n}.log" for n in ("pysdk", "nodesh", "pyslow", "pylate")}
+def test_gemini_cli_with_mcp_servers_started_five_ways(tracer_run, fake_api, tmp_path):
+    logs = {n: tmp_path / f"{n}.log" for n in ("pysdk", "nodesh", "nodenpx", "pyslow", "pylate")}
     servers = {
         "pysdk": {"command": PYTHON, "args": [PY_SERVER]},
         "nodesh": {"command": "/bin/sh", "args": ["-c", 'node "$0"; exit $?', NODE_SERVER]},
+        "nodenpx": {"command": "npx", "args": ["--no-install", "agtap-mcp-test-server"], "cwd": CLIENTS},
         "pyslow": {"command": PYTHON, "args": [PY_SERVER], "env": {"AGTAP_MCP_DELAY": "0.3"}},
         "pylate": {"command": "/bin/sh", "args": ["-c", 'sleep 0.3; exec "$0" "$@"', PYTHON, PY_SERVER]},
     }
@@ -79,23 +82,24 @@ def test_gemini_cli_with_mcp_servers_started_four_ways(tracer_run, fake_api, tmp
         cfg["env"] = {**cfg.get("env", {}), "AGTAP_MCP_LOG": str(logs[name])}
         cfg["trust"] = True
     tools = [ToolCall("mcp_pysdk_add", {"a": 2, "b": 3}), ToolCall("mcp_nodesh_add", {"a": 4, "b": 5}),
-             ToolCall("mcp_pyslow_echo", {"text": "slow"}), ToolCall("mcp_pylate_echo", {"text": "late"})]
+             ToolCall("mcp_nodenpx_echo", {"text": "npx"}), ToolCall("mcp_pyslow_echo", {"text": "slow"}),
+             ToolCall("mcp_pylate_echo", {"text": "late"})]
     fake_api.script(Reply(route=":streamGenerateContent", text="", tool_calls=tools, input_tokens=900, output_tokens=40),
-                    Reply(route=":streamGenerateContent", text="All four tools answered.", input_tokens=1000,
+                    Reply(route=":streamGenerateContent", text="All five tools answered.", input_tokens=1000,
                           output_tokens=6))
     env = gemini_env(tmp_path / "home", fake_api.base_url, fake_api.certs.ca, servers)
     rec = tracer_run()
-    proc = subprocess.Popen([str(gemini_bin()), "-p", "Use each of the four tools once.", "--yolo", "-m", GEMINI_MODEL],
+    proc = subprocess.Popen([str(gemini_bin()), "-p", "Use each of the five tools once.", "--yolo", "-m", GEMINI_MODEL],
                             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert "All four tools answered." in out, (out, err)
+    assert "All five tools answered." in out, (out, err)
     client = proc.pid
 
     served = [ex for ex in fake_api.wait_for(2) if GEMINI_PATH.match(ex.path)]
     answers = served[-1].json()["contents"][-1]["parts"]
     got = {p["functionResponse"]["name"]: json.dumps(p["functionResponse"]["response"]) for p in answers}
-    for name, want in zip(got, ("5", "9", "slow", "late")):
+    for name, want in zip(got, ("5", "9", "npx", "slow", "late")):
         assert want in got[name], (name, got[name])
 
     def mine(i):

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // A tiny MCP server over stdio built with the official @modelcontextprotocol/sdk (Node):
 // the Node twin of tests/support/mcp_server.py, for agents that launch a Node server.
 // Tools: add(a, b) -> a + b; echo(text) -> text.
