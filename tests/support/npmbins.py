@@ -1,0 +1,56 @@
+"""Agent binaries from npm, pinned, fetched once into a cache that reruns reuse.
+
+    bun = npm_binary("@oven/bun-linux-x64", "1.2.15", "bin/bun")
+
+`npm pack` downloads the package tarball into CACHE (/var/cache/agtap-test/npm, or
+$AGTAP_TEST_CACHE/npm); it is unpacked next to it once. The Claude Code binary is
+~400 MB: it is downloaded once per machine, never per test run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+CACHE = Path(os.environ.get("AGTAP_TEST_CACHE", "/var/cache/agtap-test")) / "npm"
+
+BUN_RELEASES = ("1.1.30", "1.2.15", "1.4.5")        # Oct 2024, Jun 2025, 2026: over a year apart
+CLAUDE_CODE = "2.1.332"
+
+
+def npm_binary(package: str, version: str, relpath: str) -> Path:
+    """The file `relpath` of npm package `package`@`version`, unpacked under CACHE."""
+    stem = package.lstrip("@").replace("/", "-") + f"-{version}"
+    out = CACHE / stem / "package" / relpath
+    if out.is_file():
+        return out
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tgz = CACHE / f"{stem}.tgz"
+    if not tgz.is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RuntimeError("npm is missing: sudo apt-get install npm")
+        subprocess.run([npm, "pack", "--silent", f"{package}@{version}"], cwd=CACHE, check=True,
+                       stdout=subprocess.DEVNULL, timeout=1800)
+    tmp = CACHE / f"{stem}.tmp{os.getpid()}"
+    with tarfile.open(tgz) as t:
+        members = [m for m in t.getmembers() if m.name.startswith("package/") and ".." not in m.name.split("/")]
+        t.extractall(tmp, members=members)
+    (CACHE / stem).mkdir(exist_ok=True)
+    try:
+        (tmp / "package").rename(CACHE / stem / "package")
+    except OSError:
+        pass   # another run unpacked it first
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def bun(version: str) -> Path:
+    return npm_binary("@oven/bun-linux-x64", version, "bin/bun")
+
+
+def claude(version: str = CLAUDE_CODE) -> Path:
+    return npm_binary("@anthropic-ai/claude-code-linux-x64", version, "claude")

@@ -1,0 +1,146 @@
+"""The BoringSSL locator on the real Bun and Claude Code binaries' bytes (no root, no BPF).
+
+The binaries come from npm (pinned, cached: tests/support/npmbins.py). Expected addresses
+were read by hand off `objdump -d` listings of each binary: SSL_write is the function whose
+error sites report, in source order, ERR_R_SHOULD_NOT_HAVE_BEEN_CALLED (0x42),
+SSL_R_UNINITIALIZED (0xe2), SSL_R_SSL_HANDSHAKE_FAILURE (0xd7) and SSL_R_BAD_LENGTH (0x6f)
+with ssl_lib.cc's address; SSL_read begins with the QUIC check (cmpq $0,..(%rdi), then
+0x42) and calls ssl_read_impl. test_objdump_agrees checks the same with GNU objdump, a
+disassembler the locator does not use.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from agtap.capture import boringcache, boringssl
+from tests.support import npmbins
+
+EXPECTED = {   # binary -> (SSL_write, SSL_read)
+    ("bun", "1.1.30"): (0x5931A40, 0x5930D80),
+    ("bun", "1.2.15"): (0x5E89EC0, 0x5E89200),
+    ("bun", "1.4.5"): (0x2607C30, 0x2586500),
+    ("claude", npmbins.CLAUDE_CODE): (0x3531300, 0x35314B0),
+}
+
+
+def binary(which: tuple[str, str]):
+    return npmbins.bun(which[1]) if which[0] == "bun" else npmbins.claude(which[1])
+
+
+@functools.lru_cache(maxsize=None)
+def located(which: tuple[str, str]) -> boringssl.Located:
+    return boringssl.locate(str(binary(which)))
+
+
+@pytest.mark.parametrize("which", EXPECTED, ids=[f"{a}-{b}" for a, b in EXPECTED])
+def test_locates_ssl_write_and_ssl_read(which):
+    loc = located(which)
+    assert (loc.write, loc.read) == EXPECTED[which]
+    assert loc.how.startswith("ssl_lib.cc error sites")
+    assert boringssl.has_marker(str(binary(which)))
+
+
+def _objdump(path, start: int, length: int) -> list[str]:
+    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", f"--start-address={start:#x}",
+                          f"--stop-address={start + length:#x}", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return [ln.split("\t", 1)[1] for ln in out.splitlines() if re.match(r"\s+[0-9a-f]+:\t", ln)]
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="binutils missing: make setup installs it")
+@pytest.mark.parametrize("which", EXPECTED, ids=[f"{a}-{b}" for a, b in EXPECTED])
+def test_objdump_agrees(which):
+    write, read = EXPECTED[which]
+    path = binary(which)
+    w = _objdump(path, write, 0x1A0)
+    assert w[0].startswith("push   %rbp"), w[:3]
+    # the immediates of SSL_write's four OPENSSL_PUT_ERROR(SSL, ...) calls, in source order
+    imms = [int(m.group(1), 16) for ln in w if (m := re.match(r"mov\s+\$0x([0-9a-f]+),%e(?:dx|si)$", ln))]
+    reasons = [i for i in imms if i in (0x42, 0xE2, 0xD7, 0x6F)]
+    assert sorted(set(reasons)) == [0x42, 0x6F, 0xD7, 0xE2], w
+    r = _objdump(path, read, 0x40)
+    assert r[0].startswith("push   %rbp")
+    quic = next(ln for ln in r if ln.startswith("cmpq"))
+    assert re.match(r"cmpq\s+\$0x0,0x[0-9a-f]+\(%rdi\)$", quic), quic
+    assert any(re.match(r"mov\s+\$0x42,%e(?:dx|si)$", ln) for ln in r), r
+
+
+def _damaged(tmp_path, old: bytes, new: bytes, at: int | None = None):
+    src = npmbins.bun("1.4.5")
+    dst = tmp_path / "bun-damaged"
+    shutil.copyfile(src, dst)
+    with open(dst, "r+b") as f:
+        if at is None:
+            data = f.read()
+            at = data.index(old)
+        f.seek(at)
+        f.write(new)
+    return dst
+
+
+def test_a_damaged_path_string_is_refused(tmp_path):
+    p = _damaged(tmp_path, b"/ssl/ssl_lib.cc\0", b"/ssl/ssl_lib.cX\0")
+    assert boringssl.has_marker(str(p))            # BoringSSL is still there...
+    with pytest.raises(boringssl.Refusal, match="no ssl_lib.cc path string"):
+        boringssl.locate(str(p))                    # ...but not located: no probe
+
+
+def test_a_prologue_that_is_not_a_push_is_refused(tmp_path):
+    # SSL_write's first byte (push %rbp) replaced by a nop: a probe there would be stepped,
+    # and the function no longer looks like what the error sites say
+    import mmap
+    write, _ = EXPECTED[("bun", "1.4.5")]
+    with open(npmbins.bun("1.4.5"), "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        seg = next(s for s in boringssl.Elf(m).loads if s.vaddr <= write < s.vaddr + s.size)
+    p = _damaged(tmp_path, b"", b"\x90", at=seg.offset + write - seg.vaddr)
+    with pytest.raises(boringssl.Refusal, match="SSL_write"):
+        boringssl.locate(str(p))
+
+
+def test_a_binary_without_boringssl_has_no_marker():
+    assert not boringssl.has_marker(os.path.realpath("/bin/ls"))
+    with pytest.raises(boringssl.Refusal, match="no ssl_lib.cc path string|position-independent"):
+        boringssl.locate(os.path.realpath("/bin/ls"))
+
+
+# --- the cache of verdicts ---
+
+def test_verdict_is_cached_per_build_and_reused(tmp_path, monkeypatch):
+    path = str(npmbins.bun("1.4.5"))
+    v = boringcache.verdict(path, str(tmp_path))
+    assert v.located and not v.cached and (v.write, v.read) == EXPECTED[("bun", "1.4.5")]
+    files = list((tmp_path / "boringssl").iterdir())
+    assert [f.name for f in files] == [f"{v.build_id}-{os.path.getsize(path)}.json"]
+    monkeypatch.setattr(boringssl, "locate", lambda p: pytest.fail("scanned again despite the cache"))
+    again = boringcache.verdict(path, str(tmp_path))
+    assert again.cached and (again.write, again.read) == (v.write, v.read)
+    assert "build-id " + v.build_id in again.line()
+    assert [x.path for x in boringcache.seen(str(tmp_path))] == [path]
+
+
+@pytest.mark.parametrize("spoil", ["corrupt", "mtime", "not-a-push", "other-build"])
+def test_a_corrupt_or_foreign_entry_is_ignored(tmp_path, spoil):
+    import json
+    path = str(npmbins.bun("1.4.5"))
+    v = boringcache.verdict(path, str(tmp_path))
+    f = next((tmp_path / "boringssl").iterdir())
+    d = json.loads(f.read_text())
+    if spoil == "corrupt":
+        f.write_text(f.read_text()[:40])
+    elif spoil == "mtime":
+        d["mtime_ns"] += 1
+        f.write_text(json.dumps(d))
+    elif spoil == "not-a-push":
+        d["write"] += 1            # inside the prologue: never probed
+        f.write_text(json.dumps(d))
+    else:
+        d["build_id"] = "0" * 40
+        f.write_text(json.dumps(d))
+    assert boringcache.load(str(tmp_path), path, os.stat(path), v.build_id) is None
