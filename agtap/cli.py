@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_replay(args.file, getattr(args, "chunks", False))
         if cmd == "doctor":
             from agtap.capture import doctor
-            return doctor.main(cfg.runtime_dir)
+            return doctor.main(cfg.runtime_dir, cfg.cache_dir)
         if cmd == "clean":
             return cmd_clean(cfg)
         if cmd == "tui":

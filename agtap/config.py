@@ -15,6 +15,7 @@ DEFAULT_CONFIG_FILE = "/etc/agtap/agtap.toml"
 DEFAULT_EVENT_LOG = "/var/log/agtap/events.jsonl"
 DEFAULT_BODIES_DIR = "/var/lib/agtap/bodies"
 DEFAULT_RUNTIME_DIR = "/run/agtap"
+DEFAULT_CACHE_DIR = "/var/cache/agtap"
 
 
 @dataclass(slots=True)
@@ -26,6 +27,7 @@ class Config:
     event_log: str = DEFAULT_EVENT_LOG                    # AGTAP_LOG
     bodies_dir: str = DEFAULT_BODIES_DIR
     runtime_dir: str = DEFAULT_RUNTIME_DIR
+    cache_dir: str = DEFAULT_CACHE_DIR                     # AGTAP_CACHE_DIR: located BoringSSL offsets
     max_body_store: int = 1024                            # MB of bodies kept (oldest removed first)
     body_retention: float = 24 * 7                        # hours bodies are kept
     max_log_size: int = 100                               # MB before the event log rotates
@@ -40,6 +42,8 @@ class Config:
         env = os.environ if env is None else env
         if env.get("AGTAP_LOG"):
             self.event_log = env["AGTAP_LOG"]
+        if env.get("AGTAP_CACHE_DIR"):
+            self.cache_dir = env["AGTAP_CACHE_DIR"]
 
 
 def shown(value: object) -> str:

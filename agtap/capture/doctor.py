@@ -12,7 +12,7 @@ import platform
 import shutil
 from dataclasses import dataclass
 
-from agtap.capture import headers
+from agtap.capture import boringcache, headers
 from agtap.capture import probepoints
 from agtap.capture.elfsyms import SSL_SYMBOLS, exported
 from agtap.capture.targets import LIBSSL_NAME, TargetSet, all_pids, exe_of
@@ -129,18 +129,37 @@ def _node() -> list[Check]:
     return out
 
 
+def _boringssl(cache_dir: str) -> list[Check]:
+    """Every executable with statically linked BoringSSL (Bun, Claude Code) the tracer has
+    seen, from its cache of verdicts."""
+    d = os.path.join(cache_dir, "boringssl")
+    if os.path.isdir(d) and not os.access(d, os.R_OK | os.X_OK):
+        return [Check("warn", "boringssl", f"{d} is not readable: the verdicts on Bun/BoringSSL binaries "
+                                           "are not shown", "sudo agtap doctor")]
+    out = []
+    for v in boringcache.seen(cache_dir):
+        gone = "" if os.path.exists(v.path) else " [file since removed or replaced]"
+        out.append(Check("ok" if v.located else "warn", "boringssl", f"{v.path}: {v.line()}{gone}",
+                         "" if v.located else "its TLS is not seen; report the binary's version to agtap"))
+    if not out:
+        out.append(Check("ok", "boringssl", f"no Bun/BoringSSL binary seen yet ({d} is empty; "
+                                            "they are looked at when they start)"))
+    return out
+
+
 def _root() -> Check:
     if os.geteuid() == 0:
         return Check("ok", "privileges", "root")
     return Check("warn", "privileges", "not root: capture needs root", "sudo agtap")
 
 
-def run_checks(runtime_dir: str) -> list[Check]:
-    return [_kernel(), _btf(), _tracefs(), *_events(), _headers(runtime_dir), _bcc(), *_libssl(), *_node(), _root()]
+def run_checks(runtime_dir: str, cache_dir: str) -> list[Check]:
+    return [_kernel(), _btf(), _tracefs(), *_events(), _headers(runtime_dir), _bcc(), *_libssl(), *_node(),
+            *_boringssl(cache_dir), _root()]
 
 
-def main(runtime_dir: str) -> int:
-    checks = run_checks(runtime_dir)
+def main(runtime_dir: str, cache_dir: str) -> int:
+    checks = run_checks(runtime_dir, cache_dir)
     for c in checks:
         print(c.line())
     return 1 if any(c.verdict == "FAIL" for c in checks) else 0

@@ -13,6 +13,10 @@ before its first process maps them. A uprobe sits on the inode, not on the path
 it was attached by: it outlives the process whose /proc entry named it and
 fires in every later process mapping the same file. One file is probed once:
 every key it is known by (maps line, stat, overlay layer) is remembered.
+
+An executable without the symbols goes to a worker thread, which looks for
+statically linked BoringSSL (Bun, Claude Code: boringssl.py) and probes what it
+located, so that a scan of a big binary never holds up the poll thread.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import queue
 import re
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from agtap.capture import boringcache, boringssl
 from agtap.capture.elfsyms import SSL_SYMBOLS, symbol_addrs
 from agtap.capture.procfiles import (DELETED, Key, Mapping, key_of, overlay_layers, parse_maps_line, path_keys,
                                      resolve, where_of)
@@ -97,10 +104,14 @@ class TargetSet:
     """Keeps the attached files; `attach(path, symbols)` does the probing (BCC, in the tracer)."""
 
     def __init__(self, attach: Callable[[str, dict[str, int]], None], log: logging.Logger,
-                 proc_root: str = "/proc"):
+                 proc_root: str = "/proc", cache_dir: str | None = None):
         self._attach = attach
         self._log = log
         self._proc_root = proc_root
+        self._cache_dir = cache_dir      # None: no BoringSSL search
+        self.boringssl: dict[str, boringcache.Verdict] = {}   # described path -> verdict, by the worker
+        self._work: queue.Queue[tuple[Target, str] | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
         self._seen: set[Key] = set()      # every key of every file looked at
         self._roots: set[Key] = set()     # root directories whose libssl files were looked at
         self.targets: list[Target] = []       # attached
@@ -144,7 +155,12 @@ class TargetSet:
             if not exe or t.symbols:
                 self.unusable.append(t)
                 self._log.info("no SSL symbols: %s (exports %s)", t.describe(), sorted(t.symbols) or "none")
+            elif self._cache_dir is not None:
+                self._queue(t, opened)
             return False
+        return self._attach_target(t, opened, ", ".join(sorted(t.symbols)))
+
+    def _attach_target(self, t: Target, opened: str, what: str) -> bool:
         try:
             self._attach(opened, t.symbols)
         except Exception as e:  # BCC raises plain Exception
@@ -152,8 +168,43 @@ class TargetSet:
             self._log.warning("could not attach to %s: %s", t.describe(), e)
             return False
         self.targets.append(t)
-        self._log.info("attached: %s (%s)", t.describe(), ", ".join(sorted(t.symbols)))
+        self._log.info("attached: %s (%s)", t.describe(), what)
         return True
+
+    # --- statically linked BoringSSL, off the poll thread ---
+    def _queue(self, t: Target, opened: str) -> None:
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work_loop, name="agtap-boringssl", daemon=True)
+            self._worker.start()
+        self._work.put((t, opened))
+
+    def _work_loop(self) -> None:
+        while (job := self._work.get()) is not None:
+            try:
+                self._look_for_boringssl(*job)
+            except Exception:   # one odd binary must not end the search for the others
+                self._log.exception("BoringSSL search failed: %s", job[0].describe())
+            finally:
+                self._work.task_done()
+
+    def _look_for_boringssl(self, t: Target, opened: str) -> None:
+        if not boringssl.has_marker(opened):
+            self._log.debug("no SSL symbols, no BoringSSL: %s", t.describe())
+            return
+        v = boringcache.verdict(opened, self._cache_dir)
+        v.path = t.path
+        self.boringssl[t.describe()] = v
+        if not v.located:
+            self._log.warning("%s: %s; not probed", t.describe(), v.line())
+            return
+        t.symbols = v.symbols
+        self._attach_target(t, opened, v.line())
+
+    def close(self) -> None:
+        """End the BoringSSL worker (after what it is doing)."""
+        if self._worker is not None:
+            self._work.put(None)
+            self._worker = None
 
     def scan_host(self) -> None:
         root = key_of("/")

@@ -89,6 +89,11 @@ class Tracer:
     def targets(self) -> list[str]:
         return list(self._targets.attached) if self._targets else []
 
+    @property
+    def boringssl(self) -> dict:
+        """Every executable with BoringSSL seen since start -> its boringcache.Verdict."""
+        return dict(self._targets.boringssl) if self._targets else {}
+
     def start(self) -> None:
         with self._lock:
             if self._bpf is not None:
@@ -119,7 +124,7 @@ class Tracer:
             self._bpf = b
             self._mapper = ConnMapper(self._set_state)
             self._apply_filter()
-            self._targets = TargetSet(self._attach_file, self.log)
+            self._targets = TargetSet(self._attach_file, self.log, cache_dir=self.config.cache_dir)
             self._targets.scan_host()
             b["records"].open_ring_buffer(self._on_record)
             self.released_bytes = loader.release_compiler_memory()
@@ -156,6 +161,8 @@ class Tracer:
         with self._lock:
             if self._bpf is None:
                 return
+            if self._targets:
+                self._targets.close()
             _detach_all(self._bpf)
             self._deliver(self._mapper.flush_all())   # client chunks still waiting for their server
             self._bpf.cleanup()
@@ -166,8 +173,14 @@ class Tracer:
     # --- probes ---
     def _attach_file(self, path: str, symbols: dict[str, int]) -> None:
         """Probe one file; symbols: name -> ELF address (elfsyms.symbol_addrs). By address:
-        BCC would otherwise parse the file's symbol table again for every probe."""
-        b = self._bpf
+        BCC would otherwise parse the file's symbol table again for every probe.
+        Called from the poll thread and from the BoringSSL worker (targets.py)."""
+        with self._lock:
+            if self._bpf is None:
+                raise RuntimeError("capture stopped")
+            self._attach_points(self._bpf, path, symbols)
+
+    def _attach_points(self, b, path: str, symbols: dict[str, int]) -> None:
         points = probepoints.plan(path, symbols)
         for pt in points:
             b.attach_uprobe(name=path, addr=pt.addr, fn_name=pt.enter)

@@ -126,7 +126,7 @@ def tracer_run(tmp_path, _need_root):
 class DaemonRun:
     """`agtap` in the foreground (the real daemon: tracer, pipeline, sinks), ready when it says READY=1."""
 
-    def __init__(self, flags: list[str], tmp: Path):
+    def __init__(self, flags: list[str], tmp: Path, env: dict[str, str] | None = None):
         import socket as _socket
         self.dir = tmp
         self.log = tmp / "log" / "events.jsonl"
@@ -136,7 +136,7 @@ class DaemonRun:
         self.notify = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
         self.notify.bind(str(sock_path))
         self.notify.settimeout(120)
-        env = dict(os.environ, NOTIFY_SOCKET=str(sock_path))
+        env = dict(os.environ, **(env or {}), NOTIFY_SOCKET=str(sock_path))
         self.stderr_path = tmp / "daemon.stderr"
         self.proc = subprocess.Popen([*AGTAP, "--log", str(self.log), "--bodies-dir", str(self.bodies),
                                       "--bus", "none", "--no-stdout", *flags], cwd=REPO, env=env,
@@ -177,6 +177,16 @@ class DaemonRun:
             if n is None or len(evs) >= n or time.monotonic() > deadline:
                 return evs
             time.sleep(0.1)
+
+    def wait_stderr(self, text: str, timeout: float = 120) -> str:
+        """The first line of the daemon's log containing `text`, waiting for it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.stderr_path.read_text().splitlines():
+                if text in line:
+                    return line
+            time.sleep(0.2)
+        raise AssertionError(f"the daemon never logged {text!r}:\n" + self.stderr_path.read_text()[-4000:])
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
