@@ -2,7 +2,7 @@
 
 Real binaries from npm (pinned: tests/support/npmbins.py), the real daemon with a cache
 directory of its own, the local TLS fake API. Each binary is first started once
-(`--version`) so that the daemon locates its SSL_read/SSL_write (a scan of seconds,
+so that the daemon locates its SSL_read/SSL_write (a scan of seconds,
 off the poll thread) before the calls that are counted.
 """
 
@@ -33,9 +33,15 @@ def bdaemon(tmp_path_factory, _need_root_module):
         d.stop()
 
 
-def located(daemon, binary) -> str:
-    subprocess.run([str(binary), "--version"], check=True, capture_output=True, timeout=60)
-    return daemon.wait_stderr(f"attached: {binary}")
+def located(daemon, binary, *argv: str) -> str:
+    """Run the binary once, alive long enough for the daemon to open it through /proc,
+    and wait until the daemon has located and probed it."""
+    p = subprocess.Popen([str(binary), *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return daemon.wait_stderr(f"attached: {binary}")
+    finally:
+        p.kill()
+        p.wait()
 
 
 def one_event(daemon, pid: int) -> dict:
@@ -58,7 +64,7 @@ BUN_CASES = {
 @pytest.mark.parametrize("version", BUN_RELEASES)
 def test_bun_fetch_is_one_event_per_call(bdaemon, fake_api, certs, version):
     binary = bun(version)
-    line = located(bdaemon, binary)
+    line = located(bdaemon, binary, str(CLIENTS_DIR / "bun_fetch.js"), "wait", "30")
     assert "BoringSSL located by ssl_lib.cc error sites" in line and "build-id" in line, line
     for mode, want in BUN_CASES.items():
         fake_api.reset()

@@ -1,8 +1,13 @@
 // A Bun program calling the fake API with Bun's own fetch() (BoringSSL, statically linked).
 // bun bun_fetch.js BASE_URL MODE    MODE: anthropic | anthropic-stream | openai | openai-stream
+// bun bun_fetch.js wait SECONDS      no call: lives SECONDS (for the tracer to look at the binary)
 // The test CA comes from $AGTAP_TEST_CA (passed as fetch's `tls.ca`, which every Bun release
 // here understands) and the key from $AGTAP_TEST_API_KEY. Prints one JSON line with what came back.
 const [base, mode] = process.argv.slice(2);
+if (base === 'wait') {
+  await Bun.sleep(Number(mode) * 1000);
+  process.exit(0);
+}
 const ca = await Bun.file(process.env.AGTAP_TEST_CA).text();
 const key = process.env.AGTAP_TEST_API_KEY;
 const stream = mode.endsWith('-stream');
