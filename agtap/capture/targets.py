@@ -189,7 +189,7 @@ class TargetSet:
 
     def _look_for_boringssl(self, t: Target, opened: str) -> None:
         if not boringssl.has_marker(opened):
-            self._log.debug("no SSL symbols, no BoringSSL: %s", t.describe())
+            self._log.info("no SSL symbols, no BoringSSL: %s", t.describe())
             return
         v = boringcache.verdict(opened, self._cache_dir)
         v.path = t.path

@@ -15,9 +15,9 @@ import time
 import pytest
 
 from tests.bpf.conftest import DaemonRun
-from tests.support import Reply
+from tests.support import Reply, ToolCall
 from tests.support.clients import CLIENTS_DIR
-from tests.support.npmbins import BUN_RELEASES, bun
+from tests.support.npmbins import BUN_RELEASES, bun, claude
 
 SETTLE = 0.7
 BUN_KEY = "sk-ant-agtap-test-bun-5d20"
@@ -36,7 +36,8 @@ def bdaemon(tmp_path_factory, _need_root_module):
 def located(daemon, binary, *argv: str) -> str:
     """Run the binary once, alive long enough for the daemon to open it through /proc,
     and wait until the daemon has located and probed it."""
-    p = subprocess.Popen([str(binary), *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen([str(binary), *argv], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
     try:
         return daemon.wait_stderr(f"attached: {binary}")
     finally:
@@ -85,3 +86,93 @@ def test_bun_fetch_is_one_event_per_call(bdaemon, fake_api, certs, version):
         assert ev["http_status"] == 200 and not ev["incomplete"], ev
         if ev["streaming"]:
             assert 0 < ev["ttft_ms"] <= ev["latency_ms"], ev
+
+
+CLAUDE_KEY = "sk-ant-agtap-test-claude-9e41"
+
+
+def claude_env(fake_api, certs, home) -> dict[str, str]:
+    """Claude Code pointed at the fake API only: no telemetry, updater, error reports or
+    any other traffic to a real service."""
+    return {"PATH": "/usr/bin:/bin", "HOME": str(home), "ANTHROPIC_BASE_URL": fake_api.base_url,
+            "ANTHROPIC_API_KEY": CLAUDE_KEY, "NODE_EXTRA_CA_CERTS": str(certs.ca),
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
+            "DISABLE_AUTOUPDATER": "1", "DISABLE_ERROR_REPORTING": "1", "DISABLE_BUG_COMMAND": "1",
+            "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1", "NO_PROXY": "127.0.0.1,localhost"}
+
+
+# (case, replies scripted in order, stop reason of each call)
+CLAUDE_CASES = [
+    ("end_turn", [Reply(text="Hi from the fake.", input_tokens=21, output_tokens=5)], ["end_turn"]),
+    ("tool_use", [Reply(tool_calls=[ToolCall("Glob", {"pattern": "*.txt"})], input_tokens=21, output_tokens=5),
+                  Reply(text="There is one text file.", input_tokens=40, output_tokens=7)],
+     ["tool_use", "end_turn"]),
+]
+
+
+@pytest.mark.parametrize("case,replies,stops", CLAUDE_CASES, ids=[c[0] for c in CLAUDE_CASES])
+def test_claude_code_print_mode_is_one_event_per_request(bdaemon, fake_api, certs, tmp_path, case, replies, stops):
+    binary = claude()
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("a file for Glob to find\n")
+    env = claude_env(fake_api, certs, tmp_path)
+    # `claude -p` without a prompt waits on stdin: alive while the daemon locates it
+    line = located(bdaemon, binary, "-p")
+    assert "BoringSSL located by ssl_lib.cc error sites" in line, line
+    fake_api.reset()
+    fake_api.script(*replies)
+    proc = subprocess.Popen([str(binary), "-p", "List the text files here, then say hi."], cwd=work, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stdout + stderr
+    assert replies[-1].text in stdout
+    exchanges = fake_api.wait_for(len(stops))
+    time.sleep(2)
+    exchanges = fake_api.wait_for(0)            # everything the server saw, not a guessed count
+    assert [e.json()["model"] for e in exchanges if e.path.startswith("/v1/messages")], exchanges
+    evs = bdaemon.events(proc.pid, n=len(exchanges), timeout=20)
+    time.sleep(SETTLE)
+    evs = bdaemon.events(proc.pid)             # in the order the calls ended: one after the other here
+    assert len(evs) == len(exchanges), (evs, exchanges)
+    for ev, ex in zip(evs, exchanges):
+        assert ev["model"] == ex.json()["model"], ev
+        assert ev["provider"] == "anthropic" and ev["transport"] == "tls" and ev["http_status"] == 200, ev
+        assert not ev["incomplete"], ev
+    assert [e["stop_reason"] for e in evs] == stops
+    assert [(e["input_tokens"], e["output_tokens"]) for e in evs] == \
+        [(r.input_tokens, r.output_tokens) for r in replies]
+    if case == "tool_use":
+        assert "Glob" in evs[0]["tools"], evs[0]
+    written = [p for p in bdaemon.dir.rglob("*") if p.is_file() and not p.name.endswith(".sock")]
+    for p in written:
+        assert CLAUDE_KEY.encode() not in p.read_bytes(), f"the API key reached {p}"
+
+
+def test_no_boringssl_and_a_damaged_marker_are_refused_without_a_probe(bdaemon, tmp_path):
+    import shutil
+    plain = tmp_path / "plain-sleep"
+    shutil.copyfile("/bin/sleep", plain)
+    plain.chmod(0o755)
+    damaged = tmp_path / "bun-damaged"
+    shutil.copyfile(bun(BUN_RELEASES[-1]), damaged)
+    data = damaged.read_bytes()
+    at = data.index(b"/ssl/ssl_lib.cc\0")
+    with open(damaged, "r+b") as f:
+        f.seek(at)
+        f.write(b"/ssl/ssl_lib.cX\0")   # BoringSSL's other paths remain: present, not located
+    damaged.chmod(0o755)
+    procs = [subprocess.Popen([str(plain), "30"]),
+             subprocess.Popen([str(damaged), str(CLIENTS_DIR / "bun_fetch.js"), "wait", "30"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        line = bdaemon.wait_stderr(f"{damaged}: BoringSSL present, not located")
+        assert "no ssl_lib.cc path string" in line and "not probed" in line, line
+        assert bdaemon.wait_stderr(f"no SSL symbols, no BoringSSL: {plain}")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    log = bdaemon.stderr_path.read_text()
+    assert f"attached: {damaged}" not in log and f"attached: {plain}" not in log
+    assert f"probing {damaged}" not in log and f"probing {plain}" not in log
