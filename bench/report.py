@@ -348,6 +348,39 @@ def _latency(R: dict, TEXT: dict) -> list[str]:
     return L
 
 
+def _boringssl(R: dict, TEXT: dict) -> list[str]:
+    """The section "# 7. Locating BoringSSL"."""
+    L: list[str] = []
+    a = L.append
+    b7 = R.get("boringssl")
+    if not (b7 and b7.get("status") == "ok"):
+        return L
+    a("## 7. Locating BoringSSL (Bun, Claude Code)")
+    a("")
+    a("`bench/b7_boringssl.py`: `boringcache.verdict()` on each pinned binary in a fresh process "
+      f"({b7['rounds']} rounds; capstone and numpy imported cold), first with an empty cache (the scan the "
+      "daemon's worker thread does once per build), then with the verdict it stored (every later start). "
+      f"Load average when it began: {b7['machine'].get('loadavg_at_start', ['–'])[0]:.1f} on "
+      f"{b7['machine']['nproc']} cores (other work on the machine stretches the wall times, not the CPU times).")
+    a("")
+    a("| binary | size MB | scan CPU s | scan wall s | scan max RSS MB | cached: wall s |")
+    a("|---|---|---|---|---|---|")
+    for name, x in b7["binaries"].items():
+        def mid(rows, k):
+            v = sorted(r[k] for r in rows)
+            return v[len(v) // 2]
+        a(f"| {name} | {x['size_mb']} | {mid(x['scan'], 'cpu_s'):.2f} | {mid(x['scan'], 'wall_s'):.2f} | "
+          f"{mid(x['scan'], 'maxrss_mb'):.0f} | {mid(x['cached'], 'wall_s'):.2f} |")
+    a("")
+    a("Medians. Command: `.venv/bin/python -m bench.run --only boringssl`. The scan maps the file (its pages "
+      "count in the RSS) and holds numpy arrays the size of the code segment while it looks for call targets; "
+      "both are released when it ends. It runs on a thread of its own: the poll thread is never held, but the "
+      "calls a program makes before its first scan ends are not seen (the next start of the same build is "
+      "probed at once, from the cache).")
+    a("")
+    return L
+
+
 def _reproduce() -> list[str]:
     L: list[str] = []
     a = L.append
@@ -357,6 +390,7 @@ def _reproduce() -> list[str]:
     a("    sudo .venv/bin/python -m bench.run --quick                 # smoke run, ~5 min")
     a("    sudo .venv/bin/python -m bench.run --only load,latency     # some of them")
     a("    .venv/bin/python -m bench.run --only pipeline              # no root needed")
+    a("    .venv/bin/python -m bench.run --only boringssl             # no root needed")
     a("")
     return L
 
@@ -366,7 +400,7 @@ def write(results: Path, doc: Path) -> None:
     from bench.analysis import texts
     TEXT = texts(R)
     L = _preamble(R) + _targets(R)
-    for section in (_tls_overhead, _unrelated, _pipeline, _load_steps, _startup, _latency):
+    for section in (_tls_overhead, _unrelated, _pipeline, _load_steps, _startup, _latency, _boringssl):
         L += section(R, TEXT)
     L += _reproduce()
     doc.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ bench/results/<name>.json and the tables in docs/PERFORMANCE.md.
 
     .venv/bin/python -m bench.run [--quick] [--only NAME[,NAME]] [--no-doc]
 
-NAMEs: tls_overhead, unrelated, pipeline, load, startup, latency. --quick: a smoke run
+NAMEs: tls_overhead, unrelated, pipeline, load, startup, latency, boringssl. --quick: a smoke run
 (fewer rounds, shorter steps) that still exercises every path.
 """
 
@@ -31,6 +31,7 @@ BENCHES = {   # name -> module (run(work, quick) -> dict)
     "load": "bench.b4_load",
     "startup": "bench.b5_startup",
     "latency": "bench.b6_latency",
+    "boringssl": "bench.b7_boringssl",
 }
 ROOT_ONLY = {"tls_overhead", "unrelated", "load", "startup", "latency"}
 RESULTS = REPO / "bench" / "results"
