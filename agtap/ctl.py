@@ -124,6 +124,19 @@ def call_line(ev: dict[str, Any]) -> str:
             f"{safe_field(tok, 23):>11} {lat_s:>9}  {safe_field(stop, 40)}")
 
 
+def stat_lines(stats: dict, prefix: str = "") -> list[str]:
+    """`agtapctl stats`: one line per counter; a dict of dicts (the sinks) one line per inner dict."""
+    out = []
+    for k, v in stats.items():
+        if isinstance(v, dict) and any(isinstance(x, dict) for x in v.values()):
+            out += stat_lines(v, f"{prefix}{safe_field(k)} ")
+            continue
+        shown = (", ".join(f"{safe_field(a)}={_num(b)}" for a, b in v.items()) if isinstance(v, dict)
+                 else ", ".join(safe_field(x) for x in v) if isinstance(v, list) else _num(v))
+        out.append(f"{prefix}{safe_field(k)}: {shown}")
+    return out
+
+
 def print_status(props: dict, stats: dict) -> None:
     state = "capturing" if props.get("Capturing") else "stopped (probes detached)"
     started = dt.datetime.fromtimestamp(props.get("StartedAt", 0) / 1e6).strftime("%Y-%m-%d %H:%M:%S")
@@ -209,10 +222,8 @@ async def run(args: argparse.Namespace) -> int:
         if as_json:
             print(json.dumps(stats, ensure_ascii=True))
         else:
-            for k, v in stats.items():
-                shown = (", ".join(f"{safe_field(a)}={_num(b)}" for a, b in v.items()) if isinstance(v, dict)
-                         else ", ".join(safe_field(x) for x in v) if isinstance(v, list) else _num(v))
-                print(f"{safe_field(k)}: {shown}")
+            for line in stat_lines(stats):
+                print(line)
     elif args.cmd == "calls":
         if args.follow:                      # subscribe first, so nothing falls between the two
             task = asyncio.ensure_future(follow(client, as_json))

@@ -57,6 +57,9 @@ PROM_PARSE_ERRORS = "agtap_parse_errors_total"
 PROM_TARGETS = "agtap_targets"
 PROM_BUILD_INFO = "agtap_build_info"
 PROM_SINK_ERRORS = "agtap_metrics_sink_errors"     # exposed as agtap_metrics_sink_errors_total
+PROM_SINK_COUNTER = "agtap_sink_events_total"      # a sink's own counters, by sink and counter
+PROM_SINK_GAUGE = "agtap_sink_level"               # a sink's own levels (files kept, queue length)
+LABELS_SINK = ("sink", "stat")
 
 LABELS_DURATION = ("model", "provider", "process", "kind", "streaming")
 LABELS_TOKENS = ("model", "provider", "process", "kind", "streaming", "token_type")
@@ -76,13 +79,62 @@ PROM_HELP = {
     PROM_RESPONSE_BYTES: "Response size on the wire, bytes",
     PROM_COST: "Estimated cost of calls with a known price, USD",
     PROM_LABEL_OVERFLOW: "Label values collapsed to 'other' past the cardinality limit",
-    PROM_LOST_RECORDS: "Capture records lost (ring buffer full)",
-    PROM_CUT_RECORDS: "Capture records cut at the per-call copy cap",
-    PROM_PARSE_ERRORS: "Exchanges that failed to parse",
     PROM_TARGETS: "Attached capture targets (libssl files, node binaries)",
     PROM_BUILD_INFO: "agtap build information",
     PROM_SINK_ERRORS: "Calls the metrics sink failed to record",
+    PROM_SINK_COUNTER: "Each sink's own counters (GetStats 'sinks'): lines, files, drops, failures",
+    PROM_SINK_GAUGE: "Each sink's own levels (GetStats 'sinks'): files and bytes kept, queue length",
 }
+
+# The service's counters (Controller.get_stats, D-Bus GetStats) as Prometheus metrics, read
+# at every scrape: GetStats key -> (metric name, "counter" | "gauge", help). Every integer
+# in GetStats is here, in STATS_PER_CALL, or under "sinks" (tests/unit/test_stats.py).
+PROM_STATS: dict[str, tuple[str, str, str]] = {
+    "lost_records": (PROM_LOST_RECORDS, "counter", "Capture records lost (ring buffer full, or the daemon's backlog)"),
+    "cut_records": (PROM_CUT_RECORDS, "counter", "Capture records cut at the per-call copy cap"),
+    "parse_errors": (PROM_PARSE_ERRORS, "counter", "Exchanges that failed to parse"),
+    "chunks": ("agtap_capture_records_total", "counter", "Capture records delivered by the ring buffer"),
+    "capture_bytes": ("agtap_capture_bytes_total", "counter", "Payload bytes delivered by the ring buffer"),
+    "lost_bytes": ("agtap_lost_bytes_total", "counter",
+                   "Payload bytes lost with the records the ring buffer had no room for"),
+    "lost_in_backlog": ("agtap_backlog_lost_records_total", "counter",
+                        "Capture records dropped because the daemon's backlog was full (also in lost_records)"),
+    "lost_in_backlog_bytes": ("agtap_backlog_lost_bytes_total", "counter",
+                              "Bytes (payload and overhead) of the records dropped from the full backlog"),
+    "read_failed_bytes": ("agtap_read_failed_bytes_total", "counter",
+                          "Bytes the kernel could not read from the traced process (page not present)"),
+    "conn_table_full": ("agtap_conn_table_full_total", "counter",
+                        "Connections not tracked because the kernel's connection map was full"),
+    "skipped_bytes": ("agtap_skipped_bytes_total", "counter",
+                      "Bytes on connections of no interest, not copied (by design)"),
+    "dropped_reads": ("agtap_ipc_reads_dropped_total", "counter",
+                      "Reads on local IPC not used: the peer's writes carry the same bytes"),
+    "conns_open": ("agtap_connections_open", "gauge", "Connections the pipeline holds state for"),
+    "conns_evicted": ("agtap_connections_evicted_total", "counter",
+                      "Connections dropped for new ones past the connection limit (their call ends incomplete)"),
+    "conns_expired": ("agtap_connections_expired_total", "counter",
+                      "Connections idle past the timeout (their call ends incomplete)"),
+    "ignored_exchanges": ("agtap_ignored_exchanges_total", "counter", "Requests no provider matched"),
+    "unmatched_responses": ("agtap_unmatched_responses_total", "counter",
+                            "Answers (HTTP, JSON-RPC) whose request was not seen: attached mid-stream, or missed"),
+    "bodies_truncated": ("agtap_bodies_truncated_total", "counter", "Bodies kept only up to the body cap"),
+    "decompression_capped": ("agtap_decompression_capped_total", "counter",
+                             "Bodies whose decoding stopped at the decompression cap"),
+    "internal_errors": ("agtap_internal_errors_total", "counter",
+                        "Exceptions caught in the pipeline (the connection's call ends incomplete)"),
+    "emit_errors": ("agtap_emit_errors_total", "counter", "Finished calls the service failed to take"),
+    "poll_errors": ("agtap_poll_errors_total", "counter", "Ring-buffer polls that failed"),
+    "sink_errors": ("agtap_sink_errors_total", "counter", "Exceptions raised by a sink writing a call"),
+    "signals_dropped": ("agtap_signals_dropped_total", "counter",
+                        "CallCaptured signals not sent because the bus was not draining"),
+    "log_write_errors": ("agtap_log_write_errors_total", "counter", "Event-log writes that failed"),
+    "body_write_errors": ("agtap_body_write_errors_total", "counter", "Body-file writes that failed"),
+}
+# GetStats keys the per-call metrics (agtap_requests_total, agtap_token_count, ...) already count
+STATS_PER_CALL = ("calls", "incomplete", "input_tokens", "output_tokens", "cache_creation_input_tokens",
+                  "cache_read_input_tokens", "request_bytes", "response_bytes")
+# sink stats that are levels, not counters (the rest of each sink's integers are counters)
+SINK_GAUGES = frozenset({"files", "bytes", "models", "processes", "otel_queue"})
 
 # --- OpenTelemetry: GenAI / MCP semantic conventions ---
 OTEL_DURATION = "gen_ai.client.operation.duration"

@@ -17,7 +17,7 @@ sessions), never the Pipeline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from agtap.call import Call
@@ -37,19 +37,13 @@ MAX_MCP_SESSIONS = 1024
 
 @dataclass(slots=True)
 class PipelineStats:
-    calls: int = 0
-    calls_by_provider: dict[str, int] = field(default_factory=dict)
-    calls_by_kind: dict[str, int] = field(default_factory=dict)
+    """What the pipeline counts. Every field reaches GetStats and the metrics (Controller.get_stats);
+    the calls themselves (count, tokens, bytes, by provider) are counted once, by the controller."""
+
     parse_errors: int = 0
-    incomplete: int = 0
-    conns_open: int = 0
-    conns_evicted: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    request_bytes: int = 0
-    response_bytes: int = 0
-    # added by the pipeline work
-    conns_expired: int = 0
+    conns_open: int = 0            # a gauge: connections with state now
+    conns_evicted: int = 0         # dropped for a new one past Limits.max_conns (their call ends "evicted")
+    conns_expired: int = 0         # idle past Limits.idle_timeout_ns (their call ends "idle_timeout")
     ignored_exchanges: int = 0     # requests no provider wanted (ignore_conn was called)
     unmatched_responses: int = 0   # responses (HTTP, JSON-RPC) with no request seen: attached mid-stream, or missed
     bodies_truncated: int = 0      # bodies past max_body (counted, kept only up to the cap)
@@ -217,21 +211,11 @@ class Pipeline:
 
     # -- output --------------------------------------------------------------------
     def _emit(self, call: Call) -> None:
-        st = self.stats
         try:
             call.cost_usd = self.prices.cost(call)
         except Exception:
-            st.internal_errors += 1
-        st.calls += 1
-        st.calls_by_provider[call.provider] = st.calls_by_provider.get(call.provider, 0) + 1
-        st.calls_by_kind[call.kind] = st.calls_by_kind.get(call.kind, 0) + 1
-        if call.incomplete:
-            st.incomplete += 1
-        st.input_tokens += call.input_tokens or 0
-        st.output_tokens += call.output_tokens or 0
-        st.request_bytes += call.request_bytes
-        st.response_bytes += call.response_bytes
+            self.stats.internal_errors += 1
         try:
             self.emit(call)
         except Exception:
-            st.emit_errors += 1
+            self.stats.emit_errors += 1

@@ -60,11 +60,21 @@ class ConnClosed:
 
 @dataclass(slots=True)
 class CaptureStats:
-    """Counters the capture layer keeps; nothing is dropped without a count here."""
+    """Counters the capture layer keeps; nothing is dropped without a count here.
 
-    chunks: int = 0
-    bytes: int = 0
-    lost_records: int = 0       # ring-buffer reservations that failed
-    cut_records: int = 0        # buffers longer than the per-call cap
-    ignored_conns: int = 0      # connections userspace marked "not interesting"
+    Every int field reaches GetStats and the metrics (Controller.get_stats).
+    """
+
+    chunks: int = 0             # records delivered by the ring buffer
+    bytes: int = 0              # their payload bytes
+    lost_records: int = 0       # ring-buffer records that could not be written (buffer full)
+    lost_bytes: int = 0         # the payload bytes of those
+    cut_records: int = 0        # buffers longer than the per-call cap (the rest not copied)
+    read_failed_bytes: int = 0  # bytes the kernel could not read from the process (page not present)
+    conn_table_full: int = 0    # connections not tracked: the kernel's conns map was full
+    skipped_bytes: int = 0      # bytes on connections marked not interesting (by design: not copied)
+    dropped_reads: int = 0      # reads on local IPC not used: the peer's writes carry the same bytes
     targets: list[str] = field(default_factory=list)
+
+    COUNTERS = ("chunks", "bytes", "lost_records", "lost_bytes", "cut_records", "read_failed_bytes",
+                "conn_table_full", "skipped_bytes", "dropped_reads")

@@ -292,6 +292,8 @@ class Tracer:
 
     def stats(self) -> CaptureStats:
         c = self.counters()
-        s = CaptureStats(chunks=c["records"], bytes=c["bytes"], lost_records=c["lost_records"],
-                         cut_records=c["cut_buffers"], targets=self.targets)
-        return s
+        return CaptureStats(chunks=c["records"], bytes=c["bytes"], lost_records=c["lost_records"],
+                            lost_bytes=c["lost_bytes"], cut_records=c["cut_buffers"],
+                            read_failed_bytes=c["read_failed_bytes"], conn_table_full=c["conn_table_full"],
+                            skipped_bytes=c["skipped_bytes"],
+                            dropped_reads=self._mapper.dropped_reads if self._mapper else 0, targets=self.targets)

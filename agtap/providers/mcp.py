@@ -50,13 +50,11 @@ def _id_key(v: Any):
 
 
 class McpSession:
-    def __init__(self, emit: Callable, stats=None, max_pending: int = 4096):
+    def __init__(self, emit: Callable, stats, max_pending: int = 4096):
         self.emit = emit
-        self.stats = stats          # PipelineStats, for parse_errors
+        self.stats = stats          # PipelineStats: parse_errors, unmatched_responses
         self.pending: dict = {}     # (from_client, id key) -> Call awaiting its response
         self.max_pending = max_pending
-        self.orphans = 0            # responses whose request we never saw
-        self.parse_errors = 0
         self.last_ts = 0            # for shared (by session id) sessions: last use
 
     def message(self, obj: Any, from_client: bool, ts: int, wall: int, ctx: McpContext,
@@ -107,9 +105,7 @@ class McpSession:
             if call is None:
                 # Its request was never seen: sent before the capture began, or missed (issue 19:
                 # a first message the kernel did not recognise). Counted, and said at -v.
-                self.orphans += 1
-                if self.stats is not None:
-                    self.stats.unmatched_responses += 1
+                self.stats.unmatched_responses += 1
                 log.debug("mcp: an answer (id %r, pid %s) to a request that was not seen", mid, ctx.origin.pid)
                 return []
             call.end_ns = ts
@@ -135,9 +131,7 @@ class McpSession:
         return []
 
     def _bad(self) -> None:
-        self.parse_errors += 1
-        if self.stats is not None:
-            self.stats.parse_errors += 1
+        self.stats.parse_errors += 1
 
     def answer_failed(self, keys: list, ts: int, status: int) -> None:
         """An HTTP exchange carrying these requests failed with `status` and no JSON-RPC answer."""

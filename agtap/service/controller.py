@@ -121,6 +121,7 @@ class Controller:
         self._mono0 = time.monotonic()
         self.poll_errors = 0
         self.sink_errors = 0
+        self.signals_dropped = 0                         # CallCaptured signals the bus adapter could not queue
         self._old_capture = CaptureStats()               # counts of tracers already stopped
         self.calls = 0
         self.calls_by_provider: collections.Counter[str] = collections.Counter()
@@ -168,7 +169,7 @@ class Controller:
             self.capturing = False
             try:
                 st = tracer.stats()
-                for f in ("chunks", "bytes", "lost_records", "cut_records", "ignored_conns"):
+                for f in CaptureStats.COUNTERS:
                     setattr(self._old_capture, f, getattr(self._old_capture, f) + getattr(st, f, 0))
             except Exception:
                 self.log.exception("tracer stats at stop")
@@ -341,7 +342,7 @@ class Controller:
                 st = self.tracer.stats()
             except Exception:
                 self.log.exception("tracer stats")
-        for f in ("chunks", "bytes", "lost_records", "cut_records", "ignored_conns"):
+        for f in CaptureStats.COUNTERS:
             setattr(out, f, getattr(old, f) + (getattr(st, f, 0) if st else 0))
         out.targets = self.targets
         return out
@@ -351,8 +352,12 @@ class Controller:
         return time.monotonic() - self._mono0
 
     def get_stats(self) -> dict[str, Any]:
+        """Every counter the service keeps (GetStats, `agtapctl stats`, the Prometheus metrics):
+        the capture's (CaptureStats), the pipeline's (PipelineStats), the controller's own,
+        and each sink's counters under "sinks"."""
         cap = self.capture_stats()
         ps = getattr(self.pipeline, "stats", None)
+        pipeline = {f.name: int(getattr(ps, f.name)) for f in dataclasses.fields(ps)} if ps is not None else {}
         return {
             "capturing": self.capturing,
             "uptime_s": round(self.uptime, 3),
@@ -375,14 +380,19 @@ class Controller:
             "capture_bytes": cap.bytes,
             "lost_records": cap.lost_records + self.inbox_dropped,   # in the kernel + in the backlog
             "lost_in_backlog": self.inbox_dropped,
+            "lost_in_backlog_bytes": self.inbox_dropped_bytes,
+            "lost_bytes": cap.lost_bytes,
             "cut_records": cap.cut_records,
-            "ignored_conns": cap.ignored_conns,
-            "parse_errors": int(getattr(ps, "parse_errors", 0) or 0),
-            "unmatched_responses": int(getattr(ps, "unmatched_responses", 0) or 0),
-            "conns_open": int(getattr(ps, "conns_open", 0) or 0),
+            "read_failed_bytes": cap.read_failed_bytes,
+            "conn_table_full": cap.conn_table_full,
+            "skipped_bytes": cap.skipped_bytes,
+            "dropped_reads": cap.dropped_reads,
+            **pipeline,
             "poll_errors": self.poll_errors,
             "sink_errors": self.sink_errors,
+            "signals_dropped": self.signals_dropped,
             **self._sink_write_errors(),
+            "sinks": self._sink_counters(),
         }
 
     # the stats key for each file sink's write failures (full disk, refused path)
@@ -397,6 +407,18 @@ class Controller:
                     out[key] = int(s.stats().get("write_errors", 0))
                 except Exception:
                     pass
+        return out
+
+    def _sink_counters(self) -> dict[str, dict[str, int]]:
+        """sink name -> its numeric stats (files, lines, drops, failures ...)."""
+        out: dict[str, dict[str, int]] = {}
+        for s in self.sinks:
+            try:
+                st = s.stats()
+            except Exception:
+                continue
+            out[str(getattr(s, "name", type(s).__name__))] = {
+                k: v for k, v in st.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
         return out
 
     def recent_calls(self, n: int) -> list[str]:

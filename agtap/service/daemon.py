@@ -266,7 +266,7 @@ class Daemon:
         self.ctl = Controller(self.config, self.tracer_factory, sinks=sinks,
                               schedule=lambda fn: _call_soon(loop, fn), log=log, **kw)
         for s in sinks:
-            if hasattr(s, "set_stats_source"):           # Prometheus: capture counters at every scrape
+            if hasattr(s, "set_stats_source"):           # Prometheus: every GetStats counter at every scrape
                 s.set_stats_source(stats=self.ctl.get_stats)
         return True
 

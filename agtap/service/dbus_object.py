@@ -323,7 +323,6 @@ class DbusService:
         self.control = ControlInterface(ctl, self.read, on_change)
         self.bus: MessageBus | None = None
         self._unsubscribe = None
-        self.signals_dropped = 0
 
     async def start(self) -> None:
         bus_type = BusType.SESSION if self.bus_kind == "session" else BusType.SYSTEM
@@ -351,7 +350,7 @@ class DbusService:
     def _emit(self, event: dict[str, Any]) -> None:
         if self.bus is not None and self.bus.connected:
             if queued_messages(self.bus) >= MAX_QUEUED_MESSAGES:
-                self.signals_dropped += 1     # the bus is not draining: memory stays bounded
+                self.ctl.signals_dropped += 1     # the bus is not draining: memory stays bounded
                 return
             self.read.CallCaptured(json.dumps(event, separators=(",", ":"), default=str))
 

@@ -9,17 +9,16 @@ CollectorRegistry (nothing global), and bounds label cardinality: at most
 `label_limit` distinct models and processes each (default 200); later values
 are recorded as "other" and counted in agtap_label_overflow_total{label=...}.
 
-Capture counters (lost/cut records, parse errors, targets) belong to the
-daemon. It plugs them in with one line, read at every scrape:
+The service's counters (capture, pipeline, sinks: everything D-Bus GetStats
+shows) belong to the daemon. It plugs them in with one line, read at every scrape:
 
     sink.set_stats_source(stats=controller.get_stats)
 
-`stats()` returns a mapping with "lost_records", "cut_records", "parse_errors"
-and "targets" (a list or a count), as agtap.service.controller.Controller.get_stats
-does. Or give objects: `capture()` with .lost_records, .cut_records, .targets
-(agtap.capture.chunk.CaptureStats) and `pipeline()` with .parse_errors
-(agtap.pipeline.PipelineStats). A source that fails keeps the last values. Or
-push values instead:
+`stats()` returns a mapping as agtap.service.controller.Controller.get_stats
+does: each key of metricnames.PROM_STATS becomes its metric, "targets" (a list
+or a count) the agtap_targets gauge, and "sinks" ({sink: {stat: n}}) the
+agtap_sink_events_total / agtap_sink_level families. A source that fails
+keeps the last values. Or push values instead:
 
     sink.set_capture_stats(lost=..., cut=..., parse_errors=..., targets=...)
 """
@@ -96,41 +95,48 @@ def _count(targets: Any) -> int:
     return len(targets) if isinstance(targets, (list, tuple, set)) else int(targets or 0)
 
 
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
 class _CaptureCollector:
-    """Reads the daemon's capture counters at scrape time."""
+    """Reads the daemon's counters (GetStats) at scrape time."""
 
     def __init__(self) -> None:
-        self.lost = 0
-        self.cut = 0
-        self.parse_errors = 0
+        self.values: dict[str, int] = {}
         self.targets = 0
+        self.sinks: dict[str, dict[str, int]] = {}
         self.stats: Callable[[], Any] | None = None
-        self.capture: Callable[[], Any] | None = None
-        self.pipeline: Callable[[], Any] | None = None
         self._failed_at = -1e9
 
-    def _values(self) -> tuple[int, int, int, int]:
+    def _read(self) -> None:
+        if self.stats is None:
+            return
+        d = self.stats()
+        values = {k: v for k in mn.PROM_STATS if (v := _int(d.get(k))) is not None}
+        targets = _count(d.get("targets", 0))
+        sinks = {str(s): {str(k): v for k, x in st.items() if (v := _int(x)) is not None}
+                 for s, st in (d.get("sinks") or {}).items() if isinstance(st, dict)}
+        self.values, self.targets, self.sinks = values, targets, sinks
+
+    def collect(self) -> Iterator[Any]:
         try:
-            if self.stats is not None:
-                d = self.stats()
-                self.lost, self.cut = int(d.get("lost_records", 0)), int(d.get("cut_records", 0))
-                self.parse_errors, self.targets = int(d.get("parse_errors", 0)), _count(d.get("targets", 0))
-            if self.capture is not None:
-                cs = self.capture()
-                self.lost, self.cut, self.targets = int(cs.lost_records), int(cs.cut_records), _count(cs.targets)
-            if self.pipeline is not None:
-                self.parse_errors = int(self.pipeline().parse_errors)
+            self._read()
         except Exception:  # a scrape must not fail because a stats source did: keep the last values
             if time.monotonic() - self._failed_at > 60:
                 self._failed_at = time.monotonic()
                 log.exception("prometheus: stats source failed")
-        return self.lost, self.cut, self.parse_errors, self.targets
-
-    def collect(self) -> Iterator[Any]:
-        lost, cut, perr, targets = self._values()
-        for name, value in ((mn.PROM_LOST_RECORDS, lost), (mn.PROM_CUT_RECORDS, cut), (mn.PROM_PARSE_ERRORS, perr)):
-            yield CounterMetricFamily(name, mn.PROM_HELP[name], value=value)
-        yield GaugeMetricFamily(mn.PROM_TARGETS, mn.PROM_HELP[mn.PROM_TARGETS], value=targets)
+        for key, (name, kind, help_) in mn.PROM_STATS.items():
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            yield family(name, help_, value=self.values.get(key, 0))
+        counters = CounterMetricFamily(mn.PROM_SINK_COUNTER, mn.PROM_HELP[mn.PROM_SINK_COUNTER], labels=mn.LABELS_SINK)
+        gauges = GaugeMetricFamily(mn.PROM_SINK_GAUGE, mn.PROM_HELP[mn.PROM_SINK_GAUGE], labels=mn.LABELS_SINK)
+        for sink, st in sorted(self.sinks.items()):
+            for k, v in sorted(st.items()):
+                (gauges if k in mn.SINK_GAUGES else counters).add_metric([sink, k], v)
+        yield counters
+        yield gauges
+        yield GaugeMetricFamily(mn.PROM_TARGETS, mn.PROM_HELP[mn.PROM_TARGETS], value=self.targets)
         info = GaugeMetricFamily(mn.PROM_BUILD_INFO, mn.PROM_HELP[mn.PROM_BUILD_INFO], labels=mn.LABELS_BUILD_INFO)
         info.add_metric([__version__, platform.python_version()], 1)
         yield info
@@ -176,15 +182,15 @@ class PrometheusSink:
             self._serve(addr)
 
     # --- daemon hooks ---
-    def set_stats_source(self, stats: Callable[[], Any] | None = None, *, capture: Callable[[], Any] | None = None,
-                         pipeline: Callable[[], Any] | None = None) -> None:
-        """Read capture/pipeline counters at every scrape (see module doc)."""
-        self._capture.stats, self._capture.capture, self._capture.pipeline = stats, capture, pipeline
+    def set_stats_source(self, stats: Callable[[], Any] | None = None) -> None:
+        """Read the service's counters (a GetStats mapping) at every scrape (see module doc)."""
+        self._capture.stats = stats
 
     def set_capture_stats(self, lost: int, cut: int, parse_errors: int, targets: int) -> None:
         """Push the current totals (used when no stats source is set)."""
         c = self._capture
-        c.lost, c.cut, c.parse_errors, c.targets = int(lost), int(cut), int(parse_errors), int(targets)
+        c.values.update(lost_records=int(lost), cut_records=int(cut), parse_errors=int(parse_errors))
+        c.targets = int(targets)
 
     # --- serving ---
     def _serve(self, addr: str) -> None:

@@ -78,13 +78,8 @@ def test_real_prometheus_scrapes_requests_and_token_sums(sink, tmp_path):
         assert prom.query_value('sum(agtap_request_bytes_sum)') == 6 * 812 + 120
 
         # the daemon's capture counters arrive through the stats source at scrape time
-        class CS:
-            lost_records, cut_records, targets = 5, 2, ["/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/bin/node"]
-
-        class PS:
-            parse_errors = 4
-
-        sink.set_stats_source(capture=lambda: CS, pipeline=lambda: PS)
+        sink.set_stats_source(stats=lambda: {"lost_records": 5, "cut_records": 2, "parse_errors": 4, "targets": [
+            "/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/bin/node"]})
         assert prom.wait_for_value("agtap_lost_records_total", 5) == 5
         assert prom.query_value("agtap_cut_records_total") == 2
         assert prom.query_value("agtap_parse_errors_total") == 4
