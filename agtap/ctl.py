@@ -19,17 +19,12 @@ import os
 import sys
 from typing import Any
 
-from dbus_next import BusType, Message, MessageType, Variant
-from dbus_next.aio import MessageBus
-
 from agtap import busnames as B
+from agtap.busclient import (READ_TIMEOUT_S, AccessDenied, BusClient, BusUnavailable, ClientError, NoAnswer,
+                             NotRunning, unwrap)
 from agtap.textsafe import printable, safe_field
 
 EXIT_OK, EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_DENIED = 0, 1, 3, 4
-NOT_RUNNING = ("org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner")
-DENIED = ("org.freedesktop.DBus.Error.AccessDenied", B.ERROR_ACCESS_DENIED)
-READ_TIMEOUT_S = float(os.environ.get("AGTAPCTL_TIMEOUT", "25"))
-CONTROL_TIMEOUT_S = max(READ_TIMEOUT_S, 200.0)
 READ_FIX = B.JOIN_GROUP_FIX
 CONTROL_FIX = "run it as root (sudo agtapctl ...), or ask for polkit authorization of io.agtap.manage"
 
@@ -40,59 +35,28 @@ class CtlError(Exception):
         self.code = code
 
 
-def plain(v: Any) -> Any:
-    """Variants (nested) to plain Python values, for --json and printing."""
-    if isinstance(v, Variant):
-        return plain(v.value)
-    if isinstance(v, dict):
-        return {k: plain(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [plain(x) for x in v]
-    return v
+plain = unwrap      # Variants (nested) to plain Python values, for --json and printing
 
 
-class Client:
-    def __init__(self, bus: str, control: bool = False):
-        self.bus_kind, self.control = bus, control
-        self.bus: MessageBus | None = None
-
-    async def connect(self) -> None:
-        try:
-            self.bus = await MessageBus(bus_type=BusType.SESSION if self.bus_kind == "session"
-                                        else BusType.SYSTEM).connect()
-        except Exception as e:
-            raise CtlError(EXIT_NOT_RUNNING, f"cannot reach the {self.bus_kind} bus ({e}): "
-                           "is dbus running? (systemctl status dbus)") from None
-
-    async def call(self, member: str, signature: str = "", body: list | None = None, *,
-                   interface: str | None = None) -> list:
-        iface = interface or (B.CONTROL_INTERFACE if self.control else B.READ_INTERFACE)
-        # Control may wait on a polkit password prompt, or on the probes attaching (BCC compiles).
-        timeout = CONTROL_TIMEOUT_S if iface == B.CONTROL_INTERFACE else READ_TIMEOUT_S
-        try:
-            reply = await asyncio.wait_for(self.bus.call(Message(
-                destination=B.BUS_NAME, path=B.OBJECT_PATH, interface=iface,
-                member=member, signature=signature, body=body or [])), timeout)
-        except asyncio.TimeoutError:
-            raise CtlError(EXIT_ERROR, f"agtap did not answer within {timeout:.0f} s: "
-                           "is it stuck? (systemctl status agtap; journalctl -u agtap)") from None
-        if reply.message_type == MessageType.ERROR:
-            text = safe_field(reply.body[0] if reply.body else reply.error_name)
-            if reply.error_name in NOT_RUNNING:
-                raise CtlError(EXIT_NOT_RUNNING, "agtap is not running: sudo systemctl start agtap")
-            if reply.error_name in DENIED:
-                fix = CONTROL_FIX if iface == B.CONTROL_INTERFACE else READ_FIX
-                raise CtlError(EXIT_DENIED, f"access denied: {fix}")
-            if reply.error_name == B.ERROR_INVALID_ARGUMENT:
-                raise CtlError(EXIT_ERROR, f"invalid argument: {text}")
-            if reply.error_name == B.ERROR_NOT_FOUND:
-                raise CtlError(EXIT_ERROR, f"not found: {text}")
-            raise CtlError(EXIT_ERROR, f"{safe_field(reply.error_name)}: {text}")
-        return reply.body
-
-    async def properties(self) -> dict[str, Any]:
-        (props,) = await self.call("GetAll", "s", [B.READ_INTERFACE], interface="org.freedesktop.DBus.Properties")
-        return plain(props)
+def ctl_error(e: ClientError, bus: str, control: bool) -> CtlError:
+    """What a client error means to agtapctl's user: the message and the exit code."""
+    text = safe_field(e.text or e.name)
+    if isinstance(e, BusUnavailable):
+        return CtlError(EXIT_NOT_RUNNING, f"cannot reach the {bus} bus ({text}): "
+                        "is dbus running? (systemctl status dbus)")
+    if isinstance(e, NoAnswer):
+        within = f" within {e.timeout:.0f} s" if e.timeout else f" ({text})"
+        return CtlError(EXIT_ERROR, f"agtap did not answer{within}: "
+                        "is it stuck? (systemctl status agtap; journalctl -u agtap)")
+    if isinstance(e, NotRunning):
+        return CtlError(EXIT_NOT_RUNNING, "agtap is not running: sudo systemctl start agtap")
+    if isinstance(e, AccessDenied):
+        return CtlError(EXIT_DENIED, f"access denied: {CONTROL_FIX if control else READ_FIX}")
+    if e.name == B.ERROR_INVALID_ARGUMENT:
+        return CtlError(EXIT_ERROR, f"invalid argument: {text}")
+    if e.name == B.ERROR_NOT_FOUND:
+        return CtlError(EXIT_ERROR, f"not found: {text}")
+    return CtlError(EXIT_ERROR, f"{safe_field(e.name)}: {text}")
 
 
 def _num(n: Any) -> str:
@@ -155,39 +119,31 @@ def print_status(props: dict, stats: dict) -> None:
           f"answers without their request: {_num(stats.get('unmatched_responses', 0))}")
 
 
-async def follow(client: Client, as_json: bool) -> int:
-    """Print every CallCaptured until the service goes away (exit 3) or the user presses Ctrl-C."""
+async def follow(client: BusClient, as_json: bool) -> asyncio.Future:
+    """Print every CallCaptured from now on; the future's result says why it ended (the service or
+    the bus went away). Returns once subscribed."""
     gone: asyncio.Future = asyncio.get_running_loop().create_future()
-    rules = [f"type='signal',sender='{B.BUS_NAME}',interface='{B.READ_INTERFACE}',member='CallCaptured'",
-             "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
-             f"member='NameOwnerChanged',arg0='{B.BUS_NAME}'"]
-    for rule in rules:
-        reply = await client.bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                              interface="org.freedesktop.DBus", member="AddMatch",
-                                              signature="s", body=[rule]))
-        if reply.message_type == MessageType.ERROR:
-            raise CtlError(EXIT_ERROR, f"subscribing: {safe_field(reply.body[0] if reply.body else reply.error_name)}")
 
-    def on_msg(msg: Message):
-        if msg.message_type != MessageType.SIGNAL:
-            return
-        if msg.member == "CallCaptured" and msg.body:
-            emit_event(msg.body[0], as_json)
-        elif msg.member == "NameOwnerChanged" and msg.body[0] == B.BUS_NAME and not msg.body[2] and not gone.done():
-            gone.set_result(None)
+    def end(reason: str) -> None:
+        if not gone.done():
+            gone.set_result(reason)
 
-    client.bus.add_message_handler(on_msg)
-    disconnect = asyncio.ensure_future(client.bus.wait_for_disconnect())
-    await asyncio.wait({gone, disconnect}, return_when=asyncio.FIRST_COMPLETED)
-    raise CtlError(EXIT_NOT_RUNNING, "agtap stopped" if gone.done() else "the bus connection closed")
+    client.on_call(lambda ev: emit_event(ev, as_json))
+    client.on_service_change(lambda running: None if running else end("agtap stopped"))
+    client.on_disconnect(lambda: end("the bus connection closed"))
+    await client.watch()
+    if not await client.service_running():        # learns the owner: only its signals count
+        end("agtap stopped")
+    return gone
 
 
 _shown: dict[str, None] = {}   # ids printed, newest last: with --follow a call may come both as recent and as a signal
 
 
-def emit_event(line: str, as_json: bool) -> None:
+def emit_event(line: str | dict, as_json: bool) -> None:
+    """Print one event (its JSON line, or the dict a CallCaptured signal carried), once per id."""
     try:
-        ev = json.loads(line)
+        ev = line if isinstance(line, dict) else json.loads(line)
     except ValueError:
         return
     if not isinstance(ev, dict):
@@ -203,12 +159,26 @@ def emit_event(line: str, as_json: bool) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     control = args.cmd in ("start", "stop", "filter", "clean")
-    client = Client(args.bus, control)
-    await client.connect()
+    client = BusClient(args.bus, timeout=float(os.environ.get("AGTAPCTL_TIMEOUT", READ_TIMEOUT_S)))
+    try:
+        return await _run(args, client, control)
+    except ClientError as e:
+        raise ctl_error(e, args.bus, control) from None
+    finally:
+        client.close()
+
+
+async def _run(args: argparse.Namespace, client: BusClient, control: bool) -> int:
+    iface = B.CONTROL_INTERFACE if control else B.READ_INTERFACE
+
+    async def call(member: str, signature: str = "", body: list | None = None) -> list:
+        return await client.call(member, signature, body, interface=iface)
+
+    await client.connect(watch=False)
     as_json = getattr(args, "json", False)
     if args.cmd == "status":
         props = await client.properties()
-        (stats,) = await client.call("GetStats")
+        (stats,) = await call("GetStats")
         stats = plain(stats)
         if as_json:
             print(json.dumps({"version": props.get("Version"), "capturing": props.get("Capturing"),
@@ -217,7 +187,7 @@ async def run(args: argparse.Namespace) -> int:
         else:
             print_status(props, stats)
     elif args.cmd == "stats":
-        (stats,) = await client.call("GetStats")
+        (stats,) = await call("GetStats")
         stats = plain(stats)
         if as_json:
             print(json.dumps(stats, ensure_ascii=True))
@@ -225,36 +195,34 @@ async def run(args: argparse.Namespace) -> int:
             for line in stat_lines(stats):
                 print(line)
     elif args.cmd == "calls":
-        if args.follow:                      # subscribe first, so nothing falls between the two
-            task = asyncio.ensure_future(follow(client, as_json))
-            await asyncio.sleep(0)
-        (lines,) = await client.call("GetRecentCalls", "u", [min(args.n, 2**32 - 1)])
+        gone = await follow(client, as_json) if args.follow else None   # subscribed first: nothing falls between
+        (lines,) = await call("GetRecentCalls", "u", [min(args.n, 2**32 - 1)])
         for line in lines:
             emit_event(line, as_json)
-        if args.follow:
-            return await task
+        if gone is not None:
+            raise CtlError(EXIT_NOT_RUNNING, await gone)   # until the service goes away, or Ctrl-C
     elif args.cmd == "body":
-        (text,) = await client.call("GetCallBodies", "s", [args.id])
+        (text,) = await call("GetCallBodies", "s", [args.id])
         try:
             print(json.dumps(json.loads(text), ensure_ascii=True, indent=None if as_json else 2))
         except ValueError:
             print(printable(text))
     elif args.cmd == "start":
-        await client.call("Start")
+        await call("Start")
         print("agtap: capturing")
     elif args.cmd == "stop":
-        await client.call("Stop")
+        await call("Stop")
         print("agtap: stopped capturing (probes detached; the service keeps running)")
     elif args.cmd == "filter":
         if args.clear:
-            await client.call("ClearFilter")
+            await call("ClearFilter")
             print("agtap: filter cleared: capturing every process")
         else:
-            await client.call("SetFilter", "auas", [args.pid or [], args.comm or []])
+            await call("SetFilter", "auas", [args.pid or [], args.comm or []])
             print("agtap: filter set: pids " + (", ".join(map(str, args.pid or [])) or "any")
                   + "; process names " + (", ".join(safe_field(c) for c in args.comm or []) or "any"))
     elif args.cmd == "clean":
-        await client.call("Clean")
+        await call("Clean")
         print("agtap: removed stored bodies and event logs")
     return EXIT_OK
 

@@ -1,6 +1,6 @@
 """agtap-tui: the live dashboard, an unprivileged D-Bus client of the agtap service.
 
-busclient.py holds all D-Bus access; model.py and aggregate.py are plain Python
+agtap/busclient.py (shared with agtapctl) holds all D-Bus access; model.py and aggregate.py are plain Python
 over event dicts; fmt.py turns values into cells; widgets*.py are urwid; app.py
 wires them to one asyncio loop.
 """

@@ -17,7 +17,7 @@ import urwid
 
 from agtap.textsafe import safe_field
 
-from .busclient import AccessDenied, BusClient, ClientError, NotRunning, ServiceError
+from agtap.busclient import DASHBOARD_TIMEOUT_S, AccessDenied, BusClient, ClientError, NotRunning, ServiceError
 from .link import DENIED_MESSAGE, Link
 from .model import MAX_ROWS, RUNNING, Model
 from .views import AggregatesView, DetailView, help_view
@@ -279,7 +279,7 @@ def main(argv=None) -> int:
     logging.basicConfig(handlers=[logging.NullHandler()], force=True)
     aloop = asyncio.new_event_loop()
     asyncio.set_event_loop(aloop)
-    app = App(BusClient(args.bus, args.address), Model(max_rows=max(1, args.max_rows)), bus=args.bus,
+    app = App(BusClient(args.bus, args.address, timeout=DASHBOARD_TIMEOUT_S), Model(max_rows=max(1, args.max_rows)), bus=args.bus,
               ascii_only=False)
     screen = urwid.raw_display.Screen()
     if _mono(args):

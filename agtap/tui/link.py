@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
+from agtap.busclient import AccessDenied, BusClient, BusUnavailable, ClientError, NotRunning
 from agtap.busnames import JOIN_GROUP_FIX
 
-from .busclient import AccessDenied, BusClient, BusUnavailable, ClientError, NotRunning
 from .model import CONNECTING, DENIED, MAX_ROWS, NO_BUS, NOT_RUNNING, RUNNING, Model
 
 DENIED_MESSAGE = f"agtap-tui: access denied: {JOIN_GROUP_FIX}"

@@ -5,7 +5,7 @@ The real BusClient is tested against a real dbus-daemon in test_tui_busclient.py
 
 from __future__ import annotations
 
-from agtap.tui.busclient import AccessDenied, NotRunning
+from agtap.busclient import AccessDenied, NotRunning
 
 
 class StubClient:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agtap import busnames
-from agtap.tui.busclient import AccessDenied, BusClient, BusUnavailable, NotRunning, ServiceError
+from agtap.busclient import AccessDenied, BusClient, BusUnavailable, NotRunning, ServiceError
 from agtap.tui.link import Link
 from agtap.tui.model import NOT_RUNNING, RUNNING, Model
 from tests.tui_support import events

@@ -1,4 +1,4 @@
-"""All of agtap-tui's D-Bus access, behind a plain-Python interface.
+"""The one D-Bus client of the agtap service: agtapctl and agtap-tui both use it.
 
 Raw messages (no introspection) so that a denied or missing service gives one
 clear error instead of an introspection failure. Every reply is checked here;
@@ -6,9 +6,16 @@ callers see dicts, lists and these exceptions only:
 
     BusUnavailable  the bus itself cannot be reached
     NotRunning      nobody owns io.agtap.Agtap1
+      NoAnswer      ... or its owner did not answer in time (stuck, or busy)
     AccessDenied    the bus policy or the service refused (not in group agtap,
                     or no polkit authorisation for a control method)
-    ServiceError    any other D-Bus error (name, text)
+    ServiceError    any other D-Bus error (name, text): InvalidArgument, NotFound, Failed ...
+
+Timeouts: a read waits `timeout` (READ_TIMEOUT_S for agtapctl, which waits for
+its answer; DASHBOARD_TIMEOUT_S for agtap-tui, which asks again); a control
+method (Start may compile the BPF programs, or wait on a polkit prompt) waits
+at least CONTROL_TIMEOUT_S. What an error means to a user (exit codes, the
+group-agtap hint) is each front end's to say.
 """
 
 from __future__ import annotations
@@ -25,12 +32,16 @@ from agtap import busnames
 DBUS = "org.freedesktop.DBus"
 DBUS_PATH = "/org/freedesktop/DBus"
 PROPS = "org.freedesktop.DBus.Properties"
-TIMEOUT = 5.0
+READ_TIMEOUT_S = 25.0
+DASHBOARD_TIMEOUT_S = 5.0
+CONTROL_TIMEOUT_S = 200.0
 
 _DENIED = {busnames.ERROR_ACCESS_DENIED, "org.freedesktop.DBus.Error.AccessDenied",
            "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"}
 _NOT_RUNNING = {"org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner",
-                "org.freedesktop.DBus.Error.NoReply", "org.freedesktop.DBus.Error.UnknownObject"}
+                "org.freedesktop.DBus.Error.UnknownObject"}
+_NO_ANSWER = {"org.freedesktop.DBus.Error.NoReply", "org.freedesktop.DBus.Error.Timeout",
+              "org.freedesktop.DBus.Error.TimedOut"}
 
 
 class ClientError(Exception):
@@ -48,6 +59,10 @@ class NotRunning(ClientError):
     pass
 
 
+class NoAnswer(NotRunning):
+    timeout: float | None = None     # seconds waited, when it was our wait that ran out
+
+
 class AccessDenied(ClientError):
     pass
 
@@ -59,6 +74,8 @@ class ServiceError(ClientError):
 def _error(name: str, text: str) -> ClientError:
     if name in _DENIED:
         return AccessDenied(name, text)
+    if name in _NO_ANSWER:
+        return NoAnswer(name, text)
     if name in _NOT_RUNNING:
         return NotRunning(name, text)
     return ServiceError(name, text)
@@ -78,9 +95,10 @@ def unwrap(v: Any) -> Any:
 class BusClient:
     """One connection to the bus, the agtap service's methods, and its signals."""
 
-    def __init__(self, bus: str = "system", address: str | None = None):
+    def __init__(self, bus: str = "system", address: str | None = None, *, timeout: float = READ_TIMEOUT_S):
         self.bus_kind = bus
         self.address = address
+        self.timeout = timeout
         self._bus: MessageBus | None = None
         self._owner: str | None = None  # unique name of the current service owner
         self._call_cbs: list[Callable[[dict], None]] = []
@@ -105,21 +123,27 @@ class BusClient:
         return self._bus is not None and self._bus.connected
 
     # --- connection ------------------------------------------------------------
-    async def connect(self) -> None:
+    async def connect(self, *, watch: bool = True) -> None:
+        """Connect; `watch`: also receive CallCaptured and the service's comings and goings."""
         bus_type = BusType.SESSION if self.bus_kind == "session" else BusType.SYSTEM
         try:
             bus = MessageBus(bus_address=self.address, bus_type=bus_type)
-            await asyncio.wait_for(bus.connect(), TIMEOUT)
+            await asyncio.wait_for(bus.connect(), self.timeout)
         except Exception as e:  # no socket, auth failure, bad address, timeout
             raise BusUnavailable("", str(e) or type(e).__name__) from None
         self._bus = bus
         bus.add_message_handler(self._on_message)
+        asyncio.ensure_future(self._watch_disconnect(bus))
+        if watch:
+            await self.watch()
+
+    async def watch(self) -> None:
+        """Receive CallCaptured (on_call) and NameOwnerChanged (on_service_change) from now on."""
         for rule in (
             f"type='signal',sender='{DBUS}',interface='{DBUS}',member='NameOwnerChanged',arg0='{busnames.BUS_NAME}'",
             f"type='signal',interface='{busnames.READ_INTERFACE}',member='CallCaptured',path='{busnames.OBJECT_PATH}'",
         ):
             await self._call(DBUS, DBUS_PATH, DBUS, "AddMatch", "s", [rule])
-        asyncio.ensure_future(self._watch_disconnect(bus))
 
     async def _watch_disconnect(self, bus: MessageBus) -> None:
         try:
@@ -147,10 +171,13 @@ class BusClient:
             raise BusUnavailable("", "not connected to the bus")
         msg = Message(destination=dest, path=path, interface=iface, member=member,
                       signature=signature, body=body or [])
+        timeout = max(self.timeout, CONTROL_TIMEOUT_S) if iface == busnames.CONTROL_INTERFACE else self.timeout
         try:
-            reply = await asyncio.wait_for(self._bus.call(msg), TIMEOUT)
+            reply = await asyncio.wait_for(self._bus.call(msg), timeout)
         except asyncio.TimeoutError:
-            raise NotRunning("timeout", f"{member}: no reply within {TIMEOUT:.0f}s") from None
+            e = NoAnswer("timeout", f"{member}: no answer within {timeout:.0f} s")
+            e.timeout = timeout
+            raise e from None
         except ClientError:
             raise
         except Exception as e:  # connection lost mid-call
@@ -162,9 +189,11 @@ class BusClient:
             raise _error(reply.error_name or "", text)
         return reply.body
 
-    async def _svc(self, member: str, signature: str = "", body: list | None = None,
-                   iface: str = busnames.READ_INTERFACE) -> list:
-        return await self._call(busnames.BUS_NAME, busnames.OBJECT_PATH, iface, member, signature, body)
+    async def call(self, member: str, signature: str = "", body: list | None = None, *,
+                   interface: str = busnames.READ_INTERFACE) -> list:
+        """A method of the agtap service; its reply's body."""
+        return await self._call(busnames.BUS_NAME, busnames.OBJECT_PATH, interface, member, signature, body)
+
 
     async def service_running(self) -> bool:
         """NameHasOwner, remembering the owner so that only its signals count."""
@@ -185,11 +214,11 @@ class BusClient:
         return unwrap(props)
 
     async def get_stats(self) -> dict[str, Any]:
-        (stats,) = await self._svc("GetStats")
+        (stats,) = await self.call("GetStats")
         return unwrap(stats)
 
     async def recent_calls(self, n: int) -> list[dict]:
-        (items,) = await self._svc("GetRecentCalls", "u", [int(n)])
+        (items,) = await self.call("GetRecentCalls", "u", [int(n)])
         out = []
         for s in items:
             ev = _parse_event(s)
@@ -199,17 +228,17 @@ class BusClient:
 
     async def call_bodies(self, call_id: str) -> Any:
         """The redacted bodies, parsed from JSON (the raw string when it is not JSON)."""
-        (s,) = await self._svc("GetCallBodies", "s", [call_id])
+        (s,) = await self.call("GetCallBodies", "s", [call_id])
         try:
             return json.loads(s)
         except ValueError:
             return s
 
     async def start(self) -> None:
-        await self._svc("Start", iface=busnames.CONTROL_INTERFACE)
+        await self.call("Start", interface=busnames.CONTROL_INTERFACE)
 
     async def stop(self) -> None:
-        await self._svc("Stop", iface=busnames.CONTROL_INTERFACE)
+        await self.call("Stop", interface=busnames.CONTROL_INTERFACE)
 
     # --- signals ---------------------------------------------------------------
     def _on_message(self, msg: Message) -> None:
