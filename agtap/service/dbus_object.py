@@ -44,7 +44,7 @@ from dbus_next.service import ServiceInterface, dbus_property, method, signal
 
 from agtap import busnames as B
 from agtap.service.controller import Controller
-from agtap.service.dbus_writer import MAX_QUEUED_MESSAGES, queued_messages, tolerate_slow_bus
+from agtap.service.dbusnext_private import MAX_QUEUED_MESSAGES, dispatch, queued_messages, tolerate_slow_bus
 from agtap.service.errors import ControllerError, InvalidArgument, NotFound
 
 POLKIT_NAME = "org.freedesktop.PolicyKit1"
@@ -270,7 +270,7 @@ class Gate:
             return
         self._passed.add((msg.sender, msg.serial))
         try:
-            self.bus._process_message(msg)     # dbus-next's own dispatch, now that the call is allowed
+            dispatch(self.bus, msg)            # dbus-next's own dispatch, now that the call is allowed
         finally:
             self._passed.discard((msg.sender, msg.serial))
 
