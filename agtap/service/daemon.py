@@ -15,9 +15,6 @@ STATUS= kept current; WATCHDOG=1 every WATCHDOG_USEC/2; SIGHUP →
 RELOADING=1 + MONOTONIC_USEC, re-read the config file (filters, sizes),
 READY=1; SIGINT/SIGTERM → STOPPING=1, detach, finish open calls as
 incomplete ("shutdown"), close the sinks, exit 0.
-
-Test hook: with AGTAP_TEST_BLOCK_LOOP_ON_SIGUSR2=1 in the environment,
-SIGUSR2 blocks the loop for 60 s (to show the watchdog firing).
 """
 
 from __future__ import annotations
@@ -42,7 +39,6 @@ log = logging.getLogger("agtap.service")
 SHUTDOWN_BUDGET_S = 1.5        # detaching probes must not hold the exit past systemd's patience
 STATUS_EVERY_S = 1.0
 PRUNE_EVERY_S = 600.0
-TEST_BLOCK_ENV = "AGTAP_TEST_BLOCK_LOOP_ON_SIGUSR2"
 # Settings a reload cannot apply to a running daemon (the rest: filters, sizes, retention).
 RESTART_KEYS = ("bus", "stdout", "event_log", "bodies_dir", "runtime_dir", "metrics_addr", "otel",
                 "max_capture_bytes", "verbose", "record")
@@ -236,8 +232,6 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
-        if os.environ.get(TEST_BLOCK_ENV) == "1":
-            loop.add_signal_handler(signal.SIGUSR2, lambda: time.sleep(60))
 
     def _load_config_file(self) -> bool:
         """Given command-line flags: the config file under them. False (logged, in STATUS) if it is bad."""
