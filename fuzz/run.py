@@ -16,7 +16,7 @@ Every input is a byte string that steers one of these targets (its first byte pi
 
 Checked on every input (a violation is a failure, like an exception): nothing escapes feed,
 no `internal_errors` / `emit_errors` (the safety net in Pipeline.feed hides bugs, so it counts
-as a failure here), calls counted == calls emitted, no connection left open after flush,
+as a failure here), no connection left open after flush,
 every Call serialises to a JSONL line, an incomplete call has a reason, decoded output never
 exceeds its cap. RSS is sampled every 10,000 inputs; after the first 10% of the run (warm-up:
 caches, interned strings) it must not grow by more than 64 MiB.
@@ -238,7 +238,6 @@ class Harness:
         st = p.stats
         check(st.internal_errors == 0, f"internal_errors ({LAST_INTERNAL[0]})")
         check(st.emit_errors == 0, "emit_errors")
-        check(st.calls == len(emitted), f"calls {st.calls} != emitted {len(emitted)}")
         check(st.conns_open == 0 and not p.conns and not p.mcp_sessions, "state left after flush")
         for c in emitted:
             check(c.provider in ("anthropic", "openai", "gemini", "vertex_ai", "mcp"), f"provider {c.provider!r}")

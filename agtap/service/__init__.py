@@ -5,6 +5,7 @@
     dbus_object.py  io.agtap.Agtap1 on the bus, access checks (bus policy + code + polkit)
     configfile.py   /etc/agtap/agtap.toml: load, validate, merge with flags and environment
 
-D-Bus is known to this package (the service side) and to the two clients, agtapctl
-(agtap/ctl.py) and agtap-tui (agtap/tui); nothing below the service imports dbus_next.
+D-Bus is known to this package (the service side) and to the one client,
+agtap/busclient.py, which agtapctl (agtap/ctl.py) and agtap-tui (agtap/tui) use;
+nothing below the service imports dbus_next.
 """

@@ -102,7 +102,7 @@ def test_bcc_and_dbus_are_imported_only_where_the_comments_say():
         pat = re.compile(rf"^\s*(import|from) {module}\b", re.M)
         return {str(p.relative_to(REPO / "agtap")) for p in (REPO / "agtap").rglob("*.py") if pat.search(p.read_text())}
     assert importers("bcc") and all(p.startswith("capture/") for p in importers("bcc")), importers("bcc")
-    assert importers("dbus_next") and all(p.startswith(("service/", "tui/")) or p == "ctl.py"
+    assert importers("dbus_next") and all(p.startswith("service/") or p == "busclient.py"
                                           for p in importers("dbus_next")), importers("dbus_next")
 
 
