@@ -9,6 +9,9 @@ even exec'd. The fake API asks for one tool of each server, then answers in text
 Each server logs every JSON-RPC message it read (AGTAP_MCP_LOG). The tracer must show every
 LLM request the fake API served as exactly one llm_call, and every message a server read as
 exactly one mcp_call, `initialize` included, on a conversation named ipc:<client>:<server>.
+Claude Code (a Bun binary with BoringSSL, tests/support/npmbins.py) does the same with the
+Python server from its --mcp-config; its MCP client speaks the newer protocol that opens
+with server/discover instead of initialize.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from agtap.capture.chunk import Chunk
 from agtap.capture.connid import IPC, TLS, ConnId
 from agtap.pipeline import Pipeline
 from agtap.providers.pricing import PriceTable
-from tests.support import Reply, ToolCall
+from tests.support import Reply, ToolCall, npmbins
 from tests.support.agents import GEMINI_MODEL, bun_bin, gemini_bin, gemini_env
 from tests.support.clients import PYTHON
 from tests.support.routes import GEMINI_PATH
@@ -52,17 +55,20 @@ def server_log(path: Path) -> tuple[int, list[str]]:
     return pids.pop(), [x["message"]["method"] for x in lines if "method" in x["message"]]
 
 
-def check_conversations(items, client: int, logs: dict[str, Path]) -> dict[str, list]:
+def check_conversations(items, client: int, logs: dict[str, Path], first: str | None = "initialize") -> dict[str, list]:
     """Every message each server read is one mcp_call of the client, on ipc:<client>:<server>."""
     convs = {i.conn for i in items if isinstance(i, Chunk) and i.conn.kind == IPC and i.conn.pid == client}
     out = {}
     for name, log in logs.items():
         server, methods = server_log(log)
-        assert methods[0] == "initialize", (name, methods)
+        assert first is None or methods[0] == first, (name, methods)
         conn = ConnId.ipc(client, server)
         assert conn in convs, (name, conn, convs)
         calls = calls_of(items, lambda i, c=conn: i.conn == c)
-        assert Counter(c.model for c in calls) == Counter(methods), (name, [c.model for c in calls], methods)
+        # what the server itself sent (a notification, a request of its own) is one event each too
+        written = b"".join(i.data for i in items if isinstance(i, Chunk) and i.conn == conn and i.pid == server)
+        own = [m["method"] for m in map(json.loads, written.splitlines()) if "method" in m]
+        assert Counter(c.model for c in calls) == Counter(methods + own), (name, [c.model for c in calls], methods, own)
         assert all(c.kind == "mcp_call" and c.pid == client for c in calls), name
         out[name] = calls
     assert len(convs) == len(logs), convs   # no conversation split in two, none named after a wrapper
@@ -139,3 +145,40 @@ def test_bun_spawning_an_mcp_server(tracer_run, tmp_path):
     rec.quiesce(lambda i: i.conn.kind == IPC and i.conn.pid == client)
     items = rec.stop(settle=0)
     check_conversations(items, client, {"python": log})
+
+
+def test_claude_code_with_an_mcp_server_from_its_mcp_config(tracer_run, fake_api, tmp_path):
+    """Claude Code (Bun, BoringSSL; pinned in tests/support/npmbins.py) with the Python SDK server
+    from --mcp-config: asks for its tool once, then answers in text."""
+    log = tmp_path / "server.log"
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"pysdk": {"command": PYTHON, "args": [PY_SERVER],
+                                                           "env": {"AGTAP_MCP_LOG": str(log)}}}}))
+    fake_api.script(Reply(text="", tool_calls=[ToolCall("mcp__pysdk__add", {"a": 2, "b": 3})], input_tokens=700,
+                          output_tokens=30),
+                    Reply(text="The sum is 5.", input_tokens=800, output_tokens=5))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "TERM": "dumb",
+           "ANTHROPIC_API_KEY": "agtap-fake-claude-code-key", "ANTHROPIC_BASE_URL": fake_api.base_url,
+           "NODE_EXTRA_CA_CERTS": str(fake_api.certs.ca), "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1",
+           "DISABLE_ERROR_REPORTING": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+    (tmp_path / "home").mkdir()
+    rec = tracer_run()
+    # as root Claude Code refuses --dangerously-skip-permissions: allow the one tool by name
+    proc = subprocess.Popen([str(npmbins.claude()), "-p", "Add 2 and 3 with the tool.", "--mcp-config", str(config),
+                             "--allowedTools", "mcp__pysdk__add"],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "The sum is 5." in out, (out, err)
+    client = proc.pid
+    served = [ex for ex in fake_api.wait_for(2) if ex.path == "/v1/messages"]
+
+    rec.quiesce(lambda i: (isinstance(i, Chunk) and i.pid == client) or i.conn.pid == client)
+    items = rec.stop(settle=0)
+    llm = calls_of(items, lambda i: i.conn.kind == TLS and i.conn.pid == client)
+    assert len(llm) == len(served), ([c.model for c in llm], len(served))
+    assert all(c.kind == "llm_call" and c.provider == "anthropic" and not c.incomplete for c in llm)
+    assert [(c.input_tokens, c.output_tokens) for c in llm][-2:] == [(700, 30), (800, 5)]
+    [calls] = check_conversations(items, client, {"pysdk": log}, first=None).values()
+    [call] = [c for c in calls if c.model == "tools/call"]
+    assert call.tools == ["add"] and not call.incomplete
