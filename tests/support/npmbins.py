@@ -2,9 +2,12 @@
 
     bun = npm_binary("@oven/bun-linux-x64", "1.2.15", "bin/bun")
 
-`npm pack` downloads the package tarball into CACHE (/var/cache/agtap-test/npm, or
-$AGTAP_TEST_CACHE/npm); it is unpacked next to it once. The Claude Code binary is
-~400 MB: it is downloaded once per machine, never per test run.
+setup/agents.txt pins each; `sudo make setup` installs it into the agent cache
+(tests/support/agents.py: $AGTAP_AGENT_CACHE/<package>@<version>). Where that has not
+run (a unit run without root), `npm pack` downloads the tarball into a cache of our
+own (/var/cache/agtap-test/npm if writable, else ~/.cache/agtap-test/npm) and it is
+unpacked next to it, once. The Claude Code binary is ~400 MB: fetched once per
+machine, never per test run.
 """
 
 from __future__ import annotations
@@ -15,7 +18,11 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from .agents import CACHE as AGENT_CACHE
+
 CACHE = Path(os.environ.get("AGTAP_TEST_CACHE", "/var/cache/agtap-test")) / "npm"
+if not os.access(CACHE if CACHE.exists() else CACHE.parent if CACHE.parent.exists() else "/var/cache", os.W_OK):
+    CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agtap-test" / "npm"
 
 BUN_RELEASES = ("1.1.30", "1.2.15", "1.4.5")        # Oct 2024, Jun 2025, 2026: over a year apart
 CLAUDE_CODE = "2.1.332"
@@ -23,6 +30,9 @@ CLAUDE_CODE = "2.1.332"
 
 def npm_binary(package: str, version: str, relpath: str) -> Path:
     """The file `relpath` of npm package `package`@`version`, unpacked under CACHE."""
+    installed = AGENT_CACHE / f"{package}@{version}"
+    if (installed / ".agtap-installed").is_file():
+        return installed / "node_modules" / package / relpath
     stem = package.lstrip("@").replace("/", "-") + f"-{version}"
     out = CACHE / stem / "package" / relpath
     if out.is_file():
