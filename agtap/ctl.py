@@ -157,74 +157,97 @@ def emit_event(line: str | dict, as_json: bool) -> None:
     print(json.dumps(ev, ensure_ascii=True, separators=(",", ":")) if as_json else call_line(ev), flush=True)
 
 
+class _Session:
+    """One agtapctl command's connection: the client and the interface its methods are on."""
+
+    def __init__(self, client: BusClient, control: bool, as_json: bool):
+        self.client, self.as_json = client, as_json
+        self.iface = B.CONTROL_INTERFACE if control else B.READ_INTERFACE
+
+    async def call(self, member: str, signature: str = "", body: list | None = None) -> list:
+        return await self.client.call(member, signature, body, interface=self.iface)
+
+
+async def _status(args: argparse.Namespace, s: _Session) -> None:
+    props = await s.client.properties()
+    (stats,) = await s.call("GetStats")
+    stats = plain(stats)
+    if s.as_json:
+        print(json.dumps({"version": props.get("Version"), "capturing": props.get("Capturing"),
+                          "filters": props.get("Filters"), "targets": props.get("Targets"),
+                          "started_at": props.get("StartedAt"), "stats": stats}, ensure_ascii=True))
+    else:
+        print_status(props, stats)
+
+
+async def _stats(args: argparse.Namespace, s: _Session) -> None:
+    (stats,) = await s.call("GetStats")
+    stats = plain(stats)
+    if s.as_json:
+        print(json.dumps(stats, ensure_ascii=True))
+    else:
+        for line in stat_lines(stats):
+            print(line)
+
+
+async def _calls(args: argparse.Namespace, s: _Session) -> None:
+    gone = await follow(s.client, s.as_json) if args.follow else None   # subscribed first: nothing falls between
+    (lines,) = await s.call("GetRecentCalls", "u", [min(args.n, 2**32 - 1)])
+    for line in lines:
+        emit_event(line, s.as_json)
+    if gone is not None:
+        raise CtlError(EXIT_NOT_RUNNING, await gone)   # until the service goes away, or Ctrl-C
+
+
+async def _body(args: argparse.Namespace, s: _Session) -> None:
+    (text,) = await s.call("GetCallBodies", "s", [args.id])
+    try:
+        print(json.dumps(json.loads(text), ensure_ascii=True, indent=None if s.as_json else 2))
+    except ValueError:
+        print(printable(text))
+
+
+async def _start(args: argparse.Namespace, s: _Session) -> None:
+    await s.call("Start")
+    print("agtap: capturing")
+
+
+async def _stop(args: argparse.Namespace, s: _Session) -> None:
+    await s.call("Stop")
+    print("agtap: stopped capturing (probes detached; the service keeps running)")
+
+
+async def _filter(args: argparse.Namespace, s: _Session) -> None:
+    if args.clear:
+        await s.call("ClearFilter")
+        print("agtap: filter cleared: capturing every process")
+    else:
+        await s.call("SetFilter", "auas", [args.pid or [], args.comm or []])
+        print("agtap: filter set: pids " + (", ".join(map(str, args.pid or [])) or "any")
+              + "; process names " + (", ".join(safe_field(c) for c in args.comm or []) or "any"))
+
+
+async def _clean(args: argparse.Namespace, s: _Session) -> None:
+    await s.call("Clean")
+    print("agtap: removed stored bodies and event logs")
+
+
+READ_COMMANDS = {"status": _status, "stats": _stats, "calls": _calls, "body": _body}
+CONTROL_COMMANDS = {"start": _start, "stop": _stop, "filter": _filter, "clean": _clean}
+
+
 async def run(args: argparse.Namespace) -> int:
-    control = args.cmd in ("start", "stop", "filter", "clean")
+    control = args.cmd in CONTROL_COMMANDS
     client = BusClient(args.bus, timeout=float(os.environ.get("AGTAPCTL_TIMEOUT", READ_TIMEOUT_S)))
     try:
-        return await _run(args, client, control)
+        await client.connect(watch=False)
+        command = CONTROL_COMMANDS[args.cmd] if control else READ_COMMANDS[args.cmd]
+        await command(args, _Session(client, control, getattr(args, "json", False)))
+        return EXIT_OK
     except ClientError as e:
         raise ctl_error(e, args.bus, control) from None
     finally:
         client.close()
-
-
-async def _run(args: argparse.Namespace, client: BusClient, control: bool) -> int:
-    iface = B.CONTROL_INTERFACE if control else B.READ_INTERFACE
-
-    async def call(member: str, signature: str = "", body: list | None = None) -> list:
-        return await client.call(member, signature, body, interface=iface)
-
-    await client.connect(watch=False)
-    as_json = getattr(args, "json", False)
-    if args.cmd == "status":
-        props = await client.properties()
-        (stats,) = await call("GetStats")
-        stats = plain(stats)
-        if as_json:
-            print(json.dumps({"version": props.get("Version"), "capturing": props.get("Capturing"),
-                              "filters": props.get("Filters"), "targets": props.get("Targets"),
-                              "started_at": props.get("StartedAt"), "stats": stats}, ensure_ascii=True))
-        else:
-            print_status(props, stats)
-    elif args.cmd == "stats":
-        (stats,) = await call("GetStats")
-        stats = plain(stats)
-        if as_json:
-            print(json.dumps(stats, ensure_ascii=True))
-        else:
-            for line in stat_lines(stats):
-                print(line)
-    elif args.cmd == "calls":
-        gone = await follow(client, as_json) if args.follow else None   # subscribed first: nothing falls between
-        (lines,) = await call("GetRecentCalls", "u", [min(args.n, 2**32 - 1)])
-        for line in lines:
-            emit_event(line, as_json)
-        if gone is not None:
-            raise CtlError(EXIT_NOT_RUNNING, await gone)   # until the service goes away, or Ctrl-C
-    elif args.cmd == "body":
-        (text,) = await call("GetCallBodies", "s", [args.id])
-        try:
-            print(json.dumps(json.loads(text), ensure_ascii=True, indent=None if as_json else 2))
-        except ValueError:
-            print(printable(text))
-    elif args.cmd == "start":
-        await call("Start")
-        print("agtap: capturing")
-    elif args.cmd == "stop":
-        await call("Stop")
-        print("agtap: stopped capturing (probes detached; the service keeps running)")
-    elif args.cmd == "filter":
-        if args.clear:
-            await call("ClearFilter")
-            print("agtap: filter cleared: capturing every process")
-        else:
-            await call("SetFilter", "auas", [args.pid or [], args.comm or []])
-            print("agtap: filter set: pids " + (", ".join(map(str, args.pid or [])) or "any")
-                  + "; process names " + (", ".join(safe_field(c) for c in args.comm or []) or "any"))
-    elif args.cmd == "clean":
-        await call("Clean")
-        print("agtap: removed stored bodies and event logs")
-    return EXIT_OK
 
 
 EPILOG = """examples:
