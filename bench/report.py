@@ -373,8 +373,8 @@ def _boringssl(R: dict, TEXT: dict) -> list[str]:
           f"{mid(x['scan'], 'maxrss_mb'):.0f} | {mid(x['cached'], 'wall_s'):.2f} |")
     a("")
     a("Medians. Command: `.venv/bin/python -m bench.run --only boringssl`. The scan maps the file (its pages "
-      "count in the RSS) and holds numpy arrays the size of the code segment while it looks for call targets; "
-      "both are released when it ends. It runs on a thread of its own: the poll thread is never held, but the "
+      "count in the RSS: most of the max RSS is the file's own page cache) and holds numpy temporaries of a few "
+      "16 MB chunks of code at a time; both are released when it ends. It runs on a thread of its own: the poll thread is never held, but the "
       "calls a program makes before its first scan ends are not seen (the next start of the same build is "
       "probed at once, from the cache).")
     a("")

@@ -47,6 +47,7 @@ ARG_REGS = ("edi", "esi", "edx", "ecx", "r8d", "r9d")   # System V order, 32-bit
 FULL_REGS = {"edi": "rdi", "esi": "rsi", "edx": "rdx", "ecx": "rcx", "r8d": "r8", "r9d": "r9"}
 ET_EXEC, PT_LOAD, PT_NOTE, PF_X = 2, 1, 4, 1
 MAX_FUNCTION = 8192        # bytes of a function disassembled when verifying it
+CHUNK = 16 << 20           # bytes of code searched at a time (numpy)
 
 
 class Refusal(Exception):
@@ -256,16 +257,24 @@ def _error_sites(elf: Elf, paths, text, code: Segment, md, x86) -> list[ErrorSit
     return out
 
 
+def _chunks(n: int):
+    """(start, end) pieces of CHUNK bytes covering n, each overlapping the next by 4: the
+    numpy temporaries stay a few times CHUNK, not a few times a 200 MB code segment."""
+    for start in range(0, n, CHUNK):
+        yield start, min(n, start + CHUNK + 4)
+
+
 def _find_u32(text, values: list[int]) -> list[int]:
     """Offsets in text of every little-endian 4-byte occurrence of any of `values`: four
-    vectorised passes, one per alignment (numpy), instead of a byte-by-byte search."""
+    vectorised passes per chunk, one per alignment (numpy), not a byte-by-byte search."""
     import numpy as np
     want = np.array(values, dtype="<u4")
-    out: list[int] = []
-    for k in range(4):
-        words = np.frombuffer(text, dtype="<u4", offset=k, count=(len(text) - k) // 4)
-        out += (np.flatnonzero(np.isin(words, want)) * 4 + k).tolist()
-        del words
+    out: set[int] = set()
+    for lo, hi in _chunks(len(text)):
+        for k in range(4):
+            words = np.frombuffer(text[lo:hi], dtype="<u4", offset=k, count=(hi - lo - k) // 4)
+            out.update((np.flatnonzero(np.isin(words, want)) * 4 + lo + k).tolist())
+            del words
     return sorted(out)
 
 
@@ -288,14 +297,20 @@ def _immediates(code: bytes, addr: int, md, x86) -> dict[str, int]:
 def _call_targets(text):
     """Sorted unique targets of every `e8 rel32` in the code that lands inside it (numpy)."""
     import numpy as np
-    a = np.frombuffer(text, dtype=np.uint8)
-    pos = np.flatnonzero(a[:-4] == 0xE8)
-    rel = np.zeros(len(pos), dtype=np.int64)
-    for k in range(4):
-        rel |= a[pos + 1 + k].astype(np.int64) << (8 * k)
-    rel = np.where(rel >= 1 << 31, rel - (1 << 32), rel)
-    tgt = pos + 5 + rel
-    return np.unique(tgt[(tgt >= 0) & (tgt < len(a))])
+    found = []
+    for lo, hi in _chunks(len(text)):
+        with text[lo:hi] as piece:
+            a = np.frombuffer(piece, dtype=np.uint8)
+            pos = np.flatnonzero(a[:-4] == 0xE8)
+            pos = pos[pos < CHUNK]          # the overlap is the next chunk's
+            rel = np.zeros(len(pos), dtype=np.int64)
+            for k in range(4):
+                rel |= a[pos + 1 + k].astype(np.int64) << (8 * k)
+            del a
+        rel = np.where(rel >= 1 << 31, rel - (1 << 32), rel)
+        tgt = pos + lo + 5 + rel
+        found.append(np.unique(tgt[(tgt >= 0) & (tgt < len(text))]))
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
 
 
 def _function_start(text, base: int, starts, site: int) -> int | None:
