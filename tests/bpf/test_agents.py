@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -163,8 +164,22 @@ def test_claude_code_with_an_mcp_server_from_its_mcp_config(tracer_run, fake_api
            "DISABLE_ERROR_REPORTING": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
     (tmp_path / "home").mkdir()
     rec = tracer_run()
+    binary = npmbins.claude()
+    # BoringSSL is located in a binary when it is first exec'd, off the capture path: a first
+    # run's first requests can go by before the probes are on (test_boringssl.py does the same).
+    # `claude -p` with no prompt waits on stdin: alive until the tracer says it attached.
+    waiting = subprocess.Popen([str(binary), "-p"], env=env, cwd=tmp_path, stdin=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not any(f"attached: {binary}" in line for line in rec.stderr):
+            assert time.monotonic() < deadline, "".join(rec.stderr)
+            time.sleep(0.2)
+    finally:
+        waiting.kill()
+        waiting.wait()
     # as root Claude Code refuses --dangerously-skip-permissions: allow the one tool by name
-    proc = subprocess.Popen([str(npmbins.claude()), "-p", "Add 2 and 3 with the tool.", "--mcp-config", str(config),
+    proc = subprocess.Popen([str(binary), "-p", "Add 2 and 3 with the tool.", "--mcp-config", str(config),
                              "--allowedTools", "mcp__pysdk__add"],
                             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=300)
