@@ -1,12 +1,14 @@
-"""The system tier: the built .deb in a Debian 12 booted with systemd-nspawn.
+"""The system tier: the built .deb in Debian 12 and Debian 13, each booted with systemd-nspawn.
 
 systemd is PID 1 in the container, with its own journald, system D-Bus and
 polkit; the package is installed with apt, which fetches its dependencies from
 Debian. Commands run inside through nsenter into the container's namespaces
 (machinectl needs --register=yes and a host systemd, which CI machines may lack).
 
-    rootfs   session: debootstrap once, cached in /var/cache/agtap-test/rootfs-bookworm
-             (tests/system/make-rootfs.sh; its hash is the cache key)
+    rootfs   session, one per release (bookworm = Debian 12, trixie = Debian 13; every
+             test using it runs on both): debootstrap once, cached in
+             /var/cache/agtap-test/rootfs-<release> (tests/system/make-rootfs.sh; its hash
+             and the release are the cache key). AGTAP_TEST_RELEASES="trixie" narrows it.
     deb      session: setup/build-deb.sh -> dist/agtap_*_amd64.deb (or $AGTAP_DEB)
     boot     function: a fresh container (--volatile=overlay: the cached tree is
              read-only, every write goes to a tmpfs, nothing leaks between tests)
@@ -39,8 +41,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CACHE = Path(os.environ.get("AGTAP_TEST_CACHE", "/var/cache/agtap-test"))
-ROOTFS = Path(os.environ.get("AGTAP_TEST_ROOTFS", CACHE / "rootfs-bookworm"))
-APT_ARCHIVES = CACHE / "apt-archives"
+RELEASES = os.environ.get("AGTAP_TEST_RELEASES", "bookworm trixie").split()   # Debian 12, Debian 13
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -64,13 +65,16 @@ class Container:
 
     def __init__(self, rootfs: Path, logdir: Path, name: str = "agtap-test"):
         self.rootfs, self.logdir, self.name = rootfs, logdir, name
+        self.release = rootfs.name.replace("rootfs-", "", 1)    # bookworm, trixie
         self.proc: subprocess.Popen | None = None
         self.leader: int | None = None
         self.console = logdir / "console.log"
 
     # -- life cycle -------------------------------------------------------
     def boot(self, timeout: float = 90) -> "Container":
-        APT_ARCHIVES.joinpath("partial").mkdir(parents=True, exist_ok=True)
+        # one archive cache per release (rootfs-bookworm -> apt-archives-bookworm)
+        archives = CACHE / self.rootfs.name.replace("rootfs-", "apt-archives-", 1)
+        archives.joinpath("partial").mkdir(parents=True, exist_ok=True)
         cmd = [
             "systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
             f"--directory={self.rootfs}", f"--machine={self.name}",
@@ -78,7 +82,7 @@ class Container:
             "--system-call-filter=bpf perf_event_open",
             # downloaded .debs are kept across runs: apt still resolves and verifies
             # everything from Debian, it just does not fetch the same file twice
-            f"--bind={APT_ARCHIVES}:/var/cache/apt/archives",
+            f"--bind={archives}:/var/cache/apt/archives",
         ]
         t0 = time.monotonic()
         out = open(self.console, "wb")
@@ -206,14 +210,17 @@ def host_ready() -> None:
         _need(shutil.which(tool, path=HOST_PATH) is not None, f"{tool} missing: apt-get install {pkg}")
 
 
-@pytest.fixture(scope="session")
-def rootfs(host_ready) -> Path:
+@pytest.fixture(scope="session", params=RELEASES)
+def rootfs(request, host_ready) -> Path:
+    """The cached rootfs of one Debian release; every test using it runs once per release."""
+    release = request.param
+    path = CACHE / f"rootfs-{release}"
     t0 = time.monotonic()
-    r = subprocess.run([str(HERE / "make-rootfs.sh"), str(ROOTFS)], capture_output=True, text=True,
+    r = subprocess.run([str(HERE / "make-rootfs.sh"), release, str(path)], capture_output=True, text=True,
                        env={"PATH": HOST_PATH}, timeout=1800)
-    _need(r.returncode == 0, f"building the Debian rootfs failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    print(f"\nrootfs: {r.stdout.strip().splitlines()[-1]} ({time.monotonic() - t0:.1f}s)")
-    return ROOTFS
+    _need(r.returncode == 0, f"building the {release} rootfs failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    print(f"\nrootfs {release}: {r.stdout.strip().splitlines()[-1]} ({time.monotonic() - t0:.1f}s)")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Build (once) the Debian 12 rootfs the system tier boots with systemd-nspawn.
-# Usage: make-rootfs.sh DIR   (default /var/cache/agtap-test/rootfs-bookworm)
-# The rootfs is cached with a stamp file holding a hash of this script: change the
-# package list here and the next run rebuilds it. Root only (debootstrap, chroot).
+# Build (once) a Debian rootfs the system tier boots with systemd-nspawn.
+# Usage: make-rootfs.sh SUITE DIR   (SUITE: bookworm = Debian 12, trixie = Debian 13;
+#        default DIR /var/cache/agtap-test/rootfs-SUITE)
+# The rootfs is cached with a stamp file holding a hash of this script and the suite:
+# change the package list here and the next run rebuilds it. Root only (debootstrap, chroot).
 set -euo pipefail
-dest=${1:-/var/cache/agtap-test/rootfs-bookworm}
+suite=${1:-bookworm}
+case "$suite" in bookworm|trixie) ;; *) echo "make-rootfs: unknown suite '$suite' (bookworm or trixie)" >&2; exit 2;; esac
+dest=${2:-/var/cache/agtap-test/rootfs-$suite}
 mirror=${AGTAP_TEST_MIRROR:-http://deb.debian.org/debian}
-suite=bookworm
-# systemd as PID 1 with journald and a system bus; polkit (bookworm: polkitd + pkexec);
+# systemd as PID 1 with journald and a system bus; polkit (polkitd + pkexec, on both suites);
 # python3 + ca-certificates for the client calls; tmux for agtap-tui; sudo/util-linux for
 # running commands as other users. The agtap runtime dependencies are NOT here: the test
 # installs the .deb with apt, which resolves them from Debian inside the container.
 include=systemd,systemd-sysv,dbus,man-db,dbus-user-session,libpam-systemd,polkitd,pkexec,python3,curl,ca-certificates,tmux,sudo,procps,iproute2,less,openssl
-stamp_want=$(cat "$0" | sha256sum | cut -c1-16)
+stamp_want=$( (cat "$0"; echo "$suite") | sha256sum | cut -c1-16)
 if [ -f "$dest/.agtap-rootfs-stamp" ] && [ "$(cat "$dest/.agtap-rootfs-stamp")" = "$stamp_want" ]; then
   echo "rootfs: cached at $dest"; exit 0
 fi

@@ -291,3 +291,40 @@ def test_watchdog_restarts_a_stopped_daemon(svc):
         box.sh("rm -f /etc/systemd/system/agtap.service.d/50-test-watchdog.conf && systemctl daemon-reload "
                "&& systemctl restart agtap", check=False, timeout=300)
         svc.wait_active()
+
+
+def test_a_refused_bpf_program_is_one_line_and_no_restart_loop(svc):
+    """The real verifier refusing a program (copy_len's mask widened to twice the destination,
+    in a copy of the installed sources): one journal line naming the program, the verifier's
+    reason and the versions to report; exit status 3; systemd does not restart it."""
+    box = svc.box
+    box.sh("rm -rf /etc/agtap-test/bpf && cp -r /usr/share/agtap/bpf /etc/agtap-test/bpf && "
+           "sed -i 's/& (size - 1)) + 1;/\\& (2 * size - 1)) + 1;/' /etc/agtap-test/bpf/common.h && "
+           "grep -qF '& (2 * size - 1)) + 1;' /etc/agtap-test/bpf/common.h")
+    box.write("/etc/systemd/system/agtap.service.d/50-test-refused.conf",
+              "[Service]\nEnvironment=AGTAP_BPF_DIR=/etc/agtap-test/bpf\n")
+    try:
+        since = box.sh("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+        n = svc.restarts()
+        box.sh("systemctl daemon-reload && systemctl restart agtap", check=False, timeout=300)
+        box.wait_for("systemctl is-failed agtap", timeout=180, what="agtap.service failed")
+        time.sleep(5)   # RestartSec=2s: a restart would have happened by now
+        show = box.sh("systemctl show -p ExecMainStatus -p NRestarts -p ActiveState agtap").stdout
+        assert "ExecMainStatus=3" in show and f"NRestarts={n}" in show and "ActiveState=failed" in show, show
+        log = box.sh(f"journalctl -u agtap --no-pager -o cat --since '{since}'").stdout
+        refusals = [ln for ln in log.splitlines() if "BPF verifier refused program" in ln]
+        assert len(refusals) == 1, log[-3000:]
+        line = refusals[0]
+        m = re.search(r"refused program (\w+): (.+?) — ", line)
+        assert m, line
+        bpf_log = box.sh("cat /var/log/agtap/bpf-load.log").stdout
+        for reason in m.group(2).split(" | "):    # the verifier's own words, from its log
+            assert reason in [ln.strip() for ln in bpf_log.splitlines()] and not re.match(r"\d+: ", reason), (reason, line)
+        assert re.search(r"please report it .* with BCC 0\.\d+\S*, LLVM \d+, kernel \S+", line), line
+        assert "/var/log/agtap/bpf-load.log" in line
+        assert not re.search(r"^\d+: \(", log, re.M), "the verifier's instructions reached the journal"
+        print(f"\n{box.release}: {line}")
+    finally:
+        box.sh("rm -f /etc/systemd/system/agtap.service.d/50-test-refused.conf && systemctl daemon-reload "
+               "&& systemctl reset-failed agtap; systemctl restart agtap", check=False, timeout=300)
+        svc.wait_active()
