@@ -12,7 +12,9 @@ import re
 import tomllib
 from pathlib import Path
 
-from conftest import HERE, REPO, Failed
+import pytest
+
+from conftest import HERE, REPO, Container, Failed
 
 UNIT = REPO / "systemd" / "agtap.service"
 
@@ -41,8 +43,24 @@ def _hardening_unit(script: str, env: dict[str, str]) -> str:
     return f"[Service]\nType=oneshot\n{envs}ExecStart=/usr/bin/python3 {script}\n" + "\n".join(keep) + "\n"
 
 
-def test_bcc_loads_uprobes_under_the_unit_sandbox(box):
-    """The unit's hardening (capabilities, ProtectSystem=strict, syscall filter...) leaves BCC what it needs."""
+@pytest.fixture(scope="module")
+def installed(rootfs, deb, tmp_path_factory):
+    """One container per release with the .deb installed by apt (an install is minutes on a
+    busy machine): the tests below share it, and the last one removes and purges it."""
+    box = Container(rootfs, tmp_path_factory.mktemp("nspawn-deb"))
+    try:
+        box.boot()
+        box.install_seconds = box.install_deb(deb)
+        yield box
+    finally:
+        box.stop()
+
+
+def test_bcc_loads_uprobes_under_the_unit_sandbox(installed):
+    """The unit's hardening (capabilities, ProtectSystem=strict, syscall filter...) leaves BCC what it needs.
+    Independent of agtap's code: its own probe script, with Debian's BCC and headers (there
+    as the .deb's dependencies; the install below is then a no-op)."""
+    box = installed
     box.sh("apt-get -q -o DPkg::Lock::Timeout=300 install -y python3-bpfcc linux-headers-amd64 openssl",
            timeout=900)
     box.sh("getent group agtap || groupadd --system agtap")
@@ -57,9 +75,23 @@ def test_bcc_loads_uprobes_under_the_unit_sandbox(box):
     print("\n" + "\n".join(ln for ln in log.splitlines() if re.search(r"bcc:|proc:|uprobes:", ln)))
 
 
-def test_deb_installs_with_apt_and_places_every_file(box, deb):
-    secs = box.install_deb(deb)
-    print(f"\napt install {deb.name} (deps from Debian): {secs:.1f}s")
+def test_security_exposure_score(installed):
+    """`systemd-analyze security agtap`: captured for the report; must stay below 'EXPOSED'."""
+    box = installed
+    out = box.sh("systemd-analyze security --no-pager agtap.service", check=False).stdout
+    m = re.search(r"Overall exposure level for agtap\.service:\s*([\d.]+)\s+(\w+)", out)
+    assert m, out
+    score = float(m.group(1))
+    (REPO / "dist").mkdir(exist_ok=True)
+    (REPO / "dist" / f"systemd-analyze-security-{box.release}.txt").write_text(out)
+    print(f"\nsystemd-analyze security agtap ({box.release}): {score} {m.group(2)}")
+    assert score < 7.0, out
+
+
+def test_deb_installs_with_apt_and_places_every_file(installed, deb):
+    """Last of the three: it ends by removing and purging the package."""
+    box = installed
+    print(f"\napt install {deb.name} (deps from Debian, {box.release}): {box.install_seconds:.1f}s")
     box.sh("dpkg-query -W -f='${Status}' agtap | grep -qx 'install ok installed'")
     # group from sysusers, unit enabled by dh_installsystemd
     box.sh("getent group agtap")
@@ -91,19 +123,6 @@ def test_deb_installs_with_apt_and_places_every_file(box, deb):
     # removal stops and disables; purge removes the conffile
     box.sh("apt-get -q remove -y agtap && test -e /etc/agtap/agtap.toml && ! systemctl is-enabled agtap")
     box.sh("apt-get -q purge -y agtap && ! test -e /etc/agtap/agtap.toml")
-
-
-def test_security_exposure_score(box, deb):
-    """`systemd-analyze security agtap`: captured for the report; must stay below 'EXPOSED'."""
-    box.install_deb(deb)
-    out = box.sh("systemd-analyze security --no-pager agtap.service", check=False).stdout
-    m = re.search(r"Overall exposure level for agtap\.service:\s*([\d.]+)\s+(\w+)", out)
-    assert m, out
-    score = float(m.group(1))
-    (REPO / "dist").mkdir(exist_ok=True)
-    (REPO / "dist" / "systemd-analyze-security.txt").write_text(out)
-    print(f"\nsystemd-analyze security agtap: {score} {m.group(2)}")
-    assert score < 7.0, out
 
 
 def test_example_config_names_every_key(host_ready):
