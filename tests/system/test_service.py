@@ -209,6 +209,27 @@ def test_reload_keeps_the_process(svc):
     svc.wait_captured(model)
 
 
+def test_prometheus_metrics_with_debians_client_library(svc):
+    """metrics_addr in the config file: /metrics served by Debian's python3-prometheus-client
+    (0.16 on Debian 12, 0.21 on Debian 13) counts a real call."""
+    box = svc.box
+    port = free_port()
+    box.sh(f"cp /etc/agtap/agtap.toml /root/agtap.toml.orig && "
+           f"echo 'metrics_addr = \"127.0.0.1:{port}\"' >> /etc/agtap/agtap.toml")
+    try:
+        pid = svc.main_pid()
+        box.sh("systemctl restart agtap", timeout=300)
+        svc.wait_active(not_pid=pid)
+        svc.python_call(model := new_model())
+        svc.wait_captured(model)
+        r = box.wait_for(f"curl -sf http://127.0.0.1:{port}/metrics | grep -F '{model}'", what="the call in /metrics")
+        line = r'^agtap_request_duration_seconds_count\{[^}]*model="' + re.escape(model) + r'"[^}]*\} 1\.0$'
+        assert re.search(line, r.stdout, re.M), r.stdout
+    finally:
+        box.sh("mv /root/agtap.toml.orig /etc/agtap/agtap.toml && systemctl restart agtap", timeout=300)
+        svc.wait_active()
+
+
 def test_tui_in_tmux_as_group_member(svc):
     box = svc.box
     box.sh("tmux new-session -d -s tui -x 200 -y 50 agtap-tui", user="alice")
