@@ -67,11 +67,13 @@ def _capture_flags(p: argparse.ArgumentParser) -> None:
     o.add_argument("--otel", metavar="URL", help="export OpenTelemetry (OTLP/HTTP base URL, e.g. http://host:4318)")
     o.add_argument("--bus", choices=("system", "session", "none"), help=f"D-Bus to own io.agtap.Agtap1 on (default {D.bus})")
     o.add_argument("--runtime-dir", metavar="DIR", help=f"runtime data (default {D.runtime_dir})")
+    o.add_argument("--cache-dir", metavar="DIR",
+                   help=f"where located BoringSSL offsets are kept (default {D.cache_dir}; env AGTAP_CACHE_DIR)")
 
 
 FLAG_FIELDS = ("pids", "comms", "verbose", "max_capture_bytes", "event_log", "bodies_dir", "max_body_store",
                "body_retention", "max_log_size", "max_log_files", "stdout", "metrics_addr", "otel", "bus",
-               "runtime_dir")
+               "runtime_dir", "cache_dir")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -101,6 +103,8 @@ def parser() -> argparse.ArgumentParser:
                             help="print the recording's items (not events), in the recording format")
         if name in ("doctor", "clean"):
             sp.add_argument("--runtime-dir")
+        if name == "doctor":
+            sp.add_argument("--cache-dir")
         if name == "clean":
             sp.add_argument("--log", dest="event_log", metavar="FILE")
             sp.add_argument("--bodies-dir", metavar="DIR")

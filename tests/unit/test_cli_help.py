@@ -53,3 +53,19 @@ def test_ebpf_prints_the_program_and_exits_without_loading_it():
     assert re.search(r"^#define MAX_SEGS 4$", out.stdout, re.M)    # 64 KiB / 16 KiB records
     assert "TRACEPOINT_PROBE(syscalls, sys_enter_write)" in out.stdout and "int probe_ssl_free(" in out.stdout
     assert len(BPF_FILES) == 4
+
+
+def test_cache_dir_flag_wins_over_the_environment(monkeypatch):
+    # The BoringSSL offsets cache is a setting like the others: flag > file > env > default.
+    from agtap import cli
+    from agtap.config import DEFAULT_CACHE_DIR
+    monkeypatch.delenv("AGTAP_CACHE_DIR", raising=False)
+    cfg, _ = cli.build_config(cli.parser().parse_args(["serve"]))
+    assert cfg.cache_dir == DEFAULT_CACHE_DIR == "/var/cache/agtap"
+    monkeypatch.setenv("AGTAP_CACHE_DIR", "/srv/env-cache")
+    cfg, _ = cli.build_config(cli.parser().parse_args(["serve"]))
+    assert cfg.cache_dir == "/srv/env-cache"
+    cfg, _ = cli.build_config(cli.parser().parse_args(["--cache-dir", "/srv/flag-cache", "serve"]))
+    assert cfg.cache_dir == "/srv/flag-cache"
+    cfg, _ = cli.build_config(cli.parser().parse_args(["doctor", "--cache-dir", "/srv/doctor-cache"]))
+    assert cfg.cache_dir == "/srv/doctor-cache"
