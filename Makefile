@@ -52,7 +52,7 @@ bench: setup
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 fuzz: setup
-	$(PY) fuzz/run.py $(ARGS)
+	$(PY) -m fuzz.run $(ARGS)
 
 deb:
 	./setup/build-deb.sh

@@ -1,6 +1,6 @@
 """Replay fuzz inputs and show where they fail, with the traceback the pipeline's safety net hid.
 
-    .venv/bin/python fuzz/repro.py fuzz/crashes/<sha>.bin [...]
+    .venv/bin/python -m fuzz.repro fuzz/crashes/<sha>.bin [...]   (from the repository root)
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ import sys
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fuzz import run as fr  # noqa: E402
+from fuzz import run as fr
 
 
 def main(paths: list[str]) -> int:

@@ -1,7 +1,7 @@
 """The long fuzz run: mutated provider exchanges and raw bytes through the wire parsers and the pipeline.
 
-    .venv/bin/python fuzz/run.py                       # 1,000,000 inputs, atheris if installed
-    .venv/bin/python fuzz/run.py --inputs 20000 --engine random
+    .venv/bin/python -m fuzz.run                       # 1,000,000 inputs, atheris if installed
+    .venv/bin/python -m fuzz.run --inputs 20000 --engine random
     make fuzz                                          # the same as the first line
 
 Every input is a byte string that steers one of these targets (its first byte picks which):
@@ -38,7 +38,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
 
 try:
     import atheris

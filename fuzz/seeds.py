@@ -11,7 +11,7 @@ import gzip
 import json
 import zlib
 
-from tests.fixtures.providers.harness import chunk_frame, fixture, request, response, response_head, sse_blocks
+from tests.support.harness import chunk_frame, fixture, request, response, response_head, sse_blocks
 
 SSE_HEAD = {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked"}
 

@@ -1,22 +1,21 @@
-"""Shared pytest fixtures for every tier: the throwaway CA and the local fake LLM API.
+"""Shared pytest fixtures for every tier: the throwaway CA, the local fake LLM API, a UTC
+clock and a fresh asyncio loop.
 
-Makes `tests.support` importable (the repo root goes on sys.path) without turning
-tests/ into a package. See tests/support/__init__.py for the harness API.
+tests/ is the package `tests`: pyproject.toml's `pythonpath = ["."]` puts the repository
+root on sys.path, so helpers import as `tests.support...` (tests/support/__init__.py has the
+harness API). Fixtures for the D-Bus service tests are in tests/unit/conftest.py, the BPF
+tier's in tests/bpf/conftest.py.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import asyncio
+import time
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from tests.support.certs import CertPaths, make_certs  # noqa: E402
-from tests.support.fakeapi import FakeApi  # noqa: E402
+from tests.support.certs import CertPaths, make_certs
+from tests.support.fakeapi import FakeApi
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +36,24 @@ def fake_api_plain():
     """The same fake API over plain HTTP (no TLS): for syscall-tracepoint capture tests."""
     with FakeApi(tls=False) as api:
         yield api
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    """Local time is UTC for the test (times on screen and in files are then fixed strings).
+
+    A module takes it for every test with `pytestmark = pytest.mark.usefixtures("utc")`."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
+def aloop():
+    """A new asyncio event loop, set as the current one, closed after the test."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()

@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -26,117 +25,11 @@ from agtap import busnames as B
 from agtap.capture.chunk import Chunk, ConnClosed
 from agtap.pipeline import Pipeline
 from agtap.providers.pricing import PriceTable
-from tests.bpf.conftest import REPO, DaemonRun
+from tests.support.agtapd import body_files, log_files, read_lines, wait_until
 from tests.support import API_KEYS, Reply, run_client, start_client
 from tests.support.clients import CLIENTS_DIR, PYTHON, client_env
 
 REPLY = dict(text="Hello there, friend of agtap.", input_tokens=30, output_tokens=4)
-
-
-def wait_until(pred, timeout: float, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
-
-
-def read_lines(paths) -> list[dict]:
-    """Every line of every file, each parsed (a torn or half-written line fails here)."""
-    out = []
-    for p in paths:
-        data = Path(p).read_bytes()
-        assert not data or data.endswith(b"\n"), f"{p} ends mid-line"
-        for n, line in enumerate(data.splitlines()):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                raise AssertionError(f"{p}:{n + 1} is not JSON: {line[:200]!r}") from None
-    return out
-
-
-def log_files(log: Path) -> list[Path]:
-    return sorted(p for p in log.parent.iterdir() if p.name == log.name or p.name.startswith(log.name + "."))
-
-
-def body_files(bodies: Path) -> list[Path]:
-    return sorted(p for p in bodies.rglob("*") if p.is_file()) if bodies.exists() else []
-
-
-class Agtapd(DaemonRun):
-    """DaemonRun with the choices these tests need: paths, stdout kept, extra environment."""
-
-    def __init__(self, tmp: Path, *flags: str, log: Path | None = None, bodies: Path | None = None,
-                 env: dict | None = None, stdout: Path | None = None, expect_ready: bool = True):
-        import socket as _socket
-        self.dir = tmp
-        self.log = log or tmp / "log" / "events.jsonl"
-        self.bodies = bodies or tmp / "bodies"
-        sock_path = tmp / f"notify-{time.monotonic_ns()}.sock"
-        self.notify = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
-        self.notify.bind(str(sock_path))
-        self.notify.settimeout(1)
-        self.stderr_path = tmp / f"daemon-{time.monotonic_ns()}.stderr"
-        self.stdout_path = stdout
-        argv = [sys.executable, "-m", "agtap.cli", "--log", str(self.log), "--bodies-dir", str(self.bodies),
-                "--bus", "none", *([] if stdout else ["--no-stdout"]), *flags]
-        self.proc = subprocess.Popen(argv, cwd=REPO, env=dict(os.environ, NOTIFY_SOCKET=str(sock_path), **(env or {})),
-                                     stdout=open(stdout, "w") if stdout else subprocess.DEVNULL,
-                                     stderr=open(self.stderr_path, "w"))
-        self.ready = False
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                msg = self.notify.recv(4096).decode()
-            except OSError:
-                continue
-            if "READY=1" in msg.split("\n"):
-                self.ready = True
-                return
-        if expect_ready:
-            self.proc.kill()
-            raise AssertionError("the daemon never said READY=1:\n" + self.stderr_path.read_text())
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def all_events(self, pid: int | None = None) -> list[dict]:
-        evs = read_lines(log_files(self.log)) if self.log.parent.exists() else []
-        return [e for e in evs if pid is None or e["pid"] == pid]
-
-    def wait_events(self, pid: int, n: int, timeout: float = 30) -> list[dict]:
-        def enough():
-            evs = self.all_events(pid)
-            return evs if len(evs) >= n else None
-        return wait_until(enough, timeout, 0.3) or self.all_events(pid)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(30)
-        self.notify.close()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
-        try:
-            self.notify.close()
-        except OSError:
-            pass
-
-
-@pytest.fixture
-def agtapd(tmp_path, _need_root):
-    started: list[Agtapd] = []
-
-    def start(*flags: str, **kw) -> Agtapd:
-        d = Agtapd(tmp_path, *flags, **kw)
-        started.append(d)
-        return d
-    yield start
-    for d in started:
-        d.close()
 
 
 def replay(items, pid: int) -> tuple[Pipeline, list]:
@@ -173,9 +66,9 @@ def test_client_sigkilled_mid_stream_is_one_incomplete_event(agtapd, tracer_run,
     ex = fake_api.wait_for(1, timeout=30)[0]
     assert ex.client_gone, "the fake API saw the whole stream delivered"
 
-    evs = d.wait_events(proc.pid, 1, timeout=30)
+    evs = d.events(proc.pid, n=1, timeout=30)
     time.sleep(1.0)
-    evs = d.all_events(proc.pid)
+    evs = d.events(proc.pid)
     assert len(evs) == 1, evs
     ev = evs[0]
     assert ev["incomplete"] is True and ev["incomplete_reason"] == "process_exit", ev
@@ -235,8 +128,8 @@ def test_daemon_sigkill_under_load_leaves_whole_lines_and_bodies(agtapd, fake_ap
     loaders = start_loaders(tmp_path, fake_api, 3, 400)
     pids = [p.pid for p in loaders]
     # kill it while events are being written: once some have landed, without warning
-    assert wait_until(lambda: sum(len(d.all_events(pid)) for pid in pids) >= 30, 120, 0.05)
-    killed_at = sum(len(d.all_events(pid)) for pid in pids)
+    assert wait_until(lambda: sum(len(d.events(pid)) for pid in pids) >= 30, 120, 0.05)
+    killed_at = sum(len(d.events(pid)) for pid in pids)
     d.kill()
     done = finish_loaders(loaders)
     assert sum(done.values()) == 1200
@@ -259,7 +152,7 @@ def test_daemon_sigkill_under_load_leaves_whole_lines_and_bodies(agtapd, fake_ap
     assert not [f for f in body_files(d.bodies) if f.name.endswith(".tmp")], "temp files left after restart"
     before = len(lines)
     run = run_client("python-anthropic", fake_api, "nonstream").check()
-    assert len(d2.wait_events(run.pid, 1)) == 1
+    assert len(d2.events(run.pid, n=1)) == 1
     after = read_lines(log_files(d.log))
     assert len(after) >= before + 1
     assert d2.stop() == 0
@@ -309,7 +202,7 @@ def test_disk_full_keeps_tracing_counts_failures_logs_once_and_recovers(agtapd, 
         evs = wait_until(lambda: stdout_events(pid), 30)
         assert len(evs) == 1, (pid, evs)
         assert evs[0]["body_path"] is None and evs[0]["input_tokens"] == 30
-    assert all(d.all_events(pid) == [] for pid in pids)        # ... but not to the full log
+    assert all(d.events(pid) == [] for pid in pids)        # ... but not to the full log
     read_lines(log_files(d.log))                               # and the log holds whole lines only
     err = d.stderr()
     # one warning per sink per minute, not one per event (6 failures each)
@@ -320,7 +213,7 @@ def test_disk_full_keeps_tracing_counts_failures_logs_once_and_recovers(agtapd, 
 
     filler.unlink()                                            # space is back
     run = run_client("python-anthropic", fake_api, "nonstream").check()
-    evs = d.wait_events(run.pid, 1, timeout=30)
+    evs = d.events(run.pid, n=1, timeout=30)
     assert len(evs) == 1 and evs[0]["body_path"] and Path(evs[0]["body_path"]).is_file()
     json.loads(Path(evs[0]["body_path"]).read_bytes())
     assert d.stop() == 0
@@ -389,12 +282,12 @@ def test_rotation_under_load_loses_and_tears_no_line(agtapd, fake_api, tmp_path)
     assert sum(made.values()) == 2400
 
     def all_in():
-        evs = d.all_events()
+        evs = d.events()
         return sum(1 for e in evs if e["pid"] in made) >= 2400
     wait_until(all_in, 120, 0.5)
     files = log_files(d.log)
     assert len(files) >= 2, "the log never rotated"
-    evs = d.all_events()
+    evs = d.events()
     for pid, n in made.items():
         mine = [e for e in evs if e["pid"] == pid]
         assert len(mine) == n, (pid, len(mine), n)
@@ -481,7 +374,7 @@ async def _bus(address: str, calls: list) -> list:
 
 
 def test_no_secret_in_any_file_or_dbus_reply(agtapd, fake_api, tmp_path, monkeypatch):
-    from tests.support_dbus.bus import PrivateBus
+    from tests.support.dbus.bus import PrivateBus
     with PrivateBus() as bus:
         d = agtapd("--bus", "system", env=bus.env())
         fake_api.default = Reply(**REPLY, headers={"Set-Cookie": SET_COOKIE})
@@ -513,8 +406,8 @@ def test_no_secret_in_any_file_or_dbus_reply(agtapd, fake_api, tmp_path, monkeyp
             assert s.encode() in wire, f"{s} never crossed the wire: the test would prove nothing"
 
         for pid in pids:
-            assert len(d.wait_events(pid, 1)) == 1, pid
-        evs = [e for e in d.all_events() if e["pid"] in pids]
+            assert len(d.events(pid, n=1)) == 1, pid
+        evs = [e for e in d.events() if e["pid"] in pids]
         ids = [e["id"] for e in evs]
         assert all(e["body_path"] for e in evs)
         recent, *bodies = asyncio.run(_bus(bus.address, [("GetRecentCalls", "u", [1000])]

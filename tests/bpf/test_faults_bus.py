@@ -3,7 +3,7 @@
 dbus-daemon stops reading for a few seconds (SIGSTOP here; CPU starvation under load in real life:
 tests/bpf/test_faults.py's ring-buffer flood did it) while calls are captured, so the daemon's
 socket to the bus fills with CallCaptured signals. The daemon under test is the real one
-(agtap.service.daemon) with the fake tracer of tests/support_dbus (no BPF needed, but the bus
+(agtap.service.daemon) with the fake tracer of tests/support/dbus (no BPF needed, but the bus
 policy setup needs root, like the rest of this tier).
 """
 
@@ -34,10 +34,10 @@ async def _get_stats(address: str, timeout: float = 10):
 
 
 @pytest.fixture(scope="module")
-def stalled_bus_run(tmp_path_factory, _need_root_module):
+def stalled_bus_run(tmp_path_factory, _need_root):
     """Start the daemon, stall the bus while 1500 calls are captured, resume it; returns what was seen."""
-    from tests.support_dbus.bus import PrivateBus
-    from tests.support_dbus.procs import Daemon
+    from tests.support.dbus.bus import PrivateBus
+    from tests.support.dbus.procs import Daemon
     with PrivateBus() as bus:
         d = Daemon(str(tmp_path_factory.mktemp("stalled-bus")), bus.env()).ready(30)
         try:

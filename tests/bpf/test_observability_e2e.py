@@ -14,17 +14,17 @@ import uuid
 
 import pytest
 
-from tests.bpf.conftest import DaemonRun
+from tests.support.agtapd import Agtapd
 from tests.support import Reply, run_client
-from tests.support_obs.otlp import OtlpReceiver
-from tests.support_obs.prom import free_port, start_prometheus
+from tests.support.obs.otlp import OtlpReceiver
+from tests.support.obs.prom import free_port, start_prometheus
 
 
 @pytest.fixture
 def observed(tmp_path, _need_root):
     port = free_port()
     with OtlpReceiver() as rx:
-        d = DaemonRun(["--metrics-addr", f"127.0.0.1:{port}", "--otel", rx.endpoint], tmp_path)
+        d = Agtapd(tmp_path, "--metrics-addr", f"127.0.0.1:{port}", "--otel", rx.endpoint)
         try:
             with start_prometheus(f"127.0.0.1:{port}", tmp_path / "prom") as prom:
                 prom.wait_for_scrape()

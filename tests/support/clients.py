@@ -20,12 +20,11 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .fakeapi import FakeApi
+from .paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CLIENTS_DIR = REPO / "tests" / "clients"
 PYTHON = sys.executable  # the venv's python: it has the SDKs
 NODE = shutil.which("node") or "/usr/bin/node"

@@ -16,6 +16,7 @@ from agtap.capture.elfsyms import exported
 from agtap.capture.recording import Recorder, RecordingError, encode, read
 from agtap.capture.records import (F_CUT, F_LAST, HDR_SIZE, K_CLOSE, K_EXIT, K_SOCK_READ, K_SOCK_WRITE,
                                    K_TLS_READ, K_TLS_WRITE, S_EGRESS_ONLY, S_NEVER, RawRecord, decode)
+from tests.support.harness import chunk
 
 
 def raw(kind, pid, conn_id, data=b"", flags=F_LAST, ts=1_000, comm="agent"):
@@ -355,9 +356,8 @@ def test_exported_ssl_symbols_of_the_system_libssl():
 # --- recordings ---
 
 def test_recording_round_trip_is_exact(tmp_path):
-    items = [Chunk(conn=ConnId.tls(1, 0xFF), direction=Direction.EGRESS, ts_ns=10, wall_ns=20, pid=1, tid=2, comm="c",
-                   proc="p", data=bytes(range(256)), transport=Transport.TLS, cut=True, exe="/x", unit="u.service",
-                   container_id="", fd=-1),
+    items = [chunk(Direction.EGRESS, bytes(range(256)), 10, conn=ConnId.tls(1, 0xFF), wall_ns=20, pid=1, tid=2, comm="c",
+                   proc="p", cut=True, exe="/x", unit="u.service", container_id="", fd=-1),
              ConnClosed(ConnId.tls(1, 0xFF), 30, "process_exit")]
     path = tmp_path / "r.jsonl"
     rec = Recorder(str(path))
@@ -389,8 +389,8 @@ def test_agtap_replay_prints_one_event_per_call(tmp_path):
                  b'"usage":{"input_tokens":9,"output_tokens":2}}')
     resp = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
             + str(len(resp_body)).encode() + b"\r\n\r\n" + resp_body)
-    mk = lambda d, data, ts: Chunk(conn=ConnId.tls(7, 0xAB), direction=d, ts_ns=ts, wall_ns=1_795_000_000_000_000_000 + ts,
-                                   pid=7, tid=7, comm="python3", proc="python3", data=data, transport=Transport.TLS)
+    mk = lambda d, data, ts: chunk(d, data, ts, conn=ConnId.tls(7, 0xAB), wall_ns=1_795_000_000_000_000_000 + ts, pid=7,
+                                   proc="python3")
     path = tmp_path / "r.jsonl"
     rec = Recorder(str(path))
     rec.write(mk(Direction.EGRESS, req, 1_000_000))

@@ -6,42 +6,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from agtap.ctl import call_line, main  # noqa: E402
-from tests.support_dbus.bus import OUTSIDER, TESTER, PrivateBus, ensure_users  # noqa: E402
-from tests.support_dbus.procs import PY, REPO, Daemon, ctl, env_for  # noqa: E402
-from tests.support_dbus.threadstop import thread_stopped  # noqa: E402
+from agtap.ctl import call_line, main
+from tests.support.dbus.bus import OUTSIDER, TESTER, PrivateBus
+from tests.support.dbus.procs import PY, REPO, Daemon, ctl, env_for
+from tests.support.dbus.threadstop import thread_stopped
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates test users and switches to them")
-
-
-@pytest.fixture(scope="module")
-def bus():
-    if os.geteuid() == 0:
-        ensure_users()
-    with PrivateBus() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def env(bus):
-    return env_for(bus.env())
-
-
-@pytest.fixture(scope="module")
-def daemon(bus):
-    with tempfile.TemporaryDirectory() as d:
-        os.chmod(d, 0o755)
-        dm = Daemon(d, bus.env(), "--calls", "3").ready()
-        yield dm
-        dm.stop()
 
 
 def test_exit_3_when_no_bus(tmp_path):

@@ -9,17 +9,14 @@ process under runuser. Needs root: it creates those users and switches to them.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from agtap import busnames as B  # noqa: E402
-from tests.support_dbus.bus import OUTSIDER, TESTER, PrivateBus, ensure_users  # noqa: E402
-from tests.support_dbus.procs import PY, Daemon, as_user, client_calls, env_for  # noqa: E402
+from agtap import busnames as B
+from tests.support.dbus.bus import OUTSIDER, TESTER, PrivateBus
+from tests.support.dbus.procs import PY, Daemon, as_user, client_calls, env_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates test users and switches to them")
 
@@ -50,31 +47,6 @@ CONTROL_SPEC = [
     [C, "Start", "", []],
     [C, "Clean", "", []],
 ]
-
-
-@pytest.fixture(scope="module")
-def users():
-    ensure_users()
-
-
-@pytest.fixture(scope="module")
-def bus(users):
-    with PrivateBus() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-def daemon(bus):
-    with tempfile.TemporaryDirectory() as d:
-        os.chmod(d, 0o755)
-        dm = Daemon(d, bus.env(), "--calls", "3").ready()
-        yield dm
-        assert dm.stop() == 0, dm.err
-
-
-@pytest.fixture(scope="module")
-def env(bus):
-    return env_for(bus.env())
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +140,7 @@ def test_signals_reach_the_group_but_not_outsiders(daemon, env):
     listeners = {}
     for user in ("root", TESTER, OUTSIDER):
         cmd = (["runuser", "-u", user, "--"] if user != "root" else []) + [
-            PY, "-m", "tests.support_dbus.client", "listen", "3"]
+            PY, "-m", "tests.support.dbus.client", "listen", "3"]
         p = subprocess.Popen(cmd, cwd=str(Path(__file__).resolve().parents[2]), env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert p.stdout.readline().strip() == "ready", p.stderr.read()

@@ -12,18 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from agtap import busnames as B  # noqa: E402
-from tests.support_dbus.bus import OUTSIDER, POLICY, REPO, TESTER, PrivateBus, ensure_users  # noqa: E402
-from tests.support_dbus.procs import Daemon, client_calls, ctl, env_for  # noqa: E402
+from agtap import busnames as B
+from tests.support.dbus.bus import OUTSIDER, POLICY, REPO, TESTER, PrivateBus, ensure_users
+from tests.support.dbus.procs import client_calls, ctl, env_for
 
 POLKITD = "/usr/lib/polkit-1/polkitd"
 ACTION = Path("/usr/share/polkit-1/actions/io.agtap.policy")
@@ -34,7 +30,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runs polk
 
 
 @pytest.fixture(scope="module")
-def polkit_bus():
+def bus():
+    """This module's bus: with polkitd on it (the shared `daemon` fixture then runs here)."""
     if not os.path.exists(POLKITD):
         pytest.fail("polkitd missing: apt-get install polkitd")
     ensure_users()
@@ -70,34 +67,24 @@ def polkit_bus():
             ACTION.unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="module")
-def daemon(polkit_bus):
-    with tempfile.TemporaryDirectory() as d:
-        os.chmod(d, 0o755)
-        dm = Daemon(d, polkit_bus.env(), "--calls", "1").ready()
-        yield dm
-        assert dm.stop() == 0
-
-
 C = B.CONTROL_INTERFACE
 SPEC = [[C, "SetFilter", "auas", [[1], ["python3"]]], [C, "ClearFilter", "", []],
         [C, "Stop", "", []], [C, "Start", "", []], [C, "Clean", "", []]]
 
 
-def test_polkit_grants_control_to_the_user_its_rule_names(daemon, polkit_bus):
-    res = client_calls(TESTER, SPEC, env_for(polkit_bus.env()))
+def test_polkit_grants_control_to_the_user_its_rule_names(daemon, env):
+    res = client_calls(TESTER, SPEC, env)
     assert all(r["ok"] for r in res), res
 
 
-def test_polkit_refuses_others_without_an_agent(daemon, polkit_bus):
+def test_polkit_refuses_others_without_an_agent(daemon, env):
     t0 = time.monotonic()
-    res = client_calls(OUTSIDER, SPEC, env_for(polkit_bus.env()))
+    res = client_calls(OUTSIDER, SPEC, env)
     assert [r.get("error") for r in res] == [B.ERROR_ACCESS_DENIED] * len(res), res
     assert time.monotonic() - t0 < 10                  # no hang waiting for an agent
 
 
-def test_agtapctl_control_through_polkit(daemon, polkit_bus):
-    env = env_for(polkit_bus.env())
+def test_agtapctl_control_through_polkit(daemon, env):
     assert ctl(TESTER, ["filter", "--comm", "node"], env).returncode == 0
     r = ctl(OUTSIDER, ["stop"], env)
     assert r.returncode == 4 and "io.agtap.manage" in r.stderr

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+from agtap.capture.chunk import ConnClosed, Direction
 from agtap.capture.connid import ConnId
 from agtap.pipeline import Limits, Pipeline
 from agtap.providers.pricing import PriceTable
@@ -29,6 +29,7 @@ from agtap.wire.http1 import HttpParser
 from agtap.wire.jsonarray import JsonArrayStream
 from agtap.wire.ndjson import LineDecoder
 from agtap.wire.sse import SseDecoder
+from tests.support.harness import chunk
 from fuzz import run as fuzz_run
 from fuzz.seeds import seeds
 
@@ -243,8 +244,8 @@ def _calls(items, conn):
     p = Pipeline(calls.append, ignore_conn=lambda c: None, prices=PRICES,
                  limits=Limits(max_body=1 << 20, decompress_cap=1 << 20))
     for t, (egress, data) in enumerate(items):
-        p.feed(Chunk(conn=conn, direction=Direction.EGRESS if egress else Direction.INGRESS, ts_ns=10**9 + t,
-                     wall_ns=10**18 + t, pid=7, tid=7, comm="c", proc="c", data=data, transport=Transport.TLS))
+        p.feed(chunk(Direction.EGRESS if egress else Direction.INGRESS, data, 10**9 + t, conn=conn,
+                     wall_ns=10**18 + t, pid=7, proc="c"))
     p.feed(ConnClosed(conn, 10**9 + len(items) + 1, "closed"))
     p.flush()
     assert p.stats.internal_errors == 0

@@ -16,7 +16,7 @@ from agtap.config import Config
 from agtap.service.controller import Controller
 from agtap.sinks.bodies import BodiesSink
 from agtap.sinks.jsonl import JsonlSink
-from tests.fixtures.providers.harness import Run, fixture, request, response
+from tests.support.harness import Run, fixture, request, response
 
 
 def _null_tracer(config, on_item, log):

@@ -20,8 +20,7 @@ import zlib
 
 import pytest
 
-from agtap.capture.chunk import Chunk, Direction, Transport
-from agtap.capture.connid import ConnId
+from agtap.capture.chunk import Direction, Transport
 from agtap.config import Config
 from agtap.pipeline import Limits
 from agtap.service.controller import Controller
@@ -29,7 +28,7 @@ from agtap.sinks.bodies import BodiesSink
 from agtap.sinks.journal import journal_fields, journal_message
 from agtap.sinks.jsonl import JsonlSink, event_line
 from agtap.textsafe import printable
-from tests.fixtures.providers.harness import Run, chunk_frame, fixture, request, response, response_head
+from tests.support.harness import Run, chunk, chunk_frame, fixture, request, response, response_head
 
 MiB = 1 << 20
 SSE = {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked"}
@@ -480,8 +479,7 @@ def test_chunk_objects_from_capture_are_not_retained():
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     for i in range(2000):
-        r.p.feed(Chunk(conn=ConnId.parse(r.conn), direction=Direction.INGRESS, ts_ns=10**12 + i, wall_ns=0, pid=1, tid=1,
-                       comm="c", proc="c", data=chunk_frame(b"z" * 8192), transport=Transport.TLS))
+        r.p.feed(chunk(Direction.INGRESS, chunk_frame(b"z" * 8192), 10**12 + i, conn=r.conn, wall_ns=0, proc="c"))
     held = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     assert held < 2 * MiB, held      # 16 MB went through; at most the 64 KiB body cap (+ bookkeeping) stays

@@ -9,8 +9,8 @@ import pytest
 
 from agtap import metricnames as mn
 from agtap.sinks.otel import OtelSink, span_attributes, span_name, span_times
-from tests.support_obs.calls import llm_call, mcp_call
-from tests.support_obs.otlp import OtlpReceiver
+from tests.support.obs.calls import llm_call, mcp_call
+from tests.support.obs.otlp import OtlpReceiver
 
 SPAN_KIND_CLIENT = 3
 STATUS_ERROR = 2

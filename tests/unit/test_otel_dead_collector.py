@@ -6,7 +6,7 @@ import socket
 import time
 
 from agtap.sinks.otel import OtelSink
-from tests.support_obs.calls import llm_call, mcp_call
+from tests.support.obs.calls import llm_call, mcp_call
 
 QUEUE = 256
 

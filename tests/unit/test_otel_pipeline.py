@@ -12,8 +12,8 @@ from agtap import metricnames as mn
 from agtap.capture.chunk import Transport
 from agtap.sinks.otel import OtelSink
 from agtap.sinks.prometheus import PrometheusSink
-from tests.fixtures.providers.harness import WALL_NS, Run, end_chunked, fixture, request, response, stream_sse
-from tests.support_obs.otlp import OtlpReceiver
+from tests.support.harness import WALL_NS, Run, end_chunked, fixture, request, response, stream_sse
+from tests.support.obs.otlp import OtlpReceiver
 
 REQ = {"model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": True,
        "messages": [{"role": "user", "content": "What's the weather like in San Francisco?"}],

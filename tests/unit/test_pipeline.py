@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from agtap.pipeline import Limits, Pipeline
 from agtap.providers import anthropic
-from tests.fixtures.providers.harness import (Run, chunk_frame, end_chunked, fixture, ms, request, response,
+from tests.support.harness import (Run, chunk, chunk_frame, end_chunked, fixture, ms, request, response,
                                               response_head, sse_blocks, stream_sse)
 
 MSG = {"model": "claude-sonnet-4-5", "stream": True, "messages": []}
@@ -234,7 +234,7 @@ def test_unanswered_call_ends_at_close():
 def test_a_stream_that_reached_its_end_event_is_complete_even_if_the_client_closes_early():
     """OpenAI's SDK stops reading at `data: [DONE]` and drops the connection before the
     chunked terminator (0\\r\\n\\r\\n) arrives: the call is complete, not cut."""
-    from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+    from agtap.capture.chunk import ConnClosed, Direction
     from agtap.capture.connid import ConnId
     from agtap.pipeline import Pipeline
 
@@ -248,20 +248,18 @@ def test_a_stream_that_reached_its_end_event_is_complete_even_if_the_client_clos
               b'data: [DONE]\n\n')
     resp = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
             + hex(len(events))[2:].encode() + b"\r\n" + events + b"\r\n")     # no 0\r\n\r\n
-    mk = lambda d, data, ts: Chunk(conn=ConnId.tls(1, 0xA), direction=d, ts_ns=ts, wall_ns=ts, pid=1, tid=1, comm="p",
-                                   proc="p", data=data, transport=Transport.TLS)
-    p.feed(mk(Direction.EGRESS, req, 1_000_000))
-    p.feed(mk(Direction.INGRESS, resp, 5_000_000))
+    p.feed(chunk(Direction.EGRESS, req, 1_000_000))
+    p.feed(chunk(Direction.INGRESS, resp, 5_000_000))
     p.feed(ConnClosed(ConnId.tls(1, 0xA), 6_000_000, "closed"))
     assert len(calls) == 1
     assert calls[0].stop_reason == "stop" and not calls[0].incomplete
     # without the end event, the same early close is an incomplete call
     calls.clear()
     p2 = Pipeline(calls.append)
-    p2.feed(mk(Direction.EGRESS, req, 1_000_000))
+    p2.feed(chunk(Direction.EGRESS, req, 1_000_000))
     cut = resp.replace(b"data: [DONE]\n\n", b"")
     cut = cut.replace(hex(len(events))[2:].encode() + b"\r\n", hex(len(events) - 14)[2:].encode() + b"\r\n", 1)
-    p2.feed(mk(Direction.INGRESS, cut, 5_000_000))
+    p2.feed(chunk(Direction.INGRESS, cut, 5_000_000))
     p2.feed(ConnClosed(ConnId.tls(1, 0xA), 6_000_000, "closed"))
     assert len(calls) == 1 and calls[0].incomplete and calls[0].incomplete_reason == "connection_closed"
 

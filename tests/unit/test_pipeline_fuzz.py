@@ -7,11 +7,11 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+from agtap.capture.chunk import ConnClosed, Direction
 from agtap.capture.connid import ConnId
 from agtap.pipeline import Limits, Pipeline
 from agtap.providers.pricing import PriceTable
-from tests.fixtures.providers.harness import chunk_frame, fixture, request, response, response_head, sse_blocks
+from tests.support.harness import chunk, chunk_frame, fixture, request, response, response_head, sse_blocks
 
 PRICES = PriceTable(override=None)
 
@@ -81,8 +81,7 @@ def drive(items, conn: str, close: str | None) -> Pipeline:
     t = 0
     for egress, data, cut in items:
         t += 1_000_000
-        p.feed(Chunk(conn=conn, direction=Direction.EGRESS if egress else Direction.INGRESS, ts_ns=t, wall_ns=t,
-                     pid=1, tid=1, comm="x", proc="x", data=data, transport=Transport.TLS, cut=cut))
+        p.feed(chunk(Direction.EGRESS if egress else Direction.INGRESS, data, t, conn=conn, proc="x", cut=cut))
     if close:
         p.feed(ConnClosed(conn, t + 1, close))
     p.expire(t + 10**15)

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from tests.fixtures.providers.harness import Run
+from tests.support.harness import Run
 from tests.support import Reply, ToolCall, run_client
 from tests.support.cases import LLM_CASES, OTHER_CASES, VERTEX_CASES
 

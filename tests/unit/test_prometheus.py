@@ -10,8 +10,8 @@ import pytest
 from agtap import metricnames as mn
 from agtap.call import Call
 from agtap.sinks.prometheus import PrometheusSink, parse_addr
-from tests.support_obs.calls import llm_call, mcp_call
-from tests.support_obs.prom import http_get, promtool_check_metrics, start_prometheus
+from tests.support.obs.calls import llm_call, mcp_call
+from tests.support.obs.prom import http_get, promtool_check_metrics, start_prometheus
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.providers.harness import (Run, end_chunked, fixture, request, response, stream_sse)
+from tests.support.harness import (Run, end_chunked, fixture, request, response, stream_sse)
 
 REQ = {"model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": True,
        "messages": [{"role": "user", "content": "What's the weather like in San Francisco?"}],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.providers.harness import (Run, chunk_frame, end_chunked, fixture, request, response,
+from tests.support.harness import (Run, chunk_frame, end_chunked, fixture, request, response,
                                               response_head, stream_sse)
 
 HOST = "generativelanguage.googleapis.com"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from agtap.capture.chunk import Transport
-from tests.fixtures.providers.harness import Run, chunk_frame, request, response, response_head
+from tests.support.harness import Run, chunk_frame, request, response, response_head
 
 
 def line(obj) -> bytes:

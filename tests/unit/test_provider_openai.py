@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.providers.harness import (Run, end_chunked, fixture, request, response, stream_sse)
+from tests.support.harness import (Run, end_chunked, fixture, request, response, stream_sse)
 
 HOST = "api.openai.com"
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "weather in Boston?"}]}

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from agtap.config import Config  # noqa: E402
-from agtap.service.configfile import ConfigFileError, build_config, load_config_file  # noqa: E402
+from agtap.config import Config
+from agtap.service.configfile import ConfigFileError, build_config, load_config_file
 
 
 def write(tmp_path, text):

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from agtap.capture.connid import ConnId  # noqa: E402
-from agtap.config import Config  # noqa: E402
-from agtap.service.controller import Controller, Failed, InvalidArgument, NotFound, validate_filter  # noqa: E402
-from agtap.sinks.bodies import BodiesSink  # noqa: E402
-from agtap.sinks.jsonl import JsonlSink  # noqa: E402
-from tests.support_dbus.fakes import FakeTracer, anthropic_exchange, pipeline_factory  # noqa: E402
+from agtap.capture.connid import ConnId
+from agtap.config import Config
+from agtap.service.controller import Controller, Failed, InvalidArgument, NotFound, validate_filter
+from agtap.sinks.bodies import BodiesSink
+from agtap.sinks.jsonl import JsonlSink
+from tests.support.dbus.fakes import FakeTracer, anthropic_exchange, pipeline_factory
 
 
 @pytest.fixture
@@ -195,16 +192,16 @@ def test_a_broken_price_override_is_logged(tmp_path, caplog):
 
 def test_the_backlog_is_bounded_and_what_it_drops_is_counted_as_lost(tmp_path):
     """A flood the loop cannot keep up with: memory stays at the cap, drops are lost records."""
-    from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
+    from agtap.capture.chunk import Chunk, ConnClosed, Direction
     from agtap.config import Config
     from agtap.service import controller as C
+    from tests.support.harness import chunk
 
     ctl = C.Controller(Config(event_log=str(tmp_path / "e.jsonl"), bodies_dir=str(tmp_path / "b")),
                        lambda *a: None, schedule=lambda fn: None)     # the loop never drains
     mib = b"x" * (1 << 20)
     for i in range(100):
-        ctl._on_item(Chunk(conn=ConnId.tls(9, 1), direction=Direction.INGRESS, ts_ns=i, wall_ns=i, pid=9, tid=9,
-                           comm="c", proc="c", data=mib, transport=Transport.TLS))
+        ctl._on_item(chunk(Direction.INGRESS, mib, i, conn=ConnId.tls(9, 1), pid=9, proc="c"))
     kept = [x for x in ctl._inbox if isinstance(x, Chunk)]
     # 32 MiB of cap, each item counted as its payload + 300 bytes of objects: 31 fit
     # (31 x (1 MiB + 300 B) < 32 MiB < 32 x (1 MiB + 300 B))

@@ -10,19 +10,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from agtap import busnames as B  # noqa: E402
-from tests.support_dbus.bus import PrivateBus  # noqa: E402
-from tests.support_dbus.procs import Daemon, client_calls, env_for  # noqa: E402
-from tests.support_dbus.threadstop import thread_state, thread_stopped  # noqa: E402
+from agtap import busnames as B
+from tests.support.dbus.bus import PrivateBus
+from tests.support.dbus.procs import Daemon, client_calls, env_for
+from tests.support.dbus.threadstop import thread_state, thread_stopped
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: only root may own io.agtap.Agtap1")
 

@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 
 import pytest
 
 from agtap.tui.app import App
 from agtap.tui.model import RUNNING, Model
-from tests.tui_support import events
-from tests.tui_support.render import CountingScreen, lines, press
-from tests.tui_support.stub_client import StubClient
+from tests.support.tui import events
+from tests.support.tui.render import CountingScreen, lines, press
+from tests.support.tui.stub_client import StubClient
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-@pytest.fixture
-def aloop():
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield loop
-    loop.close()
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 def _app(client=None, n=3):

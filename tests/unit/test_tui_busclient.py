@@ -1,6 +1,6 @@
 """BusClient and Link against a real private dbus-daemon and a stand-in agtap service process.
 
-The stand-in (tests/tui_support/fake_service.py) has the interface from the issue;
+The stand-in (tests/support/tui/fake_service.py) has the interface from the issue;
 test_tui_e2e.py does the same against the real service when it is there.
 """
 
@@ -19,8 +19,8 @@ from agtap import busnames
 from agtap.busclient import AccessDenied, BusClient, BusUnavailable, NotRunning, ServiceError
 from agtap.tui.link import Link
 from agtap.tui.model import NOT_RUNNING, RUNNING, Model
-from tests.tui_support import events
-from tests.tui_support.busdaemon import BusDaemon
+from tests.support.tui import events
+from tests.support.tui.busdaemon import BusDaemon
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,7 @@ class Service:
         self.address, self.flags, self.proc = address, flags, None
 
     def start(self) -> "Service":
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.tui_support.fake_service", self.address,
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.support.tui.fake_service", self.address,
                                       *self.flags], cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"
         return self
@@ -51,14 +51,6 @@ class Service:
 def bus():
     with BusDaemon() as b:
         yield b
-
-
-@pytest.fixture
-def aloop():
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield loop
-    loop.close()
 
 
 async def _until(pred, timeout=3.0):
@@ -213,7 +205,7 @@ def test_200_calls_per_second_over_the_bus_into_the_app(bus, aloop):
     """600 CallCaptured signals in 3 s through dbus-next into the real App: all arrive, rows are
     capped, the screen is drawn ≤ ~10 times a second."""
     from agtap.tui.app import App
-    from tests.tui_support.render import CountingScreen
+    from tests.support.tui.render import CountingScreen
 
     svc = Service(bus.address).start()
     try:

@@ -2,34 +2,24 @@
 dbus-daemon with the shipped policy, agtap-tui run by an unprivileged member of group agtap
 inside tmux at 80×24.
 
-Needs root (creates the test users, runs the service as root) and the service's test
-support (tests/support_dbus); skipped without them, as test_dbus_access.py is.
+Needs root (creates the test users, runs the service as root); skipped without it, as
+test_dbus_access.py is. `bus` is tests/unit/conftest.py's.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from tests.support.dbus.bus import OUTSIDER, TESTER
+from tests.support.dbus.procs import PY, Daemon, as_user, env_for
+from tests.support.tui.tmux import Tmux
 
-HAVE_SERVICE = (REPO / "agtap/service/dbus_object.py").exists() and (REPO / "tests/support_dbus/bus.py").exists()
-pytestmark = [
-    pytest.mark.skipif(not HAVE_SERVICE, reason="the service's D-Bus object and test support are not there"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runs the service as root and switches users"),
-]
-
-if HAVE_SERVICE:
-    from tests.support_dbus.bus import OUTSIDER, TESTER, PrivateBus, ensure_users
-    from tests.support_dbus.procs import PY, Daemon, as_user, env_for
-from tests.tui_support.tmux import Tmux
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runs the service as root and switches users")
 
 DENIED_LINE = ("agtap-tui: access denied: add yourself to group agtap: "
                "sudo usermod -aG agtap $USER, then log in again")
@@ -38,13 +28,6 @@ DENIED_LINE = ("agtap-tui: access denied: add yourself to group agtap: "
 def _rows(lines):
     """Call rows on the call table screen (lines that start with a time)."""
     return [ln for ln in lines if len(ln) > 9 and ln[2] == ":" and ln[5] == ":" and ln[:2].isdigit()]
-
-
-@pytest.fixture(scope="module")
-def bus():
-    ensure_users()
-    with PrivateBus() as b:
-        yield b
 
 
 def _daemon(workdir, bus, calls=1):

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from agtap import busnames
-from tests.tui_support import events
-from tests.tui_support.busdaemon import BusDaemon
-from tests.tui_support.tmux import Tmux
+from tests.support.tui import events
+from tests.support.tui.busdaemon import BusDaemon
+from tests.support.tui.tmux import Tmux
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is in setup/apt.txt")
@@ -40,7 +40,7 @@ class Service:
         self.address, self.flags, self.proc = address, flags, None
 
     def start(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.tui_support.fake_service", self.address,
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.support.tui.fake_service", self.address,
                                       *self.flags],
                                      cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 
 import pytest
 
@@ -11,18 +9,12 @@ from agtap.tui import aggregate
 from agtap.tui.app import App
 from agtap.tui.model import NOT_RUNNING, RUNNING, Model
 from agtap.tui.views import AggregatesView, DetailView
-from tests.tui_support import events
-from tests.tui_support.render import lines
-from tests.tui_support.stub_client import StubClient
+from tests.support.tui import events
+from tests.support.tui.render import lines
+from tests.support.tui.stub_client import StubClient
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 NOW = events.BASE.timestamp() + 60

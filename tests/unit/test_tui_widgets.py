@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
 from agtap.tui import fmt
 from agtap.tui.model import DENIED, NO_BUS, NOT_RUNNING, RUNNING, Model
 from agtap.tui.widgets import Banner, CallTable, HeaderView
-from tests.tui_support import events
-from tests.tui_support.render import attrs, lines
+from tests.support.tui import events
+from tests.support.tui.render import attrs, lines
 
 ROW0 = "23:37:25~ python3[4242] claude-sonnet-4-5  1200   340   800 2.35s 410ms end_turn"
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 def test_row_shows_the_call_fields_at_80_columns():

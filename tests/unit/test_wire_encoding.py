@@ -9,7 +9,7 @@ import brotli
 import zstandard
 
 from agtap.wire.encoding import BodyDecoder, decode_all
-from tests.fixtures.providers.harness import Run, chunk_frame, end_chunked, fixture, request, response, response_head
+from tests.support.harness import Run, chunk_frame, end_chunked, fixture, request, response, response_head
 
 TEXT = b"".join(b"line %d of some json-ish text {\"k\": \"v\"}\n" % i for i in range(3000))
 

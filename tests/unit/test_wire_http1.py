@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from agtap.wire.http1 import HttpParser, looks_like_request_start
-from tests.fixtures.providers.harness import Run, chunk_frame, request, response, response_head
+from tests.support.harness import Run, chunk_frame, request, response, response_head
 
 
 class Rec:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agtap.wire.jsonarray import JsonArrayStream
-from tests.fixtures.providers.harness import fixture
+from tests.support.harness import fixture
 
 
 def test_elements_appear_when_complete_at_any_split():

@@ -1,6 +1,6 @@
 """Run the real daemon (agtap.service.daemon.run) with the FakeTracer, for the service tests.
 
-    python -m tests.support_dbus.run_daemon --dir DIR [--mode foreground|service] [--bus system|none]
+    python -m tests.support.dbus.run_daemon --dir DIR [--mode foreground|service] [--bus system|none]
                                             [--calls N] [--open N] [--config-file F] [--comm NAME]
 
 DIR gets events.jsonl and bodies/. N crafted Anthropic exchanges are replayed
@@ -17,7 +17,7 @@ import sys
 from agtap.capture.connid import ConnId
 from agtap.config import Config
 from agtap.service import daemon
-from tests.support_dbus.fakes import FakeTracer, anthropic_exchange, pipeline_factory
+from tests.support.dbus.fakes import FakeTracer, anthropic_exchange, pipeline_factory
 
 
 def main() -> int:

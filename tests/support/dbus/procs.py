@@ -6,13 +6,11 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-PY = sys.executable
+from tests.support.paths import PY, REPO
 
 
 class NotifySocket:
@@ -77,13 +75,13 @@ def env_for(bus_env: dict[str, str] | None = None, **extra: str) -> dict[str, st
 
 
 class Daemon:
-    """tests.support_dbus.run_daemon in a subprocess, with its own notify socket."""
+    """tests.support.dbus.run_daemon in a subprocess, with its own notify socket."""
 
     def __init__(self, workdir: str, bus_env: dict[str, str] | None, *args: str, **env: str):
         self.notify = NotifySocket()
         self.workdir = workdir
         self.env = env_for(bus_env, NOTIFY_SOCKET=self.notify.path, **env)
-        self.proc = subprocess.Popen([PY, "-m", "tests.support_dbus.run_daemon", "--dir", workdir, *args],
+        self.proc = subprocess.Popen([PY, "-m", "tests.support.dbus.run_daemon", "--dir", workdir, *args],
                                      cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
 
@@ -122,7 +120,7 @@ def as_user(user: str | None, argv: list[str], env: dict[str, str], timeout: flo
 
 
 def client_calls(user: str | None, spec: list, env: dict[str, str]) -> list[dict]:
-    r = as_user(user, [PY, "-m", "tests.support_dbus.client", "calls", json.dumps(spec)], env)
+    r = as_user(user, [PY, "-m", "tests.support.dbus.client", "calls", json.dumps(spec)], env)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 

@@ -1,11 +1,11 @@
 """A private session-type dbus-daemon any uid may connect to: the TUI tests' bus.
 
-The one implementation is tests/support_dbus/bus.py's PrivateBus.
+The one implementation is tests/support/dbus/bus.py's PrivateBus.
 """
 
 from __future__ import annotations
 
-from tests.support_dbus.bus import PrivateBus
+from tests.support.dbus.bus import PrivateBus
 
 
 def BusDaemon() -> PrivateBus:

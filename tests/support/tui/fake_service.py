@@ -5,7 +5,7 @@ Version, Capturing, Filters, Targets, StartedAt; GetStats, GetRecentCalls,
 GetCallBodies; signal CallCaptured; Control.Start/Stop. Plus a test-only
 interface io.agtap.Test with Emit(s json) so a test can make a call appear.
 
-    python -m tests.tui_support.fake_service ADDRESS [--deny-read] [--deny-control]
+    python -m tests.support.tui.fake_service ADDRESS [--deny-read] [--deny-control]
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class Test(ServiceInterface):
         asyncio.ensure_future(self._burst(n, rate))
 
     async def _burst(self, n: int, rate: int):
-        from tests.tui_support import events
+        from tests.support.tui import events
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         for i in range(n):

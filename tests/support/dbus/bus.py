@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from agtap import busnames
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "dbus" / "io.agtap.Agtap1.conf"
 TESTER = "agtap-tester"        # member of group agtap
 OUTSIDER = "agtap-outsider"    # not a member

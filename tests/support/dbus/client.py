@@ -1,8 +1,8 @@
 """A raw D-Bus client the access tests run as other users (runuser -u USER -- python -m ...).
 
-    python -m tests.support_dbus.client calls '[[iface, member, signature, body], ...]'
+    python -m tests.support.dbus.client calls '[[iface, member, signature, body], ...]'
         -> prints a JSON list: {"ok": true, "body": ...} or {"ok": false, "error": name, "text": ...}
-    python -m tests.support_dbus.client listen SECONDS
+    python -m tests.support.dbus.client listen SECONDS
         -> AddMatch on the service's signals, prints "ready", then "got <json>" or "none"
 
 Raw messages, no introspection: each call is tested on its own.

@@ -18,8 +18,9 @@ import time
 import uuid
 
 from agtap.call import KIND_LLM, Call, rfc3339
-from agtap.capture.chunk import CaptureStats, Chunk, ConnClosed, Direction, Transport
+from agtap.capture.chunk import CaptureStats, Chunk, ConnClosed, Direction
 from agtap.capture.connid import ConnId
+from tests.support.harness import chunk
 
 API_KEY = "sk-ant-api03-SECRET-must-not-leak"
 
@@ -38,10 +39,9 @@ def anthropic_exchange(conn: ConnId = ConnId.tls(4242, 0x7F00), pid: int = 4242,
             + str(len(rbody)).encode() + b"\r\n\r\n" + rbody)
     t0, w0 = time.monotonic_ns(), time.time_ns()
 
-    def chunk(d, data, dt):
-        return Chunk(conn=conn, direction=d, ts_ns=t0 + dt, wall_ns=w0 + dt, pid=pid, tid=pid, comm=proc,
-                     proc=proc, data=data, transport=Transport.TLS, exe="/usr/bin/python3")
-    return [chunk(Direction.EGRESS, req, 0), chunk(Direction.INGRESS, resp, 50_000_000),
+    def at(d, data, dt):
+        return chunk(d, data, t0 + dt, conn=conn, wall_ns=w0 + dt, pid=pid, proc=proc, exe="/usr/bin/python3")
+    return [at(Direction.EGRESS, req, 0), at(Direction.INGRESS, resp, 50_000_000),
             ConnClosed(conn=conn, ts_ns=t0 + 60_000_000)]
 
 
