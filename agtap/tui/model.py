@@ -98,7 +98,6 @@ class Model:
         self._view: list[dict] = []
         self.received = 0         # calls seen since start (incl. evicted)
         self.pending = 0          # calls received while paused
-        self.cost_seen = 0.0      # sum of cost_usd over calls seen (when GetStats has no cost)
         # service
         self.state = CONNECTING
         self.state_detail = ""
@@ -124,9 +123,6 @@ class Model:
             old = self.calls.popleft()
             self._ids.discard(old.get("id"))
         self.received += 1
-        c = ev.get("cost_usd")
-        if isinstance(c, (int, float)) and not isinstance(c, bool):
-            self.cost_seen += c
         if self.paused:
             self.pending += 1
         self.version += 1

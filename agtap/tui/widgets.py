@@ -62,13 +62,11 @@ class HeaderView(urwid.WidgetWrap):
             state = ("state_off", "✗ access denied")
         else:
             state = ("state_off", "○ not running")
-        up = stats.get("uptime_s", stats.get("uptime"))
+        up = stats.get("uptime_s")
         if isinstance(up, (int, float)) and m.state == RUNNING:
             up = up + max(0.0, m.clock() - m.stats_at)
-        filters = props.get("Filters")
-        if isinstance(filters, (list, tuple)):
-            filters = " ".join(str(f) for f in filters)
-        elif isinstance(filters, dict):  # {"pids": [..], "comms": [..]}
+        filters = props.get("Filters")      # a{sv} {"pids": au, "comms": as}
+        if isinstance(filters, dict):
             filters = " ".join(f"{k}=" + (",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v))
                                for k, v in filters.items() if v not in (None, "", [], {}))
         filters = safe_field(filters or "none", 60)
@@ -80,12 +78,12 @@ class HeaderView(urwid.WidgetWrap):
         if m.filter:
             parts1.append(("header", f"  /{m.filter}"))
         self.line1.set_text(parts1)
-        lost = stats.get("lost_records", stats.get("lost"))
-        cut = stats.get("cut_records", stats.get("cut"))
+        lost = stats.get("lost_records")
+        cut = stats.get("cut_records")
         perr = stats.get("parse_errors")
         line2 = (f"calls {fmt.count(stats.get('calls'))}  in {fmt.tokens(stats.get('input_tokens'))}"
                  f"  out {fmt.tokens(stats.get('output_tokens'))}"
-                 f"  cost {fmt.cost(stats.get('cost_usd', m.cost_seen if m.received else None))}"
+                 f"  cost {fmt.cost(stats.get('cost_usd'))}"
                  f"  lost {fmt.count(lost)}  cut {fmt.count(cut)}")
         if perr is not None:
             line2 += f"  parse err {fmt.count(perr)}"

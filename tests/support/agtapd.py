@@ -76,7 +76,8 @@ class TracerRun:
                     ready.set()
             ready.set()
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
         if not ready.wait(120) or self.proc.poll() is not None:
             self.proc.kill()
             raise AssertionError("agtap record did not start:\n" + "".join(self.stderr))
@@ -106,6 +107,7 @@ class TracerRun:
         self.proc.send_signal(signal.SIGINT)
         rc = self.proc.wait(30)
         self.stop_seconds = time.monotonic() - t0
+        self._pump.join(10)  # its last lines (the summary) are read by now
         assert rc == 0, "".join(self.stderr)
         self.items = list(read(str(self.path)))
         self.assert_no_api_key()

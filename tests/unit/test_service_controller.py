@@ -14,14 +14,14 @@ from agtap.config import Config
 from agtap.service.controller import Controller, Failed, InvalidArgument, NotFound, validate_filter
 from agtap.sinks.bodies import BodiesSink
 from agtap.sinks.jsonl import JsonlSink
-from tests.support.dbus.fakes import FakeTracer, anthropic_exchange, pipeline_factory
+from tests.support.dbus.fakes import FakeTracer, anthropic_exchange
 
 
 @pytest.fixture
 def ctl(tmp_path):
     cfg = Config(event_log=str(tmp_path / "events.jsonl"), bodies_dir=str(tmp_path / "bodies"), comms=["python3"])
     sinks = [BodiesSink(cfg.bodies_dir, 10, 24, group=None), JsonlSink(cfg.event_log, 1, 3, group=None)]
-    c = Controller(cfg, FakeTracer, sinks=sinks, pipeline_factory=pipeline_factory(), poll_timeout_ms=10)
+    c = Controller(cfg, FakeTracer, sinks=sinks, poll_timeout_ms=10)
     yield c
     c.shutdown()
 
@@ -65,7 +65,7 @@ def test_start_failure_is_failed_with_the_fix(ctl, monkeypatch):
 
 def test_recent_calls_newest_last_and_bounded(tmp_path):
     cfg = Config(event_log="", bodies_dir=str(tmp_path))
-    c = Controller(cfg, FakeTracer, pipeline_factory=pipeline_factory(), recent_max=4, poll_timeout_ms=10)
+    c = Controller(cfg, FakeTracer, recent_max=4, poll_timeout_ms=10)
     c.start()
     run_calls(c, 6)
     recent = [json.loads(x) for x in c.recent_calls(100)]
@@ -135,7 +135,7 @@ def test_clean_removes_bodies_and_logs(ctl, tmp_path):
 
 def test_shutdown_finishes_open_calls(tmp_path):
     cfg = Config(event_log="", bodies_dir=str(tmp_path))
-    c = Controller(cfg, FakeTracer, pipeline_factory=pipeline_factory(), poll_timeout_ms=10)
+    c = Controller(cfg, FakeTracer, poll_timeout_ms=10)
     c.start()
     seen = []
     c.subscribe(seen.append)
@@ -156,8 +156,7 @@ def test_a_failing_sink_is_counted_not_raised(tmp_path):
 
         def close(self):
             pass
-    c = Controller(Config(event_log="", bodies_dir=str(tmp_path)), FakeTracer, sinks=[Broken()],
-                   pipeline_factory=pipeline_factory(), poll_timeout_ms=10)
+    c = Controller(Config(event_log="", bodies_dir=str(tmp_path)), FakeTracer, sinks=[Broken()], poll_timeout_ms=10)
     c.start()
     run_calls(c, 1)
     assert c.calls == 1 and c.get_stats()["sink_errors"] == 1
@@ -170,7 +169,7 @@ def test_a_capture_error_reads_as_one_line_with_its_fix(tmp_path):
     class NoHeaders(FakeTracer):
         def start(self):
             raise CaptureError("no kernel headers for 6.18", "apt-get install linux-headers-cloud-amd64")
-    c = Controller(Config(event_log="", bodies_dir=str(tmp_path)), NoHeaders, pipeline_factory=pipeline_factory())
+    c = Controller(Config(event_log="", bodies_dir=str(tmp_path)), NoHeaders)
     with pytest.raises(Failed) as e:
         c.start()
     assert str(e.value) == "no kernel headers for 6.18 (fix: apt-get install linux-headers-cloud-amd64)"

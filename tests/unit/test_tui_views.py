@@ -110,7 +110,7 @@ def test_whole_frame_renders_at_any_size(size):
 
 def test_frame_at_80x24_layout():
     m = Model(clock=lambda: 1000.0)
-    m.set_props({"Version": "0.1.0", "Capturing": True, "Filters": []})
+    m.set_props({"Version": "0.1.0", "Capturing": True, "Filters": {"pids": [], "comms": []}})
     m.set_stats({"calls": 2, "input_tokens": 2400, "output_tokens": 680, "cost_usd": 0.0174,
                  "lost_records": 0, "cut_records": 0, "uptime_s": 65})
     m.set_state(RUNNING)

@@ -66,7 +66,7 @@ SESSION_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Co
   <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
-    <allow own="*"/>{any_user}
+    <allow own="*"/>
   </policy>
 </busconfig>
 """
@@ -91,16 +91,15 @@ def ensure_users() -> None:
 
 
 class PrivateBus:
-    def __init__(self, includes: list[str | Path] = (POLICY,), *, session: bool = False, any_user: bool = False):
-        """session: a session-type bus; any_user: other uids may connect to it too (TUI tests)."""
+    def __init__(self, includes: list[str | Path] = (POLICY,), *, session: bool = False):
+        """session: a session-type bus (only the uid that runs it may connect; no policy file)."""
         self.dir = tempfile.mkdtemp(prefix="agtap-bus-")
         os.chmod(self.dir, 0o755)
         self.sock = os.path.join(self.dir, "system_bus_socket")
         self.address = f"unix:path={self.sock}"
         inc = "\n".join(f"  <include>{p}</include>" for p in includes)
         self.config = os.path.join(self.dir, "bus.conf")
-        text = (SESSION_CONFIG.format(sock=self.sock, any_user='\n    <allow user="*"/>' if any_user else "")
-                if session else CONFIG.format(sock=self.sock, includes=inc))
+        text = SESSION_CONFIG.format(sock=self.sock) if session else CONFIG.format(sock=self.sock, includes=inc)
         Path(self.config).write_text(text)
         self.proc: subprocess.Popen | None = None
 

@@ -1,13 +1,7 @@
-"""Stand-ins for the parts the service tests cannot run here.
-
-FakeTracer: loading BPF is the capture tier's job (tests/bpf), so the service
-tests drive a tracer that replays crafted Chunks through `on_item` from its
-poll thread, exactly as the real one does.
-
-StubPipeline: used ONLY while agtap.pipeline.Pipeline still raises
-NotImplementedError (it is written in parallel); `pipeline_factory()` picks
-the real one as soon as it exists. The stub turns one request/response pair
-per connection into a Call, enough for the service's plumbing.
+"""The one stand-in the service tests need: loading BPF is the capture tier's job (tests/bpf),
+so the service tests drive a FakeTracer that replays crafted Chunks (`anthropic_exchange`)
+through `on_item` from its poll thread, exactly as the real one does. Everything after it (the
+real Pipeline, sinks, D-Bus object) is the real code.
 """
 
 from __future__ import annotations
@@ -15,9 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 
-from agtap.call import KIND_LLM, Call, rfc3339
 from agtap.capture.chunk import CaptureStats, Chunk, ConnClosed, Direction
 from agtap.capture.connid import ConnId
 from tests.support.harness import chunk
@@ -26,16 +18,26 @@ API_KEY = "sk-ant-api03-SECRET-must-not-leak"
 
 
 def anthropic_exchange(conn: ConnId = ConnId.tls(4242, 0x7F00), pid: int = 4242, proc: str = "python3",
-                       model: str = "claude-sonnet-4-5", in_tok: int = 12, out_tok: int = 34) -> list:
+                       model: str = "claude-sonnet-4-5", in_tok: int = 12, out_tok: int = 34,
+                       error: str | None = None) -> list:
+    """One non-streaming Messages API exchange as chunks, then the connection's close.
+
+    error: the API's error type (e.g. "overloaded_error"): a 529 with the documented error body
+    (https://docs.anthropic.com/en/api/errors) instead of the message."""
     body = json.dumps({"model": model, "max_tokens": 64,
                        "messages": [{"role": "user", "content": "hello"}]}).encode()
     req = (b"POST /v1/messages HTTP/1.1\r\nHost: api.anthropic.com\r\nContent-Type: application/json\r\n"
            b"x-api-key: " + API_KEY.encode() + b"\r\nanthropic-version: 2023-06-01\r\n"
            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-    rbody = json.dumps({"id": "msg_01", "type": "message", "role": "assistant", "model": model,
-                        "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
-                        "usage": {"input_tokens": in_tok, "output_tokens": out_tok}}).encode()
-    resp = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+    if error:
+        status = b"529 Overloaded" if error == "overloaded_error" else b"400 Bad Request"
+        rbody = json.dumps({"type": "error", "error": {"type": error, "message": "Overloaded"}}).encode()
+    else:
+        status = b"200 OK"
+        rbody = json.dumps({"id": "msg_01", "type": "message", "role": "assistant", "model": model,
+                            "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+                            "usage": {"input_tokens": in_tok, "output_tokens": out_tok}}).encode()
+    resp = (b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: "
             + str(len(rbody)).encode() + b"\r\n\r\n" + rbody)
     t0, w0 = time.monotonic_ns(), time.time_ns()
 
@@ -104,52 +106,3 @@ class FakeTracer:
     def stop(self):
         time.sleep(FakeTracer.stop_delay)
         self.stopped, self.started = True, False
-
-
-class StubPipeline:
-    def __init__(self, emit, *, ignore_conn=None):
-        self.emit = emit
-        self.open: dict[str, Call] = {}
-        self.stats = type("S", (), {"parse_errors": 0, "conns_open": 0})()
-
-    def feed(self, item):
-        if isinstance(item, ConnClosed):
-            return
-        head, _, body = item.data.partition(b"\r\n\r\n")
-        if item.direction == Direction.EGRESS:
-            req = json.loads(body)
-            self.open[item.conn] = Call(ts=rfc3339(item.wall_ns), id=uuid.uuid4().hex, pid=item.pid,
-                                        proc=item.proc, provider="anthropic", server_address="api.anthropic.com",
-                                        kind=KIND_LLM, model=req.get("model"), start_ns=item.ts_ns,
-                                        request_bytes=len(item.data), transport="tls")
-            return
-        call = self.open.pop(item.conn, None)
-        if call is None:
-            return
-        resp = json.loads(body)
-        call.input_tokens = resp["usage"]["input_tokens"]
-        call.output_tokens = resp["usage"]["output_tokens"]
-        call.stop_reason = resp.get("stop_reason")
-        call.latency_ms = (item.ts_ns - call.start_ns) / 1e6
-        call.response_bytes = len(item.data)
-        call.http_status = 200
-        self.emit(call)
-
-    def expire(self, now_ns):
-        pass
-
-    def flush(self):
-        for call in self.open.values():
-            call.incomplete, call.incomplete_reason = True, "shutdown"
-            self.emit(call)
-        self.open.clear()
-
-
-def pipeline_factory():
-    """The real Pipeline if it is implemented yet, else StubPipeline (see the module doc)."""
-    from agtap.pipeline import Pipeline
-    try:
-        Pipeline(lambda c: None, ignore_conn=None)
-        return lambda emit, ignore_conn: Pipeline(emit, ignore_conn=ignore_conn)
-    except NotImplementedError:
-        return lambda emit, ignore_conn: StubPipeline(emit, ignore_conn=ignore_conn)

@@ -80,8 +80,11 @@ class Daemon:
     def __init__(self, workdir: str, bus_env: dict[str, str] | None, *args: str, **env: str):
         self.notify = NotifySocket()
         self.workdir = workdir
+        self.fifo = os.path.join(self.notify.dir, "feed")     # a private 0700 directory
+        os.mkfifo(self.fifo, 0o600)
         self.env = env_for(bus_env, NOTIFY_SOCKET=self.notify.path, **env)
-        self.proc = subprocess.Popen([PY, "-m", "tests.support.dbus.run_daemon", "--dir", workdir, *args],
+        self.proc = subprocess.Popen([PY, "-m", "tests.support.dbus.run_daemon", "--dir", workdir,
+                                      "--feed", self.fifo, *args],
                                      cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
 
@@ -93,6 +96,22 @@ class Daemon:
             out, err = self.proc.communicate()
             raise AssertionError(f"daemon not ready; rc={self.proc.returncode} stderr={err}") from None
         return self
+
+    def feed(self, n: int = 1, rate: float = 0, **exchange) -> None:
+        """Have the FakeTracer replay n more exchanges (fakes.anthropic_exchange(**exchange): model,
+        proc, pid, in_tok, out_tok, error; "{i}" in a string: the index), `rate` a second or all at
+        once; returns at once."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:                       # ENXIO: its reader is between two opens
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the daemon does not read {self.fifo}") from None
+                time.sleep(0.01)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"n": n, "rate": rate, **exchange}) + "\n")
 
     def events(self) -> list[dict]:
         p = os.path.join(self.workdir, "events.jsonl")
@@ -109,6 +128,8 @@ class Daemon:
             self.proc.kill()
             rc = self.proc.wait()
         self.out, self.err = self.proc.communicate()
+        if os.path.exists(self.fifo):
+            os.unlink(self.fifo)
         self.notify.close()
         return rc
 

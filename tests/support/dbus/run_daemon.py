@@ -2,22 +2,29 @@
 
     python -m tests.support.dbus.run_daemon --dir DIR [--mode foreground|service] [--bus system|none]
                                             [--calls N] [--open N] [--config-file F] [--comm NAME]
+                                            [--feed FIFO]
 
 DIR gets events.jsonl and bodies/. N crafted Anthropic exchanges are replayed
-right after the probes "attach"; each SIGUSR1 replays one more.
+right after the probes "attach"; each SIGUSR1 replays one more. Each JSON line written to
+the FIFO replays more, as the test describes them (procs.Daemon.feed):
+{"n": count, "rate": per second (0: at once), ...anthropic_exchange's keywords}; "{i}" in a
+string value becomes the exchange's index (0 .. n-1).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
+import threading
+import time
 
 from agtap.capture.connid import ConnId
 from agtap.config import Config
 from agtap.service import daemon
-from tests.support.dbus.fakes import FakeTracer, anthropic_exchange, pipeline_factory
+from tests.support.dbus.fakes import FakeTracer, anthropic_exchange
 
 
 def main() -> int:
@@ -34,6 +41,7 @@ def main() -> int:
     p.add_argument("--start-delay", type=float, default=0.0)
     p.add_argument("--stop-delay", type=float, default=0.0)
     p.add_argument("--open", type=int, default=0, help="requests left without a response")
+    p.add_argument("--feed", help="a FIFO: JSON lines, each asking for more exchanges")
     a = p.parse_args()
     cfg = Config(event_log=os.path.join(a.dir, "events.jsonl"), bodies_dir=os.path.join(a.dir, "bodies"),
                  runtime_dir=a.dir, bus=a.bus, stdout=False, comms=a.comm, verbose=True,
@@ -60,9 +68,24 @@ def main() -> int:
             n[0] += 1
             FakeTracer.instances[-1].feed(anthropic_exchange(conn=ConnId.tls(4242, n[0])))
     signal.signal(signal.SIGUSR1, more)
+
+    def feeder(path):
+        while True:
+            with open(path) as f:                 # blocks until the test opens it to write
+                for line in f:
+                    spec = json.loads(line)
+                    count, rate, pid = spec.pop("n", 1), spec.pop("rate", 0), spec.pop("pid", 4242)
+                    t0 = time.monotonic()
+                    for i in range(count):
+                        if rate and (delay := t0 + i / rate - time.monotonic()) > 0:
+                            time.sleep(delay)
+                        n[0] += 1
+                        kw = {k: v.replace("{i}", str(i)) if isinstance(v, str) else v for k, v in spec.items()}
+                        FakeTracer.instances[-1].feed(anthropic_exchange(conn=ConnId.tls(pid, n[0]), pid=pid, **kw))
+    if a.feed:
+        threading.Thread(target=feeder, args=(a.feed,), daemon=True).start()
     flags = {"comms": a.comm} if a.comm else {}
-    return daemon.run(cfg, a.mode, tracer_factory=factory, pipeline_factory=pipeline_factory(),
-                      config_file=a.config_file, flags=flags)
+    return daemon.run(cfg, a.mode, tracer_factory=factory, config_file=a.config_file, flags=flags)
 
 
 if __name__ == "__main__":

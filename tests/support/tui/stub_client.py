@@ -35,7 +35,7 @@ class StubClient:
     async def properties(self):
         if not self.running:
             raise NotRunning("x", "not running")
-        return {"Version": "0.1.0", "Capturing": self.capturing, "Filters": []}
+        return {"Version": "0.1.0", "Capturing": self.capturing, "Filters": {"pids": [], "comms": []}}
 
     async def get_stats(self):
         return {"calls": 0, "uptime_s": 5}
