@@ -10,55 +10,71 @@ events are always selected by the client's pid.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support import API_KEYS, Reply, ToolCall, run_client
 
-SETTLE = 0.7   # after the first event arrives, how long to wait to be sure no second one comes
+SERVED = "fake-served-model-2"   # the model the fake API says answered: never the one asked for
 
 
-def one_event(daemon, pid: int) -> dict:
-    evs = daemon.events(pid, n=1)
-    time.sleep(SETTLE)
-    evs = daemon.events(pid)
+def settled_events(daemon, fake_api, pid: int, n: int = 1) -> list[dict]:
+    """`pid`'s events once there are n and nothing more can come for what it did.
+
+    After the client has exited, a sentinel call (curl, another process) is made and its event
+    awaited: the daemon handles the ring buffer in order, so by then it has handled every record
+    of the client, its connections' closes and its exit, and any late or duplicate event they
+    could cause is already in the log."""
+    daemon.events(pid, n=n, timeout=30)
+    sentinel = run_client("curl", fake_api, "anthropic").check()
+    assert daemon.events(sentinel.pid, n=1, timeout=30), "the sentinel call has no event"
+    return daemon.events(pid)
+
+
+def one_event(daemon, fake_api, pid: int) -> dict:
+    evs = settled_events(daemon, fake_api, pid)
     assert len(evs) == 1, evs
     return evs[0]
 
 
-REPLY = dict(text="Hello there, friend of agtap.", input_tokens=30, output_tokens=4)
+REPLY = dict(text="Hello there, friend of agtap.", input_tokens=30, output_tokens=4, model=SERVED,
+             cache_read_input_tokens=10)
+ANTHROPIC = dict(provider="anthropic", cache_read_input_tokens=10, cache_creation_input_tokens=5)
+# OpenAI and Gemini report cached input (prompt_tokens_details.cached_tokens,
+# input_tokens_details.cached_tokens, cachedContentTokenCount) but no cache writes.
+OPENAI = dict(provider="openai", cache_read_input_tokens=10, cache_creation_input_tokens=None)
+GEMINI = dict(provider="gemini", cache_read_input_tokens=10, cache_creation_input_tokens=None)
+GET_WEATHER = [ToolCall("get_weather", {"city": "Paris"})]
 
-# (client kind, mode, reply, expected event fields). Values are what the Reply scripts
-# and what each provider's documented wire format says they become.
+# (client kind, mode, reply, expected event fields): streaming, tools and every token count for
+# every client. Values are what the Reply scripts and what each provider's documented wire
+# format says they become.
 CASES = [
-    ("python-anthropic", "stream", Reply(**REPLY, cache_read_input_tokens=10, cache_creation_input_tokens=5),
-     dict(provider="anthropic", streaming=True, input_tokens=30, output_tokens=4, cache_read_input_tokens=10,
-          cache_creation_input_tokens=5, stop_reason="end_turn", tools=[])),
-    ("python-anthropic", "nonstream", Reply(**REPLY),
-     dict(provider="anthropic", streaming=False, input_tokens=30, output_tokens=4, stop_reason="end_turn", tools=[])),
-    ("python-anthropic", "tools", Reply(**REPLY, tool_calls=[ToolCall("get_weather", {"city": "Paris"})]),
-     dict(provider="anthropic", input_tokens=30, output_tokens=4, stop_reason="tool_use", tools=["get_weather"])),
-    ("python-openai", "chat-stream", Reply(**REPLY, cache_read_input_tokens=10),
-     dict(provider="openai", streaming=True, input_tokens=30, output_tokens=4, cache_read_input_tokens=10,
-          stop_reason="stop", tools=[])),
+    ("python-anthropic", "stream", Reply(**REPLY, cache_creation_input_tokens=5),
+     dict(ANTHROPIC, streaming=True, stop_reason="end_turn", tools=[])),
+    ("python-anthropic", "nonstream", Reply(**REPLY, cache_creation_input_tokens=5),
+     dict(ANTHROPIC, streaming=False, stop_reason="end_turn", tools=[])),
+    ("python-anthropic", "tools", Reply(**REPLY, cache_creation_input_tokens=5, tool_calls=GET_WEATHER),
+     dict(ANTHROPIC, streaming=False, stop_reason="tool_use", tools=["get_weather"])),
+    ("python-openai", "chat-stream", Reply(**REPLY),
+     dict(OPENAI, streaming=True, stop_reason="stop", tools=[])),
     ("python-openai", "chat-tools", Reply(**REPLY, tool_calls=[ToolCall("lookup", {"q": "x"})]),
-     dict(provider="openai", input_tokens=30, output_tokens=4, stop_reason="tool_calls", tools=["lookup"])),
+     dict(OPENAI, streaming=False, stop_reason="tool_calls", tools=["lookup"])),
     ("python-openai", "responses-stream", Reply(**REPLY),
-     dict(provider="openai", streaming=True, input_tokens=30, output_tokens=4, stop_reason="completed")),
+     dict(OPENAI, streaming=True, stop_reason="completed", tools=[])),
     ("python-openai", "responses", Reply(**REPLY),
-     dict(provider="openai", streaming=False, input_tokens=30, output_tokens=4, stop_reason="completed")),
+     dict(OPENAI, streaming=False, stop_reason="completed", tools=[])),
     ("python-gemini", "nonstream", Reply(**REPLY),
-     dict(provider="gemini", streaming=False, input_tokens=30, output_tokens=4, stop_reason="STOP")),
+     dict(GEMINI, streaming=False, stop_reason="STOP", tools=[])),
     ("python-gemini", "stream", Reply(**REPLY),
-     dict(provider="gemini", streaming=True, input_tokens=30, output_tokens=4, stop_reason="STOP")),
-    ("node-anthropic", "stream", Reply(**REPLY),
-     dict(provider="anthropic", streaming=True, input_tokens=30, output_tokens=4, stop_reason="end_turn")),
+     dict(GEMINI, streaming=True, stop_reason="STOP", tools=[])),
+    ("node-anthropic", "stream", Reply(**REPLY, cache_creation_input_tokens=5),
+     dict(ANTHROPIC, streaming=True, stop_reason="end_turn", tools=[])),
     ("node-openai", "chat-stream", Reply(**REPLY),
-     dict(provider="openai", streaming=True, input_tokens=30, output_tokens=4, stop_reason="stop")),
-    ("curl", "anthropic", Reply(**REPLY),
-     dict(provider="anthropic", streaming=False, input_tokens=30, output_tokens=4, stop_reason="end_turn")),
+     dict(OPENAI, streaming=True, stop_reason="stop", tools=[])),
+    ("curl", "anthropic", Reply(**REPLY, cache_creation_input_tokens=5),
+     dict(ANTHROPIC, streaming=False, stop_reason="end_turn", tools=[])),
 ]
 
 
@@ -67,13 +83,14 @@ def test_official_client_call_is_one_event(daemon, fake_api, kind, mode, reply, 
     fake_api.script(reply)
     run = run_client(kind, fake_api, mode).check()
     ex = fake_api.wait_for(1)[0]
-    ev = one_event(daemon, run.pid)
+    ev = one_event(daemon, fake_api, run.pid)
     for k, v in want.items():
         assert ev[k] == v, (k, ev)
-    if want["provider"] == "gemini":
-        assert ev["model"] == ex.path.split("/models/")[1].split(":")[0]
-    else:
-        assert ev["model"] == ex.json()["model"]
+    assert ev["input_tokens"] == 30 and ev["output_tokens"] == 4, ev
+    # the model asked for (request path or body) and the one that answered, each in its own field
+    asked = ex.path.split("/models/")[1].split(":")[0] if want["provider"] == "gemini" else ex.json()["model"]
+    assert asked != SERVED
+    assert ev["model"] == asked and ev["response_model"] == SERVED, ev
     assert ev["kind"] == "llm_call" and ev["transport"] == "tls"
     assert ev["server_address"] == "127.0.0.1" and ev["server_port"] == fake_api.port
     assert ev["http_status"] == 200 and not ev["incomplete"]
@@ -87,7 +104,7 @@ def test_rate_limit_error_is_an_error_event(daemon, fake_api):
     fake_api.script(Reply(status=429))
     run = run_client("python-anthropic", fake_api, "nonstream")   # the SDK reports RateLimitError
     assert fake_api.wait_for(1)[0].status == 429
-    ev = one_event(daemon, run.pid)
+    ev = one_event(daemon, fake_api, run.pid)
     assert ev["http_status"] == 429
     assert ev["stop_reason"] == "error:rate_limit_error"
 
@@ -96,20 +113,18 @@ def test_time_to_first_token_follows_the_server(daemon, fake_api):
     # 300 ms before the first byte, then 5 text deltas 50 ms apart
     fake_api.script(Reply(**REPLY, delay=0.3, events=5, event_delay=0.05))
     run = run_client("python-anthropic", fake_api, "stream").check()
-    ev = one_event(daemon, run.pid)
+    ev = one_event(daemon, fake_api, run.pid)
     assert 300 <= ev["ttft_ms"] < 1000, ev
     assert ev["latency_ms"] >= ev["ttft_ms"] + 4 * 50 * 0.9, ev
 
 
 @pytest.mark.parametrize("kind", ["python-mcp", "node-mcp"])
-def test_mcp_stdio_session_with_an_official_sdk(daemon, kind):
+def test_mcp_stdio_session_with_an_official_sdk(daemon, fake_api, kind):
     # The Node SDK writes "jsonrpc" after "method" and "params": initialize, its first
     # message, has the member only near its end (issue 19: it was lost).
     run = run_client(kind).check()
-    time.sleep(SETTLE)
-    evs = daemon.events(timeout=5)
     # the server is a child of the client: its answers count for the client's conversation
-    mine = [e for e in evs if e["kind"] == "mcp_call" and e["pid"] == run.pid]
+    mine = [e for e in settled_events(daemon, fake_api, run.pid, n=4) if e["kind"] == "mcp_call"]
     methods = [e["model"] for e in mine]
     for m in ("initialize", "notifications/initialized", "tools/list", "tools/call"):
         assert methods.count(m) == 1, methods
