@@ -317,25 +317,30 @@ def _symlink(at: Path, to: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["log", "bodies"])
-def test_planted_symlink_is_never_followed(agtapd, planted, fake_api, where):
+def test_a_symlink_planted_while_running_is_never_followed(agtapd, planted, fake_api, tmp_path, where):
+    """The daemon is running when the symlink appears: where it reopens its log (the log was moved
+    away, as logrotate does) or where it creates the day's body directory. Nothing is written
+    through it, the refusal is on stderr, and the call still reaches stdout."""
     d0, victim = planted
+    log, bodies = d0 / "events.jsonl", d0 / "bodies"
+    victim_dir = victim.parent / "victim-dir"
+    victim_dir.mkdir()
+    out = tmp_path / "stdout.jsonl"
+    d = agtapd(log=log, bodies=bodies, stdout=out)
     if where == "log":
-        log, bodies = d0 / "events.jsonl", d0 / "bodies"
+        log.rename(d0 / "moved.jsonl")
         _symlink(log, victim)
     else:
-        log, bodies = d0 / "events.jsonl", d0 / "bodies"
-        victim_dir = victim.parent / "victim-dir"
-        victim_dir.mkdir()
-        _symlink(bodies, victim_dir)
-    d = agtapd(log=log, bodies=bodies, expect_ready=False)
-    if d.ready:
-        run_client("python-anthropic", fake_api, "nonstream").check()
-        time.sleep(2)
+        _symlink(bodies / time.strftime("%Y-%m-%d", time.gmtime()), victim_dir)
+    time.sleep(1.2)                       # the log sink looks for a replaced log at most once a second
+    fake_api.script(Reply(**REPLY))
+    run = run_client("python-anthropic", fake_api, "nonstream").check()
+    assert wait_until(lambda: [e for e in read_lines([out]) if e["pid"] == run.pid] if out.exists() else [], 30)
     assert victim.read_bytes() == b"precious\n"
-    if where == "bodies":
-        assert list((victim.parent / "victim-dir").iterdir()) == []
-    assert Path(log).is_symlink() or Path(bodies).is_symlink()
+    assert list(victim_dir.iterdir()) == []
+    assert (log if where == "log" else bodies / time.strftime("%Y-%m-%d", time.gmtime())).is_symlink()
     assert "refusing unsafe path" in d.stderr() and "is a symlink" in d.stderr(), d.stderr()
+    assert d.proc.poll() is None
 
 
 @pytest.mark.parametrize("where", ["log", "bodies"])

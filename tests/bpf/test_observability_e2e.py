@@ -74,6 +74,19 @@ def test_prometheus_and_otlp_see_the_calls_official_clients_make(observed, fake_
         # span duration == the event's latency_ms (± 1 ms), for one of this model's events
         assert any(e["model"] == model and abs((s.end_ns - s.start_ns) / 1e6 - e["latency_ms"]) <= 1
                    for e in evs), (s, evs)
-    assert {"gen_ai.client.operation.duration", "gen_ai.client.token.usage"} <= rx.metric_names() or \
-        rx.wait_for_metrics({"gen_ai.client.operation.duration", "gen_ai.client.token.usage"}, timeout=30)
+    # OpenTelemetry metrics, values from the Replies (cumulative: a series' last export counts)
+    def series(metric: str, model: str, token_type: str | None = None) -> tuple[int, float] | None:
+        pts = [p for p in rx.wait_for_metrics({metric}, timeout=0) if p.metric == metric
+               and p.attrs.get("gen_ai.request.model") == model and p.attrs.get("gen_ai.token.type") == token_type]
+        return (pts[-1].count, pts[-1].sum) if pts else None
+
+    def seen() -> dict:
+        dur, tok = "gen_ai.client.operation.duration", "gen_ai.client.token.usage"
+        return {"calls": [(series(dur, m) or (0,))[0] for m in (m_anth, m_oai)],
+                "tokens": [series(tok, m, t) for m in (m_anth, m_oai) for t in ("input", "output")]}
+    want = {"calls": [2, 1], "tokens": [(2, 60), (2, 8), (1, 50), (1, 7)]}
+    deadline = time.monotonic() + 60      # the periodic metric reader exports every few seconds
+    while seen() != want and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert seen() == want
     json.dumps([s.attrs for s in spans])      # attributes are plain values
