@@ -175,7 +175,7 @@ STATUS_RE = re.compile(r"(\d[\d,]*) calls · (\d[\d,]*) lost")
 
 
 class Agtap:
-    """`agtap` in the foreground as DaemonRun (tests/bpf/conftest.py) starts it: full
+    """`agtap` in the foreground as Agtapd (tests/support/agtapd.py) starts it: full
     pipeline, JSONL to a file, bodies to a directory, no D-Bus. Ready at READY=1."""
 
     def __init__(self, workdir: Path, *flags: str, metrics_port: int | None = None):

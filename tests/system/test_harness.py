@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HERE, REPO, Container, Failed
+from tests.support.nspawn import HERE, REPO, Container
 
 UNIT = REPO / "systemd" / "agtap.service"
 

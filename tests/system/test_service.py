@@ -20,7 +20,8 @@ import uuid
 
 import pytest
 
-from conftest import HERE, Container, Failed, free_port, make_cert
+from tests.support.nspawn import HERE, Container, Failed, make_cert
+from tests.support.obs.prom import free_port
 
 pytestmark = pytest.mark.needs_daemon
 
