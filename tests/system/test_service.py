@@ -98,7 +98,7 @@ def svc(rootfs, deb, tmp_path_factory):
         key, crt = make_cert(certdir, "api.anthropic.com")
         box.put(crt, "/etc/agtap-test/cert.pem")
         box.put(key, "/etc/agtap-test/key.pem", 0o600)
-        for f in ("fake_anthropic.py", "client_call.py"):
+        for f in ("fake_anthropic.py", "client_call.py", "listen_calls.py"):
             box.put(HERE / "guest" / f, f"{GUEST}/{f}")
         box.sh("echo '127.0.0.1 api.anthropic.com' >> /etc/hosts")
         port = free_port()
@@ -147,6 +147,21 @@ def test_call_in_journal_and_event_log_without_secrets(svc):
     assert ev["input_tokens"] == 12 and ev["output_tokens"] == 7 and ev["stop_reason"] == "end_turn"
     assert box.sh(f"grep -rqF {SECRET} /var/log/agtap /var/lib/agtap", check=False).returncode == 1, \
         "the API key reached a file agtap wrote"
+
+
+def test_a_call_made_after_subscribing_arrives_as_a_live_callcaptured_signal(svc):
+    """The signal itself, not a re-read of earlier calls: alice (group agtap) subscribes first,
+    then the call is made; her client prints only what CallCaptured brought."""
+    box, model = svc.box, new_model()
+    out = f"/tmp/listen-{model}.out"
+    box.sh(f"systemd-run --unit=listen-{model} --uid=alice --property=StandardOutput=file:{out} "
+           f"--property=StandardError=file:{out}.err python3 {GUEST}/listen_calls.py {model} 60")
+    box.wait_for(f"grep -qx subscribed {out}", timeout=30, what="the listener subscribed")
+    pid = svc.python_call(model)
+    box.wait_for(f"grep -q {model} {out}", timeout=30, what=f"CallCaptured for {model}")
+    ev = json.loads(box.sh(f"tail -n1 {out}").stdout)
+    assert ev["model"] == model and ev["pid"] == pid and ev["provider"] == "anthropic", ev
+    assert ev["input_tokens"] == 12 and ev["output_tokens"] == 7 and ev["stop_reason"] == "end_turn", ev
 
 
 def test_status_for_root_and_group_member(svc):

@@ -4,13 +4,17 @@ No journald runs on the development machine, so the real journal (journalctl
 reading these entries back) is tested in the system tier (systemd-nspawn).
 """
 
+import json
 import os
+import subprocess
+import sys
 import uuid
 
 import pytest
 
 from agtap.call import KIND_LLM, KIND_MCP, Call
 from agtap.sinks.journal import FIELD_MAX, JournalSink, journal_fields, journal_message
+from tests.support.paths import REPO
 
 CALL_ID = uuid.UUID(int=0x1234).hex
 
@@ -141,10 +145,46 @@ def test_disabled_sink_sends_nothing():
     assert sent == [] and sink.stats()["enabled"] is False
 
 
-def test_real_systemd_journal_send_accepts_the_fields():
+# A journald stand-in: a datagram socket at journald's fixed path, in a mount namespace of its
+# own (a tmpfs on /run that only this process sees), read back in the journal's native protocol
+# (https://systemd.io/JOURNAL_NATIVE_PROTOCOL/). The real journald (journalctl reading the
+# entries back) is the system tier's.
+JOURNALD = r"""
+import json, os, socket, struct, subprocess, sys
+subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run"], check=True)
+os.makedirs("/run/systemd/journal")
+server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+server.bind("/run/systemd/journal/socket")
+server.settimeout(10)
+from agtap.call import KIND_LLM, Call
+from agtap.sinks.journal import JournalSink
+sink = JournalSink(True)                          # python3-systemd's real send
+sink.write(Call(ts="2026-11-26T23:37:25.000000Z", id="%032x" % 0x1234, pid=1234, proc="python3",
+                provider="anthropic", server_address="api.anthropic.com", kind=KIND_LLM, model="m\x00odel\nx",
+                input_tokens=1200, output_tokens=340, latency_ms=1820.0, stop_reason="end_turn"))
+data, entry = server.recv(1 << 20), {}
+while data:
+    line, _, data = data.partition(b"\n")
+    if b"=" in line:                              # KEY=value
+        k, _, v = line.partition(b"=")
+    else:                                         # KEY \n le64 size, value, \n (values with newlines)
+        (n,) = struct.unpack("<Q", data[:8])
+        k, v, data = line, data[8:8 + n], data[9 + n:]
+    entry[k.decode()] = v.decode("utf-8", "backslashreplace")
+print(json.dumps({"stats": sink.stats(), "entry": entry}))
+"""
+
+
+def test_real_systemd_journal_send_delivers_the_fields_to_journald():
     pytest.importorskip("systemd.journal")
-    sink = JournalSink(True)  # python3-systemd's real send; without journald it drops the entry
-    sink.write(make_call(model="m\x00odel"))
-    assert sink.stats()["write_errors"] == 0
-    if os.path.exists("/run/systemd/journal/socket"):
-        assert sink.stats()["entries"] == 1
+    ns = ["unshare", "--mount", "--propagation", "private"] if os.geteuid() == 0 else ["unshare", "-rm"]
+    r = subprocess.run([*ns, sys.executable, "-c", JOURNALD], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["stats"]["entries"] == 1 and got["stats"]["write_errors"] == 0, got
+    e = got["entry"]
+    # NUL dropped, the newline a space: one line, whatever the model name holds
+    assert e["MESSAGE"] == "anthropic model x python3[1234] in=1200 out=340 1.82s end_turn", e
+    assert (e["PRIORITY"], e["SYSLOG_IDENTIFIER"], e["AGTAP_CALL_ID"]) == ("6", "agtap", "%032x" % 0x1234)
+    assert e["AGTAP_MODEL"] == "model x" and e["AGTAP_INPUT_TOKENS"] == "1200" and e["AGTAP_PID"] == "1234"
+    assert "AGTAP_UNIT" not in e and "AGTAP_TOOLS" not in e
