@@ -1,7 +1,7 @@
 """Bench 5: start-up and memory.
 
 Time from exec to READY=1 on a NOTIFY_SOCKET this bench listens on (agtap foreground,
-full pipeline, as DaemonRun starts it), RSS idle 3 s after READY, and the time from
+full pipeline, as tests.support.agtapd.Agtapd starts it), RSS idle 3 s after READY, and the time from
 SIGTERM to exit. sslsniff-bpfcc's time to attach is measured alongside (interleaved) for
 scale. RSS under load is bench 4's (max per step). bench/startprobe.py (interleaved) splits
 the start into phases and the idle RSS by mapping (see there).

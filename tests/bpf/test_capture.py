@@ -290,19 +290,24 @@ def test_sigint_detaches_and_exits_within_two_seconds(tracer_run):
     assert t.stop_seconds < 2.0, t.stop_seconds
 
 
-# Runs in a mount namespace of its own (unshare): the libssl copy it probes lies on a tmpfs only
-# this namespace sees, so the other tracers on this machine (which find files by the path in
-# /proc/PID/maps) cannot probe it too, and its breakpoints are this tracer's alone.
+# One attempt, in a process group of its own. Other tracers run on this machine (other tests):
+# any of them that scans the traced process probes the same file, and its breakpoints are not
+# this tracer's. Running tracers scan a process at its exec and 0.05/0.5/3 s after, so the
+# traced process maps its private libssl copy only 4 s after its exec; a tracer that starts
+# (and so scans every process) meanwhile could still probe it: such tracers are listed, and
+# the attempt is repeated rather than judged.
 BREAKPOINTS = r"""
-import json, os, shutil, signal, ssl, subprocess, sys
+import json, os, shutil, signal, ssl, subprocess, sys, time
 d, rec = sys.argv[1], sys.argv[2]
-subprocess.run(["mount", "-t", "tmpfs", "tmpfs", d], check=True)
+os.setpgrp()
 system = next(ln.split()[5] for ln in open("/proc/self/maps") if "/libssl.so" in ln)
 lib = os.path.join(d, "libssl.so.3")
 shutil.copy(system, lib)
-p = subprocess.Popen([sys.executable, "-c", "import ssl, sys; print(ssl.OPENSSL_VERSION, flush=True); sys.stdin.read()"],
+p = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(4); import ssl; print(ssl.OPENSSL_VERSION, "
+                      "flush=True); sys.stdin.read()"],
                      env=dict(os.environ, LD_LIBRARY_PATH=d), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 p.stdout.readline()
+t0 = time.monotonic()
 
 def text():
     # the executable mappings of the copy in the traced process, as the kernel shows them
@@ -314,6 +319,22 @@ def text():
             with open(f"/proc/{p.pid}/mem", "rb") as m:
                 m.seek(lo)
                 out += m.read(hi - lo)
+    return out
+
+def other_tracers():
+    # agtap processes outside this process group, started (so scanning) since t0 - 5 min
+    boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            start = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+            if os.getpgid(int(pid)) == os.getpgrp():
+                continue
+        except (OSError, ValueError, IndexError):
+            continue
+        if any(b"agtap" in a for a in argv) and boot - start < time.monotonic() - t0 + 300:
+            out.append(b" ".join(argv).decode(errors="replace")[:200])
     return out
 
 before = text()
@@ -329,29 +350,33 @@ t.send_signal(signal.SIGINT)
 log += t.stderr.readlines()
 rc = t.wait(30)
 after = text()
+others = other_tracers()
 p.stdin.close()
 p.wait(10)
 print(json.dumps({"size": len(before), "rc": rc, "log": "".join(log), "attached": any(lib in ln and "attached" in ln for ln in log),
                   "changed": {i: [before[i], during[i]] for i in range(len(before)) if before[i] != during[i]},
-                  "left": [i for i in range(len(before)) if before[i] != after[i]]}))
+                  "left": [i for i in range(len(before)) if before[i] != after[i]], "others": others}))
 """
 
 
 def test_stopping_the_tracer_removes_its_breakpoints_from_a_traced_process(tmp_path, _need_root):
     """The kernel's own state, not the tracer's word: while it runs, the probed libssl functions
     start with int3 (0xcc) in the traced process's memory; once it has stopped, that memory is
-    byte for byte what it was before."""
-    ns = tmp_path / "ns"
-    ns.mkdir()
-    r = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-c", BREAKPOINTS,
-                        str(ns), str(tmp_path / "rec.jsonl")], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout)
-    assert res["rc"] == 0 and res["attached"], res["log"]
-    assert res["size"] > 100_000                      # libssl's text was read
-    # SSL_read, SSL_write and the rest: one breakpoint each, nothing else touched
-    assert len(res["changed"]) >= 2 and all(new == 0xCC for _, new in res["changed"].values()), res["changed"]
-    assert res["left"] == [], f"bytes still changed after the tracer stopped: {res['left']}"
+    byte for byte what it was before. (BCC's perf-event uprobes leave nothing in tracefs to look at.)"""
+    for attempt in range(4):
+        d = tmp_path / f"attempt-{attempt}"
+        d.mkdir()
+        r = subprocess.run([sys.executable, "-c", BREAKPOINTS, str(d), str(d / "rec.jsonl")],
+                           capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert r.returncode == 0, r.stderr
+        res = json.loads(r.stdout)
+        assert res["rc"] == 0 and res["attached"], res["log"]
+        assert res["size"] > 100_000                      # libssl's text was read
+        # SSL_read, SSL_write and the rest: one breakpoint each, nothing else touched
+        assert len(res["changed"]) >= 2 and all(new == 0xCC for _, new in res["changed"].values()), res["changed"]
+        if not res["left"] or not res["others"]:
+            break                                          # a clean attempt: judge it
+    assert res["left"] == [], f"bytes still changed after the tracer stopped: {res['left']}; {res['others']}"
 
 
 def test_doctor_prints_a_verdict_per_line_and_exits_0():

@@ -27,7 +27,7 @@ import pytest
 from agtap.capture import probepoints
 from agtap.capture.elfsyms import symbol_addrs
 from agtap.capture.procinfo import children
-from tests.bpf.conftest import AGTAP, DaemonRun
+from tests.support.agtapd import AGTAP, Agtapd
 from tests.support import Reply
 
 HERE = Path(__file__).resolve().parent
@@ -42,7 +42,7 @@ STARTED: list[int] = []   # the daemon's pid of every chroot and nspawn client s
 
 
 @pytest.fixture(scope="module")
-def roots(_need_root_module) -> dict[str, Path]:
+def roots(_need_root) -> dict[str, Path]:
     """The client roots, built side by side the first time (debootstrap waits on the network)."""
     t0 = time.monotonic()
     script = str(HERE / "make-client-rootfs.sh")
@@ -157,7 +157,7 @@ def run(root: Root, runtime: str, script: str, *args: str) -> tuple[int, dict]:
     return c.pid, c.go()
 
 
-def events(daemon: DaemonRun, n: int, **match) -> list[dict]:
+def events(daemon: Agtapd, n: int, **match) -> list[dict]:
     """The logged events whose fields equal `match`, once at least n arrived and SETTLE passed."""
     def select():
         return [e for e in daemon.events() if all(e.get(k) == v for k, v in match.items())]
@@ -203,8 +203,8 @@ def early(dirs, api):
 
 
 @pytest.fixture(scope="module")
-def daemon(early, tmp_path_factory, _need_root_module):
-    d = DaemonRun(["-v"], tmp_path_factory.mktemp("agtapd-containers"))
+def daemon(early, tmp_path_factory, _need_root):
+    d = Agtapd(tmp_path_factory.mktemp("agtapd-containers"), "-v")
     yield d
     if d.proc.poll() is None:
         d.stop()
@@ -217,7 +217,7 @@ def api(certs):
         yield a
 
 
-def attached_lines(daemon: DaemonRun) -> list[str]:
+def attached_lines(daemon: Agtapd) -> list[str]:
     return [line for line in daemon.stderr_path.read_text().splitlines() if line.startswith("agtap: attached: ")]
 
 
