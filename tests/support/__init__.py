@@ -1,8 +1,11 @@
-"""Test harness: a local TLS fake LLM API and the official clients that call it.
+"""Every test helper, in one package; this module: a local TLS fake LLM API and the official
+clients that call it. Submodules: harness (a Pipeline fed crafted chunks; chunk(), the one
+Chunk factory), agtapd (the real tracer/daemon for the bpf tier), dbus (private buses, test
+users, the service with the FakeTracer), obs (Prometheus, OTLP), tui (the real service for the
+dashboard tests, tmux), nspawn (the system tier's container), paths (REPO, PY).
 
-Every end-to-end test uses the same three pieces. tests/conftest.py puts the repo root on
-sys.path and provides the fixtures `certs` (session CA), `fake_api` (TLS) and
-`fake_api_plain` (plain HTTP).
+Every end-to-end test uses the same three pieces. tests/conftest.py provides the fixtures
+`certs` (session CA), `fake_api` (TLS) and `fake_api_plain` (plain HTTP).
 
 1. Start the fake API (or take the `fake_api` fixture)::
 
