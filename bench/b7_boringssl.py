@@ -37,8 +37,7 @@ def _one(path: Path, cache: Path) -> dict:
 
 
 def run(work: Path, quick: bool) -> dict:
-    sys.path.insert(0, str(REPO))
-    from tests.support import npmbins
+    from tests.support import npmbins          # bench runs as python -m bench.run from the repository
     bins = {f"bun {v}": npmbins.bun(v) for v in npmbins.BUN_RELEASES}
     bins[f"claude {npmbins.CLAUDE_CODE}"] = npmbins.claude()
     rounds = 1 if quick else 3

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.bpf.conftest import DaemonRun
+from tests.support.agtapd import Agtapd
 from tests.support import Reply, ToolCall
 from tests.support.clients import CLIENTS_DIR
 from tests.support.npmbins import BUN_RELEASES, bun, claude
@@ -24,9 +24,9 @@ BUN_KEY = "sk-ant-agtap-test-bun-5d20"
 
 
 @pytest.fixture(scope="module")
-def bdaemon(tmp_path_factory, _need_root_module):
+def bdaemon(tmp_path_factory, _need_root):
     tmp = tmp_path_factory.mktemp("agtapd-boringssl")
-    d = DaemonRun(["-v"], tmp, env={"AGTAP_CACHE_DIR": str(tmp / "cache")})
+    d = Agtapd(tmp, "-v", env={"AGTAP_CACHE_DIR": str(tmp / "cache")})
     d.cache = tmp / "cache"
     yield d
     if d.proc.poll() is None:

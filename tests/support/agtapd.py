@@ -202,6 +202,16 @@ class Agtapd:
             return evs if len(evs) >= n else None
         return now() if n is None else wait_until(enough, timeout) or now()
 
+    def wait_stderr(self, text: str, timeout: float = 120) -> str:
+        """The first line of the daemon's log containing `text`, waiting for it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.stderr().splitlines():
+                if text in line:
+                    return line
+            time.sleep(0.2)
+        raise AssertionError(f"the daemon never logged {text!r}:\n" + self.stderr()[-4000:])
+
     def stop(self) -> int:
         """SIGTERM; its exit status (the test fails if it takes more than 30 s)."""
         self.proc.send_signal(signal.SIGTERM)

@@ -24,8 +24,8 @@ from agtap.sinks.journal import PRIORITY_INFO, PRIORITY_WARNING, journal_fields
 from agtap.sinks.otel import error_type, span_attributes
 from agtap.sinks.prometheus import PrometheusSink
 from agtap.tui import fmt
-from tests.fixtures.providers.harness import Run
-from tests.support_obs.calls import llm_call, mcp_call
+from tests.support.harness import Run
+from tests.support.obs.calls import llm_call, mcp_call
 
 
 def _provider_error(etype):
