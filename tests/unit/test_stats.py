@@ -28,7 +28,7 @@ from agtap.service.dbus_object import to_variant
 from agtap.sinks.bodies import BodiesSink
 from agtap.sinks.jsonl import JsonlSink
 from agtap.sinks.prometheus import PrometheusSink
-from tests.support_dbus.fakes import FakeTracer, pipeline_factory
+from tests.support.dbus.fakes import FakeTracer
 
 # GetStats key of each CaptureStats counter (the rest keep their name)
 CAPTURE_KEY = {"bytes": "capture_bytes"}
@@ -52,7 +52,7 @@ def _controller(tmp_path):
     cfg = Config(event_log=str(tmp_path / "events.jsonl"), bodies_dir=str(tmp_path / "bodies"))
     prom = PrometheusSink(None)
     sinks = [BodiesSink(cfg.bodies_dir, 10, 24, group=None), JsonlSink(cfg.event_log, 1, 3, group=None), prom]
-    ctl = Controller(cfg, FakeTracer, sinks=sinks, pipeline_factory=pipeline_factory(), poll_timeout_ms=10)
+    ctl = Controller(cfg, FakeTracer, sinks=sinks, poll_timeout_ms=10)
     prom.set_stats_source(stats=ctl.get_stats)
     return ctl, prom
 
