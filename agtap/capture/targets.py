@@ -112,6 +112,7 @@ class TargetSet:
         self.boringssl: dict[str, boringcache.Verdict] = {}   # described path -> verdict, by the worker
         self._work: queue.Queue[tuple[Target, str] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
+        self._closed = threading.Event()
         self._seen: set[Key] = set()      # every key of every file looked at
         self._roots: set[Key] = set()     # root directories whose libssl files were looked at
         self.targets: list[Target] = []       # attached
@@ -179,8 +180,11 @@ class TargetSet:
         self._work.put((t, opened))
 
     def _work_loop(self) -> None:
-        while (job := self._work.get()) is not None:
+        while True:
+            job = self._work.get()
             try:
+                if job is None:
+                    return   # close()
                 self._look_for_boringssl(*job)
             except Exception:   # one odd binary must not end the search for the others
                 self._log.exception("BoringSSL search failed: %s", job[0].describe())
@@ -192,6 +196,8 @@ class TargetSet:
             self._log.info("no SSL symbols, no BoringSSL: %s", t.describe())
             return
         v = boringcache.verdict(opened, self._cache_dir)
+        if self._closed.is_set():
+            return   # capture stopped during the scan (a restart has a TargetSet of its own)
         v.path = t.path
         self.boringssl[t.describe()] = v
         if not v.located:
@@ -201,7 +207,8 @@ class TargetSet:
         self._attach_target(t, opened, v.line())
 
     def close(self) -> None:
-        """End the BoringSSL worker (after what it is doing)."""
+        """End the BoringSSL worker (after what it is doing; it probes nothing more)."""
+        self._closed.set()
         if self._worker is not None:
             self._work.put(None)
             self._worker = None

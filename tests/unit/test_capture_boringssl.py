@@ -12,6 +12,7 @@ disassembler the locator does not use.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import shutil
@@ -144,3 +145,40 @@ def test_a_corrupt_or_foreign_entry_is_ignored(tmp_path, spoil):
         d["build_id"] = "0" * 40
         f.write_text(json.dumps(d))
     assert boringcache.load(str(tmp_path), path, os.stat(path), v.build_id) is None
+
+
+# --- the worker thread of targets.TargetSet ---
+
+def _worker_set(tmp_path):
+    from agtap.capture.targets import TargetSet
+    attached = []
+    ts = TargetSet(lambda path, syms: attached.append((path, dict(syms))), logging.getLogger("test"),
+                   cache_dir=str(tmp_path))
+    return ts, attached
+
+
+def test_an_executed_bun_is_located_off_the_calling_thread_and_attached_once(tmp_path):
+    path = str(npmbins.bun("1.4.5"))
+    ts, attached = _worker_set(tmp_path)
+    assert ts.consider(path, exe=True) is False      # returns at once: the worker does the rest
+    assert ts.consider(path, exe=True) is False      # the same file again: not queued twice
+    ts._work.join()
+    write, read = EXPECTED[("bun", "1.4.5")]
+    assert attached == [(path, {"SSL_write": write, "SSL_read": read})]
+    assert ts.boringssl[path].located and ts.attached == [path]
+    ts.close()
+
+
+def test_a_scan_that_ends_after_capture_stopped_probes_nothing(tmp_path, monkeypatch):
+    path = str(npmbins.bun("1.4.5"))
+    ts, attached = _worker_set(tmp_path)
+    real = boringcache.verdict
+
+    def slow_verdict(p, cache_dir):
+        ts.close()                                    # capture stops while the binary is scanned
+        return real(p, cache_dir)
+
+    monkeypatch.setattr(boringcache, "verdict", slow_verdict)
+    ts.consider(path, exe=True)
+    ts._work.join()
+    assert attached == [] and ts.attached == []
