@@ -36,6 +36,12 @@ def _host(x: dict) -> str:
     return f"{h['busy']:.0f} ({h['iowait']:.0f})" if h else "–"
 
 
+def ok_result(R: dict, name: str) -> dict | None:
+    """The results of one benchmark if it ran to the end, else None (its failure is a row in the targets)."""
+    r = R.get(name)
+    return r if r and r.get("status") == "ok" else None
+
+
 def verdict(ok: bool | None) -> str:
     return "–" if ok is None else ("**met**" if ok else "**not met**")
 
@@ -69,8 +75,8 @@ def _targets(R: dict) -> list[str]:
     a = L.append
     rows = []   # (target, figure, verdict)
 
-    b1 = R.get("tls_overhead")
-    if b1 and b1.get("status") == "ok":
+    b1 = ok_result(R, "tls_overhead")
+    if b1:
         for c in ("httpx", "node"):
             r = b1["results"][c]
             w = r["wall"]["agtap/untraced"]
@@ -81,37 +87,37 @@ def _targets(R: dict) -> list[str]:
             rows.append((f"1. {c}: agtap overhead ≤ sslsniff's (wall, CPU)",
                          f"agtap/sslsniff wall {ow['median']:.3f}, CPU {o['median']:.3f}",
                          verdict(ow["median"] <= 1.0 and o["median"] <= 1.0)))
-    b2 = R.get("unrelated")
-    if b2 and b2.get("status") == "ok":
+    b2 = ok_result(R, "unrelated")
+    if b2:
         for w in ("bulk", "pipe"):
             r = b2["results"][w]["wall"]["agtap/untraced"]
             rows.append((f"2. {w}: wall agtap/untraced ≤ 1.01", f"{r['median']:.3f} [{r['min']:.3f}–{r['max']:.3f}]",
                          verdict(r["median"] <= 1.01)))
-    b3 = R.get("pipeline")
-    if b3 and b3.get("status") == "ok":
+    b3 = ok_result(R, "pipeline")
+    if b3:
         s = b3["workloads"]["stream"]
         rows.append(("3. ≥ 1,000 streamed calls/s on one core (daemon path: pipeline + sinks)",
                      f"{s['daemon']['calls_per_s']['median']:,.0f} (pipeline alone {s['pipeline']['calls_per_s']['median']:,.0f})",
                      verdict(s["daemon"]["calls_per_s"]["median"] >= 1000)))
-    b4 = R.get("load")
-    if b4 and b4.get("status") == "ok":
+    b4 = ok_result(R, "load")
+    if b4:
         z = b4.get("max_zero_loss_rate", 0)
         kept = [s["rate"] for s in b4["steps"] if s["agtap"].get("kept_up")]
         rows.append(("4. 0 lost up to ≥ 200 calls/s", f"0 lost up to {z} calls/s; first loss at "
                      f"{b4.get('first_loss_rate') or 'none (ramp ended)'}; kept up in real time up to "
                      f"{max(kept) if kept else 0} calls/s", verdict(z >= 200)))
-    b5 = R.get("startup")
-    if b5 and b5.get("status") == "ok":
+    b5 = ok_result(R, "startup")
+    if b5:
         rd = b5["agtap_ready_s"]
         rows.append(("5. exec → READY=1 ≤ 2 s", f"{rd['median']:.2f} s [{rd['min']:.2f}–{rd['max']:.2f}]",
                      verdict(rd["median"] <= 2.0)))
         idle = b5["agtap_idle_rss_mb"]["median"]
-        loadmax = max((s["agtap"]["daemon_rss_max_mb"] for s in (b4 or {}).get("steps", [])), default=None)
+        loadmax = max((s["agtap"]["daemon_rss_max_mb"] for s in (R.get("load") or {}).get("steps", [])), default=None)
         rows.append(("5. RSS ≤ 200 MB (idle, and at the load of 4)",
                      f"idle {idle:.0f} MB; under load max {f(loadmax, 0)} MB",
                      verdict(idle <= 200 and (loadmax is None or loadmax <= 200))))
-    b6 = R.get("latency")
-    if b6 and b6.get("status") == "ok":
+    b6 = ok_result(R, "latency")
+    if b6:
         lm = b6["latency_ms"]
         rows.append(("6. last byte → JSONL line p99 ≤ 20 ms at 50 calls/s",
                      f"p50 {lm['p50']:.1f} ms, p99 {lm['p99']:.1f} ms (max {lm['max']:.1f})", verdict(lm["p99"] <= 20)))
@@ -132,8 +138,8 @@ def _tls_overhead(R: dict, TEXT: dict) -> list[str]:
     """The section "# 1. LLM-shaped TLS overhead"."""
     L: list[str] = []
     a = L.append
-    b1 = R.get("tls_overhead")
-    if not (b1 and b1.get("status") == "ok"):
+    b1 = ok_result(R, "tls_overhead")
+    if not b1:
         return L
     a("## 1. LLM-shaped TLS overhead")
     a("")
@@ -183,8 +189,8 @@ def _unrelated(R: dict, TEXT: dict) -> list[str]:
     """The section "# 2. Unrelated traffic"."""
     L: list[str] = []
     a = L.append
-    b2 = R.get("unrelated")
-    if not (b2 and b2.get("status") == "ok"):
+    b2 = ok_result(R, "unrelated")
+    if not b2:
         return L
     a("## 2. Unrelated traffic")
     a("")
@@ -213,8 +219,8 @@ def _pipeline(R: dict, TEXT: dict) -> list[str]:
     """The section "# 3. Pipeline throughput (one core)"."""
     L: list[str] = []
     a = L.append
-    b3 = R.get("pipeline")
-    if not (b3 and b3.get("status") == "ok"):
+    b3 = ok_result(R, "pipeline")
+    if not b3:
         return L
     a("## 3. Pipeline throughput (one core)")
     a("")
@@ -250,8 +256,8 @@ def _load_steps(R: dict, TEXT: dict) -> list[str]:
     """The section "# 4. Zero loss under load"."""
     L: list[str] = []
     a = L.append
-    b4 = R.get("load")
-    if not (b4 and b4.get("status") == "ok"):
+    b4 = ok_result(R, "load")
+    if not b4:
         return L
     a("## 4. Zero loss under load")
     a("")
@@ -288,9 +294,9 @@ def _startup(R: dict, TEXT: dict) -> list[str]:
     """The section "# 5. Start-up and memory"."""
     L: list[str] = []
     a = L.append
-    b5 = R.get("startup")
+    b5 = ok_result(R, "startup")
     b4 = R.get("load")
-    if not (b5 and b5.get("status") == "ok"):
+    if not b5:
         return L
     a("## 5. Start-up and memory")
     a("")
@@ -328,8 +334,8 @@ def _latency(R: dict, TEXT: dict) -> list[str]:
     """The section "# 6. Latency of the record"."""
     L: list[str] = []
     a = L.append
-    b6 = R.get("latency")
-    if not (b6 and b6.get("status") == "ok"):
+    b6 = ok_result(R, "latency")
+    if not b6:
         return L
     a("## 6. Latency of the record")
     a("")
@@ -352,8 +358,8 @@ def _boringssl(R: dict, TEXT: dict) -> list[str]:
     """The section "# 7. Locating BoringSSL"."""
     L: list[str] = []
     a = L.append
-    b7 = R.get("boringssl")
-    if not (b7 and b7.get("status") == "ok"):
+    b7 = ok_result(R, "boringssl")
+    if not b7:
         return L
     a("## 7. Locating BoringSSL (Bun, Claude Code)")
     a("")
