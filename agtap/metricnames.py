@@ -109,6 +109,8 @@ PROM_STATS: dict[str, tuple[str, str, str]] = {
                       "Bytes on connections of no interest, not copied (by design)"),
     "dropped_reads": ("agtap_ipc_reads_dropped_total", "counter",
                       "Reads on local IPC not used: the peer's writes carry the same bytes"),
+    "h2_connections": ("agtap_http2_connections_total", "counter",
+                       "HTTP/2 connections captured (the client preface was written)"),
     "conns_open": ("agtap_connections_open", "gauge", "Connections the pipeline holds state for"),
     "conns_evicted": ("agtap_connections_evicted_total", "counter",
                       "Connections dropped for new ones past the connection limit (their call ends incomplete)"),

@@ -86,8 +86,8 @@ BPF_RINGBUF_OUTPUT(records, RINGBUF_PAGES);
  * the hook that fills it, on this CPU only. */
 BPF_PERCPU_ARRAY(scratch, struct record_t, 1);
 
-/* Connection states. Written by the hooks (new request line, close) and by
- * userspace (ignore_conn, S_EGRESS_ONLY/S_NEVER after resolving the fd);
+/* Connection states. Written by the hooks (new request line, HTTP/2 preface,
+ * close) and by userspace (ignore_conn, S_EGRESS_ONLY/S_NEVER after resolving the fd);
  * read by every data hook. */
 BPF_HASH(conns, struct conn_key_t, struct conn_val_t, 65536);
 
@@ -200,6 +200,24 @@ static __always_inline int http_request_start(const char *h) {
 #undef B
     /* after the space: origin-form, asterisk-form or absolute-form */
     return (n == '/' || n == '*' || n == 'h') ? 1 : 0;
+}
+
+/* Is this the HTTP/2 client connection preface, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+ * (RFC 9113, 3.4)? `h` holds the first n bytes of the write. Compared as three
+ * little-endian words, like http_request_start reads its bytes. A client
+ * sends it first on every HTTP/2 connection: over TLS after ALPN "h2", in
+ * cleartext with prior knowledge (h2c), and after a 101 answering
+ * `Upgrade: h2c`. The 24 bytes in pieces of several writes are not
+ * recognised (no client seen does that). */
+#define H2_PREFACE_LEN 24
+static __always_inline int h2_preface(const char *h, u32 n) {
+    if (n < H2_PREFACE_LEN)
+        return 0;
+    u64 w[3];
+    __builtin_memcpy(w, h, sizeof(w));
+    return w[0] == 0x5448202a20495250ULL &&   /* "PRI * HT" */
+           w[1] == 0x0a0d302e322f5054ULL &&   /* "TP/2.0\r\n" */
+           w[2] == 0x0a0d0a0d4d530a0dULL;     /* "\r\nSM\r\n\r\n" */
 }
 
 /* Is `"jsonrpc"` among the first n (at most 64) bytes of h, starting at or after `from`? */
@@ -421,12 +439,26 @@ static __always_inline int classify_write(struct conn_key_t *key, const char *bu
     struct conn_val_t *cv = conns.lookup(key);
     if (cv && cv->state == S_NEVER)
         return 0;   /* userspace resolved it to a file or tty */
+    if (cv && cv->state == S_H2)
+        return 1;   /* HTTP/2: every write is frames, copied; nothing here starts an exchange */
     char head[64] = {};
     u32 n = len < 64 ? (u32)len : 64;
     if (n < 4)
         goto known;   /* too short to start anything: only continues a capture */
     if (bpf_probe_read_user(head, copy_len(n, sizeof(head)), buf))   /* n is 4..64 */
         goto known;   /* unreadable: treat as a continuation */
+    if (h2_preface(head, n)) {
+        /* An HTTP/2 connection: many exchanges (streams) share it, so it is
+         * copied whole from here on, whatever it was before (an
+         * `Upgrade: h2c` request, captured or ignored, precedes the preface). */
+        struct conn_val_t v = {.state = S_H2};
+        if (conns.update(key, &v)) {
+            count(C_CONN_FULL, 1);
+            return 0;
+        }
+        count(C_H2_CONNS, 1);
+        return 1;
+    }
     int http = http_request_start(head);
     if (http) {
         /* A new request: POST exchanges are captured (every provider API
@@ -458,7 +490,7 @@ known:
 /* Should a read on this connection be copied? */
 static __always_inline int read_wanted(struct conn_key_t *key) {
     struct conn_val_t *cv = conns.lookup(key);
-    return cv && cv->state == S_CAPTURE;
+    return cv && (cv->state == S_CAPTURE || cv->state == S_H2);
 }
 
 /* Note a tgid that owns a captured connection (so its exit is reported). */

@@ -74,7 +74,8 @@ class CaptureStats:
     conn_table_full: int = 0    # connections not tracked: the kernel's conns map was full
     skipped_bytes: int = 0      # bytes on connections marked not interesting (by design: not copied)
     dropped_reads: int = 0      # reads on local IPC not used: the peer's writes carry the same bytes
+    h2_connections: int = 0     # HTTP/2 connections captured (client preface seen)
     targets: list[str] = field(default_factory=list)
 
     COUNTERS = ("chunks", "bytes", "lost_records", "lost_bytes", "cut_records", "read_failed_bytes",
-                "conn_table_full", "skipped_bytes", "dropped_reads")
+                "conn_table_full", "skipped_bytes", "dropped_reads", "h2_connections")

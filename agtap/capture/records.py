@@ -32,6 +32,7 @@ BPF_CONSTANTS: dict[str, tuple[int, str]] = {
     "S_IGNORE": (2, "copy nothing until the next HTTP request line"),
     "S_EGRESS_ONLY": (3, "copy writes only (local IPC: the peer's writes are captured too)"),
     "S_NEVER": (4, "not a connection at all (a file, a tty): copy nothing ever"),
+    "S_H2": (5, "HTTP/2 (client preface written): copy writes and reads until close; userspace never ignores it"),
     # counter slots (per-CPU array `counters`, summed by userspace)
     "C_LOST": (0, "ring-buffer output failed: bytes lost"),
     "C_CUT": (1, "buffers cut at the cap"),
@@ -41,7 +42,8 @@ BPF_CONSTANTS: dict[str, tuple[int, str]] = {
     "C_READ_FAIL": (5, "bpf_probe_read_user failed (page not present): bytes lost"),
     "C_SKIPPED": (6, "payload bytes seen on ignored connections (not copied)"),
     "C_LOST_RECS": (7, "ring-buffer records lost"),
-    "N_COUNTERS": (8, "counter slots"),
+    "C_H2_CONNS": (8, "HTTP/2 connections seen (client preface written)"),
+    "N_COUNTERS": (9, "counter slots"),
 }
 _V = {k: v for k, (v, _) in BPF_CONSTANTS.items()}
 K_TLS_WRITE, K_TLS_READ = _V["K_TLS_WRITE"], _V["K_TLS_READ"]
@@ -49,12 +51,12 @@ K_SOCK_WRITE, K_SOCK_READ = _V["K_SOCK_WRITE"], _V["K_SOCK_READ"]
 K_CLOSE, K_EXEC, K_EXIT = _V["K_CLOSE"], _V["K_EXEC"], _V["K_EXIT"]
 F_CUT, F_LAST = _V["F_CUT"], _V["F_LAST"]
 S_CAPTURE, S_IGNORE = _V["S_CAPTURE"], _V["S_IGNORE"]
-S_EGRESS_ONLY, S_NEVER = _V["S_EGRESS_ONLY"], _V["S_NEVER"]
+S_EGRESS_ONLY, S_NEVER, S_H2 = _V["S_EGRESS_ONLY"], _V["S_NEVER"], _V["S_H2"]
 # the counters agtap reads, by slot: C_* -> the name Tracer.counters() gives it
 COUNTERS = {
     "C_LOST": "lost_bytes", "C_CUT": "cut_buffers", "C_RECORDS": "records", "C_BYTES": "bytes",
     "C_CONN_FULL": "conn_table_full", "C_READ_FAIL": "read_failed_bytes", "C_SKIPPED": "skipped_bytes",
-    "C_LOST_RECS": "lost_records",
+    "C_LOST_RECS": "lost_records", "C_H2_CONNS": "h2_connections",
 }
 COUNTER_SLOTS = {name: _V[c] for c, name in COUNTERS.items()}
 COUNTER_NAMES = tuple(COUNTER_SLOTS)

@@ -238,9 +238,29 @@ class Tracer:
             pass   # map full: counted in the kernel
 
     def ignore_conn(self, conn: ConnId) -> None:
+        """Stop copying the connection until its next request line, unless it is HTTP/2 by now.
+
+        An HTTP/1.1 driver asks this when an exchange is of no interest, also for
+        the `101 Switching Protocols` that answers `Upgrade: h2c`; by the time it
+        has parsed that, the client may have written its HTTP/2 preface, and the
+        kernel marked the connection S_H2: it stays so (many streams share it,
+        an LLM call may be the next one). The check and the update are two map
+        operations, so a preface written between them is still lost: the HTTP/1.1
+        driver does not ask for a 101 that switches to h2c (drivers/httpconn.py);
+        this check covers the answers it has not parsed yet when the preface goes out."""
         key = conn.kernel_key()
-        if key is not None:
-            self._set_state(*key, S_IGNORE)
+        if key is None or self._state(*key) == S_H2:
+            return
+        self._set_state(*key, S_IGNORE)
+
+    def _state(self, pid: int, is_tls: bool, ident: int) -> int | None:
+        if self._bpf is None:
+            return None
+        conns = self._bpf["conns"]
+        try:
+            return conns[conns.Key(pid, int(is_tls), ident)].state
+        except KeyError:
+            return None
 
     def set_filter(self, pids: list[int], comms: list[str]) -> None:
         self._pids = [int(p) for p in pids]
@@ -295,5 +315,5 @@ class Tracer:
         return CaptureStats(chunks=c["records"], bytes=c["bytes"], lost_records=c["lost_records"],
                             lost_bytes=c["lost_bytes"], cut_records=c["cut_buffers"],
                             read_failed_bytes=c["read_failed_bytes"], conn_table_full=c["conn_table_full"],
-                            skipped_bytes=c["skipped_bytes"],
+                            skipped_bytes=c["skipped_bytes"], h2_connections=c["h2_connections"],
                             dropped_reads=self._mapper.dropped_reads if self._mapper else 0, targets=self.targets)

@@ -190,7 +190,10 @@ class HttpConn:
             if head.status == 101:   # Switching Protocols (e.g. WebSocket): no more HTTP/1.1 here
                 self.req.stop()
                 self.discard_ingress = True
-                self._ignore(None, tell_only=True)
+                if (head.header("upgrade") or "").strip().lower() != "h2c":
+                    self._ignore(None, tell_only=True)
+                # to HTTP/2 (`Upgrade: h2c`): the kernel keeps copying; the client's
+                # preface follows and makes the connection HTTP/2 there (bpf/common.h)
             return   # interim (100 Continue): the parser skips it
         ex = self._front()
         if ex is None:

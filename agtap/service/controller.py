@@ -387,6 +387,7 @@ class Controller:
             "conn_table_full": cap.conn_table_full,
             "skipped_bytes": cap.skipped_bytes,
             "dropped_reads": cap.dropped_reads,
+            "h2_connections": cap.h2_connections,
             **pipeline,
             "poll_errors": self.poll_errors,
             "sink_errors": self.sink_errors,

@@ -19,7 +19,9 @@ Every end-to-end test uses the same three pieces. tests/conftest.py provides the
    (Gemini; also Vertex AI's .../publishers/google/models/{model}:...), Vertex AI's
    .../publishers/anthropic/models/{model}:rawPredict|streamRawPredict (Claude), Azure
    OpenAI /openai/deployments/{d}/chat/completions, GET /bulk/{n} (n filler bytes),
-   POST /echo (body echoed back). Only http/1.1 is offered in ALPN: no client gets HTTP/2.
+   POST /echo (body echoed back). Only http/1.1 is offered in ALPN unless
+   FakeApi(http2=True): then also HTTP/2 (ALPN h2, h2c prior knowledge, Upgrade: h2c;
+   see h2serve.py), each stream an Exchange as above.
 
 2. Script what the LLM routes answer, in order (then `api.default`)::
 

@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 from . import routes
 from .certs import CertPaths
 from .exchange import Exchange
+from .h2serve import PREFACE, H2Server
 from .reply import Planned, Reply
 
 REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
@@ -85,10 +86,11 @@ class FakeApi:
     """Start with `with FakeApi(certs) as api:`; script with `api.script(Reply(...))`."""
 
     def __init__(self, certs: CertPaths | None = None, *, tls: bool = True, host: str = "127.0.0.1",
-                 port: int = 0, idle_timeout: float = 30.0):
+                 port: int = 0, idle_timeout: float = 30.0, http2: bool = False):
         if tls and certs is None:
             raise ValueError("FakeApi(tls=True) needs certs (tests.support.certs.make_certs)")
         self.certs, self.tls, self.host, self.idle_timeout = certs, tls, host, idle_timeout
+        self.http2 = http2  # also HTTP/2: "h2" in ALPN, h2c prior knowledge, Upgrade: h2c (h2serve.py)
         self.default = Reply()  # used when the script queue is empty
         self.exchanges: list[Exchange] = []  # in completion order; wait_for() sorts by arrival
         # Connections that failed before a request was read (TLS handshake refused: the
@@ -144,7 +146,7 @@ class FakeApi:
             assert self.certs is not None
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(self.certs.cert, self.certs.key)
-            ctx.set_alpn_protocols(["http/1.1"])  # never HTTP/2: the tracer parses HTTP/1.1
+            ctx.set_alpn_protocols(["h2", "http/1.1"] if self.http2 else ["http/1.1"])
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.host, self.port))
@@ -207,6 +209,9 @@ class FakeApi:
                 with self._lock:
                     self._conns.discard(raw)
                     self._conns.add(sock)
+            if self._speaks_h2(sock):
+                H2Server(self, sock, addr, conn_no).serve()
+                return
             reader = _Reader(sock)
             while self._serve_one(sock, reader, addr, conn_no):
                 served += 1
@@ -224,6 +229,15 @@ class FakeApi:
                 sock.close()
             except OSError:
                 pass
+
+    def _speaks_h2(self, sock: socket.socket) -> bool:
+        """HTTP/2 from the first byte: "h2" chosen in ALPN, or (cleartext) the client preface."""
+        if not self.http2:
+            return False
+        if self.tls:
+            return sock.selected_alpn_protocol() == "h2"
+        # every HTTP/1.1 request is longer than the preface: waiting for 24 bytes never hangs
+        return sock.recv(len(PREFACE), socket.MSG_PEEK | socket.MSG_WAITALL) == PREFACE
 
     def _serve_one(self, sock: socket.socket, reader: _Reader, addr: tuple, conn_no: int) -> bool:
         head = reader.until(b"\r\n\r\n")
@@ -243,6 +257,11 @@ class FakeApi:
         ex.ns_request_start = reader.first_ns
         ex.raw_request = reader.take_record()
         ex.t_request, ex.ns_request = time.time(), time.monotonic_ns()
+        if self.http2 and (ex.header("upgrade") or "").lower() == "h2c" and ex.header("http2-settings"):
+            # RFC 7540 3.2: 101, then this request is stream 1 of an HTTP/2 connection
+            sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+            H2Server(self, sock, addr, conn_no).serve(bytes(reader.buf), (ex, ex.header("http2-settings")))
+            return False
         with self._lock:
             self._seq += 1
             ex.seq = self._seq

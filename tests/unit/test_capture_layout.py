@@ -83,7 +83,7 @@ def test_the_numbers_are_consistent():
     states = [val for k, val in v.items() if k.startswith("S_")]
     slots = sorted(val for k, val in v.items() if k.startswith("C_"))
     assert len(set(kinds)) == len(kinds) == 7 and 0 not in kinds       # 0: an unset record
-    assert len(set(states)) == len(states) == 4 and 0 not in states    # 0: no entry
+    assert len(set(states)) == len(states) == 5 and 0 not in states    # 0: no entry
     assert v["F_CUT"] & v["F_LAST"] == 0
     assert slots == list(range(v["N_COUNTERS"]))                        # every slot read, none past the array
     assert sorted(records.COUNTER_SLOTS.values()) == slots and len(set(records.COUNTER_NAMES)) == len(slots)
