@@ -107,6 +107,13 @@ class Elf:
                 return s.vaddr + off - s.offset
         return None
 
+    def offset(self, vaddr: int) -> int | None:
+        """The file offset holding virtual address `vaddr` (None if no segment's file part does)."""
+        for s in self.loads:
+            if s.vaddr <= vaddr < s.vaddr + s.size:
+                return s.offset + vaddr - s.vaddr
+        return None
+
     def code(self) -> Segment:
         xs = [s for s in self.loads if s.flags & PF_X]
         if len(xs) != 1:

@@ -8,12 +8,12 @@ probepoints.py to look at the first instructions of the exported functions.
 from __future__ import annotations
 
 import mmap
-import re
 import struct
+from dataclasses import dataclass
 
 SSL_SYMBOLS = ("SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex")
 OPTIONAL_SYMBOLS = ("SSL_free",)
-SHT_DYNSYM = 11
+SHT_SYMTAB, SHT_DYNSYM = 2, 11
 PT_LOAD = 1
 
 
@@ -29,35 +29,83 @@ def symbol_addrs(path: str, wanted: tuple[str, ...] = SSL_SYMBOLS + OPTIONAL_SYM
     a new executable starts): the wanted names are found in .dynstr first, then only the
     symbols whose st_name points at one of them are decoded.
     """
-    found: dict[str, int] = {}
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            if m[:4] != b"\x7fELF" or m[4] != 2 or m[5] != 1:   # ELF64 little-endian only
-                return found
-            shoff, = struct.unpack_from("<Q", m, 0x28)
-            shentsize, shnum = struct.unpack_from("<HH", m, 0x3A)
-            secs = [struct.unpack_from("<IIQQQQIIQQ", m, shoff + i * shentsize) for i in range(shnum)]
-            for s in secs:
-                if s[1] != SHT_DYNSYM:
-                    continue
-                off, size, link, entsize = s[4], s[5], s[6], s[9] or 24
-                str_off, str_size = secs[link][4], secs[link][5]
-                # every offset at which a wanted name (NUL-terminated) starts: the linker may
-                # share a string's tail, so a name can start inside a longer one
-                names = re.compile(b"(" + b"|".join(re.escape(w.encode()) for w in wanted) + b")\0")
-                at = {mo.start() - str_off: mo.group(1).decode()
-                      for mo in names.finditer(m, str_off, str_off + str_size)}
-                if not at or entsize % 4:
-                    continue
-                with memoryview(m) as mv, mv[off:off + size - size % entsize] as table, \
-                        table.cast("I") as words:
-                    st_names = words[::entsize // 4].tolist()
-                for idx, name_off in enumerate(st_names):
-                    if name_off in at:
-                        _, info, _other, shndx, value = struct.unpack_from("<IBBHQ", m, off + idx * entsize)
-                        if shndx != 0 and (info & 0xF) == 2:   # defined, a function
-                            found[at[name_off]] = value
-    except (OSError, ValueError, TypeError, struct.error, IndexError):
+            return {name: value for name, (value, _size) in functions(m, wanted, SHT_DYNSYM).items()}
+    except (OSError, ValueError):
+        return {}
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    name: str
+    type: int
+    addr: int         # virtual address (0 if not loaded)
+    offset: int       # in the file
+    size: int
+
+
+def _section_headers(m) -> list[tuple]:
+    """The raw section headers (sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size,
+    sh_link, sh_info, sh_addralign, sh_entsize) of an ELF64 little-endian file, mmap'd."""
+    if m[:4] != b"\x7fELF" or m[4] != 2 or m[5] != 1:   # ELF64 little-endian only
+        return []
+    shoff, = struct.unpack_from("<Q", m, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", m, 0x3A)
+    if not shoff or shentsize < 64:
+        return []
+    return [struct.unpack_from("<IIQQQQIIQQ", m, shoff + i * shentsize) for i in range(shnum)]
+
+
+def sections(m) -> dict[str, Section]:
+    """The section headers of an ELF64 little-endian file (mmap'd), by name ({} if none)."""
+    try:
+        raw = _section_headers(m)
+        shstrndx, = struct.unpack_from("<H", m, 0x3E)
+        if shstrndx >= len(raw):
+            return {}
+        names_at = raw[shstrndx][4]
+        out = {}
+        for name, typ, _flags, addr, off, size, *_rest in raw:
+            end = m.find(b"\0", names_at + name)
+            if end >= 0:
+                text = m[names_at + name:end].decode("latin-1")
+                out.setdefault(text, Section(text, typ, addr, off, size))
+        return out
+    except (ValueError, struct.error, IndexError):
+        return {}
+
+
+def functions(m, wanted, table: int = SHT_DYNSYM) -> dict[str, tuple[int, int]]:
+    """name -> (st_value, st_size) of the defined functions in `wanted` found in the symbol
+    tables of type `table` (SHT_DYNSYM, or SHT_SYMTAB for a program's full symbol table)."""
+    found: dict[str, tuple[int, int]] = {}
+    try:
+        secs = _section_headers(m)
+        for s in secs:
+            if s[1] != table:
+                continue
+            off, size, link, entsize = s[4], s[5], s[6], s[9] or 24
+            str_off, str_size = secs[link][4], secs[link][5]
+            # every offset at which a wanted name (NUL-terminated) starts: the linker may
+            # share a string's tail, so a name can start inside a longer one
+            at = {}
+            for w in wanted:
+                needle, i = w.encode() + b"\0", str_off
+                while (i := m.find(needle, i, str_off + str_size)) >= 0:
+                    at[i - str_off] = w
+                    i += 1
+            if not at or entsize % 4:
+                continue
+            with memoryview(m) as mv, mv[off:off + size - size % entsize] as tbl, tbl.cast("I") as words:
+                st_names = words[::entsize // 4].tolist()
+            for idx, name_off in enumerate(st_names):
+                if name_off in at:
+                    _, info, _other, shndx, value, st_size = struct.unpack_from(
+                        "<IBBHQQ", m, off + idx * entsize)
+                    if shndx != 0 and (info & 0xF) == 2:   # defined, a function
+                        found[at[name_off]] = (value, st_size)
+    except (ValueError, TypeError, struct.error, IndexError):
         pass
     return found
 
