@@ -1,0 +1,3 @@
+module notls
+
+go 1.19

@@ -1,0 +1,3 @@
+module tlsget
+
+go 1.19

@@ -1,0 +1,129 @@
+"""Go programs built at test time from their source in tests/go/<name>/, with Debian's Go.
+
+    path = go_binary("tlsget")                                  # Debian 12's Go 1.19, the host's
+    path = go_binary("tlsget", stripped=True)                   # -ldflags="-s -w"
+    path = go_binary("tlsget", release="trixie")                # Debian 13's Go 1.24
+
+bookworm builds with the host's `go` (golang-go, setup/apt.txt [test]); trixie in a
+debootstrapped Debian 13 root with its golang-go (tests/go/make-go-rootfs.sh, cached under
+$AGTAP_TEST_CACHE/go-rootfs-trixie), run with systemd-nspawn (root only). Every build is
+static (CGO_ENABLED=0: a trixie-built program runs on the Debian 12 host), -trimpath, and
+standard library only (GOPROXY=off). Binaries are cached under
+$AGTAP_TEST_CACHE/go-bin (or ~/.cache/agtap-test/go-bin when that is not writable), keyed by
+a hash of the program's source, the Go version and the flags: a rerun builds nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.support.paths import REPO
+
+SOURCES = REPO / "tests" / "go"
+ROOTFS_SCRIPT = SOURCES / "make-go-rootfs.sh"
+CACHE_ROOT = Path(os.environ.get("AGTAP_TEST_CACHE", "/var/cache/agtap-test"))
+CACHE = CACHE_ROOT / "go-bin"
+if not os.access(CACHE if CACHE.exists() else CACHE_ROOT if CACHE_ROOT.exists() else "/var/cache", os.W_OK):
+    CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agtap-test" / "go-bin"
+RELEASES = {"bookworm": "Debian 12", "trixie": "Debian 13"}
+HOST_RELEASE = "bookworm"
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class GoBuildError(RuntimeError):
+    pass
+
+
+def rootfs(release: str) -> Path:
+    """The Debian root whose Go builds for `release` (built once, root only)."""
+    if release == HOST_RELEASE:
+        return Path("/")
+    dest = CACHE_ROOT / f"go-rootfs-{release}"
+    stamp = dest / ".agtap-rootfs-stamp"
+    if not stamp.is_file() or os.geteuid() == 0:
+        # the script itself says "cached" when the stamp matches (cheap); it needs root otherwise
+        if os.geteuid() != 0:
+            raise GoBuildError(f"Go for {release} needs the root {dest}: building it needs root "
+                               f"(sudo {ROOTFS_SCRIPT} {release})")
+        r = subprocess.run([str(ROOTFS_SCRIPT), release, str(dest)], capture_output=True, text=True,
+                           env={"PATH": PATH, **{k: v for k, v in os.environ.items() if k.startswith("AGTAP_TEST_")}},
+                           timeout=1800)
+        if r.returncode != 0:
+            raise GoBuildError(f"{ROOTFS_SCRIPT.name} {release} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return dest
+
+
+def go_version(release: str = HOST_RELEASE) -> str:
+    """"go1.19.8": the Go that builds for `release` (from its GOROOT's VERSION file)."""
+    f = rootfs(release) / "usr/lib/go/VERSION"
+    try:
+        return f.read_text().split()[0]
+    except (OSError, IndexError):
+        raise GoBuildError(f"no Go in {f.parent} (golang-go missing: apt-get install golang-go)") from None
+
+
+def _source_hash(name: str) -> str:
+    src = SOURCES / name
+    h = hashlib.sha256()
+    files = sorted(p for p in src.rglob("*") if p.is_file())
+    if not files:
+        raise GoBuildError(f"no Go program {src}")
+    for p in files:
+        h.update(str(p.relative_to(src)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def go_binary(name: str, *, release: str = HOST_RELEASE, stripped: bool = False) -> Path:
+    """tests/go/<name> built by `release`'s Go (stripped: -ldflags="-s -w"); cached."""
+    if release not in RELEASES:
+        raise GoBuildError(f"unknown release {release!r} (one of {', '.join(RELEASES)})")
+    version = go_version(release)
+    flags = ["-trimpath", "-buildvcs=false"] + (["-ldflags=-s -w"] if stripped else [])
+    key = hashlib.sha256(f"{_source_hash(name)} {version} {release} {flags}".encode()).hexdigest()[:16]
+    out = CACHE / f"{name}-{version}-{'stripped' if stripped else 'symbols'}-{key}" / name
+    if out.is_file():
+        return out
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)          # one build at a time (and one nspawn per root)
+        if out.is_file():
+            return out
+        tmp = out.parent.with_name(out.parent.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            _build(name, release, flags, tmp)
+            os.replace(tmp, out.parent)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _build(name: str, release: str, flags: list[str], outdir: Path) -> None:
+    env = {"PATH": PATH, "HOME": "/nonexistent", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod",
+           "GOPROXY": "off", "GOTOOLCHAIN": "local", "GO111MODULE": "on", "GOTELEMETRY": "off"}
+    gocache = CACHE / f"gocache-{release}"
+    gocache.mkdir(parents=True, exist_ok=True)
+    if release == HOST_RELEASE:
+        if shutil.which("go") is None:
+            raise GoBuildError("go is missing: sudo apt-get install golang-go (make setup does)")
+        env.update(GOCACHE=str(gocache), GOPATH=str(CACHE / "gopath"))
+        cmd = ["go", "build", *flags, "-o", str(outdir / name), "."]
+        cwd = SOURCES / name
+    else:
+        env.update(GOCACHE="/gocache", GOPATH="/tmp/gopath")
+        cmd = ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--console=pipe",
+               f"--directory={rootfs(release)}", "--read-only", "--tmpfs=/tmp",
+               f"--bind-ro={SOURCES / name}:/src", f"--bind={outdir}:/out", f"--bind={gocache}:/gocache",
+               "--chdir=/src", *[f"--setenv={k}={v}" for k, v in env.items()],
+               "go", "build", *flags, "-o", f"/out/{name}", "."]
+        cwd = None
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
+                       stdin=subprocess.DEVNULL)
+    if r.returncode != 0 or not (outdir / name).is_file():
+        raise GoBuildError(f"go build of {name} for {release} failed ({' '.join(cmd)}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")

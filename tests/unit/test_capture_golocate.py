@@ -1,0 +1,238 @@
+"""The Go crypto/tls locator on real Go binaries built at test time (no BPF).
+
+tests/go/tlsget is built by Debian 12's Go 1.19 (the host's golang-go) and by Debian 13's
+Go 1.24 (in a debootstrapped trixie root: root only, cached; tests/support/gobuild.py),
+each with and without `-ldflags="-s -w"`. What the locator finds is checked by other
+means than its own: Go's own `go tool objdump` (Go 1.19: its symbols and its RETs), GNU
+objdump (RETs, any version), the unstripped build's symbol table for the stripped build
+(the code is byte-for-byte the same: checked), and BCC's own address translation for the
+file offsets.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+from agtap.capture import golocate
+from agtap.capture.elfsyms import sections
+from tests.support import gobuild
+
+NAMES = {"write": "crypto/tls.(*Conn).Write", "read": "crypto/tls.(*Conn).Read",
+         "close": "crypto/tls.(*Conn).Close"}
+
+
+def _trixie_ok() -> None:
+    # Debian 13's Go needs its root; building that needs root. CI runs as root: never skipped there.
+    if os.geteuid() != 0 and not (gobuild.CACHE_ROOT / "go-rootfs-trixie/.agtap-rootfs-stamp").is_file() \
+            and not os.environ.get("CI"):
+        pytest.skip("Go 1.24 builds need root once (debootstrap of Debian 13): sudo make test-unit")
+
+
+BUILDS = [("bookworm", False), ("bookworm", True), ("trixie", False), ("trixie", True)]
+IDS = [f"{r}-{'stripped' if s else 'symbols'}" for r, s in BUILDS]
+
+
+def build(release: str, stripped: bool):
+    if release == "trixie":
+        _trixie_ok()
+    return gobuild.go_binary("tlsget", release=release, stripped=stripped)
+
+
+def _objdump_rets(path, start: int, end: int) -> list[int]:
+    """Addresses of `ret` in [start, end), by GNU objdump (not capstone)."""
+    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", f"--start-address={start:#x}",
+                          f"--stop-address={end:#x}", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    return [int(m.group(1), 16) for m in re.finditer(r"^\s+([0-9a-f]+):\s+ret\s*$", out, re.M)]
+
+
+def _go_objdump(path) -> dict[str, tuple[int, list[int]]]:
+    """name -> (entry, RET addresses), from Go 1.19's `go tool objdump` (Go's disassembler)."""
+    out = subprocess.run(["go", "tool", "objdump", "-s", r"^crypto/tls\.\(\*Conn\)\.(Write|Read|Close)$",
+                          str(path)], capture_output=True, text=True, check=True).stdout
+    funcs: dict[str, tuple[int, list[int]]] = {}
+    name = None
+    for ln in out.splitlines():
+        if ln.startswith("TEXT "):
+            name = ln.split()[1].removesuffix("(SB)")
+            continue
+        cols = ln.split("\t")
+        addrs = [c for c in cols if c.startswith("0x")]
+        if name and addrs:
+            a = int(addrs[0], 16)
+            entry, rets = funcs.setdefault(name, (a, []))
+            if cols[-1].strip() == "RET" or re.search(r"\sRET\s*$", ln):
+                rets.append(a)
+    return funcs
+
+
+@pytest.mark.parametrize("release,stripped", BUILDS, ids=IDS)
+def test_locates_write_read_close_and_every_ret(release, stripped):
+    path = build(release, stripped)
+    assert golocate.is_go_binary(str(path))
+    loc = golocate.locate_go_tls(str(path))
+    want_minor = {"bookworm": 19, "trixie": 24}[release]
+    assert golocate.go_minor(loc.go_version) == want_minor, loc.go_version
+    assert loc.go_version == gobuild.go_version(release)
+    assert loc.method == ("pclntab" if stripped else "symtab")
+    if not stripped:
+        assert loc.checked.startswith("agrees with .gopclntab"), loc.checked
+    assert set(loc.functions) == {"write", "read", "close"}
+    for key, f in loc.functions.items():
+        assert f.rets and all(f.entry < r < f.entry + f.size for r in f.rets)
+        assert f.rets == tuple(_objdump_rets(path, f.entry, f.entry + f.size)), key
+        # the register-ABI prologue: a stack-bound check against g (R14) comes first or second
+        assert re.match(r"(cmp rsp, qword ptr \[r14 \+ 0x10\]|lea r12, \[rsp - 0x[0-9a-f]+\])$", f.first), f.first
+
+
+@pytest.mark.parametrize("release", ["bookworm", "trixie"])
+def test_stripped_build_agrees_with_the_symbol_table_of_the_same_code(release):
+    """-s -w drops the symbol table, not code: same bytes at the same addresses, so the
+    unstripped build's symbols say where the stripped build's functions are."""
+    full, bare = build(release, False), build(release, True)
+    a, b = golocate.locate_go_tls(str(full)), golocate.locate_go_tls(str(bare))
+    assert (a.method, b.method) == ("symtab", "pclntab")
+    with open(full, "rb") as f1, open(bare, "rb") as f2:
+        for key in NAMES:
+            fa, fb = a.functions[key], b.functions[key]
+            f1.seek(fa.entry_offset)
+            f2.seek(fb.entry_offset)
+            assert f1.read(fa.size) == f2.read(fa.size), key
+            assert fb.entry == fa.entry and fb.rets == fa.rets
+            # pclntab ends a function at the next one's entry: the symbol's size, plus int3 padding
+            assert fb.size >= fa.size
+
+
+def test_go_tool_objdump_agrees():
+    """Go 1.19's own disassembler (it reads the symbol table): same entries, same RETs."""
+    if shutil.which("go") is None:
+        pytest.fail("go missing: make setup installs golang-go")
+    path = build("bookworm", False)
+    loc = golocate.locate_go_tls(str(path))
+    theirs = _go_objdump(path)
+    for key, name in NAMES.items():
+        entry, rets = theirs[name]
+        assert loc.functions[key].entry == entry
+        assert list(loc.functions[key].rets) == rets
+
+
+@pytest.mark.parametrize("release,stripped", BUILDS, ids=IDS)
+def test_entries_translate_like_bcc_does(release, stripped):
+    """GoFunc.entry/.rets are what BCC's attach_uprobe(addr=) takes: BCC turns them into
+    the file offsets GoFunc.entry_offset/.ret_offsets (checked with BCC itself, no root)."""
+    bcc = pytest.importorskip("bcc", reason="python3-bpfcc missing: make setup")
+    path = build(release, stripped)
+    loc = golocate.locate_go_tls(str(path))
+    for f in loc.functions.values():
+        for addr, off in zip((f.entry, *f.rets), (f.entry_offset, *f.ret_offsets)):
+            assert bcc.BPF._check_path_symbol(str(path).encode(), b"", addr, -1)[1] == off
+        with open(path, "rb") as fh:
+            fh.seek(f.ret_offsets[0])
+            assert fh.read(1) == b"\xc3"
+
+
+def test_build_info_versions_and_modinfo():
+    path = build("bookworm", True)
+    info = golocate.build_info(str(path))
+    assert info.version == gobuild.go_version("bookworm")
+    assert "path\ttlsget" in info.modinfo and "build\tCGO_ENABLED=0" in info.modinfo
+    assert not info.modinfo.startswith("0w")          # the 16-byte sentinels are cut off
+
+
+def test_a_go_binary_whatever_its_name(tmp_path):
+    dst = tmp_path / "libnot-go.so.1"
+    shutil.copyfile(build("bookworm", True), dst)
+    assert golocate.is_go_binary(str(dst))
+    assert golocate.locate_go_tls(str(dst)).method == "pclntab"
+
+
+def test_non_go_files_are_not_go(tmp_path):
+    assert not golocate.is_go_binary("/bin/sh")
+    text = tmp_path / "magic.txt"
+    text.write_bytes(b"\xff Go buildinf:" + b"\0" * 64)
+    assert not golocate.is_go_binary(str(text))
+    assert not golocate.is_go_binary(str(tmp_path / "absent"))
+    with pytest.raises(golocate.GoRefused, match="not a Go executable"):
+        golocate.locate_go_tls("/bin/sh")
+    assert golocate.describe("/bin/sh").startswith("refused: no Go build info")
+
+
+def test_go_program_without_tls_is_left_alone():
+    path = gobuild.go_binary("notls", stripped=True)
+    assert golocate.is_go_binary(str(path))
+    with pytest.raises(golocate.GoNoTls, match=r"does not link crypto/tls\.\(\*Conn\)\.Write"):
+        golocate.locate_go_tls(str(path))
+    assert golocate.describe(str(path)).startswith("not probed: go1.19")
+
+
+def _patched(tmp_path, name: str, edit) -> str:
+    src = build("bookworm", True)
+    dst = tmp_path / name
+    shutil.copyfile(src, dst)
+    with open(dst, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+        edit(m, sections(m))
+    return str(dst)
+
+
+def test_unknown_pclntab_layout_is_refused(tmp_path):
+    def edit(m, secs):
+        struct.pack_into("<I", m, secs[".gopclntab"].offset, 0xFFFFFFF9)
+    path = _patched(tmp_path, "future-go", edit)
+    with pytest.raises(golocate.GoRefused, match=r"magic 0xfffffff9 is not a layout agtap reads"):
+        golocate.locate_go_tls(path)
+
+
+def _old_style_buildinfo(version: bytes):
+    """The Go < 1.18 build info: header, then pointers to two Go strings (ptr, len) - written
+    into the section by hand, where Go 1.17's linker would have pointed into its data."""
+    def edit(m, secs):
+        s = secs[".go.buildinfo"]
+        base, addr = s.offset, s.addr
+        m[base + 14:base + 16] = bytes([8, 0])                           # pointer size 8, little-endian, no inline strings
+        struct.pack_into("<QQ", m, base + 16, addr + 32, addr + 48)       # -> version, modinfo headers
+        struct.pack_into("<QQ", m, base + 32, addr + 64, len(version))    # version string header
+        struct.pack_into("<QQ", m, base + 48, addr + 64, 0)               # empty modinfo
+        m[base + 64:base + 64 + len(version)] = version
+    return edit
+
+
+def test_pointer_format_build_info_of_go_1_17(tmp_path):
+    path = _patched(tmp_path, "go117", _old_style_buildinfo(b"go1.17.13"))
+    assert golocate.build_info(path) == golocate.BuildInfo("go1.17.13", "")
+    loc = golocate.locate_go_tls(path)
+    assert loc.go_version == "go1.17.13" and set(loc.functions) >= {"write", "read"}
+
+
+def test_stack_abi_go_is_refused(tmp_path):
+    path = _patched(tmp_path, "go116", _old_style_buildinfo(b"go1.16.15"))
+    with pytest.raises(golocate.GoRefused, match=r"go1\.16\.15: Go older than 1\.17 passes arguments on the stack"):
+        golocate.locate_go_tls(path)
+
+
+def test_symtab_and_pclntab_disagreeing_is_refused(tmp_path):
+    """A symbol that points elsewhere than .gopclntab says: nothing is probed."""
+    src = build("bookworm", False)
+    dst = tmp_path / "liar"
+    shutil.copyfile(src, dst)
+    loc = golocate.locate_go_tls(str(src))
+    with open(dst, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+        symtab = sections(m)[".symtab"]
+        at = next(symtab.offset + i for i in range(0, symtab.size, 24)     # Elf64_Sym: value at +8
+                  if struct.unpack_from("<Q", m, symtab.offset + i + 8)[0] == loc.functions["write"].entry
+                  and m[symtab.offset + i + 4] & 0xF == 2) + 8
+        struct.pack_into("<Q", m, at, loc.functions["write"].entry + 0x10)
+    with pytest.raises(golocate.GoRefused, match=r"symbol table puts crypto/tls\.\(\*Conn\)\.Write"):
+        golocate.locate_go_tls(str(dst))
+
+
+def test_describe_says_version_and_method():
+    line = golocate.describe(str(build("bookworm", True)))
+    assert re.match(r"go1\.19\.\d+: crypto/tls \(\*Conn\) found in the \.gopclntab \(no symbol table\): "
+                    r"Write at 0x[0-9a-f]+ \(\d+ RET\), Read at 0x[0-9a-f]+ \(\d+ RET\), Close at", line), line
