@@ -12,7 +12,7 @@ import platform
 import shutil
 from dataclasses import dataclass
 
-from agtap.capture import boringcache, headers
+from agtap.capture import boringcache, golocate, headers
 from agtap.capture import probepoints
 from agtap.capture.elfsyms import SSL_SYMBOLS, exported
 from agtap.capture.targets import LIBSSL_NAME, TargetSet, all_pids, exe_of
@@ -147,6 +147,35 @@ def _boringssl(cache_dir: str) -> list[Check]:
     return out
 
 
+def _go() -> list[Check]:
+    """Every Go executable running now (one line per file, however many processes run it):
+    its Go version and where its crypto/tls functions are, or why they are not probed."""
+    seen, out = set(), []
+    for pid in sorted(all_pids()):
+        exe = f"/proc/{pid}/exe"
+        try:
+            st = os.stat(exe)           # the file itself, also inside another mount namespace
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        if not golocate.is_go_binary(exe):
+            continue
+        try:
+            line, verdict, fix = golocate.locate_go_tls(exe).describe(), "ok", ""
+        except golocate.GoNoTls as e:
+            line, verdict, fix = f"not probed: {e.reason}", "ok", ""
+        except golocate.GoRefused as e:
+            line, verdict, fix = f"refused: {e.reason}", "warn", "its TLS is not seen; report the binary's Go version to agtap"
+        out.append(Check(verdict, "go", f"{exe_of(pid)} (pid {pid}): {line}", fix))
+    if not out:
+        out.append(Check("ok", "go", "no Go program running (each is looked at when it starts)"))
+    elif os.geteuid() != 0:
+        out.append(Check("warn", "go", "not root: other users' Go programs were not looked at", "sudo agtap doctor"))
+    return out
+
+
 def _root() -> Check:
     if os.geteuid() == 0:
         return Check("ok", "privileges", "root")
@@ -155,7 +184,7 @@ def _root() -> Check:
 
 def run_checks(runtime_dir: str, cache_dir: str) -> list[Check]:
     return [_kernel(), _btf(), _tracefs(), *_events(), _headers(runtime_dir), _bcc(), *_libssl(), *_node(),
-            *_boringssl(cache_dir), _root()]
+            *_boringssl(cache_dir), *_go(), _root()]
 
 
 def main(runtime_dir: str, cache_dir: str) -> int:

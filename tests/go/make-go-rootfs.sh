@@ -24,6 +24,8 @@ rm -rf "$tmp"; mkdir -p "$(dirname "$dest")"
 trap 'rm -rf "$tmp"' EXIT
 debootstrap --variant=minbase --include="$include" "$suite" "$tmp" "$mirror"
 chroot "$tmp" apt-get clean
+# mount points for gobuild.py's nspawn --read-only run: sources, output, Go build cache
+mkdir -p "$tmp/agtap/src" "$tmp/agtap/out" "$tmp/agtap/gocache"
 head -1 "$tmp/usr/lib/go/VERSION"    # go itself needs /proc, not mounted here
 echo "$stamp_want" > "$tmp/.agtap-rootfs-stamp"
 rm -rf "$dest"; mv "$tmp" "$dest"; trap - EXIT

@@ -116,12 +116,13 @@ def _build(name: str, release: str, flags: list[str], outdir: Path) -> None:
         cmd = ["go", "build", *flags, "-o", str(outdir / name), "."]
         cwd = SOURCES / name
     else:
-        env.update(GOCACHE="/gocache", GOPATH="/tmp/gopath")
+        env.update(GOCACHE="/agtap/gocache", GOPATH="/tmp/gopath")
         cmd = ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--console=pipe",
+               f"--machine=agtap-gobuild-{os.getpid()}",
                f"--directory={rootfs(release)}", "--read-only", "--tmpfs=/tmp",
-               f"--bind-ro={SOURCES / name}:/src", f"--bind={outdir}:/out", f"--bind={gocache}:/gocache",
-               "--chdir=/src", *[f"--setenv={k}={v}" for k, v in env.items()],
-               "go", "build", *flags, "-o", f"/out/{name}", "."]
+               f"--bind-ro={SOURCES / name}:/agtap/src", f"--bind={outdir}:/agtap/out",
+               f"--bind={gocache}:/agtap/gocache", "--chdir=/agtap/src", *[f"--setenv={k}={v}" for k, v in env.items()],
+               "go", "build", *flags, "-o", f"/agtap/out/{name}", "."]
         cwd = None
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
                        stdin=subprocess.DEVNULL)

@@ -236,3 +236,32 @@ def test_describe_says_version_and_method():
     line = golocate.describe(str(build("bookworm", True)))
     assert re.match(r"go1\.19\.\d+: crypto/tls \(\*Conn\) found in the \.gopclntab \(no symbol table\): "
                     r"Write at 0x[0-9a-f]+ \(\d+ RET\), Read at 0x[0-9a-f]+ \(\d+ RET\), Close at", line), line
+
+
+def test_doctor_lists_running_go_programs():
+    """`agtap doctor` names each running Go executable once, with its verdict."""
+    import socket
+    from agtap.capture import doctor
+    tls, notls = build("bookworm", True), gobuild.go_binary("notls", stripped=True)
+    with socket.socket() as srv:                 # accepts, never answers: tlsget waits in its handshake
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        procs = [subprocess.Popen([str(tls), f"https://127.0.0.1:{srv.getsockname()[1]}/"]),
+                 subprocess.Popen([str(notls), "30"], stdout=subprocess.DEVNULL),
+                 subprocess.Popen([str(notls), "30"], stdout=subprocess.DEVNULL)]
+        conn = None
+        try:
+            conn, _ = srv.accept()
+            lines = [c.line() for c in doctor._go()]
+        finally:
+            if conn:
+                conn.close()
+            for p in procs:
+                p.kill()
+                p.wait()
+    mine = [ln for ln in lines if str(tls) in ln or str(notls) in ln]
+    assert len(mine) == 2, lines                  # notls runs twice: one line
+    assert re.match(rf"ok    go: {re.escape(str(tls))} \(pid {procs[0].pid}\): go1\.19\.\d+: crypto/tls \(\*Conn\) "
+                    r"found in the \.gopclntab", mine[0] if str(tls) in mine[0] else mine[1])
+    assert any(re.match(rf"ok    go: {re.escape(str(notls))} \(pid \d+\): not probed: go1\.19\.\d+: does not link",
+                        ln) for ln in mine), mine
