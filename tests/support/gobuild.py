@@ -3,6 +3,7 @@
     path = go_binary("tlsget")                                  # Debian 12's Go 1.19, the host's
     path = go_binary("tlsget", stripped=True)                   # -ldflags="-s -w"
     path = go_binary("tlsget", release="trixie")                # Debian 13's Go 1.24
+    path = go_binary("tlsget", pie=True)                        # -buildmode=pie
 
 bookworm builds with the host's `go` (golang-go, setup/apt.txt [test]); trixie in a
 debootstrapped Debian 13 root with its golang-go (tests/go/make-go-rootfs.sh, cached under
@@ -78,14 +79,17 @@ def _source_hash(name: str) -> str:
     return h.hexdigest()[:16]
 
 
-def go_binary(name: str, *, release: str = HOST_RELEASE, stripped: bool = False) -> Path:
-    """tests/go/<name> built by `release`'s Go (stripped: -ldflags="-s -w"); cached."""
+def go_binary(name: str, *, release: str = HOST_RELEASE, stripped: bool = False, pie: bool = False) -> Path:
+    """tests/go/<name> built by `release`'s Go (stripped: -ldflags="-s -w"; pie:
+    -buildmode=pie, linked by Go itself); cached."""
     if release not in RELEASES:
         raise GoBuildError(f"unknown release {release!r} (one of {', '.join(RELEASES)})")
     version = go_version(release)
-    flags = ["-trimpath", "-buildvcs=false"] + (["-ldflags=-s -w"] if stripped else [])
+    flags = ["-trimpath", "-buildvcs=false"] + (["-ldflags=-s -w"] if stripped else []) + \
+        (["-buildmode=pie"] if pie else [])
     key = hashlib.sha256(f"{_source_hash(name)} {version} {release} {flags}".encode()).hexdigest()[:16]
-    out = CACHE / f"{name}-{version}-{'stripped' if stripped else 'symbols'}-{key}" / name
+    kind = ("stripped" if stripped else "symbols") + ("-pie" if pie else "")
+    out = CACHE / f"{name}-{version}-{kind}-{key}" / name
     if out.is_file():
         return out
     CACHE.mkdir(parents=True, exist_ok=True)

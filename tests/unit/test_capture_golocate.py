@@ -35,14 +35,15 @@ def _trixie_ok() -> None:
         pytest.skip("Go 1.24 builds need root once (debootstrap of Debian 13): sudo make test-unit")
 
 
-BUILDS = [("bookworm", False), ("bookworm", True), ("trixie", False), ("trixie", True)]
-IDS = [f"{r}-{'stripped' if s else 'symbols'}" for r, s in BUILDS]
+# (release, stripped, PIE): PIE puts the table inside .data.rel.ro, without a section
+BUILDS = [(r, s, p) for r in ("bookworm", "trixie") for s in (False, True) for p in (False, True)]
+IDS = [f"{r}-{'stripped' if s else 'symbols'}{'-pie' if p else ''}" for r, s, p in BUILDS]
 
 
-def build(release: str, stripped: bool):
+def build(release: str, stripped: bool, pie: bool = False):
     if release == "trixie":
         _trixie_ok()
-    return gobuild.go_binary("tlsget", release=release, stripped=stripped)
+    return gobuild.go_binary("tlsget", release=release, stripped=stripped, pie=pie)
 
 
 def _objdump_rets(path, start: int, end: int) -> list[int]:
@@ -73,9 +74,11 @@ def _go_objdump(path) -> dict[str, tuple[int, list[int]]]:
     return funcs
 
 
-@pytest.mark.parametrize("release,stripped", BUILDS, ids=IDS)
-def test_locates_write_read_close_and_every_ret(release, stripped):
-    path = build(release, stripped)
+@pytest.mark.parametrize("release,stripped,pie", BUILDS, ids=IDS)
+def test_locates_write_read_close_and_every_ret(release, stripped, pie):
+    path = build(release, stripped, pie)
+    with open(path, "rb") as f:
+        assert f.read(18)[16] == (3 if pie else 2)          # e_type: ET_DYN, ET_EXEC
     assert golocate.is_go_binary(str(path))
     loc = golocate.locate_go_tls(str(path))
     want_minor = {"bookworm": 19, "trixie": 24}[release]
@@ -92,11 +95,11 @@ def test_locates_write_read_close_and_every_ret(release, stripped):
         assert re.match(r"(cmp rsp, qword ptr \[r14 \+ 0x10\]|lea r12, \[rsp - 0x[0-9a-f]+\])$", f.first), f.first
 
 
-@pytest.mark.parametrize("release", ["bookworm", "trixie"])
-def test_stripped_build_agrees_with_the_symbol_table_of_the_same_code(release):
+@pytest.mark.parametrize("release,pie", [(r, p) for r in ("bookworm", "trixie") for p in (False, True)])
+def test_stripped_build_agrees_with_the_symbol_table_of_the_same_code(release, pie):
     """-s -w drops the symbol table, not code: same bytes at the same addresses, so the
     unstripped build's symbols say where the stripped build's functions are."""
-    full, bare = build(release, False), build(release, True)
+    full, bare = build(release, False, pie), build(release, True, pie)
     a, b = golocate.locate_go_tls(str(full)), golocate.locate_go_tls(str(bare))
     assert (a.method, b.method) == ("symtab", "pclntab")
     with open(full, "rb") as f1, open(bare, "rb") as f2:
@@ -123,12 +126,12 @@ def test_go_tool_objdump_agrees():
         assert list(loc.functions[key].rets) == rets
 
 
-@pytest.mark.parametrize("release,stripped", BUILDS, ids=IDS)
-def test_entries_translate_like_bcc_does(release, stripped):
+@pytest.mark.parametrize("release,stripped,pie", BUILDS, ids=IDS)
+def test_entries_translate_like_bcc_does(release, stripped, pie):
     """GoFunc.entry/.rets are what BCC's attach_uprobe(addr=) takes: BCC turns them into
     the file offsets GoFunc.entry_offset/.ret_offsets (checked with BCC itself, no root)."""
     bcc = pytest.importorskip("bcc", reason="python3-bpfcc missing: make setup")
-    path = build(release, stripped)
+    path = build(release, stripped, pie)
     loc = golocate.locate_go_tls(str(path))
     for f in loc.functions.values():
         for addr, off in zip((f.entry, *f.rets), (f.entry_offset, *f.ret_offsets)):
