@@ -76,7 +76,8 @@ int probe_ssl_read_return(struct pt_regs *ctx) { return ssl_return(ctx, 0); }
 int probe_ssl_read_ex_enter(struct pt_regs *ctx) { return ssl_enter(ctx, K_TLS_READ, 1); }
 int probe_ssl_read_ex_return(struct pt_regs *ctx) { return ssl_return(ctx, 1); }
 
-/* SSL_free: the connection is over; tell userspace if it was captured. */
+/* SSL_free (OpenSSL), or ssl_st::~ssl_st (BoringSSL without symbols: boringend.py),
+ * both with the SSL* first: the connection is over; tell userspace if it was captured. */
 int probe_ssl_free(struct pt_regs *ctx) {
     u32 tgid, tid;
     if (!current_ids(&tgid, &tid))

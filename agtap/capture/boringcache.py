@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from agtap.capture import boringssl
 from agtap.capture.elfsyms import code_at
 
-FORMAT = 1
+FORMAT = 2                  # 2: the SSL destructor (`free`) too
 PUSH_FIRST = re.compile(rb"^(?:\x55|\x41[\x50-\x57]|[\x50-\x57])")   # push %reg
 
 
@@ -34,12 +34,15 @@ class Verdict:
     detail: str                     # how it was located, or why not
     write: int = 0
     read: int = 0
+    free: int = 0                   # ssl_st::~ssl_st, where a connection ends (0: not located)
     scan_seconds: float = 0.0
     cached: bool = False
 
     @property
     def symbols(self) -> dict[str, int]:
-        return {"SSL_write": self.write, "SSL_read": self.read} if self.located else {}
+        if not self.located:
+            return {}
+        return {"SSL_write": self.write, "SSL_read": self.read} | ({"SSL_free": self.free} if self.free else {})
 
     def line(self) -> str:
         if self.located:
@@ -77,9 +80,9 @@ def load(cache_dir: str, path: str, st: os.stat_result, build_id: str) -> Verdic
         return None
     if (v.build_id, v.size, v.mtime_ns) != (build_id, st.st_size, st.st_mtime_ns):
         return None
-    if not isinstance(v.located, bool) or not all(isinstance(x, int) for x in (v.write, v.read)):
+    if not isinstance(v.located, bool) or not all(isinstance(x, int) for x in (v.write, v.read, v.free)):
         return None
-    if v.located and not all(PUSH_FIRST.match(code_at(path, a, 2)) for a in (v.write, v.read)):
+    if v.located and not all(PUSH_FIRST.match(code_at(path, a, 2)) for a in (v.write, v.read, v.free) if a):
         return None   # a stale or forged entry: never probe an address that is not a push
     v.path, v.cached = path, True
     return v
@@ -110,7 +113,7 @@ def verdict(path: str, cache_dir: str) -> Verdict:
     try:
         loc = boringssl.locate(path)
         v = Verdict(path, build_id, st.st_size, st.st_mtime_ns, True, loc.how, loc.write, loc.read,
-                    round(loc.scan_seconds, 3))
+                    loc.free, round(loc.scan_seconds, 3))
     except boringssl.Refusal as e:
         v = Verdict(path, build_id, st.st_size, st.st_mtime_ns, False, str(e))
     store(cache_dir, v)

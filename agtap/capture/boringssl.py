@@ -1,4 +1,5 @@
-"""Find BoringSSL's SSL_read and SSL_write in an executable that has no symbols for them.
+"""Find BoringSSL's SSL_read and SSL_write in an executable that has no symbols for them
+(and where a connection ends: boringend.py).
 
 Bun (and every program compiled with it: Claude Code, opencode) links BoringSSL
 statically and strips its symbols. What survives is BoringSSL's error reporting:
@@ -18,12 +19,12 @@ BoringSSL's source and do not change with the compiler:
                   SSL_peek it calls, inlined), then a direct call of ssl_read_impl
 
 Function starts come from the targets of direct calls (every `e8 rel32` in the
-text, found with numpy), bounded by the int3 padding the linker puts between
-functions. A candidate is kept only if it passes every check in `_verify`:
-linear disassembly from the start reaches each of its error sites on an
-instruction boundary, its first instruction is a `push` (the kernel emulates it:
-no single-step per call, see probepoints.py), it is called directly, and it
-reads its three arguments (ssl, buf, num) before overwriting them. Anything
+text, found with numpy), where a function ends just before them (x86code.py).
+A candidate is kept only if it passes every check in `_verify`: linear
+disassembly from the start reaches each of its error sites on an instruction
+boundary, its first instruction is a `push` (the kernel emulates it: no
+single-step per call, see probepoints.py), it is called directly, and it reads
+its three arguments (ssl, buf, num) before overwriting them. Anything
 ambiguous or missing gives a `Refusal` that says why; nothing is guessed.
 """
 
@@ -34,6 +35,8 @@ import re
 import struct
 import time
 from dataclasses import dataclass, field
+
+from agtap.capture import boringend, x86code
 
 MARKER = b"boringssl/ssl/ssl_lib.cc\0"
 PRESENT = b"boringssl/ssl/"      # any of BoringSSL's ssl/ source paths: the library is linked in
@@ -46,8 +49,6 @@ R_UNINITIALIZED = 226
 ARG_REGS = ("edi", "esi", "edx", "ecx", "r8d", "r9d")   # System V order, 32-bit names
 FULL_REGS = {"edi": "rdi", "esi": "rsi", "edx": "rdx", "ecx": "rcx", "r8d": "r8", "r9d": "r9"}
 ET_EXEC, PT_LOAD, PT_NOTE, PF_X = 2, 1, 4, 1
-MAX_FUNCTION = 8192        # bytes of a function disassembled when verifying it
-CHUNK = 16 << 20           # bytes of code searched at a time (numpy)
 
 
 class Refusal(Exception):
@@ -66,12 +67,13 @@ class Located:
     write: int                       # SSL_write(ssl, buf, num) -> int
     read: int                        # SSL_read(ssl, buf, num) -> int
     how: str                         # one line: what proved it
+    free: int = 0                    # ssl_st::~ssl_st(ssl), where a connection ends (0: not located)
     scan_seconds: float = 0.0
     sites: list[ErrorSite] = field(default_factory=list)
 
     @property
     def symbols(self) -> dict[str, int]:
-        return {"SSL_write": self.write, "SSL_read": self.read}
+        return {"SSL_write": self.write, "SSL_read": self.read} | ({"SSL_free": self.free} if self.free else {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +186,10 @@ def _locate_in(elf: Elf, paths, text, code: Segment, md, x86) -> Located:
     sites = _error_sites(elf, paths, text, code, md, x86)
     if not sites:
         raise Refusal("the ssl_lib.cc path string is not referenced by any error site")
-    starts = _call_targets(text)
+    starts = x86code.call_targets(text)
     funcs: dict[int, list[ErrorSite]] = {}
     for s in sites:
-        f = _function_start(text, code.vaddr, starts, s.addr)
+        f = x86code.function_start(text, code.vaddr, starts, s.addr)
         if f is not None:
             funcs.setdefault(f, []).append(s)
     reasons = {f: {s.reason for s in ss} for f, ss in funcs.items()}
@@ -205,18 +207,22 @@ def _locate_in(elf: Elf, paths, text, code: Segment, md, x86) -> Located:
         quic = min(s.line for s in ss if s.reason == R_SHOULD_NOT_HAVE_BEEN_CALLED)
         if quic >= min(write_lines):
             continue   # SSL_read and SSL_peek come before SSL_write in ssl_lib.cc
-        if any(_calls(text, code.vaddr, f, i, md) for i in impls):
+        if any(_calls(text, code.vaddr, f, i, starts, md) for i in impls):
             reads.append(f)
     if len(reads) != 1:
         raise Refusal(f"{len(reads)} functions have SSL_read's shape (QUIC check, then ssl_read_impl); want 1")
     read = reads[0]
     for name, f in (("SSL_write", write), ("SSL_read", read)):
         _verify(name, text, code.vaddr, f, funcs[f], starts, md, x86)
-    if not _writes_memory_after_call(text, code.vaddr, read, md, x86):
+    if not _writes_memory_after_call(text, code.vaddr, read, starts, md, x86):
         raise Refusal(f"the SSL_read candidate at {read:#x} never updates the connection (SSL_peek?)")
     how = (f"ssl_lib.cc error sites: SSL_write at {write:#x} (reasons {sorted(reasons[write])}), "
            f"SSL_read at {read:#x} (QUIC check, calls ssl_read_impl)")
-    return Located(write, read, how, sites=sites)
+    try:
+        free, end_how = boringend.locate(text, code.vaddr, reasons, starts, md, x86)
+    except boringend.NotLocated as e:
+        free, end_how = 0, f"connection end not located ({e}): a connection ends at its process's exit"
+    return Located(write, read, f"{how}; {end_how}", free=free, sites=sites)
 
 
 def _path_strings(m) -> list[tuple[int, bytes]]:
@@ -243,7 +249,7 @@ def _error_sites(elf: Elf, paths, text, code: Segment, md, x86) -> list[ErrorSit
                 addrs.add(v)
     if not addrs:
         return []
-    hits = _find_u32(text, sorted(addrs))
+    hits = x86code.find_u32(text, sorted(addrs))
     out = []
     for at in sorted(hits):
         p = at - 1
@@ -264,27 +270,6 @@ def _error_sites(elf: Elf, paths, text, code: Segment, md, x86) -> list[ErrorSit
     return out
 
 
-def _chunks(n: int):
-    """(start, end) pieces of CHUNK bytes covering n, each overlapping the next by 4: the
-    numpy temporaries stay a few times CHUNK, not a few times a 200 MB code segment."""
-    for start in range(0, n, CHUNK):
-        yield start, min(n, start + CHUNK + 4)
-
-
-def _find_u32(text, values: list[int]) -> list[int]:
-    """Offsets in text of every little-endian 4-byte occurrence of any of `values`: four
-    vectorised passes per chunk, one per alignment (numpy), not a byte-by-byte search."""
-    import numpy as np
-    want = np.array(values, dtype="<u4")
-    out: set[int] = set()
-    for lo, hi in _chunks(len(text)):
-        for k in range(4):
-            words = np.frombuffer(text[lo:hi], dtype="<u4", offset=k, count=(hi - lo - k) // 4)
-            out.update((np.flatnonzero(np.isin(words, want)) * 4 + lo + k).tolist())
-            del words
-    return sorted(out)
-
-
 def _immediates(code: bytes, addr: int, md, x86) -> dict[str, int]:
     """32-bit register -> immediate moved into it, from addr up to the first call or jump."""
     out: dict[str, int] = {}
@@ -301,55 +286,12 @@ def _immediates(code: bytes, addr: int, md, x86) -> dict[str, int]:
     return out
 
 
-def _call_targets(text):
-    """Sorted unique targets of every `e8 rel32` in the code that lands inside it (numpy)."""
-    import numpy as np
-    found = []
-    for lo, hi in _chunks(len(text)):
-        with text[lo:hi] as piece:
-            a = np.frombuffer(piece, dtype=np.uint8)
-            pos = np.flatnonzero(a[:-4] == 0xE8)
-            pos = pos[pos < CHUNK]          # the overlap is the next chunk's
-            rel = np.zeros(len(pos), dtype=np.int64)
-            for k in range(4):
-                rel |= a[pos + 1 + k].astype(np.int64) << (8 * k)
-            del a
-        rel = np.where(rel >= 1 << 31, rel - (1 << 32), rel)
-        tgt = pos + lo + 5 + rel
-        found.append(np.unique(tgt[(tgt >= 0) & (tgt < len(text))]))
-    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
-
-
-def _function_start(text, base: int, starts, site: int) -> int | None:
-    """The function containing `site`: the nearest call target at or below it that follows
-    an int3 (the linker's padding between functions) or a ret."""
-    import numpy as np
-    off = site - base
-    i = int(np.searchsorted(starts, off, side="right")) - 1
-    while i >= 0 and off - int(starts[i]) <= MAX_FUNCTION:
-        t = int(starts[i])
-        if t == 0 or text[t - 1] in (0xCC, 0xC3):
-            return base + t
-        i -= 1
-    return None
-
-
-def _disasm(text, base: int, func: int, md):
-    off = func - base
-    out = []
-    for ins in md.disasm(bytes(text[off:off + MAX_FUNCTION]), func):
-        if ins.bytes == b"\xcc":
-            break
-        out.append(ins)
-    return out
-
-
-def _calls(text, base: int, func: int, target: int, md) -> bool:
-    return any(i.mnemonic == "call" and i.op_str == hex(target) for i in _disasm(text, base, func, md))
+def _calls(text, base: int, func: int, target: int, starts, md) -> bool:
+    return any(i.mnemonic == "call" and i.op_str == hex(target) for i in x86code.disasm(text, base, func, starts, md))
 
 
 def _verify(name: str, text, base: int, func: int, sites: list[ErrorSite], starts, md, x86) -> None:
-    ins = _disasm(text, base, func, md)
+    ins = x86code.disasm(text, base, func, starts, md)
     if not ins:
         raise Refusal(f"{name} candidate at {func:#x} does not disassemble")
     if ins[0].id != x86.X86_INS_PUSH:
@@ -382,11 +324,11 @@ def _full(reg: str) -> str:
                                "di": "rdi"}.get(reg, reg))
 
 
-def _writes_memory_after_call(text, base: int, func: int, md, x86) -> bool:
+def _writes_memory_after_call(text, base: int, func: int, starts, md, x86) -> bool:
     """SSL_read, unlike SSL_peek, advances ssl->s3->pending_app_data after its read: a store
     through a register other than the stack and frame pointers after the first call."""
     seen_call = False
-    for i in _disasm(text, base, func, md):
+    for i in x86code.disasm(text, base, func, starts, md):
         if i.group(x86.X86_GRP_CALL):
             seen_call = True
             continue

@@ -185,9 +185,11 @@ class Tracer:
         for pt in points:
             b.attach_uprobe(name=path, addr=pt.addr, fn_name=pt.enter)
             b.attach_uretprobe(name=path, addr=pt.addr, fn_name=pt.ret)
-        self.log.info("probing %s: %s", path, "; ".join(pt.describe() for pt in points))
-        if "SSL_free" in symbols:
+        ends = ""
+        if "SSL_free" in symbols:   # OpenSSL's SSL_free, or BoringSSL's SSL destructor (boringend.py)
             b.attach_uprobe(name=path, addr=symbols["SSL_free"], fn_name="probe_ssl_free")
+            ends = f"; connection end at {symbols['SSL_free']:#x}"
+        self.log.info("probing %s: %s%s", path, "; ".join(pt.describe() for pt in points), ends)
 
     # --- the poll thread ---
     def poll(self, timeout_ms: int = 100) -> None:

@@ -88,6 +88,35 @@ def test_bun_fetch_is_one_event_per_call(bdaemon, fake_api, certs, version):
             assert 0 < ev["ttft_ms"] <= ev["latency_ms"], ev
 
 
+@pytest.mark.parametrize("version", BUN_RELEASES)
+def test_a_connection_closed_mid_process_ends_the_call_there(bdaemon, fake_api, certs, version):
+    """The server cuts an SSE stream and closes the connection; Bun frees its SSL and lives
+    on. The call is reported when the connection ends (the SSL destructor is probed), while
+    the process still runs, not when it exits."""
+    binary = bun(version)
+    line = located(bdaemon, binary, str(CLIENTS_DIR / "bun_fetch.js"), "wait", "30")
+    assert "SSL destructor at" in line, line
+    fake_api.reset()
+    fake_api.script(Reply(text="Hi from the fake, cut short by the server.", input_tokens=21, output_tokens=5,
+                          drop_after=2))
+    proc = subprocess.Popen([str(binary), str(CLIENTS_DIR / "bun_fetch.js"), fake_api.base_url, "anthropic-stream",
+                             "linger", "60"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={"AGTAP_TEST_CA": str(certs.ca), "AGTAP_TEST_API_KEY": BUN_KEY,
+                                 "PATH": "/usr/bin:/bin", "HOME": str(bdaemon.dir)})
+    try:
+        res = json.loads(proc.stdout.readline())
+        [ex] = fake_api.wait_for(1)
+        assert ex.dropped, ex
+        evs = bdaemon.events(res["pid"], n=1, timeout=15)
+        assert proc.poll() is None, "the client exited: its end would not say whether the probe fired"
+        assert len(evs) == 1, evs
+        assert evs[0]["incomplete_reason"] == "connection_closed" and evs[0]["streaming"], evs[0]
+        assert evs[0]["model"] == "claude-bun-test" and evs[0]["transport"] == "tls", evs[0]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 CLAUDE_KEY = "sk-ant-agtap-test-claude-9e41"
 
 
@@ -147,6 +176,34 @@ def test_claude_code_print_mode_is_one_event_per_request(bdaemon, fake_api, cert
     written = [p for p in bdaemon.dir.rglob("*") if p.is_file() and not p.name.endswith(".sock")]
     for p in written:
         assert CLAUDE_KEY.encode() not in p.read_bytes(), f"the API key reached {p}"
+
+
+def test_claude_code_retry_after_a_cut_stream_is_a_call_of_its_own(bdaemon, fake_api, certs, tmp_path):
+    """The server cuts the first stream; Claude Code frees that connection and retries on a
+    new one, whose SSL* is usually the freed one's address. With the SSL destructor probed
+    the first call ends when its connection does and the retry is a call of its own;
+    without it (measured) the retry's bytes were read as the cut call's continuation
+    (parse_error: bad_chunk_size) and the retry was lost."""
+    binary = claude()
+    work = tmp_path / "work"
+    work.mkdir()
+    line = located(bdaemon, binary, "-p")
+    assert "SSL destructor at" in line, line
+    fake_api.reset()
+    fake_api.script(Reply(text="Hi from the fake, cut short.", input_tokens=21, output_tokens=5, drop_after=2),
+                    Reply(text="Hi again from the fake.", input_tokens=22, output_tokens=6))
+    proc = subprocess.Popen([str(binary), "-p", "Say hi."], cwd=work, env=claude_env(fake_api, certs, tmp_path),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0 and "Hi again from the fake." in stdout, stdout + stderr
+    time.sleep(2)
+    exchanges = fake_api.wait_for(0)
+    assert [e.dropped for e in exchanges] == [True, False], exchanges
+    evs = bdaemon.events(proc.pid, n=2, timeout=20)
+    time.sleep(SETTLE)
+    evs = bdaemon.events(proc.pid)
+    assert [(e["incomplete_reason"] if e["incomplete"] else None) for e in evs] == ["connection_closed", None], evs
+    assert evs[1]["stop_reason"] == "end_turn" and (evs[1]["input_tokens"], evs[1]["output_tokens"]) == (22, 6)
 
 
 def test_no_boringssl_and_a_damaged_marker_are_refused_without_a_probe(bdaemon, tmp_path):

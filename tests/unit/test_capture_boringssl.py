@@ -23,11 +23,19 @@ import pytest
 from agtap.capture import boringcache, boringssl
 from tests.support import npmbins
 
-EXPECTED = {   # binary -> (SSL_write, SSL_read)
-    ("bun", "1.1.30"): (0x5931A40, 0x5930D80),
-    ("bun", "1.2.15"): (0x5E89EC0, 0x5E89200),
-    ("bun", "1.4.5"): (0x2607C30, 0x2586500),
-    ("claude", npmbins.CLAUDE_CODE): (0x3531300, 0x35314B0),
+EXPECTED = {   # binary -> (SSL_write, SSL_read, the SSL destructor ~ssl_st)
+    ("bun", "1.1.30"): (0x5931A40, 0x5930D80, 0x592F070),
+    ("bun", "1.2.15"): (0x5E89EC0, 0x5E89200, 0x5E87570),
+    ("bun", "1.4.5"): (0x2607C30, 0x2586500, 0x25B5910),
+    ("claude", npmbins.CLAUDE_CODE): (0x3531300, 0x35314B0, 0x356E0A0),
+}
+# SSL_new (its error site: `mov $0xb9,%e(s|d)x`, SSL_R_NULL_SSL_CTX) and how far into it, by
+# objdump, its failure path calls the destructor (the UniquePtr<SSL>'s deleter, inlined)
+SSL_NEW = {
+    ("bun", "1.1.30"): (0x592FB60, 0x80F),
+    ("bun", "1.2.15"): (0x5E87FC0, 0x968),
+    ("bun", "1.4.5"): (0x2568EE0, 0x7E3),
+    ("claude", npmbins.CLAUDE_CODE): (0x34EED10, 0x7CA),
 }
 
 
@@ -43,8 +51,10 @@ def located(which: tuple[str, str]) -> boringssl.Located:
 @pytest.mark.parametrize("which", EXPECTED, ids=[f"{a}-{b}" for a, b in EXPECTED])
 def test_locates_ssl_write_and_ssl_read(which):
     loc = located(which)
-    assert (loc.write, loc.read) == EXPECTED[which]
+    assert (loc.write, loc.read, loc.free) == EXPECTED[which]
     assert loc.how.startswith("ssl_lib.cc error sites")
+    assert f"SSL destructor at {loc.free:#x} (called by SSL_new at {SSL_NEW[which][0]:#x}" in loc.how
+    assert loc.symbols == {"SSL_write": loc.write, "SSL_read": loc.read, "SSL_free": loc.free}
     assert boringssl.has_marker(str(binary(which)))
 
 
@@ -58,7 +68,7 @@ def _objdump(path, start: int, length: int) -> list[str]:
 @pytest.mark.skipif(shutil.which("objdump") is None, reason="binutils missing: make setup installs it")
 @pytest.mark.parametrize("which", EXPECTED, ids=[f"{a}-{b}" for a, b in EXPECTED])
 def test_objdump_agrees(which):
-    write, read = EXPECTED[which]
+    write, read, _ = EXPECTED[which]
     path = binary(which)
     w = _objdump(path, write, 0x1A0)
     assert w[0].startswith("push   %rbp"), w[:3]
@@ -71,6 +81,25 @@ def test_objdump_agrees(which):
     quic = next(ln for ln in r if ln.startswith("cmpq"))
     assert re.match(r"cmpq\s+\$0x0,0x[0-9a-f]+\(%rdi\)$", quic), quic
     assert any(re.match(r"mov\s+\$0x42,%e(?:dx|si)$", ln) for ln in r), r
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="binutils missing: make setup installs it")
+@pytest.mark.parametrize("which", EXPECTED, ids=[f"{a}-{b}" for a, b in EXPECTED])
+def test_objdump_agrees_on_the_ssl_destructor(which):
+    free = EXPECTED[which][2]
+    new, call_at = SSL_NEW[which]
+    path = binary(which)
+    d = _objdump(path, free, 0x80)
+    assert d[0].startswith("push   %rbp"), d[:3]                  # emulated by the kernel: no step
+    this = re.match(r"mov\s+%rdi,%(r\w+)$", next(ln for ln in d if ln.startswith("mov    %rdi,")))
+    assert this, d
+    body = _objdump(path, free, 0x100)
+    reg = this.group(1)
+    k = next(i for i, ln in enumerate(body) if re.match(r"call\s+\*0x10\(%rax\)$", ln))
+    assert body[k - 1] == f"mov    %{reg},%rdi" and f"mov    (%{reg}),%rax" in body[k - 4:k], body[k - 4:k + 1]
+    n = _objdump(path, new, call_at + 5)
+    assert re.match(rf"call\s+{free:x} ", n[-1]), n[-3:]           # SSL_new's failure path calls it
+    assert any(re.match(r"mov\s+\$0xb9,%e(?:si|dx)$", ln) for ln in n), n[:24]
 
 
 def _damaged(tmp_path, old: bytes, new: bytes, at: int | None = None):
@@ -97,12 +126,27 @@ def test_a_prologue_that_is_not_a_push_is_refused(tmp_path):
     # SSL_write's first byte (push %rbp) replaced by a nop: a probe there would be stepped,
     # and the function no longer looks like what the error sites say
     import mmap
-    write, _ = EXPECTED[("bun", "1.4.5")]
+    write, _, _ = EXPECTED[("bun", "1.4.5")]
     with open(npmbins.bun("1.4.5"), "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
         seg = next(s for s in boringssl.Elf(m).loads if s.vaddr <= write < s.vaddr + s.size)
     p = _damaged(tmp_path, b"", b"\x90", at=seg.offset + write - seg.vaddr)
     with pytest.raises(boringssl.Refusal, match="SSL_write"):
         boringssl.locate(str(p))
+
+
+def test_without_ssl_new_the_connection_end_is_not_located_but_reads_and_writes_are(tmp_path):
+    # SSL_new's NULL_SSL_CTX reason (0xb9 in `mov $0xb9,%edx` at 0x25690d9) changed: no
+    # function is known to be SSL_new, so no destructor is guessed; SSL_read/SSL_write still are
+    import mmap
+    at = 0x25690D9 + 1
+    with open(npmbins.bun("1.4.5"), "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        seg = next(s for s in boringssl.Elf(m).loads if s.vaddr <= at < s.vaddr + s.size)
+        assert m[seg.offset + at - seg.vaddr] == 0xB9
+    p = _damaged(tmp_path, b"", b"\xba", at=seg.offset + at - seg.vaddr)
+    loc = boringssl.locate(str(p))
+    assert (loc.write, loc.read, loc.free) == EXPECTED[("bun", "1.4.5")][:2] + (0,)
+    assert "connection end not located (0 functions report only SSL_new's error" in loc.how
+    assert "SSL_free" not in loc.symbols
 
 
 def test_a_binary_without_boringssl_has_no_marker():
@@ -116,17 +160,17 @@ def test_a_binary_without_boringssl_has_no_marker():
 def test_verdict_is_cached_per_build_and_reused(tmp_path, monkeypatch):
     path = str(npmbins.bun("1.4.5"))
     v = boringcache.verdict(path, str(tmp_path))
-    assert v.located and not v.cached and (v.write, v.read) == EXPECTED[("bun", "1.4.5")]
+    assert v.located and not v.cached and (v.write, v.read, v.free) == EXPECTED[("bun", "1.4.5")]
     files = list((tmp_path / "boringssl").iterdir())
     assert [f.name for f in files] == [f"{v.build_id}-{os.path.getsize(path)}.json"]
     monkeypatch.setattr(boringssl, "locate", lambda p: pytest.fail("scanned again despite the cache"))
     again = boringcache.verdict(path, str(tmp_path))
-    assert again.cached and (again.write, again.read) == (v.write, v.read)
+    assert again.cached and (again.write, again.read, again.free) == (v.write, v.read, v.free)
     assert "build-id " + v.build_id in again.line()
     assert [x.path for x in boringcache.seen(str(tmp_path))] == [path]
 
 
-@pytest.mark.parametrize("spoil", ["corrupt", "mtime", "not-a-push", "other-build"])
+@pytest.mark.parametrize("spoil", ["corrupt", "mtime", "not-a-push", "free-not-a-push", "old-format", "other-build"])
 def test_a_corrupt_or_foreign_entry_is_ignored(tmp_path, spoil):
     import json
     path = str(npmbins.bun("1.4.5"))
@@ -140,6 +184,12 @@ def test_a_corrupt_or_foreign_entry_is_ignored(tmp_path, spoil):
         f.write_text(json.dumps(d))
     elif spoil == "not-a-push":
         d["write"] += 1            # inside the prologue: never probed
+        f.write_text(json.dumps(d))
+    elif spoil == "free-not-a-push":
+        d["free"] += 1
+        f.write_text(json.dumps(d))
+    elif spoil == "old-format":
+        d["format"] = 1            # before the destructor was located: scanned again
         f.write_text(json.dumps(d))
     else:
         d["build_id"] = "0" * 40
@@ -163,8 +213,8 @@ def test_an_executed_bun_is_located_off_the_calling_thread_and_attached_once(tmp
     assert ts.consider(path, exe=True) is False      # returns at once: the worker does the rest
     assert ts.consider(path, exe=True) is False      # the same file again: not queued twice
     ts._work.join()
-    write, read = EXPECTED[("bun", "1.4.5")]
-    assert attached == [(path, {"SSL_write": write, "SSL_read": read})]
+    write, read, free = EXPECTED[("bun", "1.4.5")]
+    assert attached == [(path, {"SSL_write": write, "SSL_read": read, "SSL_free": free})]
     assert ts.boringssl[path].located and ts.attached == [path]
     ts.close()
 
