@@ -18,8 +18,11 @@ string since Go 1.18, a pointer to a Go string before). The functions are found
 
 Each function is disassembled from its entry to its end (capstone, linearly: Go puts no data
 in its code on amd64); the disassembly must cover the range exactly, every RET is a probe
-point. Go < 1.17 passes arguments on the stack (and 1.17/1.18 builds with
-GOEXPERIMENT=noregabi too): refused, the probes read registers.
+point. Go < 1.17 passes arguments on the stack: refused, the probes read registers. The
+register ABI is also checked on the code itself: only there does a function keep the
+goroutine (g) in R14, so its stack-bound check (first or second instruction) must compare
+with [r14+0x10]; an ABI0 function loads g from thread-local storage instead (Go 1.17 built
+with GOEXPERIMENT=noregabi; Go 1.19 ignores that setting on amd64, and its code shows it).
 
 Addresses: `GoFunc.entry` and `.rets` are ELF virtual addresses, which is what BCC's
 `attach_uprobe(name=path, addr=...)` takes: BCC turns them into file offsets through the
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import struct
 from dataclasses import dataclass
 
@@ -56,6 +60,9 @@ REQUIRED = ("write", "read")    # Close is probed when present (the linker may d
 MAX_FUNCTION = 256 << 10        # a larger "function" means a misread table
 EM_X86_64, PF_X = 62, 1
 INT3 = 0xCC
+# `cmp rsp, [r14+0x10]`, or `cmp r12, [r14+0x10]` after `lea r12, [rsp-N]` (big frames):
+# g.stackguard0, with g in R14 (register ABI only)
+REGABI_STACK_CHECK = re.compile(r"cmp (rsp|r12), qword ptr \[r14 \+ 0x10\]$")
 
 
 class GoRefused(Exception):
@@ -148,8 +155,6 @@ def _locate(path: str, m) -> GoTlsLocation:
     if minor < 17:
         raise GoRefused(f"{info.version}: Go older than 1.17 passes arguments on the stack, "
                         "the probes read the register ABI (Go >= 1.17)")
-    if "noregabi" in info.version or "noregabi" in info.modinfo:
-        raise GoRefused(f"{info.version}: built with GOEXPERIMENT=noregabi (stack ABI)")
 
     syms = functions(m, tuple(FUNCS.values()), SHT_SYMTAB)
     try:
@@ -218,10 +223,10 @@ def _disassemble(m, elf: boringssl.Elf, name: str, entry: int, end: int, md) -> 
     if not 0 < end - entry <= MAX_FUNCTION:
         raise GoRefused(f"{name}: implausible size {end - entry}")
     code = _code(m, elf, name, entry, end)
-    rets, first, at = [], "", entry
+    rets, head, at = [], [], entry
     for addr, size, mnemonic, op_str in md.disasm_lite(code, entry):
-        if addr == entry:
-            first = f"{mnemonic} {op_str}".strip()
+        if len(head) < 2:
+            head.append(f"{mnemonic} {op_str}".strip())
         if mnemonic == "ret":
             if size != 1:
                 raise GoRefused(f"{name}: `ret` with an operand at {addr:#x} (not Go code?)")
@@ -231,8 +236,11 @@ def _disassemble(m, elf: boringssl.Elf, name: str, entry: int, end: int, md) -> 
         raise GoRefused(f"{name}: disassembly stops at {at:#x}, before the function's end {end:#x}")
     if not rets:
         raise GoRefused(f"{name}: no RET instruction between {entry:#x} and {end:#x}")
+    if not any(REGABI_STACK_CHECK.match(i) for i in head):
+        raise GoRefused(f"{name} begins `{'; '.join(head)}`, not the register ABI's stack check against "
+                        "g in R14 (stack ABI: GOEXPERIMENT=noregabi?)")
     seg = next(s for s in elf.loads if s.vaddr <= entry < s.vaddr + s.size)
-    return GoFunc(entry, tuple(rets), end - entry, seg.vaddr - seg.offset, first)
+    return GoFunc(entry, tuple(rets), end - entry, seg.vaddr - seg.offset, head[0])
 
 
 def describe(path: str) -> str:

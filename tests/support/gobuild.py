@@ -79,16 +79,18 @@ def _source_hash(name: str) -> str:
     return h.hexdigest()[:16]
 
 
-def go_binary(name: str, *, release: str = HOST_RELEASE, stripped: bool = False, pie: bool = False) -> Path:
+def go_binary(name: str, *, release: str = HOST_RELEASE, stripped: bool = False, pie: bool = False,
+              goexperiment: str = "") -> Path:
     """tests/go/<name> built by `release`'s Go (stripped: -ldflags="-s -w"; pie:
-    -buildmode=pie, linked by Go itself); cached."""
+    -buildmode=pie, linked by Go itself; goexperiment: GOEXPERIMENT); cached."""
     if release not in RELEASES:
         raise GoBuildError(f"unknown release {release!r} (one of {', '.join(RELEASES)})")
     version = go_version(release)
     flags = ["-trimpath", "-buildvcs=false"] + (["-ldflags=-s -w"] if stripped else []) + \
         (["-buildmode=pie"] if pie else [])
-    key = hashlib.sha256(f"{_source_hash(name)} {version} {release} {flags}".encode()).hexdigest()[:16]
-    kind = ("stripped" if stripped else "symbols") + ("-pie" if pie else "")
+    key = hashlib.sha256(f"{_source_hash(name)} {version} {release} {flags} {goexperiment}".encode()).hexdigest()[:16]
+    kind = ("stripped" if stripped else "symbols") + ("-pie" if pie else "") + \
+        (f"-{goexperiment.replace(',', '-')}" if goexperiment else "")
     out = CACHE / f"{name}-{version}-{kind}-{key}" / name
     if out.is_file():
         return out
@@ -101,16 +103,18 @@ def go_binary(name: str, *, release: str = HOST_RELEASE, stripped: bool = False,
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            _build(name, release, flags, tmp)
+            _build(name, release, flags, tmp, goexperiment)
             os.replace(tmp, out.parent)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def _build(name: str, release: str, flags: list[str], outdir: Path) -> None:
+def _build(name: str, release: str, flags: list[str], outdir: Path, goexperiment: str) -> None:
     env = {"PATH": PATH, "HOME": "/nonexistent", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod",
            "GOPROXY": "off", "GOTOOLCHAIN": "local", "GO111MODULE": "on", "GOTELEMETRY": "off"}
+    if goexperiment:
+        env["GOEXPERIMENT"] = goexperiment
     gocache = CACHE / f"gocache-{release}"
     gocache.mkdir(parents=True, exist_ok=True)
     if release == HOST_RELEASE:
@@ -132,3 +136,44 @@ def _build(name: str, release: str, flags: list[str], outdir: Path) -> None:
                        stdin=subprocess.DEVNULL)
     if r.returncode != 0 or not (outdir / name).is_file():
         raise GoBuildError(f"go build of {name} for {release} failed ({' '.join(cmd)}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+
+
+OLD_SUITES = {"bullseye": "Debian 11 (Go 1.15)"}
+
+
+def debian_file(suite: str, package: str, relpath: str) -> Path:
+    """`relpath` of Debian package `package` from another release `suite` (bullseye's
+    programs were built by Go 1.15, before the register ABI), fetched with apt-get using a
+    private configuration (the host's apt sources are not touched) and unpacked once under
+    the cache."""
+    if suite not in OLD_SUITES:
+        raise GoBuildError(f"unknown suite {suite!r}")
+    top = CACHE.parent / f"debs-{suite}"
+    out = top / package / relpath.lstrip("/")
+    if out.is_file():
+        return out
+    state, cache = top / ".apt" / "state", top / ".apt" / "cache"
+    for d in (state / "lists" / "partial", cache / "archives" / "partial"):
+        d.mkdir(parents=True, exist_ok=True)
+    sources = top / ".apt" / "sources.list"
+    sources.write_text(f"deb {os.environ.get('AGTAP_TEST_MIRROR', 'http://deb.debian.org/debian')} {suite} main\n")
+    opts = [f"-oDir::Etc::SourceList={sources}", "-oDir::Etc::SourceParts=/nonexistent",
+            f"-oDir::State={state}", f"-oDir::Cache={cache}", "-oAPT::Architecture=amd64",
+            "-oDebug::NoLocking=1", "-oAPT::Sandbox::User=" + ("root" if os.geteuid() == 0 else os.environ.get("USER", ""))]
+    with open(top / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if out.is_file():
+            return out
+        dl = top / ".apt" / "dl"
+        dl.mkdir(exist_ok=True)
+        for cmd, cwd in ((["apt-get", *opts, "update"], None), (["apt-get", *opts, "download", package], dl)):
+            r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env={"PATH": PATH})
+            if r.returncode != 0:
+                raise GoBuildError(f"{' '.join(cmd[:1] + cmd[-2:])} for {suite} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+        deb = max(dl.glob(f"{package}_*.deb"), key=lambda p: p.stat().st_mtime)
+        tmp = top / f"{package}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True, env={"PATH": PATH})
+        shutil.rmtree(top / package, ignore_errors=True)
+        os.replace(tmp, top / package)
+    return out

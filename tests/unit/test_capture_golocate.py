@@ -268,3 +268,42 @@ def test_doctor_lists_running_go_programs():
                     r"found in the \.gopclntab", mine[0] if str(tls) in mine[0] else mine[1])
     assert any(re.match(rf"ok    go: {re.escape(str(notls))} \(pid \d+\): not probed: go1\.19\.\d+: does not link",
                         ln) for ln in mine), mine
+
+
+def test_a_real_go_1_15_program_is_refused():
+    """Debian 11's fzf, built by Go 1.15 (pointer-format build info, stack ABI, the Go
+    1.2-1.15 function table): recognised as Go, its version read, refused with the reason.
+    Its version, checked by hand with `go version` (Go 1.19's reader): go1.15.9."""
+    path = str(gobuild.debian_file("bullseye", "fzf", "usr/bin/fzf"))
+    assert golocate.is_go_binary(path)
+    assert golocate.build_info(path).version == "go1.15.9"
+    with pytest.raises(golocate.GoRefused, match=r"^go1\.15\.9: Go older than 1\.17 passes arguments on the stack"):
+        golocate.locate_go_tls(path)
+    # its function table is the Go 1.2-1.15 layout (magic 0xfffffffb): unknown, refused by name
+    from agtap.capture import boringssl, gopclntab
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        with pytest.raises(gopclntab.PclntabError, match=r"magic 0xfffffffb is not a layout agtap reads"):
+            gopclntab.find_pclntab(m, boringssl.Elf(m), sections(m))
+
+
+def test_the_register_abi_is_checked_on_the_code():
+    """GOEXPERIMENT=noregabi is recorded in the build settings, but Go 1.19 ignores it on
+    amd64 (its code still keeps g in R14: `go tool objdump` shows `CMPQ 0x10(R14), SP` and
+    the receiver in AX), so the code decides: accepted. A function whose stack check does
+    not use R14 (an ABI0 function loads g from TLS) is refused."""
+    path = gobuild.go_binary("tlsget", stripped=True, goexperiment="noregabi")
+    assert "GOEXPERIMENT=noregabi" in golocate.build_info(str(path)).modinfo
+    assert set(golocate.locate_go_tls(str(path)).functions) == {"write", "read", "close"}
+
+
+def test_a_stack_check_without_r14_is_refused(tmp_path):
+    read = golocate.locate_go_tls(str(build("bookworm", True))).functions["read"]
+    assert read.first == "cmp rsp, qword ptr [r14 + 0x10]"
+
+    def edit(m, secs):
+        assert m[read.entry_offset:read.entry_offset + 4] == bytes.fromhex("493b6610")
+        m[read.entry_offset:read.entry_offset + 4] = bytes.fromhex("483b6110")    # cmp rsp, [rcx+0x10]
+    path = _patched(tmp_path, "abi0", edit)
+    with pytest.raises(golocate.GoRefused, match=r"crypto/tls\.\(\*Conn\)\.Read begins `cmp rsp, qword ptr "
+                                                 r"\[rcx \+ 0x10\]; .*not the register ABI"):
+        golocate.locate_go_tls(path)
