@@ -119,6 +119,9 @@ PROM_STATS: dict[str, tuple[str, str, str]] = {
     "ignored_exchanges": ("agtap_ignored_exchanges_total", "counter", "Requests no provider matched"),
     "unmatched_responses": ("agtap_unmatched_responses_total", "counter",
                             "Answers (HTTP, JSON-RPC) whose request was not seen: attached mid-stream, or missed"),
+    "h2_headers_unknown": ("agtap_http2_headers_unknown_total", "counter",
+                           "HTTP/2 header blocks that name HPACK entries sent before capture began "
+                           "(not guessed: the exchange is dropped or ends incomplete)"),
     "bodies_truncated": ("agtap_bodies_truncated_total", "counter", "Bodies kept only up to the body cap"),
     "decompression_capped": ("agtap_decompression_capped_total", "counter",
                              "Bodies whose decoding stopped at the decompression cap"),

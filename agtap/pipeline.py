@@ -8,8 +8,9 @@ state dropped.
 
 Layer order: capture -> wire -> providers -> drivers -> pipeline -> sinks/service.
 Each connection is decided from its first bytes and given a driver: an HTTP
-request line makes it HTTP/1.1 (drivers.httpconn), a '{' or '[' makes it
-newline-delimited JSON-RPC (drivers.ipcconn: MCP stdio). Anything else is
+request line makes it HTTP/1.1 (drivers.httpconn), the HTTP/2 client preface
+(or, joining late, bytes that parse as HTTP/2 frames) HTTP/2 (drivers.h2conn),
+a '{' or '[' newline-delimited JSON-RPC (drivers.ipcconn: MCP stdio). Anything else is
 treated as HTTP that has lost its place: it waits, cheaply, for a request line.
 Drivers see only a DriverContext (limits, stats, emit, ignore_conn, shared MCP
 sessions), never the Pipeline.
@@ -24,11 +25,13 @@ from agtap.call import Call
 from agtap.capture.chunk import Chunk, ConnClosed, Direction
 from agtap.capture.connid import ConnId
 from agtap.drivers.context import DriverContext
+from agtap.drivers.h2conn import H2Conn
 from agtap.drivers.httpconn import HttpConn
 from agtap.drivers.ipcconn import IpcConn
 from agtap.providers.mcp import McpSession
 from agtap.providers.pricing import PriceTable
 from agtap.wire.http1 import MAX_HEAD, looks_like_request_start
+from agtap.wire.http2 import PREFACE, looks_like_frames
 
 _CLOSE_REASONS = {"closed": "connection_closed", "process_exit": "process_exit", "evicted": "evicted"}
 _WS = b" \t\r\n"
@@ -46,6 +49,7 @@ class PipelineStats:
     conns_expired: int = 0         # idle past Limits.idle_timeout_ns (their call ends "idle_timeout")
     ignored_exchanges: int = 0     # requests no provider wanted (ignore_conn was called)
     unmatched_responses: int = 0   # responses (HTTP, JSON-RPC) with no request seen: attached mid-stream, or missed
+    h2_headers_unknown: int = 0    # HTTP/2 header blocks naming HPACK entries sent before capture began: not guessed
     bodies_truncated: int = 0      # bodies past max_body (counted, kept only up to the cap)
     decompression_capped: int = 0
     internal_errors: int = 0       # exceptions caught from below (also counted in parse_errors)
@@ -145,16 +149,24 @@ class Pipeline:
         if not head:
             und.prefix = data[-16:]
             return None
-        if head[:1] in (b"{", b"["):
+        if data[:len(PREFACE)] == PREFACE[:len(data)]:
+            if len(data) < len(PREFACE):
+                und.prefix = data
+                return None
+            c = H2Conn(ch.conn, self._ctx)
+        elif head[:1] in (b"{", b"["):
             c = IpcConn(ch.conn, self._ctx)
         else:
             verdict = looks_like_request_start(head[:16])
             if verdict is None and len(data) < 16:
                 und.prefix = data
                 return None
-            c = HttpConn(ch.conn, self._ctx)
-            if not verdict:
-                c.resync()   # the capture layer stops copying until a request line; wait for one
+            if not verdict and looks_like_frames(data):
+                c = H2Conn(ch.conn, self._ctx, late=True)   # HTTP/2 joined after its preface
+            else:
+                c = HttpConn(ch.conn, self._ctx)
+                if not verdict:
+                    c.resync()   # the capture layer stops copying until a request line; wait for one
         c.last_ts = ch.ts_ns
         self.conns[ch.conn] = c
         return c, data

@@ -13,7 +13,7 @@ from __future__ import annotations
 from agtap.call import KIND_LLM
 from agtap.providers import anthropic, gemini, openai_chat, openai_responses
 from agtap.providers.base import LlmProvider, Request, new_call, set_error, split_host
-from agtap.providers.mcp import McpContext, is_jsonrpc
+from agtap.providers.mcp import McpContext, McpSession, is_jsonrpc
 from agtap.wire.encoding import BodyDecoder, decode_all
 from agtap.wire.jsonarray import JsonArrayStream
 from agtap.wire.sse import SseDecoder
@@ -39,6 +39,18 @@ def classify_head(req: Request) -> tuple[str, object]:
     if ct and "json" not in ct:
         return IGNORED, None
     return PENDING, None  # maybe MCP: the body will tell
+
+
+class McpSessions:
+    """For a connection driver (HTTP/1.1, HTTP/2): the MCP session its exchanges' messages go to.
+    Needs `ctx`, `emit`, `stats` and `_mcp` (None until the first MCP exchange without a session id)."""
+
+    def mcp_session(self, session_id: str | None = None) -> McpSession:
+        if session_id:   # messages pair across connections by Mcp-Session-Id
+            return self.ctx.shared_session(session_id)
+        if self._mcp is None:
+            self._mcp = McpSession(self.emit, self.stats)
+        return self._mcp
 
 
 class KeptBody:
@@ -122,13 +134,14 @@ class Exchange:
                 self.mark(problem if problem == "decompression_cap" else "parse_error: " + problem)
         self.req.body = body
         self.req.body_complete = self.req_done and not self.req_kept.truncated
-        host = self.req.header("host")
+        host = self.req.header("host") or self.req.header(":authority")   # HTTP/1.1 or HTTP/2
         addr, port = split_host(host, self.origin.transport)
         if self.kind == PENDING:
             self.kind = MCP if is_jsonrpc(self.req.json()) else IGNORED
         if self.kind == LLM:
             call = new_call(self.origin, self.mod.NAME, KIND_LLM, self.head.start_ns, self.head.start_wall)
             call.server_address, call.server_port = addr, port
+            call.http_version = self.conn.http_version
             b = call.bodies
             b.request_headers = self.req.headers
             b.request_target = f"{self.req.method} {self.req.target}"

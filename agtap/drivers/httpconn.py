@@ -12,7 +12,8 @@ from collections import deque
 
 from agtap.capture.connid import ConnId
 from agtap.drivers.context import DriverContext
-from agtap.drivers.exchange import IGNORED, PENDING, Exchange, classify_head
+from agtap.drivers.h2conn import H2Conn
+from agtap.drivers.exchange import IGNORED, PENDING, Exchange, McpSessions, classify_head
 from agtap.providers.base import Origin, Request
 from agtap.providers.mcp import McpSession
 from agtap.wire.http1 import HttpParser
@@ -20,8 +21,14 @@ from agtap.wire.http1 import HttpParser
 MAX_PENDING = 64   # requests awaiting an answer on one connection
 
 
-class HttpConn:
+def _asks_h2c(req: Request) -> bool:
+    """An `Upgrade: h2c` request (RFC 7540 §3.2): its 101 answer switches the connection to HTTP/2."""
+    return "h2c" in (req.header("upgrade") or "").lower()
+
+
+class HttpConn(McpSessions):
     kind = "http"
+    http_version = "1.1"
 
     def __init__(self, conn_id: ConnId, ctx: DriverContext):
         self.id = conn_id
@@ -39,16 +46,12 @@ class HttpConn:
         self.discard_ingress = False             # after an ignored exchange, until the next request
         self._mcp: McpSession | None = None
         self.last_ts = 0
-
-    def mcp_session(self, session_id: str | None = None) -> McpSession:
-        if session_id:
-            return self.ctx.shared_session(session_id)
-        if self._mcp is None:
-            self._mcp = McpSession(self.emit, self.stats)
-        return self._mcp
+        self.h2: H2Conn | None = None            # after 101 to h2c: the HTTP/2 driver takes the connection
 
     @property
     def busy(self) -> bool:
+        if self.h2 is not None:
+            return self.h2.busy
         return bool(self.queue) or self.cur_req is not None or bool(self._mcp and self._mcp.pending)
 
     # -- input -----------------------------------------------------------------
@@ -59,12 +62,18 @@ class HttpConn:
         self._ignore(None)
 
     def egress(self, chunk, data: bytes | None = None) -> None:
+        if self.h2 is not None:
+            self.h2.egress(chunk, data)
+            return
         self.origin = Origin.of(chunk)
         self.req.feed(chunk.data if data is None else data, chunk.ts_ns, chunk.wall_ns)
         if chunk.cut:
             self._cut_request(chunk.ts_ns)
 
     def ingress(self, chunk) -> None:
+        if self.h2 is not None:
+            self.h2.ingress(chunk)
+            return
         if self.discard_ingress:
             return
         self.resp.feed(chunk.data, chunk.ts_ns, chunk.wall_ns)
@@ -73,6 +82,9 @@ class HttpConn:
 
     def close(self, reason: str, ts: int) -> None:
         """The connection ended: an until-close body ends cleanly, everything else is incomplete."""
+        if self.h2 is not None:
+            self.h2.close(reason, ts)
+            return
         if not self.discard_ingress:
             self.resp.close(ts)
         cur = self.cur_req
@@ -96,6 +108,12 @@ class HttpConn:
         self.discard_ingress = False
         req = Request(head.method, head.target, head.headers)
         kind, mod = classify_head(req)
+        if kind == IGNORED and _asks_h2c(req):
+            # Its answer may be 101 to HTTP/2 (h2c), which the connection's next calls use: keep reading.
+            self.req.abandon()
+            self.queue.append(Exchange(self, head, req, IGNORED, None, self.origin))
+            self.stats.ignored_exchanges += 1
+            return
         if kind == IGNORED:
             self.req.abandon()   # skip its body, if any: the kernel stops copying it
             if self.queue:       # pipelined behind others: hold its place so pairing stays right
@@ -187,6 +205,9 @@ class HttpConn:
 
     def _resp_head(self, head) -> None:
         if 100 <= head.status < 200:
+            if head.status == 101 and (head.header("upgrade") or "").strip().lower() == "h2c":
+                self._upgrade_h2c()
+                return
             if head.status == 101:   # Switching Protocols (e.g. WebSocket): no more HTTP/1.1 here
                 self.req.stop()
                 self.discard_ingress = True
@@ -205,6 +226,18 @@ class HttpConn:
         if not ex.started:
             ex.start()   # answered before the request ended (e.g. 413): go with what we have
         ex.response_head(head)
+
+    def _upgrade_h2c(self) -> None:
+        """101 to h2c: HTTP/2 from the next byte on; the request that asked is its stream 1."""
+        ex = self.queue[0] if self.queue else None
+        ts, wall = self.resp.ts, self.resp.wall
+        rest = self.resp.take_rest()
+        self.req.stop()
+        self.queue.clear()
+        self.cur_req = None
+        self.h2 = H2Conn.upgraded(self, ex, ts)
+        if rest:
+            self.h2.wire.ingress(rest, ts, wall)
 
     def _resp_body(self, head, data: bytes, ts: int) -> None:
         if self.queue and self.queue[0].resp_head is head:

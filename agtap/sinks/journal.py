@@ -71,6 +71,7 @@ def journal_fields(call: Call) -> dict[str, str]:
         "AGTAP_TOOLS": safe_field(",".join(safe_field(t, FIELD_MAX) for t in call.tools), 1000) if call.tools else None,
         "AGTAP_COST_USD": _num(call.cost_usd, "{:.6f}"),
         "AGTAP_HTTP_STATUS": _num(call.http_status),
+        "AGTAP_HTTP_VERSION": safe_field(call.http_version, 8) if call.http_version else None,
         "AGTAP_STREAMING": "1" if call.streaming else "0",
         "AGTAP_INCOMPLETE": safe_field(call.incomplete_reason or "yes", FIELD_MAX) if call.incomplete else None,
         "AGTAP_BODY_PATH": safe_field(call.body_path, 500) if call.body_path else None,

@@ -137,6 +137,8 @@ def span_attributes(call: Call) -> dict[str, Any]:
         a["server.port"] = call.server_port
     if call.http_status:
         a["http.response.status_code"] = call.http_status
+    if call.http_version:
+        a["network.protocol.name"], a["network.protocol.version"] = "http", call.http_version
     a["process.pid"] = call.pid
     a["process.executable.name"] = os.path.basename(call.exe) if call.exe else call.proc
     a.update({

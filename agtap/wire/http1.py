@@ -164,6 +164,13 @@ class HttpParser:
         self.state = DEAD
         self.buf, self.pos, self.old_len = b"", 0, 0
 
+    def take_rest(self) -> bytes:
+        """From an on_head callback after `101 Switching Protocols`: the bytes that followed the head
+        in this read (the new protocol's); the parser then stops as stop() does."""
+        rest = self.buf[self.pos:]
+        self.stop()
+        return rest
+
     def abandon(self) -> None:
         """Drop the message in progress and look for the next start line (after a cut or an ignore)."""
         self.cur = None

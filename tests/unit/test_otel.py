@@ -48,6 +48,7 @@ def test_spans_and_metrics_reach_the_collector(rx):
         mcp_call("tools/list", None, transport="socket", latency_ms=3.0, jsonrpc_id="1", session_id="sess-42",
                  wall_start_ns=WALL + 9_000_000_000),
     ]
+    calls[1].http_version = "2"
     for c in calls:
         sink.write(c)
     assert sink.flush()
@@ -83,6 +84,8 @@ def test_spans_and_metrics_reach_the_collector(rx):
     o = spans["chat gpt-4o-mini"].attrs
     assert o["gen_ai.usage.input_tokens"] == 50 and o["agtap.ttft_ms"] == 120.5
     assert o["gen_ai.request.stream"] is True and o["agtap.streaming"] is True and o["agtap.process"] == "node"
+    assert (o["network.protocol.name"], o["network.protocol.version"]) == ("http", "2")
+    assert "network.protocol.version" not in a    # not known (not set by the test): not sent
     assert spans["generate_content gemini-2.5-flash"].attrs["gen_ai.provider.name"] == "gcp.gemini"
 
     e = spans["chat claude-haiku-4-5"]

@@ -57,7 +57,8 @@ def test_pyproject_control_and_apt_run_name_the_same_runtime_packages():
 def test_pyproject_dependencies_are_what_agtap_imports():
     imports = {"dbus-next": "dbus_next", "sdnotify": "sdnotify", "systemd-python": "systemd",
                "prometheus-client": "prometheus_client", "urwid": "urwid", "Brotli": "brotli",
-               "zstandard": "zstandard", "capstone": "capstone", "numpy": "numpy"}
+               "zstandard": "zstandard", "capstone": "capstone", "numpy": "numpy",
+               "hyperframe": "hyperframe", "hpack": "hpack"}
     assert set(pyproject_deps()) == set(imports)
     sources = "".join(p.read_text() for p in (REPO / "agtap").rglob("*.py"))
     for dist, module in imports.items():

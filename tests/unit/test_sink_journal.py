@@ -24,7 +24,7 @@ def make_call(**kw) -> Call:
         ts="2026-11-26T23:37:25.000000Z", id=CALL_ID, pid=1234, proc="python3", provider="anthropic",
         server_address="api.anthropic.com", kind=KIND_LLM, model="claude-sonnet-4-5", input_tokens=1200,
         output_tokens=340, latency_ms=1820.0, stop_reason="end_turn", tools=["get_weather"],
-        unit="my-agent.service", streaming=True, ttft_ms=410.25, cost_usd=0.0087,
+        unit="my-agent.service", streaming=True, ttft_ms=410.25, cost_usd=0.0087, http_version="2",
     )
     base.update(kw)
     return Call(**base)
@@ -61,6 +61,7 @@ def test_all_fields():
         "AGTAP_STOP_REASON": "end_turn",
         "AGTAP_TOOLS": "get_weather",
         "AGTAP_COST_USD": "0.008700",
+        "AGTAP_HTTP_VERSION": "2",
         "AGTAP_STREAMING": "1",
         "AGTAP_BODY_PATH": "/var/lib/agtap/bodies/2026-11-26/x.json",
     }
