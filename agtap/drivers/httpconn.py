@@ -206,15 +206,14 @@ class HttpConn(McpSessions):
     def _resp_head(self, head) -> None:
         if 100 <= head.status < 200:
             if head.status == 101 and (head.header("upgrade") or "").strip().lower() == "h2c":
+                # to HTTP/2: the kernel keeps copying (the client's preface follows and makes
+                # the connection HTTP/2 there, bpf/common.h) and so do we, as HTTP/2
                 self._upgrade_h2c()
                 return
             if head.status == 101:   # Switching Protocols (e.g. WebSocket): no more HTTP/1.1 here
                 self.req.stop()
                 self.discard_ingress = True
-                if (head.header("upgrade") or "").strip().lower() != "h2c":
-                    self._ignore(None, tell_only=True)
-                # to HTTP/2 (`Upgrade: h2c`): the kernel keeps copying; the client's
-                # preface follows and makes the connection HTTP/2 there (bpf/common.h)
+                self._ignore(None, tell_only=True)
             return   # interim (100 Continue): the parser skips it
         ex = self._front()
         if ex is None:
