@@ -51,7 +51,8 @@ def is_go_binary(path: str) -> bool:
         try:
             if m[:4] != b"\x7fELF":
                 return False
-            return buildinfo_at(m, boringssl.Elf(m), sections(m)) is not None or ".gopclntab" in sections(m)
+            secs = sections(m)
+            return buildinfo_at(m, boringssl.Elf(m), secs) is not None or ".gopclntab" in secs
         except (boringssl.Refusal, ValueError, struct.error, IndexError):
             return False
 

@@ -39,11 +39,10 @@ executes it out of line with its ip fix-up off): also one single-step per return
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agtap.capture import boringssl
 from agtap.capture.elfsyms import SHT_SYMTAB, functions, sections
@@ -58,6 +57,7 @@ FUNCS = {"write": "crypto/tls.(*Conn).Write",
          "close": "crypto/tls.(*Conn).Close"}
 REQUIRED = ("write", "read")    # Close is probed when present (the linker may drop it)
 MAX_FUNCTION = 256 << 10        # a larger "function" means a misread table
+MAX_VERDICTS = 512              # files whose verdict is kept
 EM_X86_64, PF_X = 62, 1
 INT3 = 0xCC
 # `cmp rsp, [r14+0x10]`, or `cmp r12, [r14+0x10]` after `lea r12, [rsp-N]` (big frames):
@@ -115,27 +115,41 @@ class GoTlsLocation:
 def locate_go_tls(path: str) -> GoTlsLocation:
     """crypto/tls.(*Conn).Write/Read/Close of the Go executable at `path`, with every RET;
     raises GoRefused (GoNoTls when it simply has no crypto/tls) with the reason otherwise.
-    Cached by (path, device, inode, size, mtime)."""
+    Verdicts, refusals included, are kept per file (device, inode, size, mtime), whatever
+    path named it: a Go program started again and again, or seen through /proc/PID/exe,
+    is read once."""
     try:
         st = os.stat(path)
     except OSError as e:
         raise GoRefused(f"unreadable: {e.strerror}") from None
-    return _cached(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    found = _verdicts.get(key)
+    if found is None:
+        found = _verdicts[key] = _verdict(path)
+        while len(_verdicts) > MAX_VERDICTS:
+            _verdicts.pop(next(iter(_verdicts)), None)
+    if isinstance(found, GoRefused):
+        raise type(found)(found.reason)     # a fresh exception each time: no traceback piling up
+    return found if found.path == path else replace(found, path=path)
 
 
-@functools.lru_cache(maxsize=256)
-def _cached(path: str, _dev: int, _ino: int, _size: int, _mtime: int) -> GoTlsLocation:
+_verdicts: dict[tuple[int, int, int, int], "GoTlsLocation | GoRefused"] = {}
+
+
+def _verdict(path: str) -> GoTlsLocation | GoRefused:
     try:
         f, m = open_mapped(path)
     except (OSError, ValueError) as e:
-        raise GoRefused(f"unreadable: {e}") from None
+        return GoRefused(f"unreadable: {e}")
     with f, m:
         try:
             return _locate(path, m)
+        except GoRefused as e:
+            return e
         except (boringssl.Refusal, PclntabError) as e:
-            raise GoRefused(str(e)) from None
+            return GoRefused(str(e))
         except (ValueError, struct.error, IndexError) as e:
-            raise GoRefused(f"malformed Go tables ({e})") from None
+            return GoRefused(f"malformed Go tables ({e})")
 
 
 def _locate(path: str, m) -> GoTlsLocation:

@@ -56,13 +56,13 @@ class Pclntab:
                                f"min instruction size {min_lc}, pointer size {ptr_size})")
         words = struct.unpack_from("<8Q", m, base + 8)
         if magic == GO116:   # nfunc, nfiles, funcname, cu, filetab, pctab, pcln
-            nfunc, text, funcname, pcln_off, field = words[0], 0, words[2], words[6], 8
+            nfunc, text, funcname, cu, pcln_off, field = words[0], 0, words[2], words[3], words[6], 8
         else:                # nfunc, nfiles, textStart, funcname, cu, filetab, pctab, pcln
-            nfunc, text, funcname, pcln_off, field = words[0], words[2], words[3], words[7], 4
+            nfunc, text, funcname, cu, pcln_off, field = words[0], words[2], words[3], words[4], words[7], 4
             if text == 0:
                 text = _relocated(m, secs, vaddr + TEXT_START_WORD)
         n = 2 * nfunc + 1
-        if not 0 < nfunc < 1 << 24 or pcln_off + n * field > limit or funcname >= limit:
+        if not 0 < nfunc < 1 << 24 or pcln_off + n * field > limit or not 0 < funcname < cu <= limit:
             raise PclntabError(f".gopclntab function table out of bounds ({nfunc} functions)")
         table = np.frombuffer(m, dtype="<u4" if field == 4 else "<u8", count=n,
                               offset=base + pcln_off).astype(np.int64)
@@ -76,29 +76,30 @@ class Pclntab:
         if not any(s.vaddr <= lo and hi <= s.vaddr + s.size for s in code):
             raise PclntabError(f".gopclntab functions {lo:#x}..{hi:#x} are not inside the code segment"
                                + (" (PIE text start not found)" if not text and magic != GO116 else ""))
-        raw = np.frombuffer(m, dtype=np.uint8, count=int(recs.max()) + field + 4, offset=base)
-        own = _gather(raw, recs, field)                          # each _func's own entry
+        own, nameoffs = _func_fields(m, base, recs, field)
         if np.any(own != entries[:-1]):
             bad = int(np.flatnonzero(own != entries[:-1])[0])
             raise PclntabError(f".gopclntab: function {bad}'s _func entry {int(own[bad]):#x} "
                                f"disagrees with the function table ({int(entries[bad]):#x})")
-        nameoffs = _gather(raw, recs + field, 4).astype(np.int32)
-        if np.any(nameoffs < 0) or np.any(nameoffs >= limit - funcname):
+        if np.any(nameoffs < 0) or np.any(nameoffs >= cu - funcname):
             raise PclntabError(".gopclntab name offset out of bounds")
         self.m, self.base, self.limit = m, base, limit
-        self.text, self.entries, self.nameoffs, self.funcname = text, entries, nameoffs, funcname
+        self.text, self.entries, self.nameoffs, self.funcname, self.names_end = text, entries, nameoffs, funcname, cu
 
     def find(self, name: str, max_size: int) -> tuple[int, int] | None:
         """(entry, end) of the function called `name`, None if there is none."""
         import numpy as np
         want = name.encode() + b"\0"
-        lo, hi = self.base + self.funcname, self.base + self.limit
+        lo, hi = self.base + self.funcname, self.base + self.names_end     # the name table only
         starts = [0] if self.m[lo:lo + len(want)] == want else []
         at = lo
         while (at := self.m.find(b"\0" + want, at, hi)) >= 0:
             starts.append(at + 1 - lo)
             at += 1
-        idx = np.flatnonzero(np.isin(self.nameoffs, starts))
+        hits = np.zeros(len(self.nameoffs), dtype=bool)
+        for start in starts:
+            hits |= self.nameoffs == start
+        idx = np.flatnonzero(hits)
         if len(idx) == 0:
             return None
         if len(idx) > 1:
@@ -110,14 +111,27 @@ class Pclntab:
         return entry, end
 
 
-def _gather(raw, at, width: int):
-    """Little-endian unsigned integers of `width` bytes at each offset of `at` (vectorised)."""
+def _func_fields(m, base: int, recs, field: int):
+    """(own entry, name offset) of every _func record at `recs` (offsets from `base`),
+    vectorised: one indexing per field through a 32-bit view (records are 4-aligned), else
+    byte by byte."""
     import numpy as np
-    at = at.astype(np.int64)
-    out = np.zeros(len(at), dtype=np.uint64)
-    for k in range(width):
-        out |= raw[at + k].astype(np.uint64) << np.uint64(8 * k)
-    return out.astype(np.int64)
+    count = int(recs.max()) + field + 4
+    if base % 4 == 0 and not np.any(recs % 4):
+        words = np.frombuffer(m, dtype="<u4", count=count // 4, offset=base)
+        i = recs // 4
+        own = words[i].astype(np.int64)
+        if field == 8:
+            own |= words[i + 1].astype(np.int64) << 32
+        return own, words[i + field // 4].view(np.int32).astype(np.int64)
+    raw = np.frombuffer(m, dtype=np.uint8, count=count, offset=base)
+
+    def gather(at, width):
+        out = np.zeros(len(at), dtype=np.uint64)
+        for k in range(width):
+            out |= raw[at + k].astype(np.uint64) << np.uint64(8 * k)
+        return out.astype(np.int64)
+    return gather(recs, field), gather(recs + field, 4).astype(np.uint32).view(np.int32).astype(np.int64)
 
 
 def _relocated(m, secs, vaddr: int) -> int:

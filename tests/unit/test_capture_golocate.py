@@ -307,3 +307,26 @@ def test_a_stack_check_without_r14_is_refused(tmp_path):
     with pytest.raises(golocate.GoRefused, match=r"crypto/tls\.\(\*Conn\)\.Read begins `cmp rsp, qword ptr "
                                                  r"\[rcx \+ 0x10\]; .*not the register ABI"):
         golocate.locate_go_tls(path)
+
+
+def test_verdicts_are_kept_per_file_whatever_the_path(tmp_path, monkeypatch):
+    """One read per file: another name for it (a link, /proc/PID/exe) and a refusal come
+    from the kept verdict; a rewritten file is read again."""
+    calls = []
+    real = golocate._verdict
+    monkeypatch.setattr(golocate, "_verdict", lambda p: calls.append(p) or real(p))
+    src = tmp_path / "a"
+    shutil.copyfile(build("bookworm", True), src)
+    (tmp_path / "b").symlink_to(src)
+    first = golocate.locate_go_tls(str(src))
+    second = golocate.locate_go_tls(str(tmp_path / "b"))
+    assert second.path == str(tmp_path / "b") and second.functions == first.functions
+    notls = tmp_path / "n"
+    shutil.copyfile(gobuild.go_binary("notls", stripped=True), notls)
+    for _ in range(3):
+        with pytest.raises(golocate.GoNoTls):
+            golocate.locate_go_tls(str(notls))
+    assert calls == [str(src), str(notls)]
+    shutil.copyfile(build("bookworm", False), src)      # replaced in place: size and mtime change
+    assert golocate.locate_go_tls(str(src)).method == "symtab"
+    assert calls[-1] == str(src) and len(calls) == 3
