@@ -64,6 +64,37 @@ def _detach_all(b) -> None:
         list(ex.map(run, jobs))
 
 
+_bpf_attach_uprobe = None
+
+
+def _attach_uprobe(b, path: str, addr: int, fn_name: str, *, ret: bool) -> None:
+    """BCC's attach_uprobe/attach_uretprobe, calling libbcc with its real prototype.
+
+    BCC 0.26's Python binding declares six arguments for bpf_attach_uprobe, which takes
+    seven: the last, the uprobe's reference counter ("semaphore") offset, is then whatever
+    the stack holds (6 on this machine; dmesg says "ref_ctr_offset mismatch ... old: 0x6").
+    The kernel adds to a 16-bit counter at that offset of the probed file in every process
+    that maps it writable there, and refuses (EINVAL) every later probe at the same place
+    with another offset. Passed as 0 here: no counter. The probe is registered with the BPF
+    object as BCC's own would be, so detaching and cleanup() work unchanged."""
+    global _bpf_attach_uprobe
+    from bcc import BPF
+    if _bpf_attach_uprobe is None:
+        f = ctypes.CDLL("libbcc.so.0", use_errno=True).bpf_attach_uprobe   # a handle of its own: BCC's is left as is
+        f.restype = ctypes.c_int
+        f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_int,
+                      ctypes.c_uint32]
+        _bpf_attach_uprobe = f
+    bpath, off = BPF._check_path_symbol(path.encode(), b"", addr, -1)
+    b._check_probe_quota(1)
+    fn = b.load_func(fn_name.encode(), BPF.KPROBE)
+    ev_name = b._get_uprobe_evname(b"r" if ret else b"p", bpath, off, -1)
+    fd = _bpf_attach_uprobe(fn.fd, 1 if ret else 0, ev_name, bpath, off, -1, 0)
+    if fd < 0:
+        raise Exception(f"Failed to attach BPF to {'uretprobe' if ret else 'uprobe'} at {addr:#x} of {path}")
+    b._add_uprobe_fd(ev_name, fd)
+
+
 class Tracer:
     def __init__(self, config: Config, on_item: Callable, log: logging.Logger | None = None):
         self.config = config
@@ -183,11 +214,11 @@ class Tracer:
     def _attach_points(self, b, path: str, symbols: dict[str, int]) -> None:
         points = probepoints.plan(path, symbols)
         for pt in points:
-            b.attach_uprobe(name=path, addr=pt.addr, fn_name=pt.enter)
-            b.attach_uretprobe(name=path, addr=pt.addr, fn_name=pt.ret)
+            _attach_uprobe(b, path, pt.addr, pt.enter, ret=False)
+            _attach_uprobe(b, path, pt.addr, pt.ret, ret=True)
         ends = ""
         if "SSL_free" in symbols:   # OpenSSL's SSL_free, or BoringSSL's SSL destructor (boringend.py)
-            b.attach_uprobe(name=path, addr=symbols["SSL_free"], fn_name="probe_ssl_free")
+            _attach_uprobe(b, path, symbols["SSL_free"], "probe_ssl_free", ret=False)
             ends = f"; connection end at {symbols['SSL_free']:#x}"
         self.log.info("probing %s: %s%s", path, "; ".join(pt.describe() for pt in points), ends)
 
