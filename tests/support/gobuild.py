@@ -8,7 +8,7 @@
 bookworm builds with the host's `go` (golang-go, setup/apt.txt [test]); trixie in a
 debootstrapped Debian 13 root with its golang-go (tests/go/make-go-rootfs.sh, cached under
 $AGTAP_TEST_CACHE/go-rootfs-trixie), run with systemd-nspawn (root only). Every build is
-static (CGO_ENABLED=0: a trixie-built program runs on the Debian 12 host), -trimpath, and
+static unless external=True (CGO_ENABLED=0: a trixie-built program runs on the Debian 12 host), -trimpath, and
 standard library only (GOPROXY=off). Binaries are cached under
 $AGTAP_TEST_CACHE/go-bin (or ~/.cache/agtap-test/go-bin when that is not writable), keyed by
 a hash of the program's source, the Go version and the flags: a rerun builds nothing.
@@ -80,16 +80,20 @@ def _source_hash(name: str) -> str:
 
 
 def go_binary(name: str, *, release: str = HOST_RELEASE, stripped: bool = False, pie: bool = False,
-              goexperiment: str = "") -> Path:
+              goexperiment: str = "", external: bool = False) -> Path:
     """tests/go/<name> built by `release`'s Go (stripped: -ldflags="-s -w"; pie:
-    -buildmode=pie, linked by Go itself; goexperiment: GOEXPERIMENT); cached."""
+    -buildmode=pie; goexperiment: GOEXPERIMENT; external: cgo on and linked by gcc,
+    -linkmode=external, host only, dynamically linked to the host's libc); cached."""
+    if external and release != HOST_RELEASE:
+        raise GoBuildError("external linking is built on the host only (the Go roots have no gcc)")
     if release not in RELEASES:
         raise GoBuildError(f"unknown release {release!r} (one of {', '.join(RELEASES)})")
     version = go_version(release)
-    flags = ["-trimpath", "-buildvcs=false"] + (["-ldflags=-s -w"] if stripped else []) + \
+    ldflags = " ".join((["-linkmode=external"] if external else []) + (["-s -w"] if stripped else []))
+    flags = ["-trimpath", "-buildvcs=false"] + ([f"-ldflags={ldflags}"] if ldflags else []) + \
         (["-buildmode=pie"] if pie else [])
     key = hashlib.sha256(f"{_source_hash(name)} {version} {release} {flags} {goexperiment}".encode()).hexdigest()[:16]
-    kind = ("stripped" if stripped else "symbols") + ("-pie" if pie else "") + \
+    kind = ("stripped" if stripped else "symbols") + ("-pie" if pie else "") + ("-external" if external else "") + \
         (f"-{goexperiment.replace(',', '-')}" if goexperiment else "")
     out = CACHE / f"{name}-{version}-{kind}-{key}" / name
     if out.is_file():
@@ -103,15 +107,15 @@ def go_binary(name: str, *, release: str = HOST_RELEASE, stripped: bool = False,
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            _build(name, release, flags, tmp, goexperiment)
+            _build(name, release, flags, tmp, goexperiment, external)
             os.replace(tmp, out.parent)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def _build(name: str, release: str, flags: list[str], outdir: Path, goexperiment: str) -> None:
-    env = {"PATH": PATH, "HOME": "/nonexistent", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod",
+def _build(name: str, release: str, flags: list[str], outdir: Path, goexperiment: str, external: bool) -> None:
+    env = {"PATH": PATH, "HOME": "/nonexistent", "CGO_ENABLED": "1" if external else "0", "GOFLAGS": "-mod=mod",
            "GOPROXY": "off", "GOTOOLCHAIN": "local", "GO111MODULE": "on", "GOTELEMETRY": "off"}
     if goexperiment:
         env["GOEXPERIMENT"] = goexperiment

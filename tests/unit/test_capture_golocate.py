@@ -330,3 +330,27 @@ def test_verdicts_are_kept_per_file_whatever_the_path(tmp_path, monkeypatch):
     shutil.copyfile(build("bookworm", False), src)      # replaced in place: size and mtime change
     assert golocate.locate_go_tls(str(src)).method == "symtab"
     assert calls[-1] == str(src) and len(calls) == 3
+
+
+EXTERNAL = [(False, False), (True, False), (True, True)]      # (stripped, PIE), linked by gcc
+
+
+@pytest.mark.parametrize("stripped,pie", EXTERNAL, ids=["symbols", "stripped", "stripped-pie"])
+def test_externally_linked_cgo_builds(stripped, pie):
+    """cgo programs linked by gcc (-linkmode=external): C start-up code comes first in .text,
+    and a gcc PIE keeps the table in .data.rel.ro like Go's own PIE (found by search, text
+    start from its relocation). Same functions as the unstripped build's symbol table, RETs
+    as GNU objdump lists them, file offsets as BCC computes them."""
+    bcc = pytest.importorskip("bcc", reason="python3-bpfcc missing: make setup")
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc missing (external linking): apt-get install gcc")
+    path = gobuild.go_binary("tlsget", stripped=stripped, pie=pie, external=True)
+    loc = golocate.locate_go_tls(str(path))
+    assert loc.method == ("pclntab" if stripped else "symtab")
+    ref = golocate.locate_go_tls(str(gobuild.go_binary("tlsget", pie=pie, external=True)))
+    for key, f in loc.functions.items():
+        assert f.rets == tuple(_objdump_rets(path, f.entry, f.entry + f.size)), key
+        for addr, off in zip((f.entry, *f.rets), (f.entry_offset, *f.ret_offsets)):
+            assert bcc.BPF._check_path_symbol(str(path).encode(), b"", addr, -1)[1] == off
+        # -s -w changes no code: the unstripped build's symbols say where the functions are
+        assert (f.entry, f.rets) == (ref.functions[key].entry, ref.functions[key].rets)
