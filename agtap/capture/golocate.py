@@ -60,9 +60,10 @@ MAX_FUNCTION = 256 << 10        # a larger "function" means a misread table
 MAX_VERDICTS = 512              # files whose verdict is kept
 EM_X86_64, PF_X = 62, 1
 INT3 = 0xCC
-# `cmp rsp, [r14+0x10]`, or `cmp r12, [r14+0x10]` after `lea r12, [rsp-N]` (big frames):
-# g.stackguard0, with g in R14 (register ABI only)
-REGABI_STACK_CHECK = re.compile(r"cmp (rsp|r12), qword ptr \[r14 \+ 0x10\]$")
+# The prologue of a Go function that may grow its stack, under the register ABI (g in R14):
+#   [lea r12, [rsp - N]]   cmp rsp|r12, qword ptr [r14 + 0x10]   jbe <call morestack>
+LEA_R12 = re.compile(r"r12, \[rsp - 0x[0-9a-f]+\]")
+REGABI_STACK_CHECK = re.compile(r"(rsp|r12), qword ptr \[r14 \+ 0x10\]")
 
 
 class GoRefused(Exception):
@@ -84,6 +85,7 @@ class GoFunc:
     size: int = 0                # bytes from entry to the function's end
     delta: int = 0               # virtual address - file offset, in its segment
     first: str = ""              # the entry instruction, as capstone prints it
+    body: int = 0                # the instruction after the stack check (see below)
 
     @property
     def entry_offset(self) -> int:
@@ -239,8 +241,8 @@ def _disassemble(m, elf: boringssl.Elf, name: str, entry: int, end: int, md) -> 
     code = _code(m, elf, name, entry, end)
     rets, head, at = [], [], entry
     for addr, size, mnemonic, op_str in md.disasm_lite(code, entry):
-        if len(head) < 2:
-            head.append(f"{mnemonic} {op_str}".strip())
+        if len(head) < 3:
+            head.append((addr, size, mnemonic, op_str))
         if mnemonic == "ret":
             if size != 1:
                 raise GoRefused(f"{name}: `ret` with an operand at {addr:#x} (not Go code?)")
@@ -250,11 +252,30 @@ def _disassemble(m, elf: boringssl.Elf, name: str, entry: int, end: int, md) -> 
         raise GoRefused(f"{name}: disassembly stops at {at:#x}, before the function's end {end:#x}")
     if not rets:
         raise GoRefused(f"{name}: no RET instruction between {entry:#x} and {end:#x}")
-    if not any(REGABI_STACK_CHECK.match(i) for i in head):
-        raise GoRefused(f"{name} begins `{'; '.join(head)}`, not the register ABI's stack check against "
-                        "g in R14 (stack ABI: GOEXPERIMENT=noregabi?)")
+    body = _after_stack_check(name, head, entry, end)
     seg = next(s for s in elf.loads if s.vaddr <= entry < s.vaddr + s.size)
-    return GoFunc(entry, tuple(rets), end - entry, seg.vaddr - seg.offset, head[0])
+    first = f"{head[0][2]} {head[0][3]}".strip()
+    return GoFunc(entry, tuple(rets), end - entry, seg.vaddr - seg.offset, first, body)
+
+
+def _after_stack_check(name: str, head, entry: int, end: int) -> int:
+    """The address after the prologue's `jbe`. Under the register ABI only does a function
+    keep g in R14 (an ABI0 function loads it from TLS): the check proves the ABI. When the
+    stack is short, the jbe leads to runtime.morestack, which grows (copies) the stack and
+    restarts the function from its entry: a probe at the entry fires twice for such a call,
+    one at `body` once, with the argument registers as at entry (the check reads RSP, R12
+    and R14 only) and RSP unchanged."""
+    seen = "; ".join(f"{m} {o}".strip() for _, _, m, o in head)
+    i = 1 if head and head[0][2] == "lea" and LEA_R12.fullmatch(head[0][3]) else 0
+    if len(head) < i + 2:
+        raise GoRefused(f"{name}: no stack check at its entry {entry:#x} ({seen})")
+    (_, _, cmp, cmp_ops), (at, length, jbe, target) = head[i], head[i + 1]
+    if cmp != "cmp" or not REGABI_STACK_CHECK.fullmatch(cmp_ops) or not cmp_ops.startswith("r12" if i else "rsp"):
+        raise GoRefused(f"{name} begins `{seen}`, not the register ABI's stack check against g in R14 "
+                        "(stack ABI: GOEXPERIMENT=noregabi?)")
+    if jbe != "jbe" or not target.startswith("0x") or not entry < int(target, 16) < end:
+        raise GoRefused(f"{name}: its stack check is not followed by a jbe inside the function ({seen})")
+    return at + length
 
 
 def describe(path: str) -> str:

@@ -54,6 +54,14 @@ def _objdump_rets(path, start: int, end: int) -> list[int]:
     return [int(m.group(1), 16) for m in re.finditer(r"^\s+([0-9a-f]+):\s+ret\s*$", out, re.M)]
 
 
+def _objdump_lines(path, start: int, end: int) -> list[tuple[int, str]]:
+    """(address, instruction) in [start, end), by GNU objdump."""
+    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", f"--start-address={start:#x}",
+                          f"--stop-address={end:#x}", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    return [(int(m.group(1), 16), m.group(2)) for m in re.finditer(r"^\s+([0-9a-f]+):\s+(.+?)\s*$", out, re.M)]
+
+
 def _go_objdump(path) -> dict[str, tuple[int, list[int]]]:
     """name -> (entry, RET addresses), from Go 1.19's `go tool objdump` (Go's disassembler)."""
     out = subprocess.run(["go", "tool", "objdump", "-s", r"^crypto/tls\.\(\*Conn\)\.(Write|Read|Close)$",
@@ -93,6 +101,10 @@ def test_locates_write_read_close_and_every_ret(release, stripped, pie):
         assert f.rets == tuple(_objdump_rets(path, f.entry, f.entry + f.size)), key
         # the register-ABI prologue: a stack-bound check against g (R14) comes first or second
         assert re.match(r"(cmp rsp, qword ptr \[r14 \+ 0x10\]|lea r12, \[rsp - 0x[0-9a-f]+\])$", f.first), f.first
+        # body: after `[lea] cmp; jbe` (4- or 5-byte lea, 4-byte cmp, 2- or 6-byte jbe), by objdump
+        lines = _objdump_lines(path, f.entry, f.body + 1)
+        assert [ln[1].split()[0] for ln in lines[:-1]] == (["lea"] if "lea" in f.first else []) + ["cmp", "jbe"]
+        assert lines[-1][0] == f.body
 
 
 @pytest.mark.parametrize("release,pie", [(r, p) for r in ("bookworm", "trixie") for p in (False, True)])
