@@ -226,9 +226,9 @@ class BusClient:
                 out.append(ev)
         return out
 
-    async def call_bodies(self, call_id: str) -> Any:
+    async def call_bodies(self, event_id: str) -> Any:
         """The redacted bodies, parsed from JSON (the raw string when it is not JSON)."""
-        (s,) = await self.call("GetCallBodies", "s", [call_id])
+        (s,) = await self.call("GetCallBodies", "s", [event_id])
         try:
             return json.loads(s)
         except ValueError:

@@ -1,8 +1,11 @@
 """The call event: the one definition of what agtap records per call.
 
 Every sink (JSONL, journal, D-Bus, Prometheus, OpenTelemetry, the TUI) reads
-these fields and nothing else. Fields are added, never renamed: the first
-twenty are the original tool's schema, kept name for name.
+these fields and nothing else. The first twenty are the original tool's schema,
+kept name for name and meaning: `provider` is the API family (PROVIDERS), `id`
+the API's own response id (msg_..., chatcmpl-..., resp_..., Gemini's
+responseId). agtap's own id for a call is `event_id`; it names the body file.
+Where the call was served is `platform` (agtap/providers/platforms.py).
 """
 
 from __future__ import annotations
@@ -18,21 +21,23 @@ from typing import Any
 KIND_LLM = "llm_call"
 KIND_MCP = "mcp_call"
 
-PROVIDERS = ("anthropic", "openai", "gemini", "vertex_ai", "mcp")
+# The API families, as the original tool documents `provider`. Where a call was
+# served (Vertex AI, Groq, a local server, ...) is `platform`, not the provider.
+PROVIDERS = ("anthropic", "openai", "google", "mcp")
 
-# --- the call id: agtap's own, never from the wire ---
+# --- the event id: agtap's own, never from the wire ---
 # 32 lowercase hex digits (a uuid4). It names the call's body file, so every
 # place that makes or checks one uses these two functions.
-CALL_ID_RE = re.compile(r"[0-9a-f]{32}")
-CALL_ID_FORMAT = "32 lowercase hex digits"
+EVENT_ID_RE = re.compile(r"[0-9a-f]{32}")
+EVENT_ID_FORMAT = "32 lowercase hex digits"
 
 
-def new_call_id() -> str:
+def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
-def is_call_id(value: Any) -> bool:
-    return isinstance(value, str) and CALL_ID_RE.fullmatch(value) is not None
+def is_event_id(value: Any) -> bool:
+    return isinstance(value, str) and EVENT_ID_RE.fullmatch(value) is not None
 
 
 # --- how a call ended: the one answer to "is this call an error?" ---
@@ -76,14 +81,19 @@ class CallBodies:
     response_events: list[dict[str, Any]] = field(default_factory=list)  # JSON-RPC messages
 
 
+# The event key that held the response id before `id` did (agtap 0.1.0): written for
+# one more release as a copy of `id`, then dropped. README "Changes".
+RESPONSE_ID_ALIAS = "response_id"
+
+
 @dataclass(slots=True)
 class Call:
     # --- the original tool's fields, in its order ---
     ts: str                                  # RFC 3339 UTC, first request byte
-    id: str                                  # agtap's own id for the call: new_call_id()
+    id: str | None                           # the API's response id (msg_..., chatcmpl-...), None if it gave none
     pid: int
     proc: str                                # process name
-    provider: str                            # one of PROVIDERS
+    provider: str                            # the API family: one of PROVIDERS
     server_address: str                      # Host header / :authority, "" for stdio
     kind: str                                # KIND_LLM or KIND_MCP
     model: str | None = None                 # request model (LLM) or JSON-RPC method (MCP)
@@ -100,6 +110,8 @@ class Call:
     request_bytes: int = 0                   # bytes on the wire (after TLS, before decoding)
     response_bytes: int = 0
     # --- agtap's additions ---
+    event_id: str = field(default_factory=new_event_id)  # agtap's own id: names the body file
+    platform: str = ""                       # where it was served (providers/platforms.py): vertex_ai, groq, local, ...
     unit: str = ""                           # systemd unit of the process
     container_id: str = ""
     exe: str = ""
@@ -110,7 +122,6 @@ class Call:
     http_status: int | None = None
     operation: str | None = None             # chat | generate_content | responses | MCP method
     response_model: str | None = None
-    response_id: str | None = None
     server_port: int | None = None
     thoughts_tokens: int | None = None       # Gemini thoughtsTokenCount / OpenAI reasoning tokens
     error_type: str | None = None
@@ -125,9 +136,19 @@ class Call:
 
     _PRIVATE = ("start_ns", "end_ns", "wall_start_ns", "bodies")
 
+    @property
+    def response_id(self) -> str | None:
+        """Deprecated alias of `id` (what agtap called the response id before `id` became it)."""
+        return self.id
+
     def to_dict(self) -> dict[str, Any]:
         """The event as written to JSONL, the journal and D-Bus (no bodies, no monotonic times)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self._PRIVATE}
+        d = {}
+        for f in dataclasses.fields(self):
+            if f.name not in self._PRIVATE:
+                d[f.name] = getattr(self, f.name)
+                if f.name == "response_model":
+                    d[RESPONSE_ID_ALIAS] = self.id   # kept for one release; read `id`
         if d["cost_usd"] is None:
             del d["cost_usd"]
         if not d["incomplete"]:

@@ -137,7 +137,7 @@ async def follow(client: BusClient, as_json: bool) -> asyncio.Future:
     return gone
 
 
-_shown: dict[str, None] = {}   # ids printed, newest last: with --follow a call may come both as recent and as a signal
+_shown: dict[str, None] = {}   # event ids printed, newest last: with --follow a call may come both as recent and as a signal
 
 
 def emit_event(line: str | dict, as_json: bool) -> None:
@@ -148,10 +148,11 @@ def emit_event(line: str | dict, as_json: bool) -> None:
         return
     if not isinstance(ev, dict):
         return
-    if isinstance(ev.get("id"), str):
-        if ev["id"] in _shown:
+    eid = ev.get("event_id")
+    if isinstance(eid, str):
+        if eid in _shown:
             return
-        _shown[ev["id"]] = None
+        _shown[eid] = None
         if len(_shown) > 10000:
             del _shown[next(iter(_shown))]
     print(json.dumps(ev, ensure_ascii=True, separators=(",", ":")) if as_json else call_line(ev), flush=True)
@@ -200,7 +201,7 @@ async def _calls(args: argparse.Namespace, s: _Session) -> None:
 
 
 async def _body(args: argparse.Namespace, s: _Session) -> None:
-    (text,) = await s.call("GetCallBodies", "s", [args.id])
+    (text,) = await s.call("GetCallBodies", "s", [args.event_id])
     try:
         print(json.dumps(json.loads(text), ensure_ascii=True, indent=None if s.as_json else 2))
     except ValueError:
@@ -278,7 +279,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("-n", type=int, default=20, help="how many (default 20)")
     c.add_argument("-f", "--follow", action="store_true", help="keep printing new calls")
     b = read("body", "the stored (redacted) request and response of a call")
-    b.add_argument("id", help="the call's id (from `agtapctl calls --json`)")
+    b.add_argument("event_id", metavar="EVENT_ID",
+                   help="the call's event_id (from `agtapctl calls --json`; not `id`, the API's response id)")
     sub.add_parser("start", help="attach the probes")
     sub.add_parser("stop", help="detach the probes (the service keeps running)")
     f = sub.add_parser("filter", help="capture only some processes")

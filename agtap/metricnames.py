@@ -61,12 +61,12 @@ PROM_SINK_COUNTER = "agtap_sink_events_total"      # a sink's own counters, by s
 PROM_SINK_GAUGE = "agtap_sink_level"               # a sink's own levels (files kept, queue length)
 LABELS_SINK = ("sink", "stat")
 
-LABELS_DURATION = ("model", "provider", "process", "kind", "streaming")
-LABELS_TOKENS = ("model", "provider", "process", "kind", "streaming", "token_type")
-LABELS_TTFT = ("model", "provider", "process", "kind")
-LABELS_REQUESTS = ("provider", "process", "kind", "streaming", "status")
-LABELS_BYTES = ("provider", "process", "kind")
-LABELS_COST = ("model", "provider", "process")
+LABELS_DURATION = ("model", "provider", "platform", "process", "kind", "streaming")
+LABELS_TOKENS = ("model", "provider", "platform", "process", "kind", "streaming", "token_type")
+LABELS_TTFT = ("model", "provider", "platform", "process", "kind")
+LABELS_REQUESTS = ("provider", "platform", "process", "kind", "streaming", "status")
+LABELS_BYTES = ("provider", "platform", "process", "kind")
+LABELS_COST = ("model", "provider", "platform", "process")
 LABELS_OVERFLOW = ("label",)
 LABELS_BUILD_INFO = ("version", "python")
 
@@ -161,11 +161,5 @@ OTEL_DESCRIPTIONS = {
     OTEL_TTFT: "Time to generate first token for successful responses",
     OTEL_MCP_DURATION: "Duration of the MCP request as observed by the sender",
 }
-# agtap provider -> gen_ai.provider.name
-OTEL_PROVIDER_NAMES = {
-    "anthropic": "anthropic",
-    "openai": "openai",
-    "gemini": "gcp.gemini",
-    "vertex_ai": "gcp.vertex_ai",
-}
+# gen_ai.provider.name comes from the platform table (agtap/providers/platforms.py)
 SERVICE_NAME = "agtap"

@@ -47,7 +47,9 @@ except ImportError:  # the random engine needs nothing else
 
 def _import_targets(expose: bool = True):
     global Chunk, ConnClosed, ConnId, Direction, Transport, Limits, Pipeline, PriceTable, event_line
-    global SseDecoder, LineDecoder, JsonArrayStream, HttpParser, BodyDecoder, SEEDS
+    global SseDecoder, LineDecoder, JsonArrayStream, HttpParser, BodyDecoder, SEEDS, PROVIDERS, PLATFORMS
+    from agtap.call import PROVIDERS
+    from agtap.providers.platforms import NAMES as PLATFORMS
     from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
     from agtap.capture.connid import ConnId
     from agtap.pipeline import Limits, Pipeline
@@ -239,7 +241,7 @@ class Harness:
         check(st.emit_errors == 0, "emit_errors")
         check(st.conns_open == 0 and not p.conns and not p.mcp_sessions, "state left after flush")
         for c in emitted:
-            check(c.provider in ("anthropic", "openai", "gemini", "vertex_ai", "mcp"), f"provider {c.provider!r}")
+            check(c.provider in PROVIDERS and c.platform in PLATFORMS, f"provider {c.provider!r} platform {c.platform!r}")
             check(not c.incomplete or bool(c.incomplete_reason), "incomplete without a reason")
             check(c.start_ns >= t0 or c.start_ns == 0, "start before the input")
             line = event_line(c)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from agtap.call import KIND_LLM
 from agtap.providers import anthropic, gemini, openai_chat, openai_responses
-from agtap.providers.base import LlmProvider, Request, new_call, set_error, split_host
+from agtap.providers.base import LlmProvider, Request, new_call, served_by, set_error, split_host
 from agtap.providers.mcp import McpContext, McpSession, is_jsonrpc
 from agtap.wire.encoding import BodyDecoder, decode_all
 from agtap.wire.jsonarray import JsonArrayStream
@@ -140,7 +140,7 @@ class Exchange:
             self.kind = MCP if is_jsonrpc(self.req.json()) else IGNORED
         if self.kind == LLM:
             call = new_call(self.origin, self.mod.NAME, KIND_LLM, self.head.start_ns, self.head.start_wall)
-            call.server_address, call.server_port = addr, port
+            served_by(call, addr, port, self.req.path)
             call.http_version = self.conn.http_version
             b = call.bodies
             b.request_headers = self.req.headers
@@ -154,7 +154,7 @@ class Exchange:
             self.state = self.mod.begin(self.req, call)
         elif self.kind == MCP:
             sid = self.req.header("mcp-session-id")
-            self.ctx = McpContext(self.origin, addr, port, sid)
+            self.ctx = McpContext(self.origin, addr, port, sid, path=self.req.path)
             # With a session id, messages pair across connections (a server request on the
             # GET stream is answered by a POST on another connection of the pool).
             self.session = self.conn.mcp_session(sid)

@@ -38,7 +38,7 @@ def begin(req, call):
     m = body.get("model")
     call.model = m if isinstance(m, str) else None
     if "/publishers/anthropic/models/" in req.path:
-        call.provider = "vertex_ai"   # Claude served (and billed) by Vertex AI
+        # Claude served (and billed) by Vertex AI: provider stays "anthropic", platform "vertex_ai"
         if call.model is None:
             call.model = req.path.rsplit("/models/", 1)[1].split(":", 1)[0]
     call.streaming = body.get("stream") is True
@@ -58,7 +58,7 @@ def _usage(call, u) -> None:
 def _message(call, msg) -> None:
     if not isinstance(msg, dict):
         return
-    copy_strings(call, msg, (("id", "response_id"), ("model", "response_model"), ("stop_reason", "stop_reason")))
+    copy_strings(call, msg, (("id", "id"), ("model", "response_model"), ("stop_reason", "stop_reason")))
     _usage(call, msg.get("usage"))
     content = msg.get("content")
     if isinstance(content, list):

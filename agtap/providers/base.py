@@ -6,7 +6,8 @@ import math
 
 from typing import Any, Protocol, runtime_checkable
 
-from agtap.call import ERROR_STOP_PREFIX, Call, CallBodies, new_call_id, rfc3339
+from agtap.call import ERROR_STOP_PREFIX, Call, CallBodies, rfc3339
+from agtap.providers.platforms import platform_for
 from agtap.wire.http1 import header_value
 from agtap.wire.jsontext import loads
 
@@ -100,10 +101,16 @@ def split_host(host: str | None, transport: str) -> tuple[str, int | None]:
 
 def new_call(origin: Origin, provider: str, kind: str, start_ns: int, wall_ns: int) -> Call:
     return Call(
-        ts=rfc3339(wall_ns) if wall_ns else "", id=new_call_id(), pid=origin.pid, proc=origin.proc,
+        ts=rfc3339(wall_ns) if wall_ns else "", id=None, pid=origin.pid, proc=origin.proc,
         provider=provider, server_address="", kind=kind, unit=origin.unit, container_id=origin.container_id,
         exe=origin.exe, transport=origin.transport, start_ns=start_ns, wall_start_ns=wall_ns, bodies=CallBodies(),
     )
+
+
+def served_by(call: Call, host: str, port: int | None, path: str = "") -> None:
+    """Where the call went: server_address/port from the Host header, platform from host and path."""
+    call.server_address, call.server_port = host, port
+    call.platform = platform_for(host, path, call.transport)
 
 
 def content_at(call: Call, ts_ns: int) -> None:

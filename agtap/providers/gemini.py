@@ -2,7 +2,8 @@
 
 Paths: Google AI `/v1beta/models/{model}:generateContent` (also /v1/, and
 tunedModels/), Vertex AI `/v1/projects/{p}/locations/{l}/publishers/google/models/{model}:...`
-and express mode `/v1beta1/publishers/google/models/{model}:...` (provider "vertex_ai"). Streams are SSE with `?alt=sse`, else one JSON array
+and express mode `/v1beta1/publishers/google/models/{model}:...` (provider "google" for both;
+platform "vertex_ai" or "gemini", agtap/providers/platforms.py). Streams are SSE with `?alt=sse`, else one JSON array
 whose elements arrive over time. Shapes: https://ai.google.dev/api/generate-content
 (GenerateContentResponse: candidates[].content.parts[] with text / functionCall{name},
 finishReason, usageMetadata{promptTokenCount, candidatesTokenCount,
@@ -16,7 +17,7 @@ from __future__ import annotations
 from agtap.providers.base import add_tool, content_at, copy_counts, copy_strings, set_error
 from agtap.wire.jsontext import loads
 
-NAME = "gemini"
+NAME = "google"
 STREAM_JSON_ARRAY = True   # without ?alt=sse a stream is one JSON array whose elements arrive over time
 _OPS = {"generateContent": False, "streamGenerateContent": True}
 _USAGE = (("promptTokenCount", "input_tokens"), ("candidatesTokenCount", "output_tokens"),
@@ -48,17 +49,8 @@ class _State:
         self.deferred: bytes | None = None   # latest skipped event, parsed at finish for its usage
 
 
-def provider_for(path: str) -> str:
-    # Only Vertex AI paths name a publisher (express mode: /v1beta1/publishers/google/models/...)
-    # or a project and location; Google AI's are /v1beta/models/... .
-    if "/publishers/" in path or ("/projects/" in path and "/locations/" in path):
-        return "vertex_ai"
-    return "gemini"
-
-
 def begin(req, call):
     model, op = _split(req.path)
-    call.provider = provider_for(req.path)
     call.model = model
     call.streaming = _OPS[op]
     call.operation = "generate_content"
@@ -97,7 +89,7 @@ def feed(state, call, event, obj, ts) -> None:
     if isinstance(err, dict):
         set_error(call, err.get("status") or err.get("code"))
         return
-    copy_strings(call, obj, (("responseId", "response_id"), ("modelVersion", "response_model")))
+    copy_strings(call, obj, (("responseId", "id"), ("modelVersion", "response_model")))
     cands = obj.get("candidates")
     if isinstance(cands, list):
         for cand in cands:

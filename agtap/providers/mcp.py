@@ -18,7 +18,7 @@ import logging
 from typing import Any, Callable
 
 from agtap.call import KIND_MCP
-from agtap.providers.base import Origin, new_call, set_error
+from agtap.providers.base import Origin, new_call, served_by, set_error
 
 NAME = "mcp"
 log = logging.getLogger("agtap.mcp")
@@ -27,11 +27,12 @@ log = logging.getLogger("agtap.mcp")
 class McpContext:
     """Where the messages of one exchange (HTTP) or one connection (stdio) come from."""
 
-    __slots__ = ("origin", "server_address", "server_port", "session_id", "http_status")
+    __slots__ = ("origin", "server_address", "server_port", "session_id", "http_status", "path")
 
     def __init__(self, origin: Origin, server_address: str = "", server_port: int | None = None,
-                 session_id: str | None = None, http_status: int | None = None):
+                 session_id: str | None = None, http_status: int | None = None, path: str = ""):
         self.origin = origin
+        self.path = path
         self.server_address = server_address
         self.server_port = server_port
         self.session_id = session_id
@@ -74,7 +75,7 @@ class McpSession:
         if isinstance(method, str):
             call = new_call(ctx.origin, NAME, KIND_MCP, first_ts or ts, wall)
             call.model = call.operation = method
-            call.server_address, call.server_port = ctx.server_address, ctx.server_port
+            served_by(call, ctx.server_address, ctx.server_port, ctx.path)
             call.mcp_session_id = ctx.session_id
             call.request_bytes = wire_bytes or len(raw)
             call.bodies.request_body = raw

@@ -84,7 +84,7 @@ def feed(state, call, event, obj, ts) -> None:
     if "error" in obj and obj.get("error"):
         set_error(call, error_kind(obj["error"]))
         return
-    copy_strings(call, obj, (("id", "response_id"),))
+    copy_strings(call, obj, (("id", "id"),))
     if isinstance(obj.get("model"), str) and obj["model"]:
         call.response_model = obj["model"]
     choices = obj.get("choices")

@@ -42,7 +42,7 @@ def begin(req, call):
 def _response(state, call, r) -> None:
     if not isinstance(r, dict):
         return
-    copy_strings(call, r, (("id", "response_id"), ("model", "response_model")))
+    copy_strings(call, r, (("id", "id"), ("model", "response_model")))
     status = r.get("status")
     if status == "failed" or (isinstance(r.get("error"), dict) and r["error"]):
         set_error(call, error_kind(r.get("error")) or "failed")

@@ -7,9 +7,9 @@ versioned ids find their family: claude-sonnet-4-5-20250929, claude-sonnet-4-5@2
 
 How counts are billed differs by provider, and the table's prices assume:
 - anthropic (and Claude on Vertex AI): input_tokens excludes cache reads/writes, each billed at its own price;
-- openai, gemini/vertex: input_tokens includes cached tokens (cache_read_input_tokens),
+- openai, google (Gemini API and Vertex AI): input_tokens includes cached tokens (cache_read_input_tokens),
   which are billed at cache_read instead of input;
-- gemini/vertex: thoughts_tokens are billed as output, on top of candidates (output_tokens);
+- google: thoughts_tokens are billed as output, on top of candidates (output_tokens);
   OpenAI's reasoning tokens are already inside completion/output tokens.
 """
 
@@ -87,7 +87,7 @@ class PriceTable:
         else:
             prompt_size = inp
             inp = max(0, inp - cread)
-            if call.provider in ("gemini", "vertex_ai"):
+            if call.provider == "google":
                 out += call.thoughts_tokens or 0
         if "above_tokens" in price and prompt_size > price["above_tokens"]:
             price = {**price, **price.get("above", {})}

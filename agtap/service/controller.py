@@ -293,8 +293,8 @@ class Controller:
         line = json.dumps(event, separators=(",", ":"), default=str)
         if len(self.recent) == self.recent.maxlen:
             self._ids.pop(self.recent[0][0], None)
-        self.recent.append((call.id, line))
-        self._ids[call.id] = call.body_path
+        self.recent.append((call.event_id, line))
+        self._ids[call.event_id] = call.body_path
         for cb in list(self._subscribers):
             try:
                 cb(event)
@@ -431,9 +431,10 @@ class Controller:
         n = min(n, len(self.recent))
         return [line for _id, line in itertools.islice(self.recent, len(self.recent) - n, None)]
 
-    def call_bodies(self, call_id: str) -> str:
+    def call_bodies(self, event_id: str) -> str:
         """The stored (redacted) body file of a call, as JSON text. The id is looked up, never used as a path."""
-        return storage.read_body(self.config.bodies_dir, call_id, self._ids.get(call_id) if isinstance(call_id, str) else None)
+        return storage.read_body(self.config.bodies_dir, event_id,
+                                 self._ids.get(event_id) if isinstance(event_id, str) else None)
 
     # --- housekeeping ----------------------------------------------------------------
 

@@ -149,8 +149,8 @@ class ReadInterface(ServiceInterface):
 
     @method()
     @_guard
-    def GetCallBodies(self, call_id: "s") -> "s":
-        return self.ctl.call_bodies(call_id)
+    def GetCallBodies(self, event_id: "s") -> "s":
+        return self.ctl.call_bodies(event_id)
 
     @signal()
     def CallCaptured(self, event_json) -> "s":

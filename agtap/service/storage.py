@@ -12,46 +12,46 @@ import gzip
 import logging
 import os
 
-from agtap.call import CALL_ID_FORMAT, is_call_id
+from agtap.call import EVENT_ID_FORMAT, is_event_id
 from agtap.config import Config
 from agtap.service.errors import Failed, InvalidArgument, NotFound
 
 MAX_BODY_BYTES = 32 * 1024 * 1024      # well under the bus's 128 MiB message limit
 
 
-def read_body(bodies_dir: str, call_id: str, known_path: str | None = None) -> str:
-    if not is_call_id(call_id):
-        raise InvalidArgument(f"call id {call_id!r:.80}: must be {CALL_ID_FORMAT}, as in the event's \"id\"")
+def read_body(bodies_dir: str, event_id: str, known_path: str | None = None) -> str:
+    if not is_event_id(event_id):
+        raise InvalidArgument(f"event id {event_id!r:.80}: must be {EVENT_ID_FORMAT}, as in the event's \"event_id\"")
     root = os.path.realpath(bodies_dir)
-    path = known_path or find_body(root, call_id)
+    path = known_path or find_body(root, event_id)
     if not path:
-        raise NotFound(f"no stored bodies for call {call_id} (never stored, removed by retention, or cleaned)")
+        raise NotFound(f"no stored bodies for call {event_id} (never stored, removed by retention, or cleaned)")
     real = os.path.realpath(path)
     if os.path.commonpath([root, real]) != root or not os.path.isfile(real):
-        raise NotFound(f"no stored bodies for call {call_id}")
+        raise NotFound(f"no stored bodies for call {event_id}")
     try:
         with open(real, "rb") as f:
             raw = f.read(MAX_BODY_BYTES + 1)
         if real.endswith(".gz"):
             raw = gzip.decompress(raw)
     except FileNotFoundError:
-        raise NotFound(f"no stored bodies for call {call_id} (removed)") from None
+        raise NotFound(f"no stored bodies for call {event_id} (removed)") from None
     except OSError as e:
-        raise Failed(f"reading the bodies of call {call_id}: {e.strerror or e}") from e
+        raise Failed(f"reading the bodies of call {event_id}: {e.strerror or e}") from e
     if len(raw) > MAX_BODY_BYTES:
-        raise Failed(f"bodies of call {call_id} are over {MAX_BODY_BYTES >> 20} MiB; read the file as root")
+        raise Failed(f"bodies of call {event_id} are over {MAX_BODY_BYTES >> 20} MiB; read the file as root")
     return raw.decode("utf-8", "replace")
 
 
-def find_body(root: str, call_id: str) -> str | None:
+def find_body(root: str, event_id: str) -> str | None:
     """A file named after the id in `root` or one level below it (the day directories)."""
     try:
         for top in os.scandir(root):
-            if top.name.startswith(call_id) and top.is_file(follow_symlinks=False):
+            if top.name.startswith(event_id) and top.is_file(follow_symlinks=False):
                 return top.path
             if top.is_dir(follow_symlinks=False):
                 for e in os.scandir(top.path):
-                    if e.name.startswith(call_id) and e.is_file(follow_symlinks=False):
+                    if e.name.startswith(event_id) and e.is_file(follow_symlinks=False):
                         return e.path
     except OSError:
         return None

@@ -1,7 +1,7 @@
 """Full request/response bodies, one file per call, with secrets removed, a size cap and retention.
 
-Layout: <dir>/<YYYY-MM-DD>/<call.id>.json. The name comes only from agtap's
-own hex call id and the UTC date of the call: never from anything a traced
+Layout: <dir>/<YYYY-MM-DD>/<call.event_id>.json. The name comes only from agtap's
+own hex event id and the UTC date of the call: never from anything a traced
 process or an API sent (response ids, models, tool names), so no path
 traversal is possible. Each file is written to a temporary name in the same
 directory, then renamed: after a crash of the daemon there is either the
@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-from agtap.call import Call, CallBodies, is_call_id
+from agtap.call import Call, CallBodies, is_event_id
 from agtap.sinks.fsutil import FILE_MODE, GROUP, FailureLog, ensure_dir, open_file
 from agtap.redact import redact_headers, redact_target, scrub_bytes, scrub_text
 
@@ -66,9 +66,11 @@ def body_document(call: Call, bodies: CallBodies) -> bytes:
     if bodies.response_events:
         response["events"] = bodies.response_events
     doc = {
+        "event_id": call.event_id,
         "id": call.id,
         "ts": call.ts,
         "provider": call.provider,
+        "platform": call.platform,
         "server_address": call.server_address,
         "request": {
             "target": redact_target(bodies.request_target),
@@ -136,8 +138,8 @@ class BodiesSink:
 
     def _store(self, call: Call, data: bytes) -> str:
         day_dir = self._day_dir(call)
-        final = os.path.join(day_dir, f"{call.id}.json")
-        tmp = os.path.join(day_dir, f".{call.id}.tmp")
+        final = os.path.join(day_dir, f"{call.event_id}.json")
+        tmp = os.path.join(day_dir, f".{call.event_id}.tmp")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
             fd = open_file(tmp, flags, FILE_MODE, self.group, parent_checked=True)   # _day_dir checked it
@@ -159,9 +161,9 @@ class BodiesSink:
     def write(self, call: Call) -> None:
         if call.bodies is None:
             return
-        if not is_call_id(call.id):
+        if not is_event_id(call.event_id):
             self._bad_ids += 1
-            self._errors.failed(ValueError(f"call id is not agtap's hex id: {call.id!r:.80}"))
+            self._errors.failed(ValueError(f"event id is not agtap's hex id: {call.event_id!r:.80}"))
             return
         try:
             data = body_document(call, call.bodies)

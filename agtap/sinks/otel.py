@@ -35,6 +35,7 @@ from typing import Any, Sequence
 from agtap import __version__
 from agtap import metricnames as mn
 from agtap.call import ERROR_STOP_PREFIX, KIND_MCP, Call
+from agtap.providers.platforms import otel_provider_name
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def operation_name(call: Call) -> str:
         return call.operation or call.model or "unknown"
     op = call.operation
     if op in (None, "", "responses", "messages", "chat_completions"):
-        return "generate_content" if call.provider in ("gemini", "vertex_ai") else "chat"
+        return "generate_content" if call.provider == "google" else "chat"
     return op
 
 
@@ -120,10 +121,10 @@ def span_attributes(call: Call) -> dict[str, Any]:
         a["network.transport"] = network_transport(call)
     else:
         a["gen_ai.operation.name"] = operation_name(call)
-        a["gen_ai.provider.name"] = mn.OTEL_PROVIDER_NAMES.get(call.provider, call.provider)
+        a["gen_ai.provider.name"] = otel_provider_name(call.provider, call.platform) or call.provider
         a["gen_ai.request.model"] = call.model
         a["gen_ai.response.model"] = call.response_model
-        a["gen_ai.response.id"] = call.response_id
+        a["gen_ai.response.id"] = call.id
         if call.stop_reason and not call.is_error():
             a["gen_ai.response.finish_reasons"] = [call.stop_reason]
         a["gen_ai.usage.input_tokens"] = input_tokens_total(call)
@@ -142,7 +143,7 @@ def span_attributes(call: Call) -> dict[str, Any]:
     a["process.pid"] = call.pid
     a["process.executable.name"] = os.path.basename(call.exe) if call.exe else call.proc
     a.update({
-        "agtap.call_id": call.id, "agtap.pid": call.pid, "agtap.process": call.proc, "agtap.kind": call.kind,
+        "agtap.event_id": call.event_id, "agtap.platform": call.platform or None, "agtap.pid": call.pid, "agtap.process": call.proc, "agtap.kind": call.kind,
         "agtap.streaming": call.streaming, "agtap.tools": list(call.tools), "agtap.ttft_ms": call.ttft_ms,
         "agtap.request_bytes": call.request_bytes, "agtap.response_bytes": call.response_bytes,
         "agtap.transport": call.transport or None, "agtap.cost_usd": call.cost_usd,
@@ -328,7 +329,7 @@ class OtelSink:
             now = time.monotonic()
             if now - self._last_log > 60:
                 self._last_log = now
-                log.exception("otel: failed to record call %s", getattr(call, "id", "?"))
+                log.exception("otel: failed to record call %s", getattr(call, "event_id", "?"))
 
     def _span(self, call: Call) -> None:
         start, end = span_times(call)
@@ -351,7 +352,7 @@ class OtelSink:
             return
         attrs = {
             "gen_ai.operation.name": operation_name(call),
-            "gen_ai.provider.name": mn.OTEL_PROVIDER_NAMES.get(call.provider, call.provider),
+            "gen_ai.provider.name": otel_provider_name(call.provider, call.platform) or call.provider,
             "gen_ai.request.model": call.model,
             "gen_ai.response.model": call.response_model,
             "server.address": call.server_address or None,

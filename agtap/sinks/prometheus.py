@@ -37,6 +37,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from agtap import __version__
 from agtap import metricnames as mn
 from agtap.call import KIND_LLM, KIND_MCP, PROVIDERS, Call
+from agtap.providers import platforms
 
 log = logging.getLogger(__name__)
 
@@ -227,27 +228,28 @@ class PrometheusSink:
             now = time.monotonic()
             if now - self._last_log > 60:
                 self._last_log = now
-                log.exception("prometheus: failed to record call %s", getattr(call, "id", "?"))
+                log.exception("prometheus: failed to record call %s", getattr(call, "event_id", "?"))
 
     def _record(self, call: Call) -> None:
         provider = call.provider if call.provider in PROVIDERS else mn.LABEL_OVERFLOW
+        platform = call.platform if call.platform in platforms.NAMES else mn.LABEL_OVERFLOW
         kind = call.kind if call.kind in (KIND_LLM, KIND_MCP) else mn.LABEL_OVERFLOW
         model = self._models(call.model)
         proc = self._procs(call.proc)
         streaming = "true" if call.streaming else "false"
-        self._requests.labels(provider, proc, kind, streaming, call.outcome()).inc()
+        self._requests.labels(provider, platform, proc, kind, streaming, call.outcome()).inc()
         if call.latency_ms is not None and call.latency_ms >= 0:
-            self._duration.labels(model, provider, proc, kind, streaming).observe(call.latency_ms / 1000.0)
+            self._duration.labels(model, provider, platform, proc, kind, streaming).observe(call.latency_ms / 1000.0)
         if call.ttft_ms is not None and call.ttft_ms >= 0:
-            self._ttft.labels(model, provider, proc, kind).observe(call.ttft_ms / 1000.0)
+            self._ttft.labels(model, provider, platform, proc, kind).observe(call.ttft_ms / 1000.0)
         for token_type, field in mn.TOKEN_FIELDS.items():
             n = getattr(call, field)
             if n is not None:
-                self._tokens.labels(model, provider, proc, kind, streaming, token_type).observe(n)
-        self._req_bytes.labels(provider, proc, kind).observe(call.request_bytes)
-        self._resp_bytes.labels(provider, proc, kind).observe(call.response_bytes)
+                self._tokens.labels(model, provider, platform, proc, kind, streaming, token_type).observe(n)
+        self._req_bytes.labels(provider, platform, proc, kind).observe(call.request_bytes)
+        self._resp_bytes.labels(provider, platform, proc, kind).observe(call.response_bytes)
         if call.cost_usd:
-            self._cost.labels(model, provider, proc).inc(call.cost_usd)
+            self._cost.labels(model, provider, platform, proc).inc(call.cost_usd)
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -184,10 +184,10 @@ class App:
         self._spawn(self._load_bodies(self.detail))
 
     async def _load_bodies(self, detail: DetailView) -> None:
-        cid = detail.ev.get("id")
+        cid = detail.ev.get("event_id")
         try:
             if not cid:
-                raise ServiceError("", "the call has no id")
+                raise ServiceError("", "the call has no event_id")
             detail.set_bodies("ok", await self.client.call_bodies(cid))
         except AccessDenied as e:
             detail.set_bodies("denied", e.text or e.name)

@@ -132,6 +132,7 @@ COLUMNS = (
     Column("proc", "PROCESS", 13, 0, flex=2, max_width=28),
     Column("unit", "UNIT", 12, 6, flex=1, max_width=30),
     Column("provider", "PROVIDER", 9, 5),
+    Column("platform", "PLATFORM", 9, 5),
     Column("model", "MODEL", 17, 0, flex=3, max_width=40),
     Column("in", "IN", 5, 0, ">"),
     Column("out", "OUT", 5, 0, ">"),
@@ -179,6 +180,8 @@ def cell(ev: dict, key: str, width: int) -> str:
         return str(ev.get("unit") or "")
     if key == "provider":
         return str(ev.get("provider") or "")
+    if key == "platform":
+        return str(ev.get("platform") or "")
     if key == "model":
         return str(ev.get("model") or ev.get("operation") or "")
     if key == "in":

@@ -73,11 +73,11 @@ def is_error(ev: dict) -> bool:
 
 
 def matches(ev: dict, needle: str) -> bool:
-    """Case-insensitive substring of process, unit, model, provider (the `/` filter)."""
+    """Case-insensitive substring of process, unit, model, provider, platform (the `/` filter)."""
     if not needle:
         return True
     n = needle.lower()
-    for k in ("proc", "model", "provider", "unit", "response_model", "server_address"):
+    for k in ("proc", "model", "provider", "platform", "unit", "response_model", "server_address"):
         v = ev.get(k)
         if isinstance(v, str) and n in v.lower():
             return True
@@ -109,11 +109,11 @@ class Model:
 
     # --- calls -----------------------------------------------------------------
     def add(self, ev: dict) -> bool:
-        """Add one event (newest). False if it was a duplicate (same id) or not an event."""
+        """Add one event (newest). False if it was a duplicate (same event_id) or not an event."""
         if not isinstance(ev, dict):
             return False
         ev = clean_event(ev)
-        cid = ev.get("id")
+        cid = ev.get("event_id")
         if isinstance(cid, str) and cid:
             if cid in self._ids:
                 return False
@@ -121,7 +121,7 @@ class Model:
         self.calls.append(ev)
         while len(self.calls) > self.max_rows:
             old = self.calls.popleft()
-            self._ids.discard(old.get("id"))
+            self._ids.discard(old.get("event_id"))
         self.received += 1
         if self.paused:
             self.pending += 1
@@ -168,9 +168,9 @@ class Model:
         self._view_key = None
         self.version += 1
 
-    def find(self, call_id: str) -> dict | None:
+    def find(self, event_id: str) -> dict | None:
         for ev in reversed(self.calls):
-            if ev.get("id") == call_id:
+            if ev.get("event_id") == event_id:
                 return ev
         return None
 

@@ -147,7 +147,7 @@ class DetailView(urwid.WidgetWrap):
 
     def set_bodies(self, state: str, data) -> None:
         """state: loading | ok | denied | missing | error (data: bodies or the reason)."""
-        head = [urwid.Text(("title", f"call {safe_field(self.ev.get('id'), 40)}  (esc: back, ↑↓ PgUp PgDn: scroll)"),
+        head = [urwid.Text(("title", f"call {safe_field(self.ev.get('event_id'), 40)}  (esc: back, ↑↓ PgUp PgDn: scroll)"),
                            wrap="clip")]
         failed = fmt.row_attr(self.ev) == "error"
         marked = ("stop_reason", "incomplete", "http_status", "error_type")
@@ -176,7 +176,7 @@ HELP = """agtap-tui: live view of LLM API and MCP calls on this host
   enter    detail of the selected call: fields and bodies
   esc      back from the detail view
   ↑ ↓ PgUp PgDn Home End    move, scroll
-  /        filter by process, model, provider or unit
+  /        filter by process, model, provider, platform or unit
            (enter applies, an empty filter clears it)
   p        pause the table (new calls are still kept)
   s        start/stop capture (root or polkit io.agtap.manage)

@@ -118,7 +118,7 @@ def test_gemini_cli_with_mcp_servers_started_five_ways(tracer_run, fake_api, tmp
     assert len(llm) == len(served), ([c.model for c in llm], [ex.path for ex in served])
     # any call of its own (a classifier, a check) is counted like the rest; the two scripted ones stream
     assert sorted(c.model for c in llm) == sorted(GEMINI_PATH.match(ex.path).group(1) for ex in served)
-    assert all(c.kind == "llm_call" and c.provider == "gemini" and not c.incomplete for c in llm)
+    assert all(c.kind == "llm_call" and c.provider == "google" and not c.incomplete for c in llm)
     assert [(c.input_tokens, c.output_tokens) for c in llm if c.streaming] == [(900, 40), (1000, 6)]
     assert {t.name for t in tools} <= set(next(c for c in llm if c.streaming).tools)
 

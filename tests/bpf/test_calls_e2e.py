@@ -10,6 +10,7 @@ events are always selected by the client's pid.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -40,11 +41,14 @@ def one_event(daemon, fake_api, pid: int) -> dict:
 
 REPLY = dict(text="Hello there, friend of agtap.", input_tokens=30, output_tokens=4, model=SERVED,
              cache_read_input_tokens=10)
-ANTHROPIC = dict(provider="anthropic", cache_read_input_tokens=10, cache_creation_input_tokens=5)
+# provider: the API family; platform: the fake API listens on 127.0.0.1, so "local"
+ANTHROPIC = dict(provider="anthropic", platform="local", cache_read_input_tokens=10, cache_creation_input_tokens=5)
 # OpenAI and Gemini report cached input (prompt_tokens_details.cached_tokens,
 # input_tokens_details.cached_tokens, cachedContentTokenCount) but no cache writes.
-OPENAI = dict(provider="openai", cache_read_input_tokens=10, cache_creation_input_tokens=None)
-GEMINI = dict(provider="gemini", cache_read_input_tokens=10, cache_creation_input_tokens=None)
+OPENAI = dict(provider="openai", platform="local", cache_read_input_tokens=10, cache_creation_input_tokens=None)
+GEMINI = dict(provider="google", platform="local", cache_read_input_tokens=10, cache_creation_input_tokens=None)
+# `id` is the response's own id as the fake API's shapes write it (tests/support/shapes_*.py)
+RESPONSE_ID = {"anthropic": r"msg_fake\d{6}", "openai": r"(chatcmpl-|resp_)fake\d{6}", "google": r"fakeresp\d{6}"}
 GET_WEATHER = [ToolCall("get_weather", {"city": "Paris"})]
 
 # (client kind, mode, reply, expected event fields): streaming, tools and every token count for
@@ -88,7 +92,7 @@ def test_official_client_call_is_one_event(daemon, fake_api, kind, mode, reply, 
         assert ev[k] == v, (k, ev)
     assert ev["input_tokens"] == 30 and ev["output_tokens"] == 4, ev
     # the model asked for (request path or body) and the one that answered, each in its own field
-    asked = ex.path.split("/models/")[1].split(":")[0] if want["provider"] == "gemini" else ex.json()["model"]
+    asked = ex.path.split("/models/")[1].split(":")[0] if want["provider"] == "google" else ex.json()["model"]
     assert asked != SERVED
     assert ev["model"] == asked and ev["response_model"] == SERVED, ev
     assert ev["kind"] == "llm_call" and ev["transport"] == "tls"
@@ -98,6 +102,9 @@ def test_official_client_call_is_one_event(daemon, fake_api, kind, mode, reply, 
     if ev["streaming"]:
         assert 0 < ev["ttft_ms"] <= ev["latency_ms"]
     assert ev["body_path"] and Path(ev["body_path"]).is_file()
+    # the API's id in `id` (and its alias), agtap's own in `event_id`, which names the body file
+    assert re.fullmatch(RESPONSE_ID[want["provider"]], ev["id"]) and ev["response_id"] == ev["id"], ev
+    assert Path(ev["body_path"]).name == ev["event_id"] + ".json"
 
 
 def test_rate_limit_error_is_an_error_event(daemon, fake_api):

@@ -138,7 +138,7 @@ def test_daemon_sigkill_under_load_leaves_whole_lines_and_bodies(agtapd, fake_ap
     tmps = [f for f in body_files(d.bodies) if f.name.endswith(".tmp")]
     print(f"\nSIGKILL after {killed_at} events logged; {len(lines)} lines, "
           f"{len(body_files(d.bodies)) - len(tmps)} bodies, {len(tmps)} temp files left")
-    assert lines and all(set(e) >= {"id", "pid", "model"} for e in lines)
+    assert lines and all(set(e) >= {"event_id", "id", "pid", "model"} for e in lines)
     for f in body_files(d.bodies):                             # every visible body whole
         if f.name.endswith(".json"):
             json.loads(f.read_bytes())
@@ -291,7 +291,7 @@ def test_rotation_under_load_loses_and_tears_no_line(agtapd, fake_api, tmp_path)
     for pid, n in made.items():
         mine = [e for e in evs if e["pid"] == pid]
         assert len(mine) == n, (pid, len(mine), n)
-        assert len({e["id"] for e in mine}) == n               # no line written twice
+        assert len({e["event_id"] for e in mine}) == n               # no line written twice
     for f in files:
         assert f.stat().st_size <= 1024 * 1024, f
     print(f"\nrotation: {sum(made.values())} calls, {len(evs)} lines in {len(files)} files")
@@ -413,11 +413,11 @@ def test_no_secret_in_any_file_or_dbus_reply(agtapd, fake_api, tmp_path, monkeyp
         for pid in pids:
             assert len(d.events(pid, n=1)) == 1, pid
         evs = [e for e in d.events() if e["pid"] in pids]
-        ids = [e["id"] for e in evs]
+        ids = [e["event_id"] for e in evs]
         assert all(e["body_path"] for e in evs)
         recent, *bodies = asyncio.run(_bus(bus.address, [("GetRecentCalls", "u", [1000])]
                                            + [("GetCallBodies", "s", [i]) for i in ids]))
-        assert set(ids) <= {json.loads(x)["id"] for x in recent}
+        assert set(ids) <= {json.loads(x)["event_id"] for x in recent}
         assert d.stop() == 0
 
     files = [p for p in tmp_path.rglob("*") if p.is_file()]     # log, bodies and the daemon's own stderr

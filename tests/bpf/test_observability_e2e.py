@@ -53,7 +53,7 @@ def test_prometheus_and_otlp_see_the_calls_official_clients_make(observed, fake_
     assert prom.wait_for_value(q % (m_oai, "output"), 7) == 7
     assert prom.wait_for_value(f'sum(agtap_request_duration_seconds_count{{model="{m_anth}",streaming="true"}})',
                                2) == 2
-    assert prom.query_value('sum(agtap_requests_total{provider="anthropic",status="ok"})') >= 2
+    assert prom.query_value('sum(agtap_requests_total{provider="anthropic",platform="local",status="ok"})') >= 2
     assert prom.query_value('sum(agtap_requests_total{provider="openai",process="node"})') >= 1
     assert prom.query_value("agtap_targets") >= 1
 
@@ -71,6 +71,7 @@ def test_prometheus_and_otlp_see_the_calls_official_clients_make(observed, fake_
         want_in, want_out = (30, 4) if model == m_anth else (50, 7)
         assert (s.attrs["gen_ai.usage.input_tokens"], s.attrs["gen_ai.usage.output_tokens"]) == (want_in, want_out)
         assert s.attrs["gen_ai.provider.name"] == ("anthropic" if model == m_anth else "openai")
+        assert s.attrs["agtap.platform"] == "local" and s.attrs["gen_ai.response.id"]
         # span duration == the event's latency_ms (± 1 ms), for one of this model's events
         assert any(e["model"] == model and abs((s.end_ns - s.start_ns) / 1e6 - e["latency_ms"]) <= 1
                    for e in evs), (s, evs)

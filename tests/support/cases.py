@@ -5,10 +5,10 @@
         fake_api.script(Reply(...))
         run = run_client(case.kind, fake_api, case.mode).check()
         call = tracer.wait_call(pid=run.pid)
-        assert (call.provider, call.streaming) == (case.provider, case.streaming)
+        assert (call.provider, call.platform, call.streaming) == (case.provider, case.platform, case.streaming)
 
 `provider` and `operation` use agtap.call's vocabulary (PROVIDERS; operation
-chat | responses | generate_content | MCP method).
+chat | responses | generate_content | MCP method); `platform` agtap/providers/platforms.py's.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class Case:
     streaming: bool
     tools: bool = False  # the scripted reply should carry tool calls (mode asks for tools)
     path: str = ""  # the route the request hits on FakeApi
+    platform: str = "local"  # where it was served: the fake API is on loopback, Vertex AI named by path
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.mode}"
@@ -45,9 +46,9 @@ LLM_CASES: list[Case] = [
     Case("python-openai", "responses-stream", "openai", "responses", True, path=_R),
     Case("python-openai", "responses", "openai", "responses", False, path=_R),
     Case("python-openai", "responses-tools", "openai", "responses", False, tools=True, path=_R),
-    Case("python-gemini", "stream", "gemini", "generate_content", True, path=_GS),
-    Case("python-gemini", "nonstream", "gemini", "generate_content", False, path=_G),
-    Case("python-gemini", "tools", "gemini", "generate_content", False, tools=True, path=_G),
+    Case("python-gemini", "stream", "google", "generate_content", True, path=_GS),
+    Case("python-gemini", "nonstream", "google", "generate_content", False, path=_G),
+    Case("python-gemini", "tools", "google", "generate_content", False, tools=True, path=_G),
     Case("node-anthropic", "stream", "anthropic", "chat", True, path=_A),
     Case("node-anthropic", "nonstream", "anthropic", "chat", False, path=_A),
     Case("node-anthropic", "tools", "anthropic", "chat", False, tools=True, path=_A),
@@ -62,27 +63,28 @@ LLM_CASES: list[Case] = [
     Case("curl", "openai-chat-stream", "openai", "chat", True, path=_C),
     Case("curl", "openai-chat", "openai", "chat", False, path=_C),
     Case("curl", "responses-stream", "openai", "responses", True, path=_R),
-    Case("curl", "gemini-stream", "gemini", "generate_content", True, path=_GS),
-    Case("curl", "gemini-stream-array", "gemini", "generate_content", True, path=_GS),
-    Case("curl", "gemini", "gemini", "generate_content", False, path=_G),
+    Case("curl", "gemini-stream", "google", "generate_content", True, path=_GS),
+    Case("curl", "gemini-stream-array", "google", "generate_content", True, path=_GS),
+    Case("curl", "gemini", "google", "generate_content", False, path=_G),
     Case("python-requests", "anthropic", "anthropic", "chat", False, path=_A),
     Case("python-requests", "openai-chat-stream", "openai", "chat", True, path=_C),
     Case("python-httpx", "anthropic-stream", "anthropic", "chat", True, path=_A),
-    Case("python-httpx", "gemini-stream", "gemini", "generate_content", True, path=_GS),
+    Case("python-httpx", "gemini-stream", "google", "generate_content", True, path=_GS),
 ]
 
-# Vertex AI (provider "vertex_ai"): kept apart from LLM_CASES. Vertex express mode
-# (python-gemini vertex*) uses /v1beta1/publishers/google/models/... with no /projects/ in
-# the path, so a path-only rule cannot tell it from Google AI: the tracer may say "gemini".
+# Vertex AI (platform "vertex_ai"; provider "google" or "anthropic", the API family): kept
+# apart from LLM_CASES. Vertex express mode (python-gemini vertex*) uses
+# /v1beta1/publishers/google/models/... with no /projects/ in the path; "/publishers/" names it.
 _VG, _VGS = "/publishers/google/models/", ":streamGenerateContent"
 _VA, _VAS = ":rawPredict", ":streamRawPredict"
+_V = "vertex_ai"
 VERTEX_CASES: list[Case] = [
-    Case("python-anthropic", "vertex-stream", "vertex_ai", "chat", True, path=_VAS),
-    Case("python-anthropic", "vertex", "vertex_ai", "chat", False, path=_VA),
-    Case("python-gemini", "vertex-stream", "vertex_ai", "generate_content", True, path=_VGS),
-    Case("python-gemini", "vertex", "vertex_ai", "generate_content", False, path=_VG),
-    Case("curl", "vertex-gemini-stream", "vertex_ai", "generate_content", True, path=_VGS),
-    Case("curl", "vertex-anthropic-stream", "vertex_ai", "chat", True, path=_VAS),
+    Case("python-anthropic", "vertex-stream", "anthropic", "chat", True, path=_VAS, platform=_V),
+    Case("python-anthropic", "vertex", "anthropic", "chat", False, path=_VA, platform=_V),
+    Case("python-gemini", "vertex-stream", "google", "generate_content", True, path=_VGS, platform=_V),
+    Case("python-gemini", "vertex", "google", "generate_content", False, path=_VG, platform=_V),
+    Case("curl", "vertex-gemini-stream", "google", "generate_content", True, path=_VGS, platform=_V),
+    Case("curl", "vertex-anthropic-stream", "anthropic", "chat", True, path=_VAS, platform=_V),
 ]
 
 # Other ways the same providers are reached (and their keys sent): Azure OpenAI's `api-key`
@@ -90,7 +92,7 @@ VERTEX_CASES: list[Case] = [
 OTHER_CASES: list[Case] = [
     Case("python-openai", "azure-chat-stream", "openai", "chat", True, path="/openai/deployments/"),
     Case("python-openai", "azure-chat", "openai", "chat", False, path="/openai/deployments/"),
-    Case("curl", "gemini-query-key", "gemini", "generate_content", False, path="?key="),
+    Case("curl", "gemini-query-key", "google", "generate_content", False, path="?key="),
 ]
 
 # MCP over stdio: python-mcp uses plain pipes (anyio subprocess), node-mcp and node-jsonrpc

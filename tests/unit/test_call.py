@@ -15,8 +15,8 @@ import pytest
 
 from agtap import metricnames as mn
 from agtap.call import (
-    CALL_ID_RE, OUTCOME_ERROR, OUTCOME_INCOMPLETE, OUTCOME_OK, OUTCOMES, CallBodies, event_outcome, is_call_id,
-    new_call_id,
+    EVENT_ID_RE, OUTCOME_ERROR, OUTCOME_INCOMPLETE, OUTCOME_OK, OUTCOMES, CallBodies, event_outcome, is_event_id,
+    new_event_id,
 )
 from agtap.capture.chunk import Transport
 from agtap.providers.base import set_error
@@ -54,7 +54,7 @@ CASES = [
      OUTCOME_OK),
     ("provider error body (set_error)", _provider_error("invalid_request_error"), OUTCOME_ERROR),
     ("set_error with no type", _provider_error(None), OUTCOME_ERROR),
-    ("Gemini blocked prompt is an answer", llm_call("gemini", "gemini-2.5-flash", stop_reason="blocked:SAFETY"),
+    ("Gemini blocked prompt is an answer", llm_call("google", "gemini-2.5-flash", stop_reason="blocked:SAFETY"),
      OUTCOME_OK),
     ("incomplete", _mcp(incomplete=True, incomplete_reason="process_exit"), OUTCOME_INCOMPLETE),
     ("incomplete and HTTP 500: the error wins", _mcp(incomplete=True, incomplete_reason="cut", http_status=500),
@@ -125,11 +125,11 @@ def test_prometheus_status_values_are_the_outcomes():
     assert mn.STATUS_VALUES == OUTCOMES
 
 
-# --- the call id ---
+# --- the event id ---
 
 def test_new_ids_are_valid_and_distinct():
-    ids = {new_call_id() for _ in range(1000)}
-    assert len(ids) == 1000 and all(is_call_id(i) for i in ids)
+    ids = {new_event_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(is_event_id(i) for i in ids)
     assert all(len(i) == 32 for i in ids)
 
 
@@ -141,30 +141,31 @@ def test_new_ids_are_valid_and_distinct():
     ("../../etc/passwd", False), ("0" * 31 + "/", False), ("0" * 32 + "\n", False),
     ("", False), (None, False), (b"0" * 32, False), (32, False),
 ])
-def test_is_call_id(value, ok):
-    assert is_call_id(value) is ok
+def test_is_event_id(value, ok):
+    assert is_event_id(value) is ok
 
 
 def test_the_pipeline_makes_valid_ids():
     from agtap.providers.base import Origin, new_call
     c = new_call(Origin(pid=1, proc="p", transport="tls"), "anthropic", "llm_call", 1, 1)
-    assert is_call_id(c.id) and CALL_ID_RE.fullmatch(c.id)
+    assert is_event_id(c.event_id) and EVENT_ID_RE.fullmatch(c.event_id)
+    assert c.id is None          # the API's response id, set from the response
 
 
 def test_sinks_and_service_use_the_one_definition(tmp_path):
-    """The bodies sink names files only with valid ids, and GetCallBodies refuses what is_call_id refuses."""
+    """The bodies sink names files only with valid ids, and GetCallBodies refuses what is_event_id refuses."""
     from agtap.service.errors import InvalidArgument
     from agtap.service.storage import read_body
     from agtap.sinks.bodies import BodiesSink
 
     sink = BodiesSink(str(tmp_path / "b"), 10, 24, group=None)
-    for cid in ("a" * 16, "a" * 64, new_call_id()):
+    for cid in ("a" * 16, "a" * 64, new_event_id()):
         c = llm_call()
-        c.id = cid
+        c.event_id = cid
         c.bodies = CallBodies(request_body=b"{}")
         sink.write(c)
-        assert (c.body_path is not None) == is_call_id(cid)
-        if is_call_id(cid):
+        assert (c.body_path is not None) == is_event_id(cid)
+        if is_event_id(cid):
             assert json.loads(read_body(str(tmp_path / "b"), cid))
         else:
             with pytest.raises(InvalidArgument, match="32 lowercase hex digits"):

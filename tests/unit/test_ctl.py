@@ -70,12 +70,12 @@ def test_calls_json_and_human(daemon, env):
     lines = r.stdout.splitlines()
     assert r.returncode == 0 and len(lines) == 2
     ev = json.loads(lines[0])
-    assert ev["provider"] == "anthropic" and len(ev["id"]) == 32
+    assert ev["provider"] == "anthropic" and len(ev["event_id"]) == 32
     human = ctl(TESTER, ["calls", "-n", "1"], env).stdout.splitlines()
     assert len(human) == 1
     assert "python3[4242]" in human[0] and "anthropic" in human[0] and "claude-sonnet-4-5" in human[0]
     assert "12/34" in human[0] and "50 ms" in human[0] and "end_turn" in human[0]
-    body = ctl(TESTER, ["body", "--json", ev["id"]], env)
+    body = ctl(TESTER, ["body", "--json", ev["event_id"]], env)
     assert body.returncode == 0 and json.loads(body.stdout)
     assert "sk-ant-api03" not in body.stdout
     nf = ctl(TESTER, ["body", "f" * 32], env)

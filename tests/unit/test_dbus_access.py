@@ -53,7 +53,7 @@ CONTROL_SPEC = [
 def call_id(daemon, env):
     (res,) = client_calls("root", [[R, "GetRecentCalls", "u", [1]]], env)
     import json
-    return json.loads(res["body"][0][0])["id"]
+    return json.loads(res["body"][0][0])["event_id"]
 
 
 def test_root_may_read_everything(daemon, env, call_id):

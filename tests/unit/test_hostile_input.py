@@ -67,7 +67,7 @@ def test_attacker_names_are_carried_exactly_but_never_name_a_file(tmp_path):
     # <bodies>/<YYYY-MM-DD>/<agtap's own hex id>.json: nothing from the wire in the name
     assert written[0].parent.parent == bodies_dir
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", written[0].parent.name)
-    assert re.fullmatch(r"[0-9a-f]{32}\.json", written[0].name) and written[0].stem == call.id
+    assert re.fullmatch(r"[0-9a-f]{32}\.json", written[0].name) and written[0].stem == call.event_id
     assert not os.path.lexists("/tmp/agtap-hostile-id")
     doc = written[0].read_bytes()
     assert doc.isascii() and CONTROL_BYTES.search(doc.rstrip(b"\n")) is None   # escaped, not raw
@@ -133,7 +133,7 @@ def test_dbus_replies_and_terminal_views_are_safe(tmp_path):
     line.encode("utf-8")
     ev = json.loads(line)
     assert ev["model"] == EVIL_MODEL
-    body = ctl.call_bodies(ev["id"])
+    body = ctl.call_bodies(ev["event_id"])
     assert "\x00" not in body and CONTROL_CHARS.search(body.rstrip("\n")) is None
     assert json.loads(body)["response"]["body"]["content"][0]["name"] == EVIL_TOOL
     with pytest.raises(Exception):

@@ -39,7 +39,7 @@ def test_spans_and_metrics_reach_the_collector(rx):
                  stop_reason="tool_use", cost_usd=0.0012),
         llm_call("openai", "gpt-4o-mini", proc="node", pid=99, input_tokens=50, output_tokens=7, latency_ms=300.25,
                  ttft_ms=120.5, streaming=True, stop_reason="stop", wall_start_ns=WALL + 5_000_000_000),
-        llm_call("gemini", "gemini-2.5-flash", input_tokens=9, output_tokens=3, latency_ms=88.0,
+        llm_call("google", "gemini-2.5-flash", input_tokens=9, output_tokens=3, latency_ms=88.0,
                  stop_reason="STOP", wall_start_ns=WALL + 6_000_000_000),
         llm_call("anthropic", "claude-haiku-4-5", input_tokens=None, output_tokens=None, latency_ms=45.5,
                  stop_reason="error:overloaded_error", http_status=529, error_type="overloaded_error",
@@ -68,7 +68,7 @@ def test_spans_and_metrics_reach_the_collector(rx):
     assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.provider.name"] == "anthropic"
     assert a["gen_ai.request.model"] == "claude-sonnet-4-5"
     assert a["gen_ai.response.model"] == "claude-sonnet-4-5-20250929"
-    assert a["gen_ai.response.id"] == calls[0].response_id
+    assert a["gen_ai.response.id"] == calls[0].id and calls[0].id.startswith("msg_01")
     assert a["gen_ai.response.finish_reasons"] == ["tool_use"]
     assert a["gen_ai.usage.input_tokens"] == 140        # 100 + 30 cache read + 10 cache creation
     assert a["gen_ai.usage.output_tokens"] == 20
@@ -167,9 +167,22 @@ def test_span_times_fallbacks():
 def test_names_and_attributes_without_a_collector():
     assert span_name(mcp_call("prompts/get", "summarise")) == "prompts/get summarise"
     assert span_name(mcp_call("initialize", None)) == "initialize"
-    v = llm_call("vertex_ai", "gemini-2.5-pro")
+    v = llm_call("google", "gemini-2.5-pro", platform="vertex_ai")
     assert span_name(v) == "generate_content gemini-2.5-pro"
     assert span_attributes(v)["gen_ai.provider.name"] == "gcp.vertex_ai"
+    assert span_attributes(v)["agtap.platform"] == "vertex_ai"
+    # the semantic conventions' name by where it was served; the family's where they name none
+    for provider, platform, want in [("google", "gemini", "gcp.gemini"), ("anthropic", "vertex_ai", "gcp.vertex_ai"),
+                                     ("openai", "groq", "groq"), ("anthropic", "anthropic", "anthropic")]:
+        assert span_attributes(llm_call(provider, platform=platform))["gen_ai.provider.name"] == want
+    c = llm_call("openai", "llama", platform="groq")
+    for platform, want in [("openrouter", "openai"), ("local", "openai"), ("other", "openai"), ("xai", "x_ai"),
+                           ("mistral", "mistral_ai"), ("deepseek", "deepseek")]:
+        c.platform = platform
+        assert span_attributes(c)["gen_ai.provider.name"] == want, platform
+    c = llm_call("google", "gemini-2.5-pro", platform="gemini")
+    c.platform = "local"
+    assert span_attributes(c)["gen_ai.provider.name"] == "gcp.gen_ai"
     r = llm_call("openai", "gpt-5")
     r.operation = "responses"
     assert span_name(r) == "chat gpt-5"

@@ -104,11 +104,11 @@ def test_pipeline_calls_in_prometheus():
         assert m, pattern
         return float(m.group(1))
 
-    assert val(r'agtap_requests_total\{kind="llm_call",process="python3",provider="anthropic",status="ok",'
+    assert val(r'agtap_requests_total\{kind="llm_call",platform="anthropic",process="python3",provider="anthropic",status="ok",'
                r'streaming="true"\}') == 1
-    assert val(r'agtap_requests_total\{kind="llm_call",process="python3",provider="anthropic",status="error",'
+    assert val(r'agtap_requests_total\{kind="llm_call",platform="anthropic",process="python3",provider="anthropic",status="error",'
                r'streaming="true"\}') == 1
-    assert val(r'agtap_requests_total\{kind="mcp_call",process="claude",provider="mcp",status="error",'
+    assert val(r'agtap_requests_total\{kind="mcp_call",platform="local",process="claude",provider="mcp",status="error",'
                r'streaming="false"\}') == 1
     assert val(r'agtap_token_count_sum\{[^}]*token_type="cache_creation"\}') == 100
     assert val(r'agtap_time_to_first_token_seconds_sum\{[^}]*\}') == pytest.approx(0.14)

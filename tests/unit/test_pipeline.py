@@ -271,4 +271,4 @@ def test_every_llm_provider_module_has_the_protocols_entry_points():
     assert [m.__name__.rsplit(".", 1)[1] for m in LLM_PROVIDERS if isinstance(m, LlmProvider)] == \
         ["anthropic", "openai_chat", "openai_responses", "gemini"]
     assert not isinstance(mcp, LlmProvider)   # the check tells a module without them apart
-    assert [m.NAME for m in LLM_PROVIDERS if m.STREAM_JSON_ARRAY] == ["gemini"]
+    assert [m.NAME for m in LLM_PROVIDERS if m.STREAM_JSON_ARRAY] == ["google"]

@@ -7,9 +7,11 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agtap.call import PROVIDERS
 from agtap.capture.chunk import ConnClosed, Direction
 from agtap.capture.connid import ConnId
 from agtap.pipeline import Limits, Pipeline
+from agtap.providers import platforms
 from agtap.providers.pricing import PriceTable
 from tests.support.harness import chunk, chunk_frame, fixture, request, response, response_head, sse_blocks
 
@@ -90,7 +92,7 @@ def drive(items, conn: str, close: str | None) -> Pipeline:
     assert p.stats.conns_open == 0
     for c in emitted:
         c.to_dict()
-        assert c.provider in ("anthropic", "openai", "gemini", "vertex_ai", "mcp")
+        assert c.provider in PROVIDERS and c.platform in platforms.NAMES
         assert not c.incomplete or c.incomplete_reason
     return p
 

@@ -49,7 +49,8 @@ def test_official_client_bytes(case, fake_api_plain):
     feed_exchange(r, ex, 0)
     r.close(1000)
     c = r.one()
-    assert (c.provider, c.operation, c.streaming) == (case.provider, case.operation, case.streaming)
+    assert (c.provider, c.platform, c.operation, c.streaming) == \
+        (case.provider, case.platform, case.operation, case.streaming)
     assert not c.incomplete, c.incomplete_reason
     assert c.input_tokens == 31 and c.output_tokens == 7
     assert c.cache_read_input_tokens == 5

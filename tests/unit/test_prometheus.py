@@ -89,10 +89,10 @@ def test_real_prometheus_scrapes_requests_and_token_sums(sink, tmp_path):
 
 def test_exposition_passes_promtool(sink):
     for i in range(5):
-        sink.write(llm_call("gemini", "gemini-2.5-flash", input_tokens=10 * i, output_tokens=i, ttft_ms=80,
+        sink.write(llm_call("google", "gemini-2.5-flash", input_tokens=10 * i, output_tokens=i, ttft_ms=80,
                             streaming=True, cache_read=3))
     sink.write(mcp_call())
-    sink.write(llm_call("vertex_ai", 'we"ird\nmodel\\name', cost_usd=0.5))
+    sink.write(llm_call("google", platform="vertex_ai", model='we"ird\nmodel\\name', cost_usd=0.5))
     sink.set_capture_stats(lost=1, cut=0, parse_errors=3, targets=1)
     text = http_get(sink.url)
     r = promtool_check_metrics(text)
@@ -102,8 +102,8 @@ def test_exposition_passes_promtool(sink):
     assert "# TYPE agtap_request_duration_seconds histogram" in t
     assert sample(t, "agtap_parse_errors_total") == 3
     assert sample(t, "agtap_lost_records_total") == 1
-    assert sample(t, "agtap_token_count_sum", provider="gemini", token_type="cache_read") == 15
-    assert sample(t, "agtap_token_count_sum", provider="gemini", token_type="input") == 0 + 10 + 20 + 30 + 40
+    assert sample(t, "agtap_token_count_sum", provider="google", platform="gemini", token_type="cache_read") == 15
+    assert sample(t, "agtap_token_count_sum", provider="google", platform="gemini", token_type="input") == 0 + 10 + 20 + 30 + 40
     # exactly the advisory buckets, plus +Inf
     les = re.findall(r'agtap_time_to_first_token_seconds_bucket\{[^}]*le="([^"]+)"', t)
     assert les == [repr(float(b)) for b in mn.TTFT_BUCKETS_S] + ["+Inf"]

@@ -22,7 +22,7 @@ def test_streaming_tool_use_fields_and_timing():
     assert (c.provider, c.kind, c.operation) == ("anthropic", "llm_call", "chat")
     assert c.model == "claude-sonnet-4-5"
     assert c.response_model == "claude-sonnet-4-5-20250929"
-    assert c.response_id == "msg_014p7gG3wDgGV9EUtLvnow3U"
+    assert c.id == "msg_014p7gG3wDgGV9EUtLvnow3U" and c.platform == "anthropic"
     assert c.streaming is True
     assert (c.input_tokens, c.output_tokens) == (472, 89)  # output: message_delta's cumulative count
     assert (c.cache_creation_input_tokens, c.cache_read_input_tokens) == (100, 50)
@@ -35,7 +35,7 @@ def test_streaming_tool_use_fields_and_timing():
     assert c.server_address == "api.anthropic.com" and c.server_port == 443
     assert (c.pid, c.proc, c.transport, c.unit) == (4242, "python3", "tls", "agent.service")
     assert c.ts.startswith("2026-11-18T") and c.ts.endswith("Z")
-    assert len(c.id) == 32 and not c.incomplete
+    assert len(c.event_id) == 32 and not c.incomplete
     # sonnet-4-5: $3 in, $15 out, $0.30 cache read, $3.75 cache write per MTok
     assert c.cost_usd == pytest.approx((472 * 3 + 89 * 15 + 50 * 0.30 + 100 * 3.75) / 1e6)
     assert c.bodies.request_target == "POST /v1/messages"
@@ -105,6 +105,7 @@ def test_claude_on_vertex_raw_predict():
     stream_sse(r, fixture("anthropic_stream_tool.sse"), 10)
     end_chunked(r, 200)
     c = r.one()
-    assert c.provider == "vertex_ai" and c.model == "claude-sonnet-4-5@20250929" and c.output_tokens == 89
+    assert (c.provider, c.platform) == ("anthropic", "vertex_ai")   # the Messages API, served by Vertex AI
+    assert c.model == "claude-sonnet-4-5@20250929" and c.output_tokens == 89
     # priced as Claude: cache reads/writes on top of input_tokens
     assert c.cost_usd == pytest.approx((472 * 3 + 89 * 15 + 50 * 0.30 + 100 * 3.75) / 1e6)

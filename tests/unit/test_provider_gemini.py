@@ -17,9 +17,9 @@ def test_non_streaming_generate_content():
                   headers={"x-goog-api-key": "AIza-secret"}), 0)
     r.inn(response(fixture("gemini_response.json")), 700)
     c = r.one()
-    assert (c.provider, c.operation, c.model) == ("gemini", "generate_content", "gemini-2.5-flash")
+    assert (c.provider, c.platform, c.operation, c.model) == ("google", "gemini", "generate_content", "gemini-2.5-flash")
     assert (c.input_tokens, c.output_tokens, c.thoughts_tokens, c.cache_read_input_tokens) == (8, 7, 30, 0)
-    assert c.stop_reason == "STOP" and c.response_id == "mQfGaNqCJ9KW1PIP5cT7kAM"
+    assert c.stop_reason == "STOP" and c.id == "mQfGaNqCJ9KW1PIP5cT7kAM"
     assert c.response_model == "gemini-2.5-flash" and not c.streaming and c.latency_ms == 700.0
     # flash: $0.30 in, $2.50 out; thinking tokens are billed as output
     assert c.cost_usd == pytest.approx((8 * 0.30 + (7 + 30) * 2.50) / 1e6)
@@ -62,7 +62,7 @@ def test_vertex_ai_path():
     r.out(request(path, BODY, host="us-central1-aiplatform.googleapis.com"), 0)
     r.inn(response(fixture("gemini_response.json")), 10)
     c = r.one()
-    assert c.provider == "vertex_ai" and c.model == "gemini-2.0-flash-001"
+    assert (c.provider, c.platform) == ("google", "vertex_ai") and c.model == "gemini-2.0-flash-001"
     assert c.server_address == "us-central1-aiplatform.googleapis.com"
     # priced by the response's modelVersion (gemini-2.5-flash) first
     assert c.cost_usd == pytest.approx((8 * 0.30 + 37 * 2.50) / 1e6)
@@ -74,7 +74,7 @@ def test_vertex_express_mode_path():
     r.out(request("/v1beta1/publishers/google/models/gemini-2.5-flash:generateContent", BODY,
                   host="aiplatform.googleapis.com"), 0)
     r.inn(response(fixture("gemini_response.json")), 10)
-    assert r.one().provider == "vertex_ai"
+    assert (r.one().provider, r.one().platform) == ("google", "vertex_ai")
 
 
 def test_error_resource_exhausted():

@@ -41,7 +41,7 @@ def test_costs_by_provider_rules():
     assert t.cost(call("openai", "o3", input_tokens=1000, output_tokens=100, cache_read_input_tokens=600,
                        thoughts_tokens=50)) == pytest.approx((400 * 2.0 + 600 * 0.5 + 100 * 8.0) / 1e6)
     # gemini: thinking billed as output; long prompts use the higher tier
-    assert t.cost(call("gemini", "gemini-2.5-pro", input_tokens=300_000, output_tokens=10, thoughts_tokens=90)) \
+    assert t.cost(call("google", "gemini-2.5-pro", input_tokens=300_000, output_tokens=10, thoughts_tokens=90)) \
         == pytest.approx((300_000 * 2.50 + 100 * 15.0) / 1e6)
     assert t.cost(call("openai", "unknown-model", input_tokens=5)) is None
     assert t.cost(call("openai", "gpt-4o")) is None   # no tokens, no cost

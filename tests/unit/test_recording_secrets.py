@@ -83,7 +83,7 @@ def test_the_masked_recording_replays_the_same_call(tmp_path):
     items = items_cut_at(97)
     [orig] = calls(items)
     [masked] = calls(record(tmp_path, items))
-    for k in ("id", "ts", "body_path"):
+    for k in ("event_id", "ts", "body_path"):
         orig.pop(k), masked.pop(k)
     assert masked == orig
     assert (masked["model"], masked["input_tokens"], masked["output_tokens"], masked["stop_reason"],

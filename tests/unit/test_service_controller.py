@@ -70,7 +70,7 @@ def test_recent_calls_newest_last_and_bounded(tmp_path):
     run_calls(c, 6)
     recent = [json.loads(x) for x in c.recent_calls(100)]
     assert len(recent) == 4 and len(c._ids) == 4
-    assert [json.loads(x)["id"] for x in c.recent_calls(2)] == [e["id"] for e in recent[-2:]]
+    assert [json.loads(x)["event_id"] for x in c.recent_calls(2)] == [e["event_id"] for e in recent[-2:]]
     assert c.recent_calls(0) == []
     with pytest.raises(InvalidArgument):
         c.recent_calls(-1)
@@ -100,11 +100,15 @@ def test_call_bodies_by_id_never_by_path(ctl, tmp_path):
     ctl.start()
     run_calls(ctl, 1)
     ev = json.loads(ctl.recent_calls(1)[0])
-    doc = json.loads(ctl.call_bodies(ev["id"]))
+    doc = json.loads(ctl.call_bodies(ev["event_id"]))
     assert doc and "sk-ant-api03" not in json.dumps(doc)
+    # the D-Bus event carries the API's id in `id`, agtap's in `event_id` (the body's name)
+    assert (doc["event_id"], doc["id"], doc["provider"], doc["platform"]) == \
+        (ev["event_id"], ev["id"], ev["provider"], ev["platform"])
+    assert ev["id"] != ev["event_id"] and ev["body_path"].endswith(ev["event_id"] + ".json")
     ctl._ids.clear()                                          # found on disk too, by name
-    assert json.loads(ctl.call_bodies(ev["id"])) == doc
-    for bad in ("../../../etc/passwd", "/etc/shadow", ev["id"].upper(), ev["id"] + "/..", "", "a" * 31):
+    assert json.loads(ctl.call_bodies(ev["event_id"])) == doc
+    for bad in ("../../../etc/passwd", "/etc/shadow", ev["event_id"].upper(), ev["event_id"] + "/..", "", "a" * 31):
         with pytest.raises(InvalidArgument):
             ctl.call_bodies(bad)
     with pytest.raises(NotFound):

@@ -20,7 +20,7 @@ REQ = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "us
 RESP = {"id": "msg_01", "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn"}
 
 
-def make_call(call_id=None, request_body=None, response_body=None, **kw) -> Call:
+def make_call(event_id=None, request_body=None, response_body=None, **kw) -> Call:
     bodies = CallBodies(
         request_headers=[("Host", "api.anthropic.com"), ("x-api-key", "fake-secret-1"), ("content-type", "application/json")],
         request_target="POST /v1/messages?beta=true",
@@ -31,7 +31,7 @@ def make_call(call_id=None, request_body=None, response_body=None, **kw) -> Call
     )
     kw.setdefault("wall_start_ns", WALL)
     return Call(
-        ts="2026-11-26T23:37:25.000000Z", id=uuid.uuid4().hex if call_id is None else call_id, pid=1,
+        ts="2026-11-26T23:37:25.000000Z", id="msg_01", event_id=uuid.uuid4().hex if event_id is None else event_id, pid=1,
         proc="python3", provider="anthropic", server_address="api.anthropic.com", kind=KIND_LLM,
         bodies=bodies, **kw,
     )
@@ -41,10 +41,10 @@ def test_file_layout_content_and_modes(tmp_path):
     sink = BodiesSink(str(tmp_path / "bodies"), 10, 24, group="daemon")
     c = make_call()
     sink.write(c)
-    expected = tmp_path / "bodies" / "2026-11-26" / f"{c.id}.json"
+    expected = tmp_path / "bodies" / "2026-11-26" / f"{c.event_id}.json"
     assert c.body_path == str(expected)
     doc = json.loads(expected.read_bytes())
-    assert doc["id"] == c.id
+    assert (doc["event_id"], doc["id"], doc["provider"]) == (c.event_id, "msg_01", "anthropic")
     assert doc["request"] == {
         "target": "POST /v1/messages?beta=true",
         "headers": [["Host", "api.anthropic.com"], ["x-api-key", "[REDACTED]"], ["content-type", "application/json"]],
@@ -100,7 +100,7 @@ def test_document_is_ascii_and_escapes_controls():
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "msg_01ABC", "", "a" * 15, "ABCDEF0123456789", "0123456789abcdef/x"])
 def test_only_hex_ids_name_files(tmp_path, bad):
     sink = BodiesSink(str(tmp_path / "b"), 10, 24)
-    c = make_call(call_id=bad)
+    c = make_call(event_id=bad)
     sink.write(c)
     assert c.body_path is None
     assert sink.stats()["bad_ids"] == 1 and sink.stats()["files"] == 0
@@ -122,7 +122,7 @@ def test_size_cap_removes_oldest_first(tmp_path):
     for c in calls:
         sink.write(c)
     on_disk = sorted(p.stem for p in (tmp_path / "b" / "2026-11-26").iterdir())
-    assert on_disk == sorted(c.id for c in calls[-5:])
+    assert on_disk == sorted(c.event_id for c in calls[-5:])
     st = sink.stats()
     assert st["files"] == 5 and st["files_removed"] == 7 and st["bytes"] <= one * 5 + one // 2
 
@@ -173,7 +173,7 @@ def test_disk_full_is_counted_leaves_no_partial_file_and_recovers(tmp_path):
         sink.write(big)  # must not raise
         assert big.body_path is None and sink.stats()["write_errors"] == 1
         day = mnt / "bodies" / "2026-11-26"
-        assert sorted(p.name for p in day.iterdir()) == [f"{ok.id}.json"]  # no partial, no temp
+        assert sorted(p.name for p in day.iterdir()) == [f"{ok.event_id}.json"]  # no partial, no temp
         os.unlink(filler)
         sink.write(big)
         assert big.body_path and json.loads(open(big.body_path, "rb").read())["request"]["body"]["x"] == "y" * 20000
@@ -187,7 +187,7 @@ def test_clean_removes_every_body_and_resets_the_cap_accounting(tmp_path):
     sink = BodiesSink(str(tmp_path / "b"), max_store_mb=1, retention_hours=1)
     paths = []
     for _ in range(3):
-        c = Call(ts="t", id=uuid.uuid4().hex, pid=1, proc="p", provider="anthropic", server_address="a",
+        c = Call(ts="t", id=None, pid=1, proc="p", provider="anthropic", server_address="a",
                  kind="llm_call", bodies=CallBodies(request_body=b'{"a":1}', response_body=b'{"b":2}'))
         sink.write(c)
         paths.append(c.body_path)

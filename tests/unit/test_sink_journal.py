@@ -16,13 +16,13 @@ from agtap.call import KIND_LLM, KIND_MCP, Call
 from agtap.sinks.journal import FIELD_MAX, JournalSink, journal_fields, journal_message
 from tests.support.paths import REPO
 
-CALL_ID = uuid.UUID(int=0x1234).hex
+EVENT_ID = uuid.UUID(int=0x1234).hex
 
 
 def make_call(**kw) -> Call:
     base = dict(
-        ts="2026-11-26T23:37:25.000000Z", id=CALL_ID, pid=1234, proc="python3", provider="anthropic",
-        server_address="api.anthropic.com", kind=KIND_LLM, model="claude-sonnet-4-5", input_tokens=1200,
+        ts="2026-11-26T23:37:25.000000Z", id="msg_01XYZ", event_id=EVENT_ID, pid=1234, proc="python3", provider="anthropic",
+        platform="anthropic", server_address="api.anthropic.com", kind=KIND_LLM, model="claude-sonnet-4-5", input_tokens=1200,
         output_tokens=340, latency_ms=1820.0, stop_reason="end_turn", tools=["get_weather"],
         unit="my-agent.service", streaming=True, ttft_ms=410.25, cost_usd=0.0087, http_version="2",
     )
@@ -46,8 +46,10 @@ def test_all_fields():
         "MESSAGE": "anthropic claude-sonnet-4-5 python3[1234] my-agent.service in=1200 out=340 1.82s end_turn tools=get_weather",
         "PRIORITY": "6",
         "SYSLOG_IDENTIFIER": "agtap",
-        "AGTAP_CALL_ID": CALL_ID,
+        "AGTAP_EVENT_ID": EVENT_ID,
+        "AGTAP_RESPONSE_ID": "msg_01XYZ",
         "AGTAP_PROVIDER": "anthropic",
+        "AGTAP_PLATFORM": "anthropic",
         "AGTAP_KIND": "llm_call",
         "AGTAP_MODEL": "claude-sonnet-4-5",
         "AGTAP_PID": "1234",
@@ -129,7 +131,7 @@ def test_sink_sends_each_call_and_counts_failures():
     sink = JournalSink(True, send=send)
     sink.write(make_call())
     assert sent[0][0].startswith("anthropic claude-sonnet-4-5 python3[1234]")
-    assert sent[0][1]["AGTAP_CALL_ID"] == CALL_ID and "MESSAGE" not in sent[0][1]
+    assert sent[0][1]["AGTAP_EVENT_ID"] == EVENT_ID and "MESSAGE" not in sent[0][1]
 
     def broken(message, **fields):
         raise OSError(11, "Resource temporarily unavailable")
@@ -160,8 +162,8 @@ server.settimeout(10)
 from agtap.call import KIND_LLM, Call
 from agtap.sinks.journal import JournalSink
 sink = JournalSink(True)                          # python3-systemd's real send
-sink.write(Call(ts="2026-11-26T23:37:25.000000Z", id="%032x" % 0x1234, pid=1234, proc="python3",
-                provider="anthropic", server_address="api.anthropic.com", kind=KIND_LLM, model="m\x00odel\nx",
+sink.write(Call(ts="2026-11-26T23:37:25.000000Z", id="msg_01", event_id="%032x" % 0x1234, pid=1234, proc="python3",
+                provider="google", platform="vertex_ai", server_address="api.anthropic.com", kind=KIND_LLM, model="m\x00odel\nx",
                 input_tokens=1200, output_tokens=340, latency_ms=1820.0, stop_reason="end_turn"))
 data, entry = server.recv(1 << 20), {}
 while data:
@@ -185,7 +187,8 @@ def test_real_systemd_journal_send_delivers_the_fields_to_journald():
     assert got["stats"]["entries"] == 1 and got["stats"]["write_errors"] == 0, got
     e = got["entry"]
     # NUL dropped, the newline a space: one line, whatever the model name holds
-    assert e["MESSAGE"] == "anthropic model x python3[1234] in=1200 out=340 1.82s end_turn", e
-    assert (e["PRIORITY"], e["SYSLOG_IDENTIFIER"], e["AGTAP_CALL_ID"]) == ("6", "agtap", "%032x" % 0x1234)
+    assert e["MESSAGE"] == "google model x python3[1234] in=1200 out=340 1.82s end_turn", e
+    assert (e["PRIORITY"], e["SYSLOG_IDENTIFIER"], e["AGTAP_EVENT_ID"]) == ("6", "agtap", "%032x" % 0x1234)
+    assert (e["AGTAP_PROVIDER"], e["AGTAP_PLATFORM"], e["AGTAP_RESPONSE_ID"]) == ("google", "vertex_ai", "msg_01")
     assert e["AGTAP_MODEL"] == "model x" and e["AGTAP_INPUT_TOKENS"] == "1200" and e["AGTAP_PID"] == "1234"
     assert "AGTAP_UNIT" not in e and "AGTAP_TOOLS" not in e

@@ -18,7 +18,7 @@ KB = 1 / 1024  # max_size_mb is in MB
 
 def make_call(n: int = 0, model: str = "claude-sonnet-4-5", **kw) -> Call:
     return Call(
-        ts="2026-11-26T23:37:25.123456Z", id=uuid.uuid4().hex, pid=1234, proc="python3",
+        ts="2026-11-26T23:37:25.123456Z", id="msg_01", pid=1234, proc="python3",
         provider="anthropic", server_address="api.anthropic.com", kind=KIND_LLM, model=model,
         input_tokens=n, output_tokens=340, latency_ms=1820.5, stop_reason="end_turn", tools=["get_weather"], **kw,
     )
@@ -44,6 +44,23 @@ def test_line_is_compact_utf8_json_of_to_dict():
     assert json.loads(line) == c.to_dict()
 
 
+def test_line_has_the_original_schema_then_event_id_platform_and_the_response_id_alias():
+    c = make_call(platform="vertex_ai")
+    c.provider = "google"
+    ev = json.loads(event_line(c))
+    keys = list(ev)
+    # the original tool's first twenty, in order, with its meanings: id is the API's id
+    assert keys[:8] == ["ts", "id", "pid", "proc", "provider", "server_address", "kind", "model"]
+    assert keys[20:22] == ["event_id", "platform"]
+    assert (ev["id"], ev["provider"], ev["platform"]) == ("msg_01", "google", "vertex_ai")
+    assert len(ev["event_id"]) == 32 and int(ev["event_id"], 16) >= 0
+    assert ev["response_id"] == "msg_01"                      # alias for one release
+    assert keys.index("response_id") == keys.index("response_model") + 1
+    c.id = None
+    ev = json.loads(event_line(c))
+    assert ev["id"] is None and ev["response_id"] is None   # no id from the API: null, not agtap's
+
+
 def test_line_escapes_terminal_controls():
     c = make_call(model="a\x1b]0;t\x07b\x9bc\u2028d\x7f")
     line = event_line(c)
@@ -64,7 +81,7 @@ def test_writes_lines_with_safe_modes(tmp_path):
     for c in calls:
         sink.write(c)
     sink.close()
-    assert [d["id"] for d in read_lines(path)] == [c.id for c in calls]
+    assert [d["event_id"] for d in read_lines(path)] == [c.event_id for c in calls]
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
     assert stat.S_IMODE(os.stat(tmp_path / "log").st_mode) == 0o750
     if os.geteuid() == 0:
@@ -149,7 +166,7 @@ def test_stdout_gets_every_line(tmp_path, capsys):
     for c in calls:
         sink.write(c)
     out = capsys.readouterr().out.splitlines()
-    assert [json.loads(line)["id"] for line in out] == [c.id for c in calls]
+    assert [json.loads(line)["event_id"] for line in out] == [c.event_id for c in calls]
 
 
 def test_stdout_only(capsys):

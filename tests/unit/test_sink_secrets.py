@@ -59,7 +59,7 @@ def make_call() -> Call:
         response_events=[{"jsonrpc": "2.0", "id": 7, "result": {"auth": f"Bearer {s['bearer in events']}"}}],
     )
     return Call(
-        ts="2026-11-26T23:37:25.000000Z", id=uuid.uuid4().hex, pid=4242, proc="python3", provider="gemini",
+        ts="2026-11-26T23:37:25.000000Z", id="resp-1", pid=4242, proc="python3", provider="google",
         server_address="generativelanguage.googleapis.com", kind=KIND_LLM, model="gemini-2.5-flash",
         input_tokens=10, output_tokens=20, latency_ms=50.0, stop_reason="STOP", bodies=bodies,
     )

@@ -105,7 +105,7 @@ def test_enter_opens_detail_with_bodies_and_esc_goes_back(aloop):
     out = screen(app, (80, 60))
     assert out[2].startswith("call ")
     assert any(line.startswith("model") and "gpt-4o" in line for line in out)
-    assert client.body_requests == [m.view()[1]["id"]]
+    assert client.body_requests == [m.view()[1]["event_id"]]
     assert any('"max_tokens": 1024' in line for line in out)
     press(app, "esc")
     assert screen(app)[2].startswith("TIME ")
@@ -154,8 +154,8 @@ def test_200_calls_per_second_for_3_seconds_batches_redraws(aloop):
         due = t0 + k * step
         lags.append(aloop.time() - due)
         for _ in range(int(rate * step)):
-            ev = events.llm(len(sent) / rate, id=f"{len(sent):032x}")
-            sent.append(ev["id"])
+            ev = events.llm(len(sent) / rate, event_id=f"{len(sent):032x}")
+            sent.append(ev["event_id"])
             client.emit(ev)
         if (k + 1) * step < duration:
             aloop.call_at(t0 + (k + 1) * step, feed, k + 1)
@@ -179,4 +179,4 @@ def test_200_calls_per_second_for_3_seconds_batches_redraws(aloop):
     assert max(lags) < 0.3, sorted(lags)[-5:]
     # the last frame shows the newest call on top
     assert scr.last[3].startswith("23:37:27~ python3[4242] claude-sonnet-4-5")
-    assert m.view()[0]["id"] == sent[-1] and m.view()[-1]["id"] == sent[100]
+    assert m.view()[0]["event_id"] == sent[-1] and m.view()[-1]["event_id"] == sent[100]

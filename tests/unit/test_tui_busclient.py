@@ -70,8 +70,8 @@ def test_reads_signals_bodies_and_control(svc, bus, aloop):
         await asyncio.to_thread(svc.feed, model="claude-second")
         await _until(lambda: got)
         assert [e["model"] for e in got] == ["claude-second"]
-        assert got[0]["id"] != recent[0]["id"]
-        bodies = await c.call_bodies(recent[0]["id"])
+        assert got[0]["event_id"] != recent[0]["event_id"]
+        bodies = await c.call_bodies(recent[0]["event_id"])
         assert "claude-first" in json.dumps(bodies) and "sk-ant-api03" not in json.dumps(bodies)
         with pytest.raises(ServiceError) as e:
             await c.call_bodies("0" * 32)

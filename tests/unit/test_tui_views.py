@@ -58,7 +58,7 @@ def test_aggregates_per_model_and_process():
 
 
 def test_detail_view_shows_every_field_and_bodies():
-    ev = events.llm(0, tools=["get_weather"], id="ab" * 16)
+    ev = events.llm(0, tools=["get_weather"], event_id="ab" * 16)
     d = DetailView(Model().add(ev) and ev)
     out = lines(d, (80, 40))
     assert out[0].startswith("call abababab")

@@ -38,26 +38,26 @@ def test_newest_row_is_on_top():
     assert out[3] == ROW0
 
 
-def test_wider_terminal_adds_provider_unit_and_tools_columns():
+def test_wider_terminal_adds_provider_platform_unit_and_tools_columns():
     m = Model()
     m.add(events.llm(0, tools=["get_weather", "search"]))
     out = lines(CallTable(m), (180, 3))
-    assert out[0].split() == ["TIME", "PROCESS", "UNIT", "PROVIDER", "MODEL", "IN", "OUT", "CACHE", "LAT",
+    assert out[0].split() == ["TIME", "PROCESS", "UNIT", "PROVIDER", "PLATFORM", "MODEL", "IN", "OUT", "CACHE", "LAT",
                               "TTFT", "STOP", "TOOLS"]
-    assert out[1].split() == ["23:37:25~", "python3[4242]", "app.service", "anthropic", "claude-sonnet-4-5",
+    assert out[1].split() == ["23:37:25~", "python3[4242]", "app.service", "anthropic", "anthropic", "claude-sonnet-4-5",
                               "1200", "340", "800", "2.35s", "410ms", "end_turn", "get_weather,search"]
 
 
 def test_the_5001st_event_drops_the_oldest():
     m = Model()
-    evs = [events.llm(i, id=f"{i:032x}") for i in range(5001)]
+    evs = [events.llm(i, event_id=f"{i:032x}") for i in range(5001)]
     for ev in evs:
         m.add(ev)
     assert len(m.calls) == 5000
     view = m.view()
     assert len(view) == 5000
-    assert view[0]["id"] == f"{5000:032x}"
-    assert view[-1]["id"] == f"{1:032x}"
+    assert view[0]["event_id"] == f"{5000:032x}"
+    assert view[-1]["event_id"] == f"{1:032x}"
     assert m.find(f"{0:032x}") is None
     # the dropped id may come back (it is not remembered forever)
     assert m.add(evs[0]) is True
