@@ -231,7 +231,7 @@ def test_raw_deflate_decodes_however_it_is_cut():
 
 FIELDS = ("provider", "kind", "model", "input_tokens", "output_tokens", "cache_read_input_tokens",
           "cache_creation_input_tokens", "stop_reason", "tools", "streaming", "http_status", "incomplete",
-          "incomplete_reason", "response_id", "response_model", "operation", "request_bytes", "response_bytes")
+          "incomplete_reason", "id", "platform", "response_model", "operation", "request_bytes", "response_bytes")
 
 
 def _reason(r):

@@ -56,7 +56,7 @@ def test_attacker_names_are_carried_exactly_but_never_name_a_file(tmp_path):
     r = Run()
     _evil_exchange(r)
     call = r.one()
-    assert call.model == EVIL_MODEL and call.response_id == EVIL_ID and call.tools == [EVIL_TOOL]
+    assert call.model == EVIL_MODEL and call.id == EVIL_ID and call.tools == [EVIL_TOOL]
     assert call.response_model == EVIL_MODEL and call.input_tokens == 7
 
     bodies_dir = tmp_path / "bodies"
@@ -82,7 +82,7 @@ def test_event_log_line_carries_them_escaped_on_one_line(tmp_path):
     assert line.endswith(b"\n") and line.count(b"\n") == 1 and line.count(b"\r") == 0
     assert CONTROL_BYTES.search(line[:-1]) is None, line
     ev = json.loads(line)
-    assert ev["model"] == EVIL_MODEL and ev["tools"] == [EVIL_TOOL] and ev["response_id"] == EVIL_ID
+    assert ev["model"] == EVIL_MODEL and ev["tools"] == [EVIL_TOOL] and ev["id"] == ev["response_id"] == EVIL_ID
     sink = JsonlSink(str(tmp_path / "events.jsonl"), 10, 2, group=None)
     sink.write(call)
     sink.write(call)

@@ -27,7 +27,7 @@ def test_unknown_path_calls_ignore_conn_and_emits_nothing():
     assert r.calls == []
     llm_exchange(r, 10)               # the same keep-alive conn carries on with an LLM call
     c = r.one()
-    assert c.response_id == "msg_1" and c.latency_ms == 1.0
+    assert c.id == "msg_1" and c.latency_ms == 1.0
     assert r.p.stats.ignored_exchanges == 1
 
 
@@ -39,7 +39,7 @@ def test_unknown_download_when_kernel_keeps_copying():
     for off in range(0, len(blob), 65536):
         r.inn(blob[off:off + 65536], 2)
     llm_exchange(r, 10, n=2)
-    assert [c.response_id for c in r.calls] == ["msg_2"]
+    assert [c.id for c in r.calls] == ["msg_2"]
 
 
 def test_unknown_post_decided_from_body():
@@ -84,7 +84,7 @@ def test_cut_request_still_emits_call():
     c = r.one(clean=False)
     assert c.incomplete and c.incomplete_reason == "cut" and c.input_tokens == 9
     llm_exchange(r, 10, n=3)               # next request resynchronises
-    assert r.calls[-1].response_id == "msg_3" and not r.calls[-1].incomplete
+    assert r.calls[-1].id == "msg_3" and not r.calls[-1].incomplete
 
 
 def test_cut_response_chunk():
@@ -104,7 +104,7 @@ def test_malformed_response_gives_partial_call_and_resyncs():
     assert c.incomplete and c.incomplete_reason == "parse_error: bad_chunk_size"
     assert r.p.stats.parse_errors == 1
     llm_exchange(r, 10, n=4)
-    assert r.calls[-1].response_id == "msg_4"
+    assert r.calls[-1].id == "msg_4"
 
 
 def test_bad_json_body_is_a_parse_error():
@@ -185,7 +185,7 @@ def test_non_http_first_bytes_are_ignored_until_a_request_line():
     assert r.ignored == [r.conn]
     r.inn(b"\x16\x03\x03\x00\x5a", 1)
     llm_exchange(r, 5, n=6)                                    # ... and a request line brings it back
-    assert r.one().response_id == "msg_6"
+    assert r.one().id == "msg_6"
 
 
 def test_websocket_upgrade_stops_parsing():
@@ -202,7 +202,7 @@ def test_head_request_response_has_no_body_and_unanswered_requests_are_bounded()
     r.out(b"HEAD /v1/messages HTTP/1.1\r\nHost: h\r\n\r\n", 0)
     r.inn(response_head(200, {"Content-Length": "1234"}), 1)     # no body follows a HEAD answer
     llm_exchange(r, 2, n=7)
-    assert [c.response_id for c in r.calls] == ["msg_7"]
+    assert [c.id for c in r.calls] == ["msg_7"]
     for k in range(MAX_PENDING + 1):
         r.out(request("/v1/messages", MSG), 10 + k)
     assert [c.incomplete_reason for c in r.calls[1:]] == ["unanswered"]

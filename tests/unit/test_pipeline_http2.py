@@ -20,7 +20,7 @@ REQ = {"model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": True,
 SSE = "text/event-stream"
 # what the fixture says (tests/unit/test_provider_anthropic.py checks the same by hand)
 TOOL_STREAM = {"provider": "anthropic", "kind": "llm_call", "operation": "chat", "model": "claude-sonnet-4-5",
-               "response_model": "claude-sonnet-4-5-20250929", "response_id": "msg_014p7gG3wDgGV9EUtLvnow3U",
+               "response_model": "claude-sonnet-4-5-20250929", "id": "msg_014p7gG3wDgGV9EUtLvnow3U", "platform": "anthropic",
                "streaming": True, "input_tokens": 472, "output_tokens": 89, "cache_creation_input_tokens": 100,
                "cache_read_input_tokens": 50, "stop_reason": "tool_use", "tools": ["get_weather"],
                "http_status": 200, "server_address": "api.anthropic.com", "server_port": 443, "incomplete": False}

@@ -18,7 +18,7 @@ def test_chat_non_streaming_tool_calls_cached_tokens():
     assert (c.provider, c.operation, c.model, c.response_model) == ("openai", "chat", "gpt-4o", "gpt-4o-2024-08-06")
     assert (c.input_tokens, c.output_tokens, c.cache_read_input_tokens, c.thoughts_tokens) == (82, 17, 64, 0)
     assert c.tools == ["get_current_weather"] and c.stop_reason == "tool_calls"
-    assert c.response_id == "chatcmpl-abc123" and c.streaming is False
+    assert c.id == "chatcmpl-abc123" and c.streaming is False
     # gpt-4o: $2.50 in, $1.25 cached in, $10 out; prompt_tokens include the 64 cached
     assert c.cost_usd == pytest.approx(((82 - 64) * 2.5 + 64 * 1.25 + 17 * 10) / 1e6)
 
@@ -85,7 +85,7 @@ def test_responses_non_streaming_function_call():
     assert (c.operation, c.model, c.response_model) == ("responses", "gpt-4.1", "gpt-4.1-2025-04-14")
     assert (c.input_tokens, c.output_tokens, c.cache_read_input_tokens, c.thoughts_tokens) == (291, 23, 128, 7)
     assert c.tools == ["get_current_weather"] and c.stop_reason == "completed"
-    assert c.response_id == "resp_67ccd2bed1ec8190b14f964abc054267"
+    assert c.id == "resp_67ccd2bed1ec8190b14f964abc054267"
 
 
 def test_responses_streaming():
@@ -114,7 +114,7 @@ def test_responses_incomplete_and_failed():
     end_chunked(r, 30)
     a, b = r.calls
     assert a.stop_reason == "max_output_tokens" and a.output_tokens == 16
-    assert b.stop_reason == "error:server_error" and b.response_id == "resp_2"
+    assert b.stop_reason == "error:server_error" and b.id == "resp_2"
 
 
 def test_responses_stream_error_event():

@@ -22,7 +22,7 @@ def _app(client=None, n=3):
     app = App(client or StubClient(), m)
     for i in range(n):
         m.add(events.llm(i, model=["claude-sonnet-4-5", "gpt-4o", "gemini-2.5-pro"][i % 3],
-                         provider=["anthropic", "openai", "gemini"][i % 3], proc=["python3", "node"][i % 2]))
+                         provider=["anthropic", "openai", "google"][i % 3], proc=["python3", "node"][i % 2]))
     m.set_state(RUNNING)
     app.update_widgets(force=True)
     return app, m

@@ -60,7 +60,7 @@ def test_aggregates_per_model_and_process():
 def test_detail_view_shows_every_field_and_bodies():
     ev = events.llm(0, tools=["get_weather"], event_id="ab" * 16)
     d = DetailView(Model().add(ev) and ev)
-    out = lines(d, (80, 40))
+    out = lines(d, (80, 60))   # every field of the event fits
     assert out[0].startswith("call abababab")
     fields = {line.split()[0]: line.split(None, 1)[1].rstrip() for line in out[1:] if line.strip()
               and not line.startswith("bodies")}

@@ -91,7 +91,7 @@ def test_keep_alive_three_exchanges_one_conn():
         body = {"id": f"msg_{k}", "type": "message", "model": "claude-haiku-4-5", "content": [],
                 "stop_reason": "end_turn", "usage": {"input_tokens": 10 + k, "output_tokens": 1}}
         r.inn(response(body), t + 10 + k)
-    assert [(c.response_id, c.input_tokens, c.latency_ms) for c in r.calls] == [
+    assert [(c.id, c.input_tokens, c.latency_ms) for c in r.calls] == [
         ("msg_0", 10, 10.0), ("msg_1", 11, 11.0), ("msg_2", 12, 12.0)]
     assert r.p.stats.conns_open == 1
 
@@ -105,7 +105,7 @@ def test_pipelined_requests_pair_in_order_and_head_has_no_body():
     rb = response({"id": "B", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}})
     r.inn(ra + rb[:20], 5)
     r.inn(rb[20:], 7)
-    assert [(c.model, c.response_id, c.output_tokens, c.latency_ms) for c in r.calls] == [
+    assert [(c.model, c.id, c.output_tokens, c.latency_ms) for c in r.calls] == [
         ("gpt-4o", "A", 2, 5.0), ("gpt-4o-mini", "B", 4, 7.0)]
 
 
@@ -119,7 +119,7 @@ def test_expect_100_continue_exchange():
     r.out(body, 2)
     r.inn(response({"id": "X", "choices": [{"finish_reason": "stop", "message": {}}]}), 9)
     c = r.one()
-    assert c.response_id == "X" and c.stop_reason == "stop" and c.latency_ms == 9.0 and c.http_status == 200
+    assert c.id == "X" and c.stop_reason == "stop" and c.latency_ms == 9.0 and c.http_status == 200
 
 
 def test_request_body_5mib_in_16kib_writes():
