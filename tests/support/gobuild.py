@@ -41,22 +41,35 @@ class GoBuildError(RuntimeError):
 
 
 def rootfs(release: str) -> Path:
-    """The Debian root whose Go builds for `release` (built once, root only)."""
+    """The Debian root whose Go builds for `release` (built once, root only; one builder at
+    a time, and never replaced under a build: both hold its lock)."""
     if release == HOST_RELEASE:
         return Path("/")
     dest = CACHE_ROOT / f"go-rootfs-{release}"
-    stamp = dest / ".agtap-rootfs-stamp"
-    if not stamp.is_file() or os.geteuid() == 0:
-        # the script itself says "cached" when the stamp matches (cheap); it needs root otherwise
-        if os.geteuid() != 0:
-            raise GoBuildError(f"Go for {release} needs the root {dest}: building it needs root "
-                               f"(sudo {ROOTFS_SCRIPT} {release})")
-        r = subprocess.run([str(ROOTFS_SCRIPT), release, str(dest)], capture_output=True, text=True,
-                           env={"PATH": PATH, **{k: v for k, v in os.environ.items() if k.startswith("AGTAP_TEST_")}},
-                           timeout=1800)
-        if r.returncode != 0:
-            raise GoBuildError(f"{ROOTFS_SCRIPT.name} {release} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    if _stamp_ok(dest, release):
+        return dest
+    if os.geteuid() != 0:
+        raise GoBuildError(f"Go for {release} needs the root {dest}: building it needs root "
+                           f"(sudo {ROOTFS_SCRIPT} {release})")
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_ROOT / f"go-rootfs-{release}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _stamp_ok(dest, release):
+            r = subprocess.run([str(ROOTFS_SCRIPT), release, str(dest)], capture_output=True, text=True,
+                               env={"PATH": PATH, **{k: v for k, v in os.environ.items() if k.startswith("AGTAP_TEST_")}},
+                               timeout=1800)
+            if r.returncode != 0:
+                raise GoBuildError(f"{ROOTFS_SCRIPT.name} {release} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     return dest
+
+
+def _stamp_ok(dest: Path, release: str) -> bool:
+    """The script's own test (its stamp: a hash of the script and the suite), without running it."""
+    want = hashlib.sha256(ROOTFS_SCRIPT.read_bytes() + release.encode() + b"\n").hexdigest()[:16]
+    try:
+        return (dest / ".agtap-rootfs-stamp").read_text().strip() == want
+    except OSError:
+        return False
 
 
 def go_version(release: str = HOST_RELEASE) -> str:
