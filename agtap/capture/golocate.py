@@ -60,6 +60,7 @@ MAX_FUNCTION = 256 << 10        # a larger "function" means a misread table
 MAX_VERDICTS = 512              # files whose verdict is kept
 EM_X86_64, PF_X = 62, 1
 INT3 = 0xCC
+PRINTABLE_VERSION = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,63}")   # it goes into log lines as is
 # The prologue of a Go function that may grow its stack, under the register ABI (g in R14):
 #   [lea r12, [rsp - N]]   cmp rsp|r12, qword ptr [r14 + 0x10]   jbe <call morestack>
 LEA_R12 = re.compile(r"r12, \[rsp - 0x[0-9a-f]+\]")
@@ -144,14 +145,22 @@ def _verdict(path: str) -> GoTlsLocation | GoRefused:
     except (OSError, ValueError) as e:
         return GoRefused(f"unreadable: {e}")
     with f, m:
-        try:
-            return _locate(path, m)
-        except GoRefused as e:
-            return e
-        except (boringssl.Refusal, PclntabError) as e:
-            return GoRefused(str(e))
-        except (ValueError, struct.error, IndexError) as e:
-            return GoRefused(f"malformed Go tables ({e})")
+        return judge(path, m)
+
+
+def judge(path: str, m) -> GoTlsLocation | GoRefused:
+    """The verdict on the file's bytes `m` (an mmap, or any buffer): never raises. Whatever
+    a damaged or hostile file makes the readers trip on is a refusal: nothing is probed."""
+    try:
+        return _locate(path, m)
+    except GoRefused as e:
+        return e
+    except (boringssl.Refusal, PclntabError) as e:
+        return GoRefused(str(e))
+    except (ValueError, struct.error, IndexError, OverflowError) as e:
+        return GoRefused(f"malformed Go tables ({e})")
+    except Exception as e:    # noqa: BLE001 - a reader bug must not become a probe or a crash
+        return GoRefused(f"unexpected {type(e).__name__} reading the Go tables: {e}")
 
 
 def _locate(path: str, m) -> GoTlsLocation:
@@ -166,8 +175,8 @@ def _locate(path: str, m) -> GoTlsLocation:
                             "convention, not supported")
         raise GoRefused("no Go build info (.go.buildinfo): not a Go executable")
     minor = go_minor(info.version)
-    if minor is None:
-        raise GoRefused(f"unrecognised Go version string {info.version!r}")
+    if minor is None or not PRINTABLE_VERSION.fullmatch(info.version):
+        raise GoRefused(f"unrecognised Go version string {info.version[:64]!r}")
     if minor < 17:
         raise GoRefused(f"{info.version}: Go older than 1.17 passes arguments on the stack, "
                         "the probes read the register ABI (Go >= 1.17)")

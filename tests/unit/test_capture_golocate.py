@@ -366,3 +366,37 @@ def test_externally_linked_cgo_builds(stripped, pie):
             assert bcc.BPF._check_path_symbol(str(path).encode(), b"", addr, -1)[1] == off
         # -s -w changes no code: the unstripped build's symbols say where the functions are
         assert (f.entry, f.rets) == (ref.functions[key].entry, ref.functions[key].rets)
+
+
+def test_damaged_binaries_are_refused_never_raise():
+    """Random bytes changed in the build info, the function table's header, its table and
+    records, and the functions' code (seeded, 400 cases): the verdict is a location whose
+    every probe address lies inside its function, or a refusal; nothing else escapes."""
+    import random
+    path = build("bookworm", True)
+    base = bytearray(path.read_bytes())
+    secs = sections(base)
+    loc = golocate.locate_go_tls(str(path))
+    pcln, info = secs[".gopclntab"], secs[".go.buildinfo"]
+    words = struct.unpack_from("<8Q", base, pcln.offset + 8)
+    regions = [(info.offset, 64), (pcln.offset, 72),
+               (pcln.offset + words[7], 1 << 16),                      # function table
+               (pcln.offset + words[3], 1 << 16)]                      # name table
+    regions += [(f.entry_offset, f.size) for f in loc.functions.values()]
+    rng = random.Random(14)
+    outcomes = {"located": 0, "refused": 0}
+    for _ in range(400):
+        m = bytearray(base)
+        start, length = rng.choice(regions)
+        for _ in range(rng.randint(1, 4)):
+            m[start + rng.randrange(length)] = rng.randrange(256)
+        v = golocate.judge("damaged", m)
+        assert isinstance(v, (golocate.GoTlsLocation, golocate.GoRefused)), v
+        if isinstance(v, golocate.GoRefused):
+            outcomes["refused"] += 1
+            assert v.reason and v.reason.isprintable() and len(v.reason) < 400, v.reason
+            continue
+        outcomes["located"] += 1
+        for f in v.functions.values():
+            assert all(f.entry < r < f.entry + f.size for r in f.rets) and f.entry < f.body < f.entry + f.size
+    assert outcomes["refused"] > 20 and outcomes["located"] > 20, outcomes
