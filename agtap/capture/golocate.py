@@ -2,9 +2,10 @@
 
 Go does TLS in its own crypto/tls, so a Go program's plaintext is seen by probing
 `(*Conn).Write(b []byte) (int, error)` and `(*Conn).Read(b []byte) (int, error)`. Never
-with a uretprobe (a goroutine's stack is copied when it grows, and the return address the
-kernel planted on it then sends the goroutine into the trampoline on another stack): an
-entry uprobe, plus a uprobe on every RET instruction of the function instead.
+with a uretprobe: it replaces the return address on the goroutine's stack with the kernel's
+trampoline, which the Go runtime meets when it walks stacks (garbage collection, stack
+growth: "unexpected return pc", fatal), and a stack copied elsewhere when it grows leaves
+the kernel's record of that return behind. A uprobe on every RET instruction instead.
 
 A Go executable is recognised by its build info (`.go.buildinfo`, magic "\\xff Go
 buildinf:"), whatever it is called; the build info also holds the Go version (an inline
@@ -31,10 +32,13 @@ text segment is at 0x400000 from offset 0; a file offset passed there is rejecte
 `.entry_offset` / `.ret_offsets` are the file offsets (what perf_event_open's uprobe PMU and
 uprobe_events take).
 
-Kernel cost: Go functions begin with the stack-bound check `cmp rsp, [r14+0x10]` (or `lea
-r12, [rsp-N]` before it for big frames), which the x86 uprobe code does not emulate: it is
-single-stepped out of line, a second trap per call. RET is not emulated either (the kernel
-executes it out of line with its ip fix-up off): also one single-step per return.
+Entry: Go functions begin with the stack-bound check `cmp rsp, [r14+0x10]` (after `lea r12,
+[rsp-N]` for big frames) and a `jbe` to runtime.morestack, which grows the stack and restarts
+the function from its entry: a probe there fires twice for that call. `GoFunc.body` is the
+instruction after the `jbe`: reached once per call, registers as at entry. Kernel cost: the
+x86 uprobe code emulates jumps, calls, nops and pushes only; `cmp`, `sub rsp` (Go 1.19's
+`body`) and `ret` are single-stepped out of line (a second trap), `push rbp` (Go 1.24's
+`body`) is emulated.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from agtap.capture.gobuildinfo import (BuildInfo, build_info, buildinfo_at, go_m
 from agtap.capture.gopclntab import Pclntab, PclntabError, find_pclntab
 
 __all__ = ["BuildInfo", "GoFunc", "GoNoTls", "GoRefused", "GoTlsLocation", "build_info", "describe",
-           "go_minor", "is_go_binary", "locate_go_tls"]
+           "go_minor", "is_go_binary", "judge", "locate_go_tls"]
 FUNCS = {"write": "crypto/tls.(*Conn).Write",
          "read": "crypto/tls.(*Conn).Read",
          "close": "crypto/tls.(*Conn).Close"}
@@ -86,7 +90,7 @@ class GoFunc:
     size: int = 0                # bytes from entry to the function's end
     delta: int = 0               # virtual address - file offset, in its segment
     first: str = ""              # the entry instruction, as capstone prints it
-    body: int = 0                # the instruction after the stack check (see below)
+    body: int = 0                # ELF virtual address after the stack check's jbe (docstring: Entry)
 
     @property
     def entry_offset(self) -> int:
@@ -95,6 +99,10 @@ class GoFunc:
     @property
     def ret_offsets(self) -> tuple[int, ...]:
         return tuple(r - self.delta for r in self.rets)
+
+    @property
+    def body_offset(self) -> int:
+        return self.body - self.delta
 
 
 @dataclass(frozen=True, slots=True)

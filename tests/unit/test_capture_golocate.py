@@ -146,7 +146,7 @@ def test_entries_translate_like_bcc_does(release, stripped, pie):
     path = build(release, stripped, pie)
     loc = golocate.locate_go_tls(str(path))
     for f in loc.functions.values():
-        for addr, off in zip((f.entry, *f.rets), (f.entry_offset, *f.ret_offsets)):
+        for addr, off in zip((f.entry, f.body, *f.rets), (f.entry_offset, f.body_offset, *f.ret_offsets)):
             assert bcc.BPF._check_path_symbol(str(path).encode(), b"", addr, -1)[1] == off
         with open(path, "rb") as fh:
             fh.seek(f.ret_offsets[0])
