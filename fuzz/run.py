@@ -11,7 +11,7 @@ Every input is a byte string that steers one of these targets (its first byte pi
              Pipeline, closed/expired/flushed; and fed again, on one of 3000 connection ids,
              into one long-lived Pipeline (max_conns=1000) that is never reset
   raw        a valid request head, then the fuzz bytes as the response (or as the request)
-  wire       SseDecoder, LineDecoder, JsonArrayStream and HttpParser fed the bytes in pieces
+  wire       SseDecoder, LineDecoder, JsonArrayStream, HttpParser and H2Connection fed the bytes in pieces
   encoding   BodyDecoder (gzip, deflate, br, zstd, stacked) over raw or mutated-compressed bytes
 
 Checked on every input (a violation is a failure, like an exception): nothing escapes feed,
@@ -48,6 +48,7 @@ except ImportError:  # the random engine needs nothing else
 def _import_targets(expose: bool = True):
     global Chunk, ConnClosed, ConnId, Direction, Transport, Limits, Pipeline, PriceTable, event_line
     global SseDecoder, LineDecoder, JsonArrayStream, HttpParser, BodyDecoder, SEEDS, PROVIDERS, PLATFORMS
+    global H2Connection, MAX_TABLE_SIZE
     from agtap.call import PROVIDERS
     from agtap.providers.platforms import NAMES as PLATFORMS
     from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
@@ -57,6 +58,7 @@ def _import_targets(expose: bool = True):
     from agtap.sinks.jsonl import event_line
     from agtap.wire.encoding import BodyDecoder
     from agtap.wire.http1 import HttpParser
+    from agtap.wire.http2 import MAX_TABLE_SIZE, H2Connection
     from agtap.wire.jsonarray import JsonArrayStream
     from agtap.wire.ndjson import LineDecoder
     from agtap.wire.sse import SseDecoder
@@ -90,7 +92,12 @@ TOKENS = [b"\r\n", b"\r\n\r\n", b"\n\n", b"0\r\n\r\n", b"ffffffff\r\n", b"data: 
           b"Transfer-Encoding: chunked\r\n", b"Content-Encoding: gzip\r\n", b"Content-Encoding: br\r\n",
           b"Content-Length: 0\r\n", b"Content-Length: 99999999999\r\n", b"HTTP/1.1 200 OK\r\n",
           b"POST /v1/messages HTTP/1.1\r\n", b'"jsonrpc":"2.0"', b'"stream":true', b'"usage":{}',
-          b"\x1b[2J", b"../../etc/passwd"]
+          b"\x1b[2J", b"../../etc/passwd",
+          # HTTP/2: the preface, frame headers (CONTINUATION, 16 MiB DATA, padded HEADERS, RST_STREAM), HPACK
+          # (a table size update to 1 MiB, an index past any table)
+          b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"\x00\x04\x00\x09\x00\x00\x00\x00\x01",
+          b"\xff\xff\xff\x00\x00\x00\x00\x00\x01", b"\x00\x00\x05\x01\x0c\x00\x00\x00\x01\xff",
+          b"\x00\x00\x04\x03\x00\x00\x00\x00\x01\x00\x00\x00\x08", b"\x3f\xe1\xff\x3f", b"\xff\xff\x7f"]
 ENCODINGS = ["gzip", "deflate", "br", "zstd", "gzip, br", "x-gzip", "identity", "bogus", "gzip, gzip"]
 
 
@@ -122,6 +129,13 @@ class Reader:
         out = self.d[self.i:]
         self.i = len(self.d)
         return out
+
+
+class _NullH2Owner:
+    """What H2Connection reports goes nowhere: the wire target checks only its bounds."""
+
+    def __getattr__(self, name):
+        return lambda *args: None
 
 
 class Failure(Exception):
@@ -257,7 +271,7 @@ class Harness:
             self.long.expire(self.t)
 
     def _wire(self, r: Reader) -> None:
-        which = r.int(0, 3)
+        which = r.int(0, 4)
         data = r.rest()
         step = 1 if len(data) < 64 else 512
         pieces = [data[i:i + step] for i in range(0, len(data), step)]
@@ -279,6 +293,16 @@ class Harness:
             for p in pieces:
                 d.feed(p)
             d.finish()
+        elif which == 4:
+            conn = H2Connection(_NullH2Owner(), late=bool(data[:1] and data[0] & 1), max_block=4096,
+                                max_list=16384)
+            for k, p in enumerate(pieces):
+                (conn.egress if k % 3 else conn.ingress)(p, k)
+                for rd in (conn.client, conn.server):
+                    kept = len(rd.buf) - rd.pos + sum(map(len, rd.parts)) + sum(map(len, rd.block or ()))
+                    check(kept <= 4096 + 16384 + 512, f"http2 reader keeps {kept} bytes")
+                for hp in (conn.client_hpack, conn.server_hpack):
+                    check(hp.dec.header_table_size <= MAX_TABLE_SIZE, "hpack table past its cap")
         else:
             got = []
             hp = HttpParser(bool(data[:1] and data[0] & 1), got.append, lambda h, b, t: None,

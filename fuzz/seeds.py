@@ -2,7 +2,8 @@
 
 Built from tests/fixtures/providers (recorded shapes of each provider's wire
 format), plus gzip, chunked framing, keep-alive pairs, MCP stdio and MCP over
-HTTP, so mutations start from bytes every parser layer really sees.
+HTTP, HTTP/2 (written by python3-h2) and hostile HTTP/2 peers, so mutations
+start from bytes every parser layer really sees.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import gzip
 import json
 import zlib
 
+from tests.support.h2wire import hostile_shapes, real_conversation
 from tests.support.harness import chunk_frame, fixture, request, response, response_head, sse_blocks
 
 SSE_HEAD = {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked"}
@@ -70,4 +72,8 @@ def seeds() -> list[list[tuple[bool, bytes]]]:
         [(True, request("/mcp", json.loads(mcp_req), host="h", headers={"Mcp-Session-Id": "s1"})),
          (False, response_head(200, SSE_HEAD) + chunk_frame(b"event: message\ndata: " + mcp_resp + b"\n")
           + b"0\r\n\r\n")],
+        # HTTP/2: a real client's and server's bytes (python3-h2), and hostile peers' shapes
+        # (a 16 MiB frame length, an HPACK bomb, endless CONTINUATION, hundreds of streams)
+        real_conversation(),
+        *hostile_shapes(scale=1).values(),
     ]

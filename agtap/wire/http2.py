@@ -226,6 +226,9 @@ class FrameReader:
                                            and frame.stream_id == self.block_sid):
             self._fatal("http2: header block interrupted by another frame", self.ts)
             return False
+        if self.block is None and isinstance(frame, ContinuationFrame):
+            self._fatal("http2: CONTINUATION outside a header block", self.ts)
+            return False
         if isinstance(frame, DataFrame):
             self.conn.owner.h2_data(self.from_client, frame.stream_id, b"", False, self.ts, 9 + length)
             self.end_sid = frame.stream_id if "END_STREAM" in frame.flags else 0
@@ -253,15 +256,22 @@ class FrameReader:
             self.block_end_stream = "END_STREAM" in frame.flags
             self.block_push = isinstance(frame, PushPromiseFrame)
             self.block_over = False
-            self.block_problem = "parse_error: http2 header block too large"
             self.block_ts, self.block_wall = self.frame_ts, self.frame_wall
         self.block_wire += 9 + length
-        if self.block_over or self.block_size + length > self.conn.max_block:
-            self.block_over = True
-            self.block = []                   # what was kept is of no use now
+        if not self.block_over and self.block_size + length > self.conn.max_block:
+            self._block_lost("parse_error: http2 header block too large")
+        if self.block_over:
             self._skip(length)
         else:
             self._buffer(length)
+
+    def _block_lost(self, problem: str) -> None:
+        """The header block in progress cannot be decoded: counted now, skipped to its END_HEADERS."""
+        self.block_over = True
+        self.block_problem = problem
+        self.block = []                       # what was kept is of no use now
+        self.conn.hpack(self.from_client).lose_sync()
+        self.conn.owner.h2_problem(self.from_client, problem, self.ts)
 
     def _buffer(self, length: int) -> None:
         self.parts = []
@@ -348,8 +358,7 @@ class FrameReader:
             frame.parse_body(memoryview(payload))
         except (HyperframeError, ValueError, IndexError, struct.error) as e:
             if self.block is not None:   # its fragment is lost, so is the HPACK state it carried
-                self.block_over = True
-                self.block_problem = f"parse_error: http2 bad {type(frame).__name__} ({e})"
+                self._block_lost(f"parse_error: http2 bad {type(frame).__name__} ({e})")
                 if "END_HEADERS" in frame.flags:
                     self._block_done()
             else:
@@ -371,18 +380,18 @@ class FrameReader:
 
     def _block_done(self) -> None:
         parts, self.block = self.block, None
-        hp = self.conn.hpack(self.from_client)
-        if self.block_over:
-            hp.lose_sync()
-            headers, problem = None, self.block_problem
-        else:
-            headers, problem = hp.decode(b"".join(parts))
-        if self.block_push:
-            if problem:   # a pushed request's headers: only the HPACK state they carry matters
-                self.conn.owner.h2_problem(self.from_client, problem, self.ts)
+        owner = self.conn.owner
+        if self.block_over:   # counted when it was lost; the call it belongs to ends with the reason
+            if not self.block_push:
+                owner.h2_stream_lost(self.from_client, self.block_sid, self.block_problem, self.ts)
             return
-        self.conn.owner.h2_headers(self.from_client, self.block_sid, headers, problem, self.block_end_stream,
-                                   self.block_ts, self.block_wall, self.block_wire, self.ts)
+        headers, problem = self.conn.hpack(self.from_client).decode(b"".join(parts))
+        if self.block_push:   # a pushed request's headers: only the HPACK state they carry matters
+            if problem and problem != HPACK_UNKNOWN:
+                owner.h2_problem(self.from_client, problem, self.ts)
+            return
+        owner.h2_headers(self.from_client, self.block_sid, headers, problem, self.block_end_stream,
+                         self.block_ts, self.block_wall, self.block_wire, self.ts)
 
     def _fatal(self, reason: str, ts: int) -> None:
         """The byte stream no longer makes sense as frames: stop reading this direction."""

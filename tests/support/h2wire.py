@@ -133,3 +133,78 @@ class H2Pair:
             run.chunk(direction, data, t, conn=conn)
             t += step
         return t
+
+
+# -- hostile peers: the shapes the decoder must survive with bounded memory (unit tests, fuzz seeds) --
+def _frame(frame) -> bytes:
+    return frame.serialize()
+
+
+def _llm_headers(enc, sid: int, end_stream: bool = True, end_headers: bool = True) -> bytes:
+    from hyperframe.frame import HeadersFrame
+    block = enc.encode([(":method", "POST"), (":scheme", "https"), (":authority", "api.anthropic.com"),
+                        (":path", "/v1/messages"), ("content-type", "application/json")])
+    flags = (["END_STREAM"] if end_stream else []) + (["END_HEADERS"] if end_headers else [])
+    return _frame(HeadersFrame(sid, block, flags=flags))
+
+
+def client_hello() -> bytes:
+    from hyperframe.frame import SettingsFrame
+    from agtap.wire.http2 import PREFACE
+    return PREFACE + _frame(SettingsFrame(0))
+
+
+def hostile_shapes(scale: int = 1) -> dict[str, list[tuple[bool, bytes]]]:
+    """name -> (egress?, bytes) writes. `scale` 1 for the fuzz seeds (small), larger for the unit tests."""
+    from hpack import Encoder
+    from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame
+    shapes: dict[str, list[tuple[bool, bytes]]] = {}
+    enc = Encoder()
+    # a DATA frame whose length says 16 MiB - 1 on an LLM stream, then only part of it
+    huge = _llm_headers(enc, 1, end_stream=False)
+    huge += b"\xff\xff\xff\x00\x00\x00\x00\x00\x01" + b"{" * (4096 * scale)
+    shapes["huge_frame_length"] = [(True, client_hello() + huge)]
+    # a HEADERS frame of 16 MiB - 1 (a header block nobody should buffer), then bytes of it
+    shapes["huge_header_frame"] = [(True, client_hello() + b"\xff\xff\xff\x01\x04\x00\x00\x00\x01"
+                                    + b"\x00" * (8192 * scale))]
+    # HPACK bomb: one 4000-byte entry inserted, then named by a one-byte index again and again
+    enc = Encoder()
+    bomb = enc.encode([(":method", "POST"), (":path", "/v1/messages"), (":authority", "a")]
+                      + [("x-bomb", "a" * 4000)] * (200 * scale))
+    shapes["hpack_bomb"] = [(True, client_hello() + _frame(HeadersFrame(1, bomb, flags=["END_HEADERS", "END_STREAM"])))]
+    # a header block that never ends: CONTINUATION after CONTINUATION, none with END_HEADERS
+    enc = Encoder()
+    endless = [(True, client_hello() + _llm_headers(enc, 1, end_headers=False))]
+    piece = _frame(ContinuationFrame(1, b"\x00" * 1024))
+    for _ in range(10 * scale):   # 80 KiB a scale: past the 64 KiB a header block may have
+        endless.append((True, piece * 8))
+    shapes["endless_continuation"] = endless
+    # streams opened and never answered, and as many asked and answered
+    enc, sent = Encoder(), [client_hello()]
+    n = 300 * scale
+    sent += [_llm_headers(enc, 2 * i + 1) for i in range(n)]
+    shapes["many_open_streams"] = [(True, b"".join(sent))]
+    enc, renc = Encoder(), Encoder()
+    convo: list[tuple[bool, bytes]] = [(True, client_hello())]
+    for i in range(n):
+        sid = 2 * i + 1
+        convo.append((True, _llm_headers(enc, sid)))
+        convo.append((False, _frame(HeadersFrame(sid, renc.encode([(":status", "200"),
+                                                                   ("content-type", "application/json")]),
+                                                 flags=["END_HEADERS"]))
+                      + _frame(DataFrame(sid, b'{"type":"message","usage":{"input_tokens":1}}',
+                                         flags=["END_STREAM"]))))
+    shapes["many_streams"] = convo
+    return shapes
+
+
+def real_conversation() -> list[tuple[bool, bytes]]:
+    """A streamed Anthropic call over HTTP/2 from h2's own client and server, as (egress?, bytes) writes."""
+    from tests.support.harness import fixture, sse_blocks
+    pair = H2Pair()
+    sid = pair.request("/v1/messages", {"model": "claude-sonnet-4-5", "stream": True, "max_tokens": 64,
+                                        "messages": [{"role": "user", "content": "hi"}]})
+    pair.respond(sid, sse_blocks(fixture("anthropic_stream_tool.sse")), content_type="text/event-stream")
+    sid = pair.request("/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 64})
+    pair.respond(sid, fixture("anthropic_message_tool.json"))
+    return [(d == OUT, data) for d, data in pair.writes]

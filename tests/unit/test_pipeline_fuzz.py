@@ -13,6 +13,7 @@ from agtap.capture.connid import ConnId
 from agtap.pipeline import Limits, Pipeline
 from agtap.providers import platforms
 from agtap.providers.pricing import PriceTable
+from tests.support.h2wire import hostile_shapes, real_conversation
 from tests.support.harness import chunk, chunk_frame, fixture, request, response, response_head, sse_blocks
 
 PRICES = PriceTable(override=None)
@@ -37,6 +38,8 @@ def _seed_streams() -> list[list[tuple[bool, bytes]]]:
         [(True, request("/v1/responses", {"model": "o3", "stream": True}, host="o")),
          (False, response_head(200, {"Content-Type": "text/event-stream", "Content-Length": "%d" % len(
              fixture("openai_responses_stream.sse"))}) + fixture("openai_responses_stream.sse"))],
+        real_conversation(),   # HTTP/2, and hostile HTTP/2 peers
+        *(hostile_shapes()[k] for k in ("hpack_bomb", "huge_frame_length", "endless_continuation")),
     ]
 
 

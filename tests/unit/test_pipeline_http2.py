@@ -10,6 +10,7 @@ from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
 from agtap.drivers.h2conn import MAX_STREAMS
+from agtap.pipeline import Limits
 from agtap.wire.http2 import PREFACE
 from tests.support.h2wire import IN, OUT, H2Pair
 from tests.support.harness import Run, end_chunked, fixture, request, sse_blocks, stream_sse
@@ -368,3 +369,70 @@ def test_prior_knowledge_h2c_on_a_plain_socket():
     c = r.one()
     assert c.transport == "socket" and c.http_version == "2" and c.server_port == 80
     assert pair.writes[0][1].startswith(PREFACE)
+
+
+def test_an_answer_whose_headers_are_too_large_ends_the_call_with_the_reason():
+    pair = H2Pair()
+    sid = pair.request("/v1/messages", dict(REQ, stream=False))
+    pair.respond(sid, fixture("anthropic_message_tool.json"), headers=[(f"x-junk-{i}", "j" * 4000) for i in range(10)])
+    sid2 = pair.request("/v1/messages", dict(REQ, stream=False))
+    pair.respond(sid2, fixture("anthropic_message_tool.json"))
+    r = Run(limits=Limits(max_head=8192))   # a header block is kept up to max_head bytes
+    pair.feed(r)
+    assert len(r.calls) == 2
+    big, after = r.calls
+    assert big.incomplete_reason == "parse_error: http2 header block too large" and big.http_status is None
+    # the server's HPACK state went with the lost block: the next answer is decoded only if it names
+    # nothing from before it. Here it does not (each 4000-byte header filled the 4096-byte table,
+    # evicting the rest, so the encoder sends content-type again as a literal): decoded, and right
+    assert after.incomplete_reason is None and after.tools == ["get_weather"] and after.http_status == 200
+    assert r.p.stats.parse_errors == 1
+
+
+def test_h2c_upgrade_of_a_request_no_provider_wants():
+    r = Run(conn="sock:9:2")
+    pair = H2Pair(upgrade=True)
+    settings = pair.client.initiate_upgrade_connection()
+    r.out(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+          b"HTTP2-Settings: " + settings + b"\r\n\r\n", 0)
+    pair.server.initiate_upgrade_connection(settings)
+    pair.server.send_headers(1, [(":status", "200"), ("content-type", "text/html")])
+    pair.server.send_data(1, b"<html>", end_stream=True)
+    first = pair.server.data_to_send()
+    r.inn(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n" + first, 1)
+    pair.client.receive_data(first)
+    pair.writes = []
+    pair._flush_client()
+    sid = pair.request("/v1/messages", REQ)
+    pair.respond(sid, sse_blocks(fixture("anthropic_stream_tool.sse")), content_type=SSE)
+    pair.feed(r, t0=2)
+    assert fields(r.one()) == TOOL_STREAM and r.ignored == []
+
+
+def test_mcp_over_http2():
+    pair = H2Pair()
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 1}}}
+    sid = pair.request("/mcp", call, authority="localhost:8000")
+    pair.respond(sid, json.dumps({"jsonrpc": "2.0", "id": 7, "result": {"content": []}}).encode())
+    r = Run()
+    pair.feed(r)
+    c = r.one()
+    assert (c.kind, c.model, c.tools, c.jsonrpc_id, c.server_port) == ("mcp_call", "tools/call", ["add"], "7", 8000)
+
+
+def test_server_push_keeps_hpack_in_step_and_pushed_streams_are_not_calls():
+    pair = H2Pair()
+    sid = pair.request("/v1/messages", dict(REQ, stream=False))
+    pushed = [(":method", "GET"), (":scheme", "https"), (":authority", "api.anthropic.com"), (":path", "/x.css"),
+              ("x-pushed", "p" * 30)]
+    pair.server.push_stream(sid, 2, pushed)
+    pair.server.send_headers(2, [(":status", "200"), ("x-pushed", "p" * 30)])
+    pair.server.send_data(2, b"body{}", end_stream=True)
+    pair.flush()
+    # the answer names the entries the PUSH_PROMISE and the pushed response inserted
+    pair.respond(sid, fixture("anthropic_message_tool.json"), headers=[("x-pushed", "p" * 30)])
+    r = Run()
+    pair.feed(r)
+    c = r.one()
+    assert c.tools == ["get_weather"] and ("x-pushed", "p" * 30) in c.bodies.response_headers
+    assert r.p.stats.unmatched_responses == 0
