@@ -127,7 +127,7 @@ class Call:
     error_type: str | None = None
     mcp_session_id: str | None = None
     jsonrpc_id: str | None = None
-    http_version: str | None = None          # "1.1" | "2" for calls over HTTP; None over stdio
+    http_version: str | None = None          # "1.1" | "2": the HTTP the call went over (LLM and MCP); None over stdio
     # monotonic timing, for sinks that need exact span times (not serialised)
     start_ns: int = 0
     end_ns: int = 0

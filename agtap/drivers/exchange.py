@@ -154,7 +154,8 @@ class Exchange:
             self.state = self.mod.begin(self.req, call)
         elif self.kind == MCP:
             sid = self.req.header("mcp-session-id")
-            self.ctx = McpContext(self.origin, addr, port, sid, path=self.req.path)
+            self.ctx = McpContext(self.origin, addr, port, sid, path=self.req.path,
+                                  http_version=self.conn.http_version)
             # With a session id, messages pair across connections (a server request on the
             # GET stream is answered by a POST on another connection of the pool).
             self.session = self.conn.mcp_session(sid)

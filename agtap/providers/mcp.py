@@ -27,11 +27,13 @@ log = logging.getLogger("agtap.mcp")
 class McpContext:
     """Where the messages of one exchange (HTTP) or one connection (stdio) come from."""
 
-    __slots__ = ("origin", "server_address", "server_port", "session_id", "http_status", "path")
+    __slots__ = ("origin", "server_address", "server_port", "session_id", "http_status", "path", "http_version")
 
     def __init__(self, origin: Origin, server_address: str = "", server_port: int | None = None,
-                 session_id: str | None = None, http_status: int | None = None, path: str = ""):
+                 session_id: str | None = None, http_status: int | None = None, path: str = "",
+                 http_version: str | None = None):
         self.origin = origin
+        self.http_version = http_version   # "1.1" | "2" over Streamable HTTP, None over stdio
         self.path = path
         self.server_address = server_address
         self.server_port = server_port
@@ -77,6 +79,7 @@ class McpSession:
             call.model = call.operation = method
             served_by(call, ctx.server_address, ctx.server_port, ctx.path)
             call.mcp_session_id = ctx.session_id
+            call.http_version = ctx.http_version
             call.request_bytes = wire_bytes or len(raw)
             call.bodies.request_body = raw
             call.bodies.response_events.append(obj)

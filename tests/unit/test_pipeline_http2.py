@@ -418,6 +418,7 @@ def test_mcp_over_http2():
     pair.feed(r)
     c = r.one()
     assert (c.kind, c.model, c.tools, c.jsonrpc_id, c.server_port) == ("mcp_call", "tools/call", ["add"], "7", 8000)
+    assert c.http_version == "2"
 
 
 def test_server_push_keeps_hpack_in_step_and_pushed_streams_are_not_calls():

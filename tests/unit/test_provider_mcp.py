@@ -67,6 +67,7 @@ def test_stdio_session():
     client(r, line(rpc(5, "tools/call", {"name": "slow_tool"})), 80)
     r.close(100, "process_exit")
 
+    assert all(c.http_version is None for c in r.calls)   # stdio: no HTTP
     got = [(c.model, c.jsonrpc_id, c.stop_reason, c.latency_ms, c.tools, c.incomplete_reason) for c in r.calls]
     assert got == [
         ("initialize", "0", None, 5.0, [], None),
@@ -142,6 +143,7 @@ def test_streamable_http_json_and_sse():
     tc = r.calls[-1]
     assert tc.tools == ["echo"] and tc.server_address == "localhost" and tc.server_port == 3000
     assert tc.transport == "socket" and r.ignored == []
+    assert {c.http_version for c in r.calls} == {"1.1"}
 
 
 def test_streamable_http_error_status_without_jsonrpc_answer():
