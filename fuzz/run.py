@@ -62,8 +62,8 @@ def _import_targets(expose: bool = True):
     from agtap.wire.jsonarray import JsonArrayStream
     from agtap.wire.ndjson import LineDecoder
     from agtap.wire.sse import SseDecoder
-    from fuzz.seeds import seeds
-    SEEDS = seeds()
+    from fuzz.seeds import hostile, seeds
+    SEEDS = seeds() + hostile()
     if expose and not getattr(Pipeline, "_fuzz_exposed", False):
         _expose_internal_errors(Pipeline)
         Pipeline._fuzz_exposed = True

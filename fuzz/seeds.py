@@ -72,8 +72,12 @@ def seeds() -> list[list[tuple[bool, bytes]]]:
         [(True, request("/mcp", json.loads(mcp_req), host="h", headers={"Mcp-Session-Id": "s1"})),
          (False, response_head(200, SSE_HEAD) + chunk_frame(b"event: message\ndata: " + mcp_resp + b"\n")
           + b"0\r\n\r\n")],
-        # HTTP/2: a real client's and server's bytes (python3-h2), and hostile peers' shapes
-        # (a 16 MiB frame length, an HPACK bomb, endless CONTINUATION, hundreds of streams)
+        # HTTP/2: a real client's and server's bytes (python3-h2)
         real_conversation(),
-        *hostile_shapes(scale=1).values(),
     ]
+
+
+def hostile() -> list[list[tuple[bool, bytes]]]:
+    """Hostile HTTP/2 peers' shapes (a 16 MiB frame length, a header frame as long, an HPACK bomb,
+    endless CONTINUATION, hundreds of streams): they make no call, or incomplete ones."""
+    return list(hostile_shapes(scale=1).values())
