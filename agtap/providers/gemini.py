@@ -9,6 +9,13 @@ whose elements arrive over time. Shapes: https://ai.google.dev/api/generate-cont
 finishReason, usageMetadata{promptTokenCount, candidatesTokenCount,
 cachedContentTokenCount, thoughtsTokenCount}, modelVersion, responseId).
 Errors: https://ai.google.dev/gemini-api/docs/troubleshooting ({"error":{"code","message","status"}}).
+
+Enums as integers: Google's generated REST clients ask for `?$alt=json;enum-encoding=int`
+(the aiplatform SDK always does), and then finishReason and blockReason are numbers. They
+are written as their names, by the proto each service publishes: Vertex AI's
+google.cloud.aiplatform.v1 (Candidate.FinishReason, PromptFeedback.BlockedReason) and the
+Gemini API's google.ai.generativelanguage.v1beta, whose numbering differs from 5 on (its
+LANGUAGE is 6, OTHER 5). A number neither table knows is kept as its digits.
 """
 
 from __future__ import annotations
@@ -20,6 +27,16 @@ from agtap.wire.jsontext import loads
 NAME = "google"
 STREAM_JSON_ARRAY = True   # without ?alt=sse a stream is one JSON array whose elements arrive over time
 _OPS = {"generateContent": False, "streamGenerateContent": True}
+
+# enum-encoding=int: number -> name, per service (see the module docstring)
+_COMMON = ("FINISH_REASON_UNSPECIFIED", "STOP", "MAX_TOKENS", "SAFETY", "RECITATION", "OTHER")
+FINISH_VERTEX = _COMMON + ("BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "MALFORMED_FUNCTION_CALL", "MODEL_ARMOR",
+                           "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "IMAGE_OTHER",
+                           "UNEXPECTED_TOOL_CALL", "NO_IMAGE")
+FINISH_GEMINI_API = _COMMON + ("LANGUAGE", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "MALFORMED_FUNCTION_CALL",
+                               "IMAGE_SAFETY", "UNEXPECTED_TOOL_CALL")
+BLOCK_VERTEX = ("BLOCKED_REASON_UNSPECIFIED", "SAFETY", "OTHER", "BLOCKLIST", "PROHIBITED_CONTENT")
+BLOCK_GEMINI_API = BLOCK_VERTEX + ("IMAGE_SAFETY",)
 _USAGE = (("promptTokenCount", "input_tokens"), ("candidatesTokenCount", "output_tokens"),
           ("cachedContentTokenCount", "cache_read_input_tokens"), ("thoughtsTokenCount", "thoughts_tokens"))
 
@@ -43,10 +60,21 @@ def match(req) -> bool:
 
 
 class _State:
-    __slots__ = ("deferred",)
+    __slots__ = ("deferred", "finish_names", "block_names")
 
-    def __init__(self):
+    def __init__(self, vertex: bool = False):
         self.deferred: bytes | None = None   # latest skipped event, parsed at finish for its usage
+        self.finish_names = FINISH_VERTEX if vertex else FINISH_GEMINI_API
+        self.block_names = BLOCK_VERTEX if vertex else BLOCK_GEMINI_API
+
+
+def enum_name(value, names: tuple[str, ...]) -> str | None:
+    """A finishReason/blockReason as its name: the string as sent, or an integer looked up in `names`."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return names[value] if 0 <= value < len(names) else str(value)
+    return None
 
 
 def begin(req, call):
@@ -54,7 +82,7 @@ def begin(req, call):
     call.model = model
     call.streaming = _OPS[op]
     call.operation = "generate_content"
-    return _State()
+    return _State(vertex=call.platform == "vertex_ai")   # platform: set from host and path before begin
 
 
 _NEEDS_PARSE = (b"functionCall", b"finishReason", b'"error"', b"promptFeedback")
@@ -107,11 +135,13 @@ def feed(state, call, event, obj, ts) -> None:
                         content_at(call, ts)
                     elif part.get("text"):
                         content_at(call, ts)
-            if isinstance(cand.get("finishReason"), str):
-                call.stop_reason = cand["finishReason"]
+            reason = enum_name(cand.get("finishReason"), state.finish_names)
+            if reason is not None:
+                call.stop_reason = reason
     fb = obj.get("promptFeedback")
-    if isinstance(fb, dict) and isinstance(fb.get("blockReason"), str):
-        call.stop_reason = "blocked:" + fb["blockReason"]
+    block = enum_name(fb.get("blockReason"), state.block_names) if isinstance(fb, dict) else None
+    if block is not None:
+        call.stop_reason = "blocked:" + block
     # cumulative in a stream: the last one wins
     copy_counts(call, obj.get("usageMetadata"), _USAGE)
 

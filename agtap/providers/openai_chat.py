@@ -4,7 +4,7 @@ Shapes: https://platform.openai.com/docs/api-reference/chat/object and
 /chat/streaming (chat.completion.chunk; tool_calls deltas keyed by index with
 the name in the first delta; a final chunk with empty choices and usage when
 stream_options.include_usage; `data: [DONE]`). usage.prompt_tokens_details.cached_tokens,
-usage.completion_tokens_details.reasoning_tokens. Errors: {"error":{"message","type","param","code"}}.
+usage.completion_tokens_details.reasoning_tokens, usage.prompt_tokens_details.cache_write_tokens. Errors: {"error":{"message","type","param","code"}}.
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def usage(call, u, inp: str = "prompt", out: str = "completion") -> None:
     if not isinstance(u, dict):
         return
     copy_counts(call, u, ((inp + "_tokens", "input_tokens"), (out + "_tokens", "output_tokens")))
-    copy_counts(call, u.get(inp + "_tokens_details"), (("cached_tokens", "cache_read_input_tokens"),))
+    # cache_write_tokens: newer, counted inside <inp>_tokens like cached_tokens (0 when nothing was cached)
+    copy_counts(call, u.get(inp + "_tokens_details"), (("cached_tokens", "cache_read_input_tokens"),
+                                                       ("cache_write_tokens", "cache_creation_input_tokens")))
     copy_counts(call, u.get(out + "_tokens_details"), (("reasoning_tokens", "thoughts_tokens"),))
 
 

@@ -7,8 +7,8 @@ versioned ids find their family: claude-sonnet-4-5-20250929, claude-sonnet-4-5@2
 
 How counts are billed differs by provider, and the table's prices assume:
 - anthropic (and Claude on Vertex AI): input_tokens excludes cache reads/writes, each billed at its own price;
-- openai, google (Gemini API and Vertex AI): input_tokens includes cached tokens (cache_read_input_tokens),
-  which are billed at cache_read instead of input;
+- openai, google (Gemini API and Vertex AI): input_tokens includes cached tokens (cache_read_input_tokens)
+  and OpenAI's cache writes (cache_creation_input_tokens), billed at cache_read / cache_creation instead of input;
 - google: thoughts_tokens are billed as output, on top of candidates (output_tokens);
   OpenAI's reasoning tokens are already inside completion/output tokens.
 """
@@ -86,7 +86,7 @@ class PriceTable:
             prompt_size = inp + cread + cwrite
         else:
             prompt_size = inp
-            inp = max(0, inp - cread)
+            inp = max(0, inp - cread - cwrite)   # both are inside OpenAI's and Gemini's input count
             if call.provider == "google":
                 out += call.thoughts_tokens or 0
         if "above_tokens" in price and prompt_size > price["above_tokens"]:

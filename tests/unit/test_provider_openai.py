@@ -23,6 +23,34 @@ def test_chat_non_streaming_tool_calls_cached_tokens():
     assert c.cost_usd == pytest.approx(((82 - 64) * 2.5 + 64 * 1.25 + 17 * 10) / 1e6)
 
 
+def test_cache_write_tokens_are_cache_creation():
+    """Newer usage blocks count cache writes apart (prompt/input_tokens_details.cache_write_tokens)."""
+    for path, usage in [
+        ("/v1/chat/completions", {"prompt_tokens": 4020, "completion_tokens": 4, "total_tokens": 4024,
+                                  "prompt_tokens_details": {"cached_tokens": 4012, "cache_write_tokens": 0}}),
+        ("/v1/responses", {"input_tokens": 4020, "output_tokens": 4, "total_tokens": 4024,
+                           "input_tokens_details": {"cached_tokens": 3000, "cache_write_tokens": 1012}}),
+    ]:
+        r = Run()
+        r.out(request(path, {"model": "gpt-4o", "input": "hi"}, host=HOST), 0)
+        if path.endswith("responses"):
+            body = {"id": "resp_1", "object": "response", "status": "completed", "model": "gpt-4o",
+                    "output": [], "usage": usage}
+        else:
+            body = {"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o", "usage": usage,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                                 "finish_reason": "stop"}]}
+        r.inn(response(body), 10)
+        c = r.one()
+        details = usage.get("prompt_tokens_details") or usage["input_tokens_details"]
+        assert (c.input_tokens, c.cache_read_input_tokens, c.cache_creation_input_tokens) == \
+            (4020, details["cached_tokens"], details["cache_write_tokens"])
+        # gpt-4o: $2.50 in, $1.25 cached; a write without a price of its own costs input
+        fresh = 4020 - details["cached_tokens"] - details["cache_write_tokens"]
+        assert c.cost_usd == pytest.approx((fresh * 2.5 + details["cached_tokens"] * 1.25
+                                            + details["cache_write_tokens"] * 2.5 + 4 * 10) / 1e6)
+
+
 def test_chat_streaming_tool_call_deltas_and_usage_chunk():
     r = Run()
     body = dict(CHAT, model="gpt-4o-mini", stream=True, stream_options={"include_usage": True})
