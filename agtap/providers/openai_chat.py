@@ -1,5 +1,9 @@
 """OpenAI Chat Completions: POST .../chat/completions (OpenAI, Azure, compatible servers).
 
+OpenAI-compatible clouds add their own usage shapes: DeepSeek counts its context-cache
+hits as usage.prompt_cache_hit_tokens (https://api-docs.deepseek.com/guides/kv_cache), and
+Groq streams usage in the finish chunk, copied under x_groq.usage (older Groq: only there).
+
 Shapes: https://platform.openai.com/docs/api-reference/chat/object and
 /chat/streaming (chat.completion.chunk; tool_calls deltas keyed by index with
 the name in the first delta; a final chunk with empty choices and usage when
@@ -107,7 +111,13 @@ def feed(state, call, event, obj, ts) -> None:
                 for tc in msg["tool_calls"]:
                     if isinstance(tc, dict) and isinstance(tc.get("function"), dict):
                         add_tool(call, tc["function"].get("name"))
-    usage(call, obj.get("usage"))
+    u = obj.get("usage")
+    if not isinstance(u, dict):
+        xg = obj.get("x_groq")
+        u = xg.get("usage") if isinstance(xg, dict) else None
+    usage(call, u)
+    if isinstance(u, dict):   # DeepSeek: inside prompt_tokens, like cached_tokens
+        copy_counts(call, u, (("prompt_cache_hit_tokens", "cache_read_input_tokens"),))
 
 
 def _tool_deltas(state, call, choice, tool_calls) -> None:

@@ -1,5 +1,11 @@
 """cost_usd from tokens and a dated price table (agtap/data/prices.json).
 
+The table has the first parties' prices ("models") and, by platform, the prices of
+clouds serving OpenAI-compatible APIs ("platforms": groq, deepseek, xai, mistral): a
+call is priced from its platform's table first (the same open model costs differently
+on each cloud), then from "models" (Claude on Vertex AI, a model through OpenRouter,
+a proxy). /etc/agtap/prices.json overrides both, in the same shape.
+
 Model ids match table keys by longest prefix at a word boundary, so dated and
 versioned ids find their family: claude-sonnet-4-5-20250929, claude-sonnet-4-5@20250929
 (Vertex), gpt-4o-2024-08-06, models/gemini-2.5-flash-001. Unknown model -> None
@@ -22,59 +28,94 @@ from importlib import resources
 DEFAULT_OVERRIDE = "/etc/agtap/prices.json"
 
 
-def load_prices(override: str | None = DEFAULT_OVERRIDE) -> dict[str, dict]:
-    """The packaged table, with models from `override` (if the file exists) replacing or adding entries.
+def _models_of(table, where: str) -> dict[str, dict]:
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ValueError(f"{where}: expected {{\"models\": {{name: {{\"input\": ..., \"output\": ...}}}}}}")
+    return {k: v for k, v in table.items() if not k.startswith("_")}
+
+
+def load_tables(override: str | None = DEFAULT_OVERRIDE) -> tuple[dict[str, dict], dict[str, dict[str, dict]]]:
+    """(models, {platform: models}): the packaged table, with `override` (if the file exists)
+    replacing or adding entries, model by model.
 
     Raises ValueError/OSError for an override file that cannot be read as a price table."""
     with resources.files("agtap").joinpath("data", "prices.json").open("rb") as f:
-        models = dict(json.load(f)["models"])
+        packaged = json.load(f)
+    models = dict(packaged["models"])
+    platforms = {name: dict(p["models"]) for name, p in packaged.get("platforms", {}).items()}
     if override and os.path.exists(override):
         with open(override, "rb") as f:
             extra = json.load(f)
-        extra = extra.get("models", extra) if isinstance(extra, dict) else None
-        if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
-            raise ValueError(f"{override}: expected {{\"models\": {{name: {{\"input\": ..., \"output\": ...}}}}}}")
-        models.update(extra)
-    return models
+        if not isinstance(extra, dict):
+            raise ValueError(f"{override}: expected a JSON object")
+        models.update(_models_of(extra.get("models", {} if "platforms" in extra else extra), override))
+        extra_platforms = extra.get("platforms", {})
+        if not isinstance(extra_platforms, dict):
+            raise ValueError(f"{override}: \"platforms\" must map a platform to {{\"models\": ...}}")
+        for name, p in extra_platforms.items():
+            table = p.get("models") if isinstance(p, dict) else None
+            platforms.setdefault(name, {}).update(_models_of(table, f"{override}: platforms.{name}"))
+    return models, platforms
+
+
+def load_prices(override: str | None = DEFAULT_OVERRIDE) -> dict[str, dict]:
+    """The first parties' models table (see load_tables)."""
+    return load_tables(override)[0]
+
+
+_VENDOR_PREFIXES = ("models/", "publishers/google/models/", "openai/", "anthropic/", "google/")
+
+
+def _prefix_match(m: str, keys: list[str], models: dict[str, dict]) -> dict | None:
+    for k in keys:
+        if m.startswith(k) and (len(m) == len(k) or m[len(k)] in "-@:."):
+            if m[len(k):len(k) + 1] == "." and m[len(k) + 1:len(k) + 2].isdigit():
+                continue  # gpt-5 must not price gpt-5.1: a version digit follows
+            return models[k]
+    return None
 
 
 class PriceTable:
-    def __init__(self, models: dict[str, dict] | None = None, override: str | None = DEFAULT_OVERRIDE):
+    def __init__(self, models: dict[str, dict] | None = None, override: str | None = DEFAULT_OVERRIDE,
+                 platforms: dict[str, dict[str, dict]] | None = None):
         self.error: str | None = None   # why the override file was not used, for the service to log
         if models is None:
             try:
-                models = load_prices(override)
+                models, loaded = load_tables(override)
             except (OSError, ValueError) as e:
                 # A broken override must not stop tracing: fall back to the packaged prices.
                 self.error = str(e)
-                models = load_prices(None)
+                models, loaded = load_tables(None)
+            platforms = loaded if platforms is None else platforms
         self.models = models
+        self.platforms = platforms or {}
         self._keys = sorted(self.models, key=len, reverse=True)
-        self._cache: dict[str, dict | None] = {}
+        self._platform_keys = {name: sorted(t, key=len, reverse=True) for name, t in self.platforms.items()}
+        self._cache: dict[tuple[str, str], dict | None] = {}
 
-    def lookup(self, model: str | None) -> dict | None:
+    def lookup(self, model: str | None, platform: str = "") -> dict | None:
+        """The price of `model` as served by `platform`: its table first, then the first parties'."""
         if not model:
             return None
-        hit = self._cache.get(model, False)
+        hit = self._cache.get((model, platform), False)
         if hit is not False:
             return hit
         m = model.lower()
-        for pre in ("models/", "publishers/google/models/", "openai/", "anthropic/", "google/"):
-            if m.startswith(pre):
-                m = m[len(pre):]
         found = None
-        for k in self._keys:
-            if m.startswith(k) and (len(m) == len(k) or m[len(k)] in "-@:."):
-                if m[len(k):len(k) + 1] == "." and m[len(k) + 1:len(k) + 2].isdigit():
-                    continue  # gpt-5 must not price gpt-5.1: a version digit follows
-                found = self.models[k]
-                break
+        if platform in self.platforms:   # the platform's own ids, vendor prefix and all (openai/gpt-oss-120b)
+            found = _prefix_match(m, self._platform_keys[platform], self.platforms[platform])
+        if found is None:
+            for pre in _VENDOR_PREFIXES:
+                if m.startswith(pre):
+                    m = m[len(pre):]
+            found = _prefix_match(m, self._keys, self.models)
         if len(self._cache) < 4096:
-            self._cache[model] = found
+            self._cache[(model, platform)] = found
         return found
 
     def cost(self, call) -> float | None:
-        price = self.lookup(call.response_model) or self.lookup(call.model)
+        platform = getattr(call, "platform", "")
+        price = self.lookup(call.response_model, platform) or self.lookup(call.model, platform)
         if price is None or (call.input_tokens is None and call.output_tokens is None):
             return None
         inp = call.input_tokens or 0
