@@ -43,8 +43,8 @@ class StubClient:
     async def recent_calls(self, n):
         return []
 
-    async def call_bodies(self, call_id):
-        self.body_requests.append(call_id)
+    async def call_bodies(self, event_id):
+        self.body_requests.append(event_id)
         if self.deny_bodies:
             raise AccessDenied("io.agtap.Error.AccessDenied", "bodies are for root")
         return self.bodies
