@@ -64,7 +64,7 @@ MAX_FUNCTION = 256 << 10        # a larger "function" means a misread table
 MAX_VERDICTS = 512              # files whose verdict is kept
 EM_X86_64, PF_X = 62, 1
 INT3 = 0xCC
-PRINTABLE_VERSION = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,63}")   # it goes into log lines as is
+PRINTABLE_VERSION = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,199}")   # it goes into log lines as is
 # The prologue of a Go function that may grow its stack, under the register ABI (g in R14):
 #   [lea r12, [rsp - N]]   cmp rsp|r12, qword ptr [r14 + 0x10]   jbe <call morestack>
 LEA_R12 = re.compile(r"r12, \[rsp - 0x[0-9a-f]+\]")

@@ -400,3 +400,29 @@ def test_damaged_binaries_are_refused_never_raise():
         for f in v.functions.values():
             assert all(f.entry < r < f.entry + f.size for r in f.rets) and f.entry < f.body < f.entry + f.size
     assert outcomes["refused"] > 20 and outcomes["located"] > 20, outcomes
+
+
+def _inline_buildinfo(version: bytes):
+    """Go >= 1.18 build info with another version string (varint length, bytes), no modinfo."""
+    def edit(m, secs):
+        s = secs[".go.buildinfo"]
+        blob = bytes([len(version)]) + version + b"\0"
+        assert len(version) < 128 and 32 + len(blob) <= s.size
+        m[s.offset + 32:s.offset + 32 + len(blob)] = blob
+    return edit
+
+
+def test_toolchain_version_strings():
+    """Vendor toolchains write longer versions (seen on this machine in Google Cloud SDK's Go
+    programs: 'go1.22-20231128-RC02 cl/586117301 +6111acc8e6 X:fieldtrack,boringcrypto');
+    a version that is not printable is refused, as it would go into log lines."""
+    assert golocate.go_minor("go1.22-20231128-RC02 cl/586117301 +6111acc8e6 X:fieldtrack,boringcrypto") == 22
+    assert golocate.go_minor("devel go1.25-abcdef") == 25 and golocate.go_minor("gox") is None
+
+
+def test_long_vendor_version_is_accepted_and_a_control_character_refused(tmp_path):
+    long = b"go1.22-20231128-RC02 cl/586117301 +6111acc8e6 X:fieldtrack,boringcrypto"
+    loc = golocate.locate_go_tls(_patched(tmp_path, "vendor", _inline_buildinfo(long)))
+    assert loc.go_version == long.decode()
+    with pytest.raises(golocate.GoRefused, match=r"unrecognised Go version string 'go1\.22\\n"):
+        golocate.locate_go_tls(_patched(tmp_path, "ctl", _inline_buildinfo(b"go1.22\nINJECTED")))
