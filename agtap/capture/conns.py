@@ -1,7 +1,7 @@
 """Raw records -> Chunk / ConnClosed values: naming connections and their direction.
 
 Every connection gets a `ConnId` (agtap.capture.connid). TLS connections are
-(tgid, SSL*). Syscall connections are (tgid, fd), and what the fd is decides
+(tgid, SSL*), or (tgid, *tls.Conn) in a Go program. Syscall connections are (tgid, fd), and what the fd is decides
 how its bytes are named:
   - a TCP (or other non-unix) socket: ConnId.sock(tgid, fd), both directions;
   - a pipe or unix socket carrying JSON-RPC (MCP stdio): both processes'
@@ -32,8 +32,8 @@ from typing import Callable
 from agtap.capture import procinfo
 from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
 from agtap.capture.connid import ConnId
-from agtap.capture.records import (K_CLOSE, K_EXEC, K_EXIT, K_SOCK_READ, K_TLS_READ, K_TLS_WRITE, S_EGRESS_ONLY,
-                                   S_NEVER, F_CUT, RawRecord)
+from agtap.capture.records import (K_CLOSE, K_EXEC, K_EXIT, K_GO_CLOSE, K_SOCK_READ, S_EGRESS_ONLY, S_NEVER,
+                                   F_CUT, RawRecord)
 
 MAX_FD_CACHE = 65536
 MAX_PROCS = 32768
@@ -230,10 +230,16 @@ class ConnMapper:
             return out + [ConnClosed(c, rec.ts_ns, "process_exit") for c in sorted(conns)]
         if rec.kind == K_CLOSE:
             return self._settle((rec.pid, rec.conn_id)) + self._close(rec)
+        if rec.kind == K_GO_CLOSE:
+            conn = ConnId.gotls(rec.pid, rec.conn_id)
+            if conn not in self._conns_by_pid.get(rec.pid, ()):
+                return []   # none of its bytes was delivered (a GET the kernel did not copy)
+            return self._closed(rec, conn)
         before: list = []
         if rec.is_tls:
-            conn, transport = ConnId.tls(rec.pid, rec.conn_id), Transport.TLS
-            direction = Direction.EGRESS if rec.kind == K_TLS_WRITE else Direction.INGRESS
+            conn = (ConnId.gotls if rec.is_go else ConnId.tls)(rec.pid, rec.conn_id)
+            transport = Transport.TLS
+            direction = Direction.EGRESS if rec.is_write else Direction.INGRESS
             fd = -1
         else:
             self._released = []
@@ -272,5 +278,8 @@ class ConnMapper:
             if info is None or info.conn is None:
                 return []
             conn = info.conn
+        return self._closed(rec, conn)
+
+    def _closed(self, rec: RawRecord, conn: ConnId) -> list:
         self._conns_by_pid.get(rec.pid, set()).discard(conn)
         return [ConnClosed(conn, rec.ts_ns, "closed")]

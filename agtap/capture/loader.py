@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agtap.capture import records
 
-BPF_FILES = ("common.h", "ssl.c", "syscalls.c", "sched.c")
+BPF_FILES = ("common.h", "ssl.c", "gotls.c", "syscalls.c", "sched.c")
 SEG_SIZE = 16384          # payload bytes per ring-buffer record
 RINGBUF_PAGES = 4096      # 16 MiB of ring buffer
 PROC_PID_INIT_INO = 0xEFFFFFFC   # the initial PID namespace's inode

@@ -24,6 +24,11 @@ BPF_CONSTANTS: dict[str, tuple[int, str]] = {
     "K_CLOSE": (5, "close(fd) or SSL_free(ssl) on a captured connection"),
     "K_EXEC": (6, "a process exec'd: userspace looks for new SSL targets"),
     "K_EXIT": (7, "a process with captured connections exited"),
+    "K_GO_WRITE": (8, "Go crypto/tls.(*Conn).Write on a captured connection"),
+    "K_GO_READ": (9, "Go crypto/tls.(*Conn).Read on a captured connection"),
+    "K_GO_CLOSE": (10, "Go crypto/tls.(*Conn).Close on a captured connection"),
+    # conn_key_t.is_tls: what the key's id is (0: an fd, 1: an SSL*)
+    "KEY_GOTLS": (2, "the id is a Go *tls.Conn"),
     # record flags
     "F_CUT": (1, "the buffer was longer than the cap: the rest was not copied"),
     "F_LAST": (2, "last record of this buffer"),
@@ -49,6 +54,8 @@ _V = {k: v for k, (v, _) in BPF_CONSTANTS.items()}
 K_TLS_WRITE, K_TLS_READ = _V["K_TLS_WRITE"], _V["K_TLS_READ"]
 K_SOCK_WRITE, K_SOCK_READ = _V["K_SOCK_WRITE"], _V["K_SOCK_READ"]
 K_CLOSE, K_EXEC, K_EXIT = _V["K_CLOSE"], _V["K_EXEC"], _V["K_EXIT"]
+K_GO_WRITE, K_GO_READ, K_GO_CLOSE = _V["K_GO_WRITE"], _V["K_GO_READ"], _V["K_GO_CLOSE"]
+KEY_GOTLS = _V["KEY_GOTLS"]
 F_CUT, F_LAST = _V["F_CUT"], _V["F_LAST"]
 S_CAPTURE, S_IGNORE = _V["S_CAPTURE"], _V["S_IGNORE"]
 S_EGRESS_ONLY, S_NEVER, S_H2 = _V["S_EGRESS_ONLY"], _V["S_NEVER"], _V["S_H2"]
@@ -118,11 +125,16 @@ class RawRecord:
 
     @property
     def is_tls(self) -> bool:
-        return self.kind in (K_TLS_WRITE, K_TLS_READ)
+        """Plaintext from a TLS library: OpenSSL/BoringSSL's or Go's crypto/tls."""
+        return self.kind in (K_TLS_WRITE, K_TLS_READ, K_GO_WRITE, K_GO_READ)
+
+    @property
+    def is_go(self) -> bool:
+        return self.kind in (K_GO_WRITE, K_GO_READ, K_GO_CLOSE)
 
     @property
     def is_write(self) -> bool:
-        return self.kind in (K_TLS_WRITE, K_SOCK_WRITE)
+        return self.kind in (K_TLS_WRITE, K_SOCK_WRITE, K_GO_WRITE)
 
 
 def decode(buf: bytes) -> RawRecord:

@@ -82,9 +82,10 @@ def test_the_numbers_are_consistent():
     kinds = [val for k, val in v.items() if k.startswith("K_")]
     states = [val for k, val in v.items() if k.startswith("S_")]
     slots = sorted(val for k, val in v.items() if k.startswith("C_"))
-    assert len(set(kinds)) == len(kinds) == 7 and 0 not in kinds       # 0: an unset record
+    assert len(set(kinds)) == len(kinds) == 10 and 0 not in kinds      # 0: an unset record
     assert len(set(states)) == len(states) == 5 and 0 not in states    # 0: no entry
     assert v["F_CUT"] & v["F_LAST"] == 0
     assert slots == list(range(v["N_COUNTERS"]))                        # every slot read, none past the array
     assert sorted(records.COUNTER_SLOTS.values()) == slots and len(set(records.COUNTER_NAMES)) == len(slots)
     assert (records.K_TLS_WRITE, records.K_EXIT, records.S_NEVER, records.F_LAST) == (1, 7, 4, 2)
+    assert (records.K_GO_WRITE, records.K_GO_READ, records.K_GO_CLOSE, records.KEY_GOTLS) == (8, 9, 10, 2)

@@ -14,8 +14,9 @@ from agtap.capture.connid import ConnId
 from agtap.capture.conns import HOLD_NS, ConnMapper
 from agtap.capture.elfsyms import exported
 from agtap.capture.recording import Recorder, RecordingError, encode, read
-from agtap.capture.records import (F_CUT, F_LAST, HDR_SIZE, K_CLOSE, K_EXIT, K_SOCK_READ, K_SOCK_WRITE,
-                                   K_TLS_READ, K_TLS_WRITE, S_EGRESS_ONLY, S_NEVER, RawRecord, decode)
+from agtap.capture.records import (F_CUT, F_LAST, HDR_SIZE, K_CLOSE, K_EXIT, K_GO_CLOSE, K_GO_READ, K_GO_WRITE,
+                                   K_SOCK_READ, K_SOCK_WRITE, K_TLS_READ, K_TLS_WRITE, S_EGRESS_ONLY, S_NEVER,
+                                   KEY_GOTLS, RawRecord, decode)
 from tests.support.harness import chunk
 
 
@@ -75,6 +76,24 @@ def test_tls_records_become_chunks_with_process_facts(fake_proc):
     [r] = m.map(raw(K_TLS_READ, 100, 0xABC, b"HTTP/1.1 200 OK\r\n", flags=F_LAST | F_CUT))
     assert r.direction is Direction.INGRESS and r.cut
     assert m.map(raw(K_EXIT, 100, 0)) == [ConnClosed(ConnId.tls(100, 0xABC), 1_000, "process_exit")]
+
+
+def test_go_tls_records_are_a_connection_of_their_own_named_by_the_tls_conn(fake_proc):
+    fake_proc.add(150, comm="llmclient", exe="/usr/local/bin/llmclient")
+    m = ConnMapper(proc_root=str(fake_proc.root))
+    [w] = m.map(raw(K_GO_WRITE, 150, 0xC000180000, b"POST /v1/messages HTTP/1.1\r\n"))
+    [r] = m.map(raw(K_GO_READ, 150, 0xC000180000, b"HTTP/1.1 200 OK\r\n"))
+    assert w.conn == r.conn == ConnId.gotls(150, 0xC000180000) != ConnId.tls(150, 0xC000180000)
+    assert (w.direction, r.direction) == (Direction.EGRESS, Direction.INGRESS)
+    assert w.transport is r.transport is Transport.TLS and w.fd == -1 and w.exe == "/usr/local/bin/llmclient"
+    # an SSL_free-style K_CLOSE of the same number is not this connection's end; Close is
+    assert m.map(raw(K_CLOSE, 150, 0xC000180000)) == []
+    assert m.map(raw(K_GO_CLOSE, 150, 0xC000180000)) == [ConnClosed(ConnId.gotls(150, 0xC000180000), 1_000,
+                                                                    "closed")]
+    assert m.map(raw(K_GO_CLOSE, 150, 0xC000180000)) == []      # closed once
+    assert m.map(raw(K_GO_CLOSE, 150, 0xC000999000)) == []      # never delivered: nothing to end
+    m.map(raw(K_GO_WRITE, 150, 0xC000180000, b"POST /v1/messages HTTP/1.1\r\n"))   # the address reused
+    assert m.map(raw(K_EXIT, 150, 0)) == [ConnClosed(ConnId.gotls(150, 0xC000180000), 1_000, "process_exit")]
 
 
 def test_a_socket_that_is_not_unix_is_named_by_pid_and_fd(fake_proc):
@@ -221,6 +240,7 @@ def test_reads_on_local_ipc_are_dropped(fake_proc):
 def test_connection_ids_give_the_kernel_key_of_one_end_and_none_for_ipc():
     assert ConnId.tls(12, 0x7F00DEAD).kernel_key() == (12, True, 0x7F00DEAD)
     assert ConnId.sock(12, 5).kernel_key() == (12, False, 5)
+    assert ConnId.gotls(12, 0xC000180000).kernel_key() == (12, KEY_GOTLS, 0xC000180000)
     assert ConnId.ipc(1, 2).kernel_key() is None
     assert ConnId.ipc_channel(7001).kernel_key() is None and ConnId.ipc_fd(3, 4).kernel_key() is None
     assert ConnId.ipc(1, 2).is_ipc and ConnId.ipc_fd(3, 4).is_ipc and not ConnId.sock(1, 2).is_ipc
@@ -228,6 +248,7 @@ def test_connection_ids_give_the_kernel_key_of_one_end_and_none_for_ipc():
 
 @pytest.mark.parametrize("cid,text", [
     (ConnId.tls(12, 0x7F00DEAD), "tls:12:7f00dead"),
+    (ConnId.gotls(12, 0xC000180000), "gotls:12:c000180000"),
     (ConnId.sock(12, 5), "sock:12:5"),
     (ConnId.ipc(400, 401), "ipc:400:401"),
     (ConnId.ipc_channel(81234), "ipc:81234"),
