@@ -14,9 +14,11 @@ it was attached by: it outlives the process whose /proc entry named it and
 fires in every later process mapping the same file. One file is probed once:
 every key it is known by (maps line, stat, overlay layer) is remembered.
 
-An executable without the symbols goes to a worker thread, which looks for
-statically linked BoringSSL (Bun, Claude Code: boringssl.py) and probes what it
-located, so that a scan of a big binary never holds up the poll thread.
+An executable without the symbols goes to a worker thread, so that a scan of a
+big binary never holds up the poll thread. There it is either a Go program
+(its build info says so, whatever its name: golocate.py finds crypto/tls's
+(*Conn).Write/Read/Close and their RETs) or one that may link BoringSSL
+statically (Bun, Claude Code: boringssl.py); what is located is probed.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from agtap.capture import boringcache, boringssl
+from agtap.capture import boringcache, boringssl, golocate
 from agtap.capture.elfsyms import SSL_SYMBOLS, symbol_addrs
 from agtap.capture.procfiles import (DELETED, Key, Mapping, key_of, overlay_layers, parse_maps_line, path_keys,
                                      resolve, where_of)
@@ -101,15 +103,19 @@ def exe_of(pid: int, proc_root: str = "/proc") -> str:
 
 
 class TargetSet:
-    """Keeps the attached files; `attach(path, symbols)` does the probing (BCC, in the tracer)."""
+    """Keeps the attached files; `attach(path, symbols)` does the probing of OpenSSL/BoringSSL,
+    `attach_go(path, location)` that of a Go executable (BCC, in the tracer)."""
 
     def __init__(self, attach: Callable[[str, dict[str, int]], None], log: logging.Logger,
-                 proc_root: str = "/proc", cache_dir: str | None = None):
+                 proc_root: str = "/proc", cache_dir: str | None = None,
+                 attach_go: Callable[[str, golocate.GoTlsLocation], None] | None = None):
         self._attach = attach
+        self._attach_go = attach_go      # None: Go executables are not looked at
         self._log = log
         self._proc_root = proc_root
         self._cache_dir = cache_dir      # None: no BoringSSL search
         self.boringssl: dict[str, boringcache.Verdict] = {}   # described path -> verdict, by the worker
+        self.go: dict[str, str] = {}     # described path -> how its crypto/tls was found, or why not
         self._work: queue.Queue[tuple[Target, str] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._closed = threading.Event()
@@ -156,14 +162,17 @@ class TargetSet:
             if not exe or t.symbols:
                 self.unusable.append(t)
                 self._log.info("no SSL symbols: %s (exports %s)", t.describe(), sorted(t.symbols) or "none")
-            elif self._cache_dir is not None:
+            elif self._cache_dir is not None or self._attach_go is not None:
                 self._queue(t, opened)
             return False
         return self._attach_target(t, opened, ", ".join(sorted(t.symbols)))
 
-    def _attach_target(self, t: Target, opened: str, what: str) -> bool:
+    def _attach_target(self, t: Target, opened: str, what: str, go: golocate.GoTlsLocation | None = None) -> bool:
         try:
-            self._attach(opened, t.symbols)
+            if go is not None:
+                self._attach_go(opened, go)
+            else:
+                self._attach(opened, t.symbols)
         except Exception as e:  # BCC raises plain Exception
             self.failed[t.describe()] = str(e)
             self._log.warning("could not attach to %s: %s", t.describe(), e)
@@ -172,10 +181,10 @@ class TargetSet:
         self._log.info("attached: %s (%s)", t.describe(), what)
         return True
 
-    # --- statically linked BoringSSL, off the poll thread ---
+    # --- Go and statically linked BoringSSL, off the poll thread ---
     def _queue(self, t: Target, opened: str) -> None:
         if self._worker is None:
-            self._worker = threading.Thread(target=self._work_loop, name="agtap-boringssl", daemon=True)
+            self._worker = threading.Thread(target=self._work_loop, name="agtap-locate", daemon=True)
             self._worker.start()
         self._work.put((t, opened))
 
@@ -185,11 +194,31 @@ class TargetSet:
             try:
                 if job is None:
                     return   # close()
-                self._look_for_boringssl(*job)
+                self._look_inside(*job)
             except Exception:   # one odd binary must not end the search for the others
-                self._log.exception("BoringSSL search failed: %s", job[0].describe())
+                self._log.exception("TLS search failed: %s", job[0].describe())
             finally:
                 self._work.task_done()
+
+    def _look_inside(self, t: Target, opened: str) -> None:
+        """An executable without SSL symbols: a Go program, or one with BoringSSL inside."""
+        if self._attach_go is not None and golocate.is_go_binary(opened):
+            self._look_for_go(t, opened)
+        elif self._cache_dir is not None:
+            self._look_for_boringssl(t, opened)
+
+    def _look_for_go(self, t: Target, opened: str) -> None:
+        try:
+            loc = golocate.locate_go_tls(opened)
+        except golocate.GoRefused as e:
+            self.go[t.describe()] = ("not probed: " if isinstance(e, golocate.GoNoTls) else "refused: ") + e.reason
+            log = self._log.info if isinstance(e, golocate.GoNoTls) else self._log.warning
+            log("Go executable %s: %s", t.describe(), self.go[t.describe()])
+            return
+        if self._closed.is_set():
+            return   # capture stopped meanwhile (a restart has a TargetSet of its own)
+        self.go[t.describe()] = loc.describe()
+        self._attach_target(t, opened, loc.describe(), go=loc)
 
     def _look_for_boringssl(self, t: Target, opened: str) -> None:
         if not boringssl.has_marker(opened):
@@ -207,7 +236,7 @@ class TargetSet:
         self._attach_target(t, opened, v.line())
 
     def close(self) -> None:
-        """End the BoringSSL worker (after what it is doing; it probes nothing more)."""
+        """End the locate worker (after what it is doing; it probes nothing more)."""
         self._closed.set()
         if self._worker is not None:
             self._work.put(None)

@@ -121,6 +121,11 @@ class Tracer:
         return list(self._targets.attached) if self._targets else []
 
     @property
+    def go_binaries(self) -> dict[str, str]:
+        """Every Go executable seen since start -> how its crypto/tls was found, or why not."""
+        return dict(self._targets.go) if self._targets else {}
+
+    @property
     def boringssl(self) -> dict:
         """Every executable with BoringSSL seen since start -> its boringcache.Verdict."""
         return dict(self._targets.boringssl) if self._targets else {}
@@ -155,7 +160,8 @@ class Tracer:
             self._bpf = b
             self._mapper = ConnMapper(self._set_state)
             self._apply_filter()
-            self._targets = TargetSet(self._attach_file, self.log, cache_dir=self.config.cache_dir)
+            self._targets = TargetSet(self._attach_file, self.log, cache_dir=self.config.cache_dir,
+                                      attach_go=self._attach_go)
             self._targets.scan_host()
             b["records"].open_ring_buffer(self._on_record)
             self.released_bytes = loader.release_compiler_memory()
@@ -222,6 +228,39 @@ class Tracer:
             ends = f"; connection end at {symbols['SSL_free']:#x}"
         self.log.info("probing %s: %s%s", path, "; ".join(pt.describe() for pt in points), ends)
 
+    # (program at entry, program at each RET) of the Go functions probed: bpf/gotls.c
+    GO_PROGRAMS = {"write": ("probe_gotls_write", "probe_gotls_write_ret"),
+                   "read": ("probe_gotls_read", "probe_gotls_read_ret"),
+                   "close": ("probe_gotls_close", None)}
+
+    def _attach_go(self, path: str, loc) -> None:
+        """Probe one Go executable's crypto/tls (a golocate.GoTlsLocation, ELF addresses): a uprobe
+        at the entry of Write, Read and Close and one at every RET of Write and Read - never a
+        uretprobe on Go code (bpf/gotls.c says why). RETs first, so that no entry is seen whose
+        return is not; all or nothing. Called from the locate worker (targets.py)."""
+        with self._lock:
+            if self._bpf is None:
+                raise RuntimeError("capture stopped")
+            b = self._bpf
+            rets, entries = [], []
+            for key, f in loc.functions.items():
+                enter, ret = self.GO_PROGRAMS[key]
+                entries.append((enter, f.entry))
+                rets += [(ret, addr) for addr in f.rets] if ret else []
+            points, done = rets + entries, []
+            try:
+                for fn_name, addr in points:
+                    b.attach_uprobe(name=path, addr=addr, fn_name=fn_name)
+                    done.append(addr)
+            except Exception:
+                for addr in done:
+                    try:
+                        b.detach_uprobe(name=path, addr=addr)
+                    except Exception:
+                        pass   # stop() detaches whatever is left
+                raise
+            self.log.info("probing %s: %s (%d uprobes)", path, loc.describe(), len(points))
+
     # --- the poll thread ---
     def poll(self, timeout_ms: int = 100) -> None:
         """Drain the ring buffer once (blocks up to timeout_ms). Run it in a thread of its own."""
@@ -261,7 +300,7 @@ class Tracer:
                 self._targets.scan_process(pid)
 
     # --- maps ---
-    def _set_state(self, pid: int, is_tls: bool, ident: int, state: int) -> None:
+    def _set_state(self, pid: int, is_tls: int, ident: int, state: int) -> None:
         if self._bpf is None:
             return
         try:

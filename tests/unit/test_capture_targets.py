@@ -124,3 +124,31 @@ def test_root_lib_globs_cover_debian_alpine_and_rpm_layouts():
     for path in ("usr/lib/x86_64-linux-gnu/libssl.so.3", "lib/libssl.so.3", "usr/lib64/libssl.so.3",
                  "usr/lib/aarch64-linux-gnu/libssl.so.3"):
         assert any(fnmatch.fnmatch(path, g) for g in targets.ROOT_LIB_GLOBS), path
+
+
+# --- Go executables: recognised by their build info, located off the calling thread ---
+
+def test_an_executed_go_program_is_located_by_the_worker_and_probed_once(tmp_path):
+    from tests.support.gobuild import go_binary
+    client, notls = str(go_binary("llmclient", stripped=True)), str(go_binary("notls"))
+    plain = tmp_path / "stripped-true"           # neither Go nor OpenSSL: no probe, no search
+    shutil.copyfile("/bin/true", plain)
+    got = []
+    ts = TargetSet(lambda path, syms: got.append(("ssl", path)), logging.getLogger("test"),
+                   attach_go=lambda path, loc: got.append(("go", path, loc)))
+    for p in (client, client, notls, str(plain)):
+        assert ts.consider(p, exe=True) is False      # at once: the worker does the rest
+    ts._work.join()
+    [(kind, path, loc)] = got
+    assert (kind, path, loc.method, sorted(loc.functions)) == ("go", client, "pclntab", ["close", "read", "write"])
+    assert ts.attached == [client] and ts.go[client] == loc.describe()
+    assert ts.go[notls].startswith("not probed: go1.") and "no crypto/tls use" in ts.go[notls]
+    assert str(plain) not in ts.go
+    ts.close()
+
+
+def test_without_a_go_attach_function_go_programs_are_not_looked_at():
+    from tests.support.gobuild import go_binary
+    ts = TargetSet(lambda path, syms: None, logging.getLogger("test"))    # as `agtap doctor` builds it
+    assert ts.consider(str(go_binary("llmclient")), exe=True) is False
+    assert ts._worker is None and ts.go == {}

@@ -1,0 +1,3 @@
+module llmclient
+
+go 1.19
