@@ -33,7 +33,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from agtap.capture import boringcache, boringssl, golocate
+from agtap.capture import boringcache, boringssl, golocate, goprobes
 from agtap.capture.elfsyms import SSL_SYMBOLS, symbol_addrs
 from agtap.capture.procfiles import (DELETED, Key, Mapping, key_of, overlay_layers, parse_maps_line, path_keys,
                                      resolve, where_of)
@@ -104,11 +104,11 @@ def exe_of(pid: int, proc_root: str = "/proc") -> str:
 
 class TargetSet:
     """Keeps the attached files; `attach(path, symbols)` does the probing of OpenSSL/BoringSSL,
-    `attach_go(path, location)` that of a Go executable (BCC, in the tracer)."""
+    `attach_go(path, probes)` that of a Go executable (goprobes.plan; BCC, in the tracer)."""
 
     def __init__(self, attach: Callable[[str, dict[str, int]], None], log: logging.Logger,
                  proc_root: str = "/proc", cache_dir: str | None = None,
-                 attach_go: Callable[[str, golocate.GoTlsLocation], None] | None = None):
+                 attach_go: Callable[[str, list[goprobes.GoProbe]], None] | None = None):
         self._attach = attach
         self._attach_go = attach_go      # None: Go executables are not looked at
         self._log = log
@@ -167,7 +167,7 @@ class TargetSet:
             return False
         return self._attach_target(t, opened, ", ".join(sorted(t.symbols)))
 
-    def _attach_target(self, t: Target, opened: str, what: str, go: golocate.GoTlsLocation | None = None) -> bool:
+    def _attach_target(self, t: Target, opened: str, what: str, go: list[goprobes.GoProbe] | None = None) -> bool:
         try:
             if go is not None:
                 self._attach_go(opened, go)
@@ -210,6 +210,7 @@ class TargetSet:
     def _look_for_go(self, t: Target, opened: str) -> None:
         try:
             loc = golocate.locate_go_tls(opened)
+            probes = goprobes.plan(opened, loc)
         except golocate.GoRefused as e:
             self.go[t.describe()] = ("not probed: " if isinstance(e, golocate.GoNoTls) else "refused: ") + e.reason
             log = self._log.info if isinstance(e, golocate.GoNoTls) else self._log.warning
@@ -218,7 +219,7 @@ class TargetSet:
         if self._closed.is_set():
             return   # capture stopped meanwhile (a restart has a TargetSet of its own)
         self.go[t.describe()] = loc.describe()
-        self._attach_target(t, opened, loc.describe(), go=loc)
+        self._attach_target(t, opened, loc.describe(), go=probes)
 
     def _look_for_boringssl(self, t: Target, opened: str) -> None:
         if not boringssl.has_marker(opened):

@@ -228,30 +228,18 @@ class Tracer:
             ends = f"; connection end at {symbols['SSL_free']:#x}"
         self.log.info("probing %s: %s%s", path, "; ".join(pt.describe() for pt in points), ends)
 
-    # (program at entry, program at each RET) of the Go functions probed: bpf/gotls.c
-    GO_PROGRAMS = {"write": ("probe_gotls_write", "probe_gotls_write_ret"),
-                   "read": ("probe_gotls_read", "probe_gotls_read_ret"),
-                   "close": ("probe_gotls_close", None)}
-
-    def _attach_go(self, path: str, loc) -> None:
-        """Probe one Go executable's crypto/tls (a golocate.GoTlsLocation, ELF addresses): a uprobe
-        at the entry of Write, Read and Close and one at every RET of Write and Read - never a
-        uretprobe on Go code (bpf/gotls.c says why). RETs first, so that no entry is seen whose
-        return is not; all or nothing. Called from the locate worker (targets.py)."""
+    def _attach_go(self, path: str, probes: list) -> None:
+        """Probe one Go executable's crypto/tls (goprobes.plan: after each function's stack check,
+        and every RET of Read; never a uretprobe on Go code, bpf/gotls.c says why). All or
+        nothing. Called from the locate worker (targets.py)."""
         with self._lock:
             if self._bpf is None:
                 raise RuntimeError("capture stopped")
-            b = self._bpf
-            rets, entries = [], []
-            for key, f in loc.functions.items():
-                enter, ret = self.GO_PROGRAMS[key]
-                entries.append((enter, f.entry))
-                rets += [(ret, addr) for addr in f.rets] if ret else []
-            points, done = rets + entries, []
+            b, done = self._bpf, []
             try:
-                for fn_name, addr in points:
-                    b.attach_uprobe(name=path, addr=addr, fn_name=fn_name)
-                    done.append(addr)
+                for p in probes:
+                    b.attach_uprobe(name=path, addr=p.addr, fn_name=p.program)
+                    done.append(p.addr)
             except Exception:
                 for addr in done:
                     try:
@@ -259,7 +247,8 @@ class Tracer:
                     except Exception:
                         pass   # stop() detaches whatever is left
                 raise
-            self.log.info("probing %s: %s (%d uprobes)", path, loc.describe(), len(points))
+            self.log.info("probing %s: %d uprobes (%s)", path, len(probes),
+                          ", ".join(sorted({p.what.split()[0] for p in probes})))
 
     # --- the poll thread ---
     def poll(self, timeout_ms: int = 100) -> None:

@@ -60,9 +60,10 @@ def builds():
     return Builds()
 
 
-def go_client(daemon, binary, api, certs, modes: list[str], *flags: str) -> dict:
-    """Run the client until it has made its calls; its JSON result. It waits on stdin until
-    the daemon has probed its binary (the first time) or has it probed already."""
+def go_client(daemon, binary, api, certs, modes: list[str], calls: int, *flags: str) -> tuple[dict, list[dict]]:
+    """Run the client: its JSON result, and its events once `calls` have come and no more for
+    SETTLE seconds (a duplicate would show). The client starts calling once the daemon has
+    probed its binary, and stays alive until its events are in (so its /proc entry is read)."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(daemon.dir), "AGTAP_TEST_CA": str(certs.ca),
            "AGTAP_TEST_API_KEY": GO_KEY}
     p = subprocess.Popen([str(binary), "-url", api.base_url, "-mode", ",".join(modes), "-wait", *flags],
@@ -70,20 +71,21 @@ def go_client(daemon, binary, api, certs, modes: list[str], *flags: str) -> dict
     try:
         assert json.loads(p.stdout.readline())["waiting"]
         daemon.wait_stderr(f"attached: {binary} (go1.", timeout=60)
-        out, err = p.communicate("go\n", timeout=120)
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        line = p.stdout.readline()
+        assert line, p.stderr.read()
+        res = json.loads(line)
+        daemon.events(res["pid"], n=calls, timeout=20)
+        time.sleep(SETTLE)
+        evs = daemon.events(res["pid"])
+        p.stdin.close()
+        assert p.wait(30) == 0, p.stderr.read()
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
-    assert p.returncode == 0, err
-    return json.loads(out.splitlines()[-1])
-
-
-def settled_events(daemon, pid: int, n: int) -> list[dict]:
-    """The pid's events once n have come and no more for SETTLE seconds (a duplicate would show)."""
-    daemon.events(pid, n=n, timeout=20)
-    time.sleep(SETTLE)
-    return daemon.events(pid)
+    return res, evs
 
 
 def stored(ev: dict) -> dict:
@@ -99,10 +101,9 @@ def test_every_build_is_one_event_per_call_with_the_scripted_values(gdaemon, bui
     replies = [Reply(text=f"Hi from the fake to {m}.", input_tokens=20 + i, output_tokens=5 + i)
                for i, m in enumerate(modes)]
     fake_api.script(*replies)
-    res = go_client(gdaemon, binary, fake_api, certs, modes)
+    res, evs = go_client(gdaemon, binary, fake_api, certs, modes, len(modes))
     assert [r["status"] for r in res["results"]] == [200] * len(modes), res
     assert len(fake_api.wait_for(len(modes))) == len(modes)
-    evs = settled_events(gdaemon, res["pid"], len(modes))
     assert len(evs) == len(modes), evs
     for mode, reply, r, ev in zip(modes, replies, res["results"], evs):   # one call after the other
         assert r["text"] == reply.text, r                                  # what the client parsed
@@ -117,9 +118,9 @@ def test_every_build_is_one_event_per_call_with_the_scripted_values(gdaemon, bui
         body = stored(ev)
         assert r["marker"] in json.dumps(body["request"]["body"]), (mode, body["request"])
     log = gdaemon.stderr()
-    how = "the symbol table" if not BUILDS[build][1] else ".gopclntab (no symbol table)"
+    how = "symbol table" if not BUILDS[build][1] else ".gopclntab (no symbol table)"
     line = next(x for x in log.splitlines() if f"attached: {binary} (" in x)
-    assert f"crypto/tls (*Conn) found in {how}" in line, line
+    assert f"crypto/tls (*Conn) found in the {how}" in line, line
     written = [p for p in gdaemon.dir.rglob("*") if p.is_file() and not p.name.endswith(".sock")]
     for p in written:
         assert GO_KEY.encode() not in p.read_bytes(), f"the API key reached {p}"
@@ -136,10 +137,10 @@ def test_reads_whose_stack_moves_during_the_call_are_copied_from_where_the_buffe
     fake_api.reset()
     fake_api.script(*[Reply(text=" ".join(f"w{i}x{k}" for k in range(40)), input_tokens=30 + i, output_tokens=40)
                       for i in range(calls)])
-    res = go_client(gdaemon, builds[build], fake_api, certs, ["raw-stream"], "-n", str(calls), "-depth", "200")
+    res, evs = go_client(gdaemon, builds[build], fake_api, certs, ["raw-stream"], calls, "-n", str(calls),
+                         "-depth", "200")
     assert res["stack_moves"] > 0, "no Read saw its stack move: the test would prove nothing"
     exchanges = fake_api.wait_for(calls)
-    evs = settled_events(gdaemon, res["pid"], calls)
     assert len(evs) == calls, evs
     for i, (r, ev) in enumerate(zip(res["results"], evs)):
         assert r["text"] == " ".join(f"w{i}x{k}" for k in range(40)), r
@@ -153,12 +154,11 @@ def test_fifty_goroutines_sharing_one_client_each_get_their_own_event(gdaemon, b
     n = 50
     fake_api.reset()
     fake_api.script(*[Reply(text=f"reply{i}", input_tokens=100 + i, output_tokens=200 + i) for i in range(n)])
-    res = go_client(gdaemon, builds["go1.19"], fake_api, certs, ["anthropic-stream"], "-parallel", str(n))
+    res, evs = go_client(gdaemon, builds["go1.19"], fake_api, certs, ["anthropic-stream"], n, "-parallel", str(n))
     assert [r["status"] for r in res["results"]] == [200] * n, res
     exchanges = fake_api.wait_for(n)
     by_marker = {ex.json()["messages"][0]["content"].split()[-1]: ex for ex in exchanges}
     assert len(by_marker) == n
-    evs = settled_events(gdaemon, res["pid"], n)
     assert len(evs) == n, f"{len(evs)} events for {n} calls"
     seen = set()
     for ev in evs:

@@ -129,18 +129,21 @@ def test_root_lib_globs_cover_debian_alpine_and_rpm_layouts():
 # --- Go executables: recognised by their build info, located off the calling thread ---
 
 def test_an_executed_go_program_is_located_by_the_worker_and_probed_once(tmp_path):
+    from agtap.capture import golocate, goprobes
     from tests.support.gobuild import go_binary
     client, notls = str(go_binary("llmclient", stripped=True)), str(go_binary("notls"))
     plain = tmp_path / "stripped-true"           # neither Go nor OpenSSL: no probe, no search
     shutil.copyfile("/bin/true", plain)
     got = []
     ts = TargetSet(lambda path, syms: got.append(("ssl", path)), logging.getLogger("test"),
-                   attach_go=lambda path, loc: got.append(("go", path, loc)))
+                   attach_go=lambda path, probes: got.append(("go", path, probes)))
     for p in (client, client, notls, str(plain)):
         assert ts.consider(p, exe=True) is False      # at once: the worker does the rest
     ts._work.join()
-    [(kind, path, loc)] = got
-    assert (kind, path, loc.method, sorted(loc.functions)) == ("go", client, "pclntab", ["close", "read", "write"])
+    [(kind, path, probes)] = got
+    loc = golocate.locate_go_tls(client)
+    assert (kind, path, loc.method) == ("go", client, "pclntab")
+    assert probes == goprobes.plan(client, loc)
     assert ts.attached == [client] and ts.go[client] == loc.describe()
     assert ts.go[notls].startswith("not probed: go1.") and "no crypto/tls use" in ts.go[notls]
     assert str(plain) not in ts.go

@@ -9,8 +9,10 @@
 // buffer on the reading goroutine's stack, from goroutines near the end of their stacks,
 // so that stacks move during Read; see readGrowing).
 // Each goroutine makes, N times, one call of each mode in turn; -parallel goroutines at
-// once (sharing one http.Client), -depth frames of recursion around every call, -wait reads
-// a line from stdin before the first call (the test lets the tracer see the process first).
+// once (sharing one http.Client), -depth frames of recursion around every call. -wait reads
+// a line from stdin before the first call (the test lets the tracer see the process first)
+// and, after printing the results, waits for stdin to close (the process is still there when
+// the tracer looks at it).
 // The CA is AGTAP_TEST_CA, the key AGTAP_TEST_API_KEY.
 package main
 
@@ -69,9 +71,10 @@ func main() {
 	}
 	tlsConfig = &tls.Config{RootCAs: pool}
 	client = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, MaxIdleConnsPerHost: *parallel}}
+	stdin := bufio.NewReader(os.Stdin)
 	if *wait {
 		fmt.Printf("{\"pid\": %d, \"waiting\": true}\n", os.Getpid())
-		bufio.NewReader(os.Stdin).ReadString('\n')
+		stdin.ReadString('\n')
 	}
 	modes := strings.Split(*modeList, ",")
 	for _, m := range modes {
@@ -95,6 +98,9 @@ func main() {
 	out, _ := json.Marshal(map[string]any{"pid": os.Getpid(), "results": results,
 		"stack_moves": stackMoves.Load()})
 	fmt.Println(string(out))
+	if *wait {
+		io.Copy(io.Discard, stdin)
+	}
 }
 
 func fail(err error) {
