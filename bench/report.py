@@ -387,6 +387,37 @@ def _boringssl(R: dict, TEXT: dict) -> list[str]:
     return L
 
 
+def _gotls(R: dict, TEXT: dict) -> list[str]:
+    """The section "# 8. Go programs (crypto/tls)"."""
+    L: list[str] = []
+    a = L.append
+    b8 = ok_result(R, "gotls")
+    if not b8:
+        return L
+    r = b8["results"]
+    a("## 8. Go programs (crypto/tls)")
+    a("")
+    a(f"`bench/b8_gotls.py`. {b8['calls_per_run']} sequential Anthropic calls per run from a Go client "
+      f"({b8['binary']}, net/http, built by {b8['go']}) over one keep-alive TLS connection to `bench/server.py` "
+      "(alternating: streamed, ~200 SSE events read line by line; and JSON), "
+      f"{b8['rounds']} rounds of untraced / agtap in rotated order. Under agtap the binary was probed before the "
+      "run (uprobes after the stack check of (*Conn).Write, Read and Close, and on each RET of Read). Client "
+      "time and CPU are the client's own for the N calls (getrusage, set-up excluded).")
+    a("")
+    a("| metric | untraced | agtap | agtap/untraced | added per call (µs) |")
+    a("|---|---|---|---|---|")
+    for metric, label in (("wall", "wall s"), ("cpu", "CPU s"), ("proc_cpu", "whole-process CPU s")):
+        x = r[metric]
+        a(f"| {label} | {med(x['untraced'])} | {med(x['agtap'])} | {med(x['agtap/untraced'])} | "
+          f"{med(r[metric + '_added_per_call_us'], 0)} |")
+    a(f"| tracer CPU ms/call | – | {med(r['tracer_cpu_per_call_ms'], 2)} | | |")
+    a("")
+    a(f"Events logged per agtap run (N calls + 1 warm-up): {r['events_logged_per_run']}. Medians [min–max] "
+      "over the rounds. Command: `sudo .venv/bin/python -m bench.run --only gotls`.")
+    a("")
+    return L
+
+
 def _reproduce() -> list[str]:
     L: list[str] = []
     a = L.append
@@ -406,7 +437,7 @@ def write(results: Path, doc: Path) -> None:
     from bench.analysis import texts
     TEXT = texts(R)
     L = _preamble(R) + _targets(R)
-    for section in (_tls_overhead, _unrelated, _pipeline, _load_steps, _startup, _latency, _boringssl):
+    for section in (_tls_overhead, _unrelated, _pipeline, _load_steps, _startup, _latency, _boringssl, _gotls):
         L += section(R, TEXT)
     L += _reproduce()
     doc.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ bench/results/<name>.json and the tables in docs/PERFORMANCE.md.
 
     .venv/bin/python -m bench.run [--quick] [--only NAME[,NAME]] [--no-doc]
 
-NAMEs: tls_overhead, unrelated, pipeline, load, startup, latency, boringssl. --quick: a smoke run
+NAMEs: tls_overhead, unrelated, pipeline, load, startup, latency, boringssl, gotls. --quick: a smoke run
 (fewer rounds, shorter steps) that still exercises every path.
 """
 
@@ -32,8 +32,9 @@ BENCHES = {   # name -> module (run(work, quick) -> dict)
     "startup": "bench.b5_startup",
     "latency": "bench.b6_latency",
     "boringssl": "bench.b7_boringssl",
+    "gotls": "bench.b8_gotls",
 }
-ROOT_ONLY = {"tls_overhead", "unrelated", "load", "startup", "latency"}
+ROOT_ONLY = {"tls_overhead", "unrelated", "load", "startup", "latency", "gotls"}
 RESULTS = REPO / "bench" / "results"
 
 

@@ -3,17 +3,19 @@
  * Go does TLS in its own crypto/tls, not OpenSSL. agtap/capture/golocate.py finds
  * (*Conn).Write, Read and Close in a Go executable (symbol table, or .gopclntab when
  * stripped) and every RET of each; goprobes.py places the probes; the tracer attaches:
- *   probe_gotls_write     uprobe at Write, after its stack check: copies the buffer
- *   probe_gotls_read      uprobe at Read, after its stack check: saves the arguments
+ *   probe_gotls_write     uprobe at Write's stack check: copies the buffer
+ *   probe_gotls_read      uprobe at Read's stack check: saves the arguments
  *   probe_gotls_read_ret  uprobe at EACH RET of Read: copies what was read (never a
  *                         uretprobe: it replaces the return address on the goroutine's
  *                         stack, and Go moves stacks when they grow or shrink: the
  *                         program would crash)
- *   probe_gotls_close     uprobe at Close, after its stack check
- * "After the stack check": when a goroutine's stack is too small for a function, its
- * prologue calls runtime.morestack, which copies the stack and restarts the function
- * from its first instruction; a probe there would fire twice for one call. After the
- * check it fires once, with every argument register and RSP as at entry.
+ *   probe_gotls_close     uprobe at Close's stack check
+ * "At the stack check": on the `jbe` of `cmp rsp|r12, [r14+0x10]; jbe morestack`, the
+ * prologue of each. When a goroutine's stack is too small for the function, the jump
+ * goes to runtime.morestack, which copies the stack and restarts the function from its
+ * first instruction, so the probe is hit twice for one call: the first time, with the
+ * jump about to be taken (CF or ZF set by the cmp), the programs return at once
+ * (stack_check_passes). Every argument register and RSP are as at entry there.
  *
  * Go's register ABI (Go >= 1.17, amd64; older Go is refused by the locator):
  *   at entry   RAX = receiver (*tls.Conn), RBX = b's pointer, RCX = len(b)
@@ -56,9 +58,19 @@ struct go_read_t {
 BPF_TABLE("lru_hash", struct go_key_t, struct go_read_t, go_reads, 16384);
 
 #define G_STACK_HI 8  /* offsetof(runtime.g, stack.hi) */
+#define FLAGS_CF 0x01
+#define FLAGS_ZF 0x40
+
+/* At the probed `jbe` of the stack check: does the call go on (the jump is not taken)?
+ * Taken (CF or ZF): morestack, then the function again from its entry, probe included. */
+static __always_inline int stack_check_passes(struct pt_regs *ctx) {
+    return !(ctx->flags & (FLAGS_CF | FLAGS_ZF));
+}
 
 int probe_gotls_write(struct pt_regs *ctx) {
     u32 tgid, tid;
+    if (!stack_check_passes(ctx))
+        return 0;   /* the stack grows first: the call is seen when it starts again */
     if (!current_ids(&tgid, &tid))
         return 0;   /* a task outside the daemon's PID namespace */
     if (!selected(tgid))
@@ -80,6 +92,8 @@ int probe_gotls_write(struct pt_regs *ctx) {
 
 int probe_gotls_read(struct pt_regs *ctx) {
     u32 tgid, tid;
+    if (!stack_check_passes(ctx))
+        return 0;   /* the stack grows first: the call is seen when it starts again */
     if (!current_ids(&tgid, &tid))
         return 0;   /* a task outside the daemon's PID namespace */
     if (!selected(tgid))
@@ -131,6 +145,8 @@ int probe_gotls_read_ret(struct pt_regs *ctx) {
 /* (*Conn).Close: the connection is over; tell userspace if it was captured. */
 int probe_gotls_close(struct pt_regs *ctx) {
     u32 tgid, tid;
+    if (!stack_check_passes(ctx))
+        return 0;   /* the stack grows first: the call is seen when it starts again */
     if (!current_ids(&tgid, &tid))
         return 0;   /* a task outside the daemon's PID namespace */
     struct conn_key_t key = {.pid = tgid, .is_tls = KEY_GOTLS, .id = ctx->ax};

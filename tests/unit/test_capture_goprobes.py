@@ -1,5 +1,5 @@
-"""Where a Go program's crypto/tls probes go (agtap/capture/goprobes.py): after each
-function's stack check, Read's RETs, checked on real builds and refused on anything else."""
+"""Where a Go program's crypto/tls probes go (agtap/capture/goprobes.py): on each function's
+stack-check jump, Read's RETs, checked on real builds and refused on anything else."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ def test_probes_of_a_go_1_19_build(stripped):
     assert [p.program for p in probes] == ["probe_gotls_read_ret"] * len(r.rets) + \
         ["probe_gotls_write", "probe_gotls_read", "probe_gotls_close"]
     assert [p.addr for p in probes[:len(r.rets)]] == list(r.rets)
-    # Go 1.19's Write: lea r12,[rsp-0x68] (5 bytes); cmp r12,[r14+0x10] (4); jbe rel32 (6).
-    # Read and Close: cmp rsp,[r14+0x10] (4); jbe rel32 (6). Read off objdump -d.
-    assert [p.addr for p in probes[len(r.rets):]] == [w.entry + 15, r.entry + 10, c.entry + 10]
-    assert code_at(path, w.entry + 15, 1) == b"\x48"                  # sub $0xe8,%rsp follows
+    # Go 1.19's Write: lea r12,[rsp-0x68] (5 bytes); cmp r12,[r14+0x10] (4); jbe rel32.
+    # Read and Close: cmp rsp,[r14+0x10] (4); jbe rel32. Read off objdump -d.
+    assert [p.addr for p in probes[len(r.rets):]] == [w.entry + 9, r.entry + 4, c.entry + 4]
+    assert {code_at(path, p.addr, 2) for p in probes[len(r.rets):]} == {b"\x0f\x86"}   # jbe rel32
     assert code_at(path, r.entry, 4) == bytes.fromhex("493b6610")       # cmp 0x10(%r14),%rsp
 
 
@@ -38,11 +38,11 @@ def test_probes_of_a_go_1_19_build(stripped):
 ])
 def test_anything_but_a_stack_check_is_refused(code, why):
     with pytest.raises(golocate.GoRefused, match=why):
-        goprobes.after_stack_check(code, ENTRY, 0x100)
+        goprobes.stack_check_jump(code, ENTRY, 0x100)
 
 
 def test_both_forms_of_the_stack_check_are_read():
     short = bytes.fromhex("493b6610 0f8610000000 55")                  # cmp rsp,...; jbe +0x10; push rbp
-    assert goprobes.after_stack_check(short, ENTRY, 0x100) == ENTRY + 10
+    assert goprobes.stack_check_jump(short, ENTRY, 0x100) == ENTRY + 4
     big = bytes.fromhex("4c8d6424b8 4d3b6610 0f8610000000 55")         # lea r12,[rsp-0x48]; cmp r12,...; jbe
-    assert goprobes.after_stack_check(big, ENTRY, 0x100) == ENTRY + 15
+    assert goprobes.stack_check_jump(big, ENTRY, 0x100) == ENTRY + 9

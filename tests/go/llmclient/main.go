@@ -12,7 +12,8 @@
 // once (sharing one http.Client), -depth frames of recursion around every call. -wait reads
 // a line from stdin before the first call (the test lets the tracer see the process first)
 // and, after printing the results, waits for stdin to close (the process is still there when
-// the tracer looks at it).
+// the tracer looks at it). -timing makes one untimed call first (set-up) and reports the
+// wall and CPU seconds (getrusage) of the others: the bench (bench/b8_gotls.py).
 // The CA is AGTAP_TEST_CA, the key AGTAP_TEST_API_KEY.
 package main
 
@@ -31,6 +32,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -59,17 +62,18 @@ func main() {
 	parallel := flag.Int("parallel", 1, "goroutines")
 	depth := flag.Int("depth", 0, "recursion depth around each call")
 	wait := flag.Bool("wait", false, "read a line from stdin before the first call")
+	timing := flag.Bool("timing", false, "one untimed call first; report the wall and CPU time of the others")
 	flag.Parse()
 	key = os.Getenv("AGTAP_TEST_API_KEY")
-	pool := x509.NewCertPool()
+	tlsConfig = &tls.Config{} // the system's roots (SSL_CERT_FILE too) unless AGTAP_TEST_CA names a CA
 	if ca := os.Getenv("AGTAP_TEST_CA"); ca != "" {
 		pem, err := os.ReadFile(ca)
 		if err != nil {
 			fail(err)
 		}
-		pool.AppendCertsFromPEM(pem)
+		tlsConfig.RootCAs = x509.NewCertPool()
+		tlsConfig.RootCAs.AppendCertsFromPEM(pem)
 	}
-	tlsConfig = &tls.Config{RootCAs: pool}
 	client = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, MaxIdleConnsPerHost: *parallel}}
 	stdin := bufio.NewReader(os.Stdin)
 	if *wait {
@@ -80,6 +84,12 @@ func main() {
 	for _, m := range modes {
 		request(m, "") // an unknown mode fails here, before any call
 	}
+	if *timing {
+		call("anthropic", "warm-up") // the TLS handshake and connection set-up are not measured
+	}
+	var ru0 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	t0 := time.Now()
 	per := *n * len(modes)
 	results := make([]result, *parallel*per)
 	var wg sync.WaitGroup
@@ -95,8 +105,14 @@ func main() {
 		}(g)
 	}
 	wg.Wait()
+	wall := time.Since(t0).Seconds()
+	var ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := func(ru syscall.Rusage) float64 {
+		return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	}
 	out, _ := json.Marshal(map[string]any{"pid": os.Getpid(), "results": results,
-		"stack_moves": stackMoves.Load()})
+		"stack_moves": stackMoves.Load(), "wall": wall, "cpu": cpu(ru1) - cpu(ru0)})
 	fmt.Println(string(out))
 	if *wait {
 		io.Copy(io.Discard, stdin)
@@ -170,7 +186,7 @@ func call(mode, marker string) result {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return result{Marker: marker, Error: err.Error()}
+		return result{Marker: marker, Mode: mode, Error: err.Error()}
 	}
 	defer resp.Body.Close()
 	r := result{Marker: marker, Mode: mode, Status: resp.StatusCode}
