@@ -35,7 +35,9 @@ uprobe_events take).
 Entry: Go functions begin with the stack-bound check `cmp rsp, [r14+0x10]` (after `lea r12,
 [rsp-N]` for big frames) and a `jbe` to runtime.morestack, which grows the stack and restarts
 the function from its entry: a probe there fires twice for that call. `GoFunc.body` is the
-instruction after the `jbe`: reached once per call, registers as at entry. Kernel cost: the
+instruction after the `jbe`: reached once per call, registers as at entry. `GoFunc.check` is
+the `jbe` itself, what the tracer probes (goprobes.py): reached twice when the stack grows,
+but a BPF program there sees the cmp's flags, and a jump is emulated. Kernel cost: the
 x86 uprobe code emulates jumps, calls, nops and pushes only; `cmp`, `sub rsp` (Go 1.19's
 `body`) and `ret` are single-stepped out of line (a second trap), `push rbp` (Go 1.24's
 `body`) is emulated.
@@ -91,6 +93,7 @@ class GoFunc:
     delta: int = 0               # virtual address - file offset, in its segment
     first: str = ""              # the entry instruction, as capstone prints it
     body: int = 0                # ELF virtual address after the stack check's jbe (docstring: Entry)
+    check: int = 0               # ELF virtual address of that jbe (what the tracer probes: goprobes.py)
 
     @property
     def entry_offset(self) -> int:
@@ -269,15 +272,15 @@ def _disassemble(m, elf: boringssl.Elf, name: str, entry: int, end: int, md) -> 
         raise GoRefused(f"{name}: disassembly stops at {at:#x}, before the function's end {end:#x}")
     if not rets:
         raise GoRefused(f"{name}: no RET instruction between {entry:#x} and {end:#x}")
-    body = _after_stack_check(name, head, entry, end)
+    check, body = _stack_check(name, head, entry, end)
     seg = next(s for s in elf.loads if s.vaddr <= entry < s.vaddr + s.size)
     first = f"{head[0][2]} {head[0][3]}".strip()
-    return GoFunc(entry, tuple(rets), end - entry, seg.vaddr - seg.offset, first, body)
+    return GoFunc(entry, tuple(rets), end - entry, seg.vaddr - seg.offset, first, body, check)
 
 
-def _after_stack_check(name: str, head, entry: int, end: int) -> int:
-    """The address after the prologue's `jbe`. Under the register ABI only does a function
-    keep g in R14 (an ABI0 function loads it from TLS): the check proves the ABI. When the
+def _stack_check(name: str, head, entry: int, end: int) -> tuple[int, int]:
+    """The addresses of the prologue's `jbe` and of the instruction after it. Under the
+    register ABI only does a function keep g in R14 (an ABI0 function loads it from TLS): the check proves the ABI. When the
     stack is short, the jbe leads to runtime.morestack, which grows (copies) the stack and
     restarts the function from its entry: a probe at the entry fires twice for such a call,
     one at `body` once, with the argument registers as at entry (the check reads RSP, R12
@@ -292,7 +295,7 @@ def _after_stack_check(name: str, head, entry: int, end: int) -> int:
                         "(stack ABI: GOEXPERIMENT=noregabi?)")
     if jbe != "jbe" or not target.startswith("0x") or not entry < int(target, 16) < end:
         raise GoRefused(f"{name}: its stack check is not followed by a jbe inside the function ({seen})")
-    return at + length
+    return at, at + length
 
 
 def describe(path: str) -> str:

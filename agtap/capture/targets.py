@@ -210,7 +210,7 @@ class TargetSet:
     def _look_for_go(self, t: Target, opened: str) -> None:
         try:
             loc = golocate.locate_go_tls(opened)
-            probes = goprobes.plan(opened, loc)
+            probes = goprobes.plan(loc)
         except golocate.GoRefused as e:
             self.go[t.describe()] = ("not probed: " if isinstance(e, golocate.GoNoTls) else "refused: ") + e.reason
             log = self._log.info if isinstance(e, golocate.GoNoTls) else self._log.warning

@@ -229,16 +229,16 @@ class Tracer:
         self.log.info("probing %s: %s%s", path, "; ".join(pt.describe() for pt in points), ends)
 
     def _attach_go(self, path: str, probes: list) -> None:
-        """Probe one Go executable's crypto/tls (goprobes.plan: after each function's stack check,
-        and every RET of Read; never a uretprobe on Go code, bpf/gotls.c says why). All or
-        nothing. Called from the locate worker (targets.py)."""
+        """Probe one Go executable's crypto/tls (goprobes.plan: each function's stack check, and
+        every RET of Read; never a uretprobe on Go code, bpf/gotls.c says why). All or nothing.
+        Called from the locate worker (targets.py)."""
         with self._lock:
             if self._bpf is None:
                 raise RuntimeError("capture stopped")
             b, done = self._bpf, []
             try:
                 for p in probes:
-                    b.attach_uprobe(name=path, addr=p.addr, fn_name=p.program)
+                    _attach_uprobe(b, path, p.addr, p.program, ret=False)
                     done.append(p.addr)
             except Exception:
                 for addr in done:

@@ -143,7 +143,7 @@ def test_an_executed_go_program_is_located_by_the_worker_and_probed_once(tmp_pat
     [(kind, path, probes)] = got
     loc = golocate.locate_go_tls(client)
     assert (kind, path, loc.method) == ("go", client, "pclntab")
-    assert probes == goprobes.plan(client, loc)
+    assert probes == goprobes.plan(loc)
     assert ts.attached == [client] and ts.go[client] == loc.describe()
     assert ts.go[notls].startswith("not probed: go1.") and "no crypto/tls use" in ts.go[notls]
     assert str(plain) not in ts.go
