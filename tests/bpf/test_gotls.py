@@ -35,8 +35,8 @@ MODES = {
     "anthropic-stream": dict(provider="anthropic", model="claude-go-test", streaming=True, stop_reason="end_turn"),
     "openai-chat": dict(provider="openai", model="gpt-go-test", streaming=False, stop_reason="stop"),
     "openai-chat-stream": dict(provider="openai", model="gpt-go-test", streaming=True, stop_reason="stop"),
-    "gemini": dict(provider="gemini", model="gemini-go-test", streaming=False, stop_reason="STOP"),
-    "gemini-stream": dict(provider="gemini", model="gemini-go-test", streaming=True, stop_reason="STOP"),
+    "gemini": dict(provider="google", model="gemini-go-test", streaming=False, stop_reason="STOP"),
+    "gemini-stream": dict(provider="google", model="gemini-go-test", streaming=True, stop_reason="STOP"),
 }
 
 
