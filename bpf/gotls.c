@@ -15,7 +15,7 @@
  * goes to runtime.morestack, which copies the stack and restarts the function from its
  * first instruction, so the probe is hit twice for one call: the first time, with the
  * jump about to be taken (CF or ZF set by the cmp), the programs return at once
- * (stack_check_passes). Every argument register and RSP are as at entry there.
+ * (gotls_call). Every argument register and RSP are as at entry there.
  *
  * Go's register ABI (Go >= 1.17, amd64; older Go is refused by the locator):
  *   at entry   RAX = receiver (*tls.Conn), RBX = b's pointer, RCX = len(b)
@@ -61,18 +61,33 @@ BPF_TABLE("lru_hash", struct go_key_t, struct go_read_t, go_reads, 16384);
 #define FLAGS_CF 0x01
 #define FLAGS_ZF 0x40
 
-/* At the probed `jbe` of the stack check: does the call go on (the jump is not taken)?
- * Taken (CF or ZF): morestack, then the function again from its entry, probe included. */
-static __always_inline int stack_check_passes(struct pt_regs *ctx) {
-    return !(ctx->flags & (FLAGS_CF | FLAGS_ZF));
+/* The start of every program at a stack check: 1 if the call is to be looked at, with
+ * the task's ids. The jump about to be taken (CF or ZF set by the cmp) means morestack,
+ * then the function again from its entry, probe included. */
+static __always_inline int gotls_call(struct pt_regs *ctx, u32 *tgid, u32 *tid) {
+    if (ctx->flags & (FLAGS_CF | FLAGS_ZF))
+        return 0;   /* the stack grows first: the call is seen when it starts again */
+    if (!current_ids(tgid, tid))
+        return 0;   /* a task outside the daemon's PID namespace */
+    return 1;
+}
+
+/* Copy n bytes of a captured connection's buffer. */
+static __always_inline int gotls_copy(struct pt_regs *ctx, u8 kind, u64 conn, u32 tgid, u32 tid,
+                                      u64 buf, u64 n) {
+    mark_active(tgid);
+    if (start_copy(kind, conn, tgid, tid, buf, n, 0))
+        cont_kprobe_progs.call(ctx, 0);   /* more than STEPS records: continue */
+    else
+        return 0;
+    count(C_CUT, 1);   /* reached only if the tail call failed: the rest is not copied */
+    return 0;
 }
 
 int probe_gotls_write(struct pt_regs *ctx) {
     u32 tgid, tid;
-    if (!stack_check_passes(ctx))
-        return 0;   /* the stack grows first: the call is seen when it starts again */
-    if (!current_ids(&tgid, &tid))
-        return 0;   /* a task outside the daemon's PID namespace */
+    if (!gotls_call(ctx, &tgid, &tid))
+        return 0;   /* morestack first, or a task outside the daemon's PID namespace */
     if (!selected(tgid))
         return 0;   /* -p / -c filters */
     u64 conn = ctx->ax, buf = ctx->bx, len = ctx->cx;
@@ -81,21 +96,13 @@ int probe_gotls_write(struct pt_regs *ctx) {
     struct conn_key_t key = {.pid = tgid, .is_tls = KEY_GOTLS, .id = conn};
     if (!classify_write(&key, (const char *)buf, len, 0))
         return 0;   /* not an exchange we capture */
-    mark_active(tgid);
-    if (start_copy(K_GO_WRITE, conn, tgid, tid, buf, len, 0))
-        cont_kprobe_progs.call(ctx, 0);   /* more than STEPS records: continue */
-    else
-        return 0;
-    count(C_CUT, 1);   /* reached only if the tail call failed: the rest is not copied */
-    return 0;
+    return gotls_copy(ctx, K_GO_WRITE, conn, tgid, tid, buf, len);
 }
 
 int probe_gotls_read(struct pt_regs *ctx) {
     u32 tgid, tid;
-    if (!stack_check_passes(ctx))
-        return 0;   /* the stack grows first: the call is seen when it starts again */
-    if (!current_ids(&tgid, &tid))
-        return 0;   /* a task outside the daemon's PID namespace */
+    if (!gotls_call(ctx, &tgid, &tid))
+        return 0;   /* morestack first, or a task outside the daemon's PID namespace */
     if (!selected(tgid))
         return 0;   /* -p / -c filters */
     /* Whether the connection is captured is decided at return, not here: net/http's
@@ -133,22 +140,14 @@ int probe_gotls_read_ret(struct pt_regs *ctx) {
     u64 buf = r.buf;
     if (buf >= r.sp && buf < r.stack_hi)
         buf += ctx->sp - r.sp;   /* a buffer on a stack the runtime moved meanwhile */
-    mark_active(tgid);
-    if (start_copy(K_GO_READ, r.conn, tgid, tid, buf, n, 0))
-        cont_kprobe_progs.call(ctx, 0);   /* more than STEPS records: continue */
-    else
-        return 0;
-    count(C_CUT, 1);   /* reached only if the tail call failed: the rest is not copied */
-    return 0;
+    return gotls_copy(ctx, K_GO_READ, r.conn, tgid, tid, buf, n);
 }
 
 /* (*Conn).Close: the connection is over; tell userspace if it was captured. */
 int probe_gotls_close(struct pt_regs *ctx) {
     u32 tgid, tid;
-    if (!stack_check_passes(ctx))
-        return 0;   /* the stack grows first: the call is seen when it starts again */
-    if (!current_ids(&tgid, &tid))
-        return 0;   /* a task outside the daemon's PID namespace */
+    if (!gotls_call(ctx, &tgid, &tid))
+        return 0;   /* morestack first, or a task outside the daemon's PID namespace */
     struct conn_key_t key = {.pid = tgid, .is_tls = KEY_GOTLS, .id = ctx->ax};
     if (!conns.lookup(&key))
         return 0;   /* never captured */
