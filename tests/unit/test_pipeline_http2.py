@@ -437,3 +437,21 @@ def test_server_push_keeps_hpack_in_step_and_pushed_streams_are_not_calls():
     c = r.one()
     assert c.tools == ["get_weather"] and ("x-pushed", "p" * 30) in c.bodies.response_headers
     assert r.p.stats.unmatched_responses == 0
+
+
+def test_a_client_that_resets_after_the_last_event_had_the_whole_answer():
+    # An SDK that stops reading at `data: [DONE]` cancels the stream before END_STREAM arrives.
+    pair = H2Pair()
+    sid = pair.request("/v1/chat/completions", {"model": "gpt-4.1", "stream": True, "messages": []},
+                       authority="api.openai.com")
+    pair.respond(sid, sse_blocks(fixture("openai_chat_stream_text.sse")), content_type=SSE, end=False)
+    pair.reset(sid, 8, by_client=True)
+    sid2 = pair.request("/v1/chat/completions", {"model": "gpt-4.1", "stream": True, "messages": []},
+                        authority="api.openai.com")
+    pair.respond(sid2, sse_blocks(fixture("openai_chat_stream_text.sse"))[:3], content_type=SSE, end=False)
+    pair.reset(sid2, 8, by_client=True)   # ...and one that gave up half-way
+    r = Run()
+    pair.feed(r)
+    done, cut = r.calls
+    assert not done.incomplete and done.stop_reason == "stop" and (done.input_tokens, done.output_tokens) == (1000, 200)
+    assert cut.incomplete_reason == "stream_reset: CANCEL by client"
