@@ -46,11 +46,30 @@ def verdict(ok: bool | None) -> str:
     return "–" if ok is None else ("**met**" if ok else "**not met**")
 
 
+def _main_run(R: dict) -> dict:
+    """A result of the run most benchmarks come from (the preamble describes that one)."""
+    from collections import Counter
+    ids = Counter(r.get("run_id") for r in R.values())
+    main = ids.most_common(1)[0][0] if ids else None
+    return next((r for r in R.values() if r.get("run_id") == main), {})
+
+
+def _run_note(R: dict, name: str) -> list[str]:
+    """A line for a section whose benchmark ran apart from the main run: when, how, on what load."""
+    r, main = R.get(name, {}), _main_run(R)
+    if not r or r.get("run_id") == main.get("run_id"):
+        return []
+    load = (r.get("machine", {}).get("loadavg_at_start") or ["?"])[0]
+    load = f"{load:.1f}" if isinstance(load, float) else load
+    return [f"Run separately from the sections above: {r.get('run_id')}, `{r.get('command')}`, on "
+            f"{r.get('git_head') or '?'}; load average {load} at its start.", ""]
+
+
 def _preamble(R: dict) -> list[str]:
     """Title, the machine, the command, how figures are summarised."""
     L: list[str] = []
     a = L.append
-    any_r = next(iter(R.values()), {})
+    any_r = _main_run(R)
     m = any_r.get("machine", {})
     a("# agtap performance")
     a("")
@@ -363,6 +382,7 @@ def _boringssl(R: dict, TEXT: dict) -> list[str]:
         return L
     a("## 7. Locating BoringSSL (Bun, Claude Code)")
     a("")
+    L += _run_note(R, "boringssl")
     a("`bench/b7_boringssl.py`: `boringcache.verdict()` on each pinned binary in a fresh process "
       f"({b7['rounds']} rounds; capstone and numpy imported cold), first with an empty cache (the scan the "
       "daemon's worker thread does once per build), then with the verdict it stored (every later start). "
@@ -397,11 +417,12 @@ def _gotls(R: dict, TEXT: dict) -> list[str]:
     r = b8["results"]
     a("## 8. Go programs (crypto/tls)")
     a("")
+    L += _run_note(R, "gotls")
     a(f"`bench/b8_gotls.py`. {b8['calls_per_run']} sequential Anthropic calls per run from a Go client "
       f"({b8['binary']}, net/http, built by {b8['go']}) over one keep-alive TLS connection to `bench/server.py` "
       "(alternating: streamed, ~200 SSE events read line by line; and JSON), "
       f"{b8['rounds']} rounds of untraced / agtap in rotated order. Under agtap the binary was probed before the "
-      "run (uprobes after the stack check of (*Conn).Write, Read and Close, and on each RET of Read). Client "
+      "run (uprobes on the stack check's jbe of (*Conn).Write, Read and Close, and on each RET of Read). Client "
       "time and CPU are the client's own for the N calls (getrusage, set-up excluded).")
     a("")
     a("| metric | untraced | agtap | agtap/untraced | added per call (µs) |")
@@ -414,6 +435,13 @@ def _gotls(R: dict, TEXT: dict) -> list[str]:
     a("")
     a(f"Events logged per agtap run (N calls + 1 warm-up): {r['events_logged_per_run']}. Medians [min–max] "
       "over the rounds. Command: `sudo .venv/bin/python -m bench.run --only gotls`.")
+    a("")
+    a("Where it goes: a streamed call here is ~200 TLS records, and Go's bufio reader takes each with its own "
+      "(*Conn).Read, so half the calls make ~200 Reads each. Every Read costs an emulated probe on the jbe plus "
+      "a probe on its RET, which the kernel single-steps (RET is not among the instructions x86 uprobes "
+      "emulate), plus the copy into the ring buffer: on this virtual machine a single-step costs ~10 µs "
+      "(bench 1, bare uprobes). OpenSSL clients avoid the RET's step: their return probe is a uretprobe, "
+      "which Go code must never get.")
     a("")
     return L
 
@@ -428,6 +456,7 @@ def _reproduce() -> list[str]:
     a("    sudo .venv/bin/python -m bench.run --only load,latency     # some of them")
     a("    .venv/bin/python -m bench.run --only pipeline              # no root needed")
     a("    .venv/bin/python -m bench.run --only boringssl             # no root needed")
+    a("    sudo .venv/bin/python -m bench.run --only gotls            # Go client, traced/untraced, ~1 min")
     a("")
     return L
 

@@ -191,3 +191,20 @@ def test_go_without_tls_and_a_stripped_non_go_binary_are_left_alone(gdaemon, tmp
     log = gdaemon.stderr()
     for path in (notls, plain):
         assert f"probing {path}" not in log and f"attached: {path}" not in log, path
+
+
+def test_http2_calls_are_captured_too(gdaemon, builds, certs):
+    """net/http speaks HTTP/2 to a server that offers it: the preface marks the *tls.Conn
+    (the kernel side shared with OpenSSL), and the HTTP/2 decoder makes the calls."""
+    from tests.support import FakeApi
+    modes = ["anthropic-stream", "openai-chat"]
+    with FakeApi(certs, http2=True) as api:
+        api.script(Reply(text="Hi over h2.", input_tokens=41, output_tokens=4),
+                   Reply(text="Hi again over h2.", input_tokens=42, output_tokens=5))
+        res, evs = go_client(gdaemon, builds["go1.19"], api, certs, modes, len(modes), "-h2")
+    assert [(r["status"], r["proto"]) for r in res["results"]] == [(200, "HTTP/2.0")] * 2, res
+    assert len(evs) == 2, evs
+    for ev, (provider, tokens) in zip(evs, [("anthropic", (41, 4)), ("openai", (42, 5))]):
+        assert ev["provider"] == provider and (ev["input_tokens"], ev["output_tokens"]) == tokens, ev
+        assert ev["http_version"] == "2" and ev["transport"] == "tls" and not ev["incomplete"], ev
+        assert ev["server_address"] == "127.0.0.1", ev

@@ -9,7 +9,8 @@
 // buffer on the reading goroutine's stack, from goroutines near the end of their stacks,
 // so that stacks move during Read; see readGrowing).
 // Each goroutine makes, N times, one call of each mode in turn; -parallel goroutines at
-// once (sharing one http.Client), -depth frames of recursion around every call. -wait reads
+// once (sharing one http.Client), -depth frames of recursion around every call, -h2 lets
+// net/http speak HTTP/2 to a server that offers it (ALPN). -wait reads
 // a line from stdin before the first call (the test lets the tracer see the process first)
 // and, after printing the results, waits for stdin to close (the process is still there when
 // the tracer looks at it). -timing makes one untimed call first (set-up) and reports the
@@ -41,6 +42,7 @@ type result struct {
 	Marker       string `json:"marker"`
 	Mode         string `json:"mode"`
 	Status       int    `json:"status"`
+	Proto        string `json:"proto,omitempty"`
 	Text         string `json:"text"`
 	Model        string `json:"model"`
 	InputTokens  int    `json:"input_tokens"`
@@ -63,6 +65,7 @@ func main() {
 	depth := flag.Int("depth", 0, "recursion depth around each call")
 	wait := flag.Bool("wait", false, "read a line from stdin before the first call")
 	timing := flag.Bool("timing", false, "one untimed call first; report the wall and CPU time of the others")
+	h2 := flag.Bool("h2", false, "HTTP/2 when the server offers it (net/http's default without a custom TLS config)")
 	flag.Parse()
 	key = os.Getenv("AGTAP_TEST_API_KEY")
 	tlsConfig = &tls.Config{} // the system's roots (SSL_CERT_FILE too) unless AGTAP_TEST_CA names a CA
@@ -74,7 +77,8 @@ func main() {
 		tlsConfig.RootCAs = x509.NewCertPool()
 		tlsConfig.RootCAs.AppendCertsFromPEM(pem)
 	}
-	client = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, MaxIdleConnsPerHost: *parallel}}
+	client = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, MaxIdleConnsPerHost: *parallel,
+		ForceAttemptHTTP2: *h2}}
 	stdin := bufio.NewReader(os.Stdin)
 	if *wait {
 		fmt.Printf("{\"pid\": %d, \"waiting\": true}\n", os.Getpid())
@@ -189,7 +193,7 @@ func call(mode, marker string) result {
 		return result{Marker: marker, Mode: mode, Error: err.Error()}
 	}
 	defer resp.Body.Close()
-	r := result{Marker: marker, Mode: mode, Status: resp.StatusCode}
+	r := result{Marker: marker, Mode: mode, Status: resp.StatusCode, Proto: resp.Proto}
 	if strings.HasPrefix(resp.Header.Get("content-type"), "text/event-stream") {
 		// SSE, line by line, as SDKs read it
 		sc := bufio.NewScanner(resp.Body)
