@@ -280,11 +280,11 @@ def _disassemble(m, elf: boringssl.Elf, name: str, entry: int, end: int, md) -> 
 
 def _stack_check(name: str, head, entry: int, end: int) -> tuple[int, int]:
     """The addresses of the prologue's `jbe` and of the instruction after it. Under the
-    register ABI only does a function keep g in R14 (an ABI0 function loads it from TLS): the check proves the ABI. When the
-    stack is short, the jbe leads to runtime.morestack, which grows (copies) the stack and
-    restarts the function from its entry: a probe at the entry fires twice for such a call,
-    one at `body` once, with the argument registers as at entry (the check reads RSP, R12
-    and R14 only) and RSP unchanged."""
+    register ABI only does a function keep g in R14 (an ABI0 function loads it from TLS):
+    the check proves the ABI. When the stack is short, the jbe leads to runtime.morestack,
+    which grows (copies) the stack and restarts the function from its entry: a probe at the
+    entry (or on the jbe) fires twice for such a call, one at `body` once, with the argument
+    registers as at entry (the check reads RSP, R12 and R14 only) and RSP unchanged."""
     seen = "; ".join(f"{m} {o}".strip() for _, _, m, o in head)
     i = 1 if head and head[0][2] == "lea" and LEA_R12.fullmatch(head[0][3]) else 0
     if len(head) < i + 2:

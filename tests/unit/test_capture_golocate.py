@@ -104,7 +104,7 @@ def test_locates_write_read_close_and_every_ret(release, stripped, pie):
         # body: after `[lea] cmp; jbe` (4- or 5-byte lea, 4-byte cmp, 2- or 6-byte jbe), by objdump
         lines = _objdump_lines(path, f.entry, f.body + 1)
         assert [ln[1].split()[0] for ln in lines[:-1]] == (["lea"] if "lea" in f.first else []) + ["cmp", "jbe"]
-        assert lines[-1][0] == f.body
+        assert lines[-1][0] == f.body and lines[-2][0] == f.check and lines[-2][1].startswith("jbe")
 
 
 @pytest.mark.parametrize("release,pie", [(r, p) for r in ("bookworm", "trixie") for p in (False, True)])
