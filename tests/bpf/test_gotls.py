@@ -208,3 +208,28 @@ def test_http2_calls_are_captured_too(gdaemon, builds, certs):
         assert ev["provider"] == provider and (ev["input_tokens"], ev["output_tokens"]) == tokens, ev
         assert ev["http_version"] == "2" and ev["transport"] == "tls" and not ev["incomplete"], ev
         assert ev["server_address"] == "127.0.0.1", ev
+
+
+def test_a_go_program_running_before_the_daemon_starts_is_probed_at_start(agtapd, builds, fake_api, certs):
+    binary = builds["go1.24-stripped"]
+    env = {"PATH": "/usr/bin:/bin", "AGTAP_TEST_CA": str(certs.ca), "AGTAP_TEST_API_KEY": GO_KEY}
+    p = subprocess.Popen([str(binary), "-url", fake_api.base_url, "-mode", "openai-chat-stream", "-wait"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert json.loads(p.stdout.readline())["waiting"]
+        d = agtapd("-v")                                 # starts after the client: found by the start-up scan
+        line = d.wait_stderr(f"attached: {binary} (go1.24", timeout=60)
+        assert ".gopclntab (no symbol table)" in line, line
+        fake_api.reset()
+        fake_api.script(Reply(text="Seen from the start.", input_tokens=7, output_tokens=3))
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        res = json.loads(p.stdout.readline())
+        d.events(res["pid"], n=1, timeout=20)
+        time.sleep(SETTLE)
+        [ev] = d.events(res["pid"])
+        assert (ev["provider"], ev["input_tokens"], ev["output_tokens"]) == ("openai", 7, 3), ev
+        assert ev["streaming"] and not ev["incomplete"], ev
+    finally:
+        p.kill()
+        p.wait()
