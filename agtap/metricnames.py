@@ -111,6 +111,12 @@ PROM_STATS: dict[str, tuple[str, str, str]] = {
                       "Reads on local IPC not used: the peer's writes carry the same bytes"),
     "h2_connections": ("agtap_http2_connections_total", "counter",
                        "HTTP/2 connections captured (the client preface was written)"),
+    "boringssl_unprobed_processes": ("agtap_boringssl_unprobed_processes_total", "counter",
+                                     "Processes of a BoringSSL binary (Bun, Claude Code) that exited before its "
+                                     "probes went live (its first scan): their calls were not seen"),
+    "boringssl_unprobed_connections": ("agtap_boringssl_unprobed_connections_total", "counter",
+                                       "TCP connections a BoringSSL binary's processes held when its probes went "
+                                       "live: calls written on them before then were not seen"),
     "conns_open": ("agtap_connections_open", "gauge", "Connections the pipeline holds state for"),
     "conns_evicted": ("agtap_connections_evicted_total", "counter",
                       "Connections dropped for new ones past the connection limit (their call ends incomplete)"),

@@ -401,8 +401,9 @@ def _boringssl(R: dict, TEXT: dict) -> list[str]:
     a("Medians. Command: `.venv/bin/python -m bench.run --only boringssl`. The scan maps the file (its pages "
       "count in the RSS: most of the max RSS is the file's own page cache) and holds numpy temporaries of a few "
       "16 MB chunks of code at a time; both are released when it ends. It runs on a thread of its own: the poll thread is never held, but the "
-      "calls a program makes before its first scan ends are not seen (the next start of the same build is "
-      "probed at once, from the cache).")
+      "calls a program makes before its first scan ends are not seen: they are counted (GetStats "
+      "`boringssl_unprobed_processes` / `boringssl_unprobed_connections`, a warning in the log), and the next "
+      "start of the same build is probed at once, from the cache.")
     a("")
     return L
 

@@ -75,7 +75,11 @@ class CaptureStats:
     skipped_bytes: int = 0      # bytes on connections marked not interesting (by design: not copied)
     dropped_reads: int = 0      # reads on local IPC not used: the peer's writes carry the same bytes
     h2_connections: int = 0     # HTTP/2 connections captured (client preface seen)
+    # BoringSSL binaries (Bun, Claude Code) before their probes went live (first scan of a build):
+    boringssl_unprobed_processes: int = 0    # processes that exited before: every call of theirs missed
+    boringssl_unprobed_connections: int = 0  # TCP connections open then: calls on them until then missed
     targets: list[str] = field(default_factory=list)
 
     COUNTERS = ("chunks", "bytes", "lost_records", "lost_bytes", "cut_records", "read_failed_bytes",
-                "conn_table_full", "skipped_bytes", "dropped_reads", "h2_connections")
+                "conn_table_full", "skipped_bytes", "dropped_reads", "h2_connections",
+                "boringssl_unprobed_processes", "boringssl_unprobed_connections")

@@ -201,3 +201,32 @@ def ipc_peer(writer: int, peer_target: str, *, read_end: bool, proc_root: str = 
                 nxt.append(c)
         level = nxt
     return (deepest, False) if deepest else None
+
+
+TCP_LISTEN = "0A"     # st column of /proc/net/tcp
+
+
+def tcp_connections(pid: int, proc_root: str = "/proc") -> int:
+    """How many TCP connections (any state but LISTEN) the process holds an fd of: its fds'
+    socket inodes, looked up in its network namespace's /proc/PID/net/tcp and tcp6."""
+    states: dict[int, str] = {}
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"{proc_root}/{pid}/net/{name}") as f:
+                next(f, None)                                   # the header line
+                for line in f:
+                    cols = line.split()
+                    if len(cols) > 9 and cols[9].isdigit():
+                        states[int(cols[9])] = cols[3]
+        except OSError:
+            pass
+    n = 0
+    try:
+        fds = os.listdir(f"{proc_root}/{pid}/fd")
+    except OSError:
+        return 0
+    for fd in fds:
+        ino = inode_of(fd_target(pid, int(fd), proc_root)) if fd.isdigit() else 0
+        if ino and states.get(ino, TCP_LISTEN) != TCP_LISTEN:
+            n += 1
+    return n

@@ -35,6 +35,7 @@ from typing import Callable
 
 from agtap.capture import boringcache, boringssl, golocate, goprobes
 from agtap.capture.elfsyms import SSL_SYMBOLS, symbol_addrs
+from agtap.capture.procinfo import tcp_connections
 from agtap.capture.procfiles import (DELETED, Key, Mapping, key_of, overlay_layers, parse_maps_line, path_keys,
                                      resolve, where_of)
 
@@ -116,7 +117,12 @@ class TargetSet:
         self._cache_dir = cache_dir      # None: no BoringSSL search
         self.boringssl: dict[str, boringcache.Verdict] = {}   # described path -> verdict, by the worker
         self.go: dict[str, str] = {}     # described path -> how its crypto/tls was found, or why not
-        self._work: queue.Queue[tuple[Target, str] | None] = queue.Queue()
+        # calls that BoringSSL binaries made before their probes went live (see _count_unprobed)
+        self.unprobed_processes = 0     # ran the binary and exited before: every call of theirs missed
+        self.unprobed_connections = 0   # TCP connections open then: calls on them before then missed
+        self._pending: dict[Key, set[int]] = {}   # a queued binary's keys -> the pids seen running it
+        self._pending_lock = threading.Lock()
+        self._work: queue.Queue[tuple[Target, str, set[Key]] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._closed = threading.Event()
         self._seen: set[Key] = set()      # every key of every file looked at
@@ -139,6 +145,8 @@ class TargetSet:
     def consider_mapping(self, pid: int, m: Mapping, *, exe: bool = False) -> bool:
         """Look at one file a process maps, through the process's own view of it."""
         if m.key in self._seen:
+            if exe:
+                self._note_pending(pid, {m.key})
             return False
         opened, keys = resolve(pid, m, self._proc_root)
         if not opened:
@@ -154,6 +162,8 @@ class TargetSet:
     def _consider(self, t: Target, keys: set[Key], *, exe: bool) -> bool:
         if keys & self._seen:
             self._seen |= keys
+            if exe and t.pid:
+                self._note_pending(t.pid, keys)
             return False
         self._seen |= keys
         opened = t.opened or t.path
@@ -163,7 +173,7 @@ class TargetSet:
                 self.unusable.append(t)
                 self._log.info("no SSL symbols: %s (exports %s)", t.describe(), sorted(t.symbols) or "none")
             elif self._cache_dir is not None or self._attach_go is not None:
-                self._queue(t, opened)
+                self._queue(t, opened, keys)
             return False
         return self._attach_target(t, opened, ", ".join(sorted(t.symbols)))
 
@@ -182,11 +192,41 @@ class TargetSet:
         return True
 
     # --- Go and statically linked BoringSSL, off the poll thread ---
-    def _queue(self, t: Target, opened: str) -> None:
+    def _queue(self, t: Target, opened: str, keys: set[Key]) -> None:
         if self._worker is None:
             self._worker = threading.Thread(target=self._work_loop, name="agtap-locate", daemon=True)
             self._worker.start()
-        self._work.put((t, opened))
+        pids = {t.pid} if t.pid else set()
+        with self._pending_lock:
+            for k in keys:
+                self._pending[k] = pids
+        self._work.put((t, opened, keys))
+
+    def _note_pending(self, pid: int, keys: set[Key]) -> None:
+        """A process runs a binary that is still being scanned (poll thread)."""
+        with self._pending_lock:
+            for k in keys:
+                if k in self._pending:
+                    self._pending[k].add(pid)
+                    return
+
+    def _count_unprobed(self, t: Target, keys: set[Key]) -> None:
+        """The binary's probes are live now (worker thread). Its processes seen until now ran
+        unprobed since their exec: count those that exited (every call of theirs was missed)
+        and the TCP connections the others hold (calls written on them before now were
+        missed; later calls on the same connections are seen)."""
+        with self._pending_lock:
+            pids: set[int] = set()
+            for k in keys:
+                pids |= self._pending.pop(k, set())
+        gone = [p for p in pids if not os.path.exists(f"{self._proc_root}/{p}")]
+        conns = sum(tcp_connections(p, self._proc_root) for p in pids if p not in gone)
+        self.unprobed_processes += len(gone)
+        self.unprobed_connections += conns
+        if gone or conns:
+            self._log.warning("%s: %d process(es) exited and %d TCP connection(s) were open before its "
+                              "BoringSSL probes went live: calls made on them until now were not seen",
+                              t.describe(), len(gone), conns)
 
     def _work_loop(self) -> None:
         while True:
@@ -200,12 +240,15 @@ class TargetSet:
             finally:
                 self._work.task_done()
 
-    def _look_inside(self, t: Target, opened: str) -> None:
+    def _look_inside(self, t: Target, opened: str, keys: set[Key]) -> None:
         """An executable without SSL symbols: a Go program, or one with BoringSSL inside."""
         if self._attach_go is not None and golocate.is_go_binary(opened):
+            self._drop_pending(keys)        # counted for BoringSSL binaries only
             self._look_for_go(t, opened)
         elif self._cache_dir is not None:
-            self._look_for_boringssl(t, opened)
+            self._look_for_boringssl(t, opened, keys)
+        else:
+            self._drop_pending(keys)
 
     def _look_for_go(self, t: Target, opened: str) -> None:
         try:
@@ -221,8 +264,9 @@ class TargetSet:
         self.go[t.describe()] = loc.describe()
         self._attach_target(t, opened, loc.describe(), go=probes)
 
-    def _look_for_boringssl(self, t: Target, opened: str) -> None:
+    def _look_for_boringssl(self, t: Target, opened: str, keys: set[Key]) -> None:
         if not boringssl.has_marker(opened):
+            self._drop_pending(keys)
             self._log.info("no SSL symbols, no BoringSSL: %s", t.describe())
             return
         v = boringcache.verdict(opened, self._cache_dir)
@@ -231,10 +275,19 @@ class TargetSet:
         v.path = t.path
         self.boringssl[t.describe()] = v
         if not v.located:
+            self._drop_pending(keys)
             self._log.warning("%s: %s; not probed", t.describe(), v.line())
             return
         t.symbols = v.symbols
-        self._attach_target(t, opened, v.line())
+        if self._attach_target(t, opened, v.line()):
+            self._count_unprobed(t, keys)
+        else:
+            self._drop_pending(keys)
+
+    def _drop_pending(self, keys: set[Key]) -> None:
+        with self._pending_lock:
+            for k in keys:
+                self._pending.pop(k, None)
 
     def close(self) -> None:
         """End the locate worker (after what it is doing; it probes nothing more)."""

@@ -377,4 +377,6 @@ class Tracer:
                             lost_bytes=c["lost_bytes"], cut_records=c["cut_buffers"],
                             read_failed_bytes=c["read_failed_bytes"], conn_table_full=c["conn_table_full"],
                             skipped_bytes=c["skipped_bytes"], h2_connections=c["h2_connections"],
-                            dropped_reads=self._mapper.dropped_reads if self._mapper else 0, targets=self.targets)
+                            dropped_reads=self._mapper.dropped_reads if self._mapper else 0, targets=self.targets,
+                            boringssl_unprobed_processes=self._targets.unprobed_processes if self._targets else 0,
+                            boringssl_unprobed_connections=self._targets.unprobed_connections if self._targets else 0)

@@ -388,6 +388,8 @@ class Controller:
             "skipped_bytes": cap.skipped_bytes,
             "dropped_reads": cap.dropped_reads,
             "h2_connections": cap.h2_connections,
+            "boringssl_unprobed_processes": cap.boringssl_unprobed_processes,
+            "boringssl_unprobed_connections": cap.boringssl_unprobed_connections,
             **pipeline,
             "poll_errors": self.poll_errors,
             "sink_errors": self.sink_errors,

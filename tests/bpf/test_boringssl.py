@@ -117,6 +117,38 @@ def test_a_connection_closed_mid_process_ends_the_call_there(bdaemon, fake_api, 
         proc.wait()
 
 
+def test_a_call_made_during_the_first_scan_is_an_event_or_counted(tmp_path, fake_api, certs, _need_root):
+    """A daemon that has never seen this Bun build (a cache of its own) scans it when it
+    starts; the call Bun makes at once, on a connection it keeps, races the scan. Either
+    the probes were live in time (one event) or the connection is counted as open before
+    they were: never silently lost."""
+    import re
+    d = Agtapd(tmp_path, "-v", env={"AGTAP_CACHE_DIR": str(tmp_path / "cache")})
+    binary = bun(BUN_RELEASES[-1])
+    proc = None
+    try:
+        fake_api.reset()
+        fake_api.script(Reply(text="Hi from the fake.", input_tokens=21, output_tokens=5))
+        proc = subprocess.Popen([str(binary), str(CLIENTS_DIR / "bun_fetch.js"), fake_api.base_url, "anthropic",
+                                 "linger", "60"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env={"AGTAP_TEST_CA": str(certs.ca), "AGTAP_TEST_API_KEY": BUN_KEY,
+                                     "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+        res = json.loads(proc.stdout.readline())
+        assert res["status"] == 200, res
+        assert "in " in d.wait_stderr(f"attached: {binary}")          # scanned, not from a cache
+        time.sleep(2)
+        evs = d.events(res["pid"])
+        m = re.search(rf"{re.escape(str(binary))}.*: (\d+) process\(es\) exited and (\d+) TCP connection\(s\) "
+                      "were open before its BoringSSL probes went live", d.stderr())
+        counted = int(m.group(2)) if m else 0
+        assert (len(evs), counted) in ((1, 0), (0, 1)), (evs, m and m.group(0))
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        d.stop()
+
+
 CLAUDE_KEY = "sk-ant-agtap-test-claude-9e41"
 
 

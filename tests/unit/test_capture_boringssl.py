@@ -232,3 +232,50 @@ def test_a_scan_that_ends_after_capture_stopped_probes_nothing(tmp_path, monkeyp
     ts.consider(path, exe=True)
     ts._work.join()
     assert attached == [] and ts.attached == []
+
+
+def test_processes_and_connections_before_the_probes_went_live_are_counted(tmp_path, monkeypatch):
+    # Two processes run a binary while its first scan runs (held here): one exits before the
+    # probes go live (every call of its missed), the other holds one TCP connection then
+    # (calls written on it until then missed). The binary is python itself, the scan a stand-in:
+    # what is tested is the counting around the worker, not the locator.
+    import socket
+    import sys
+    import threading
+    from agtap.capture.procfiles import key_of
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    hold = (f"import socket, time; s = socket.create_connection(('127.0.0.1', {srv.getsockname()[1]})); "
+            "print('up', flush=True); time.sleep(60)")
+    live = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    brief = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    go = threading.Event()
+
+    def held_verdict(path, cache_dir):
+        go.wait(30)
+        return boringcache.Verdict(path, "", 0, 0, True, "a stand-in", 0x1000, 0x2000)
+
+    monkeypatch.setattr(boringssl, "has_marker", lambda p: True)
+    monkeypatch.setattr(boringcache, "verdict", held_verdict)
+    ts, attached = _worker_set(tmp_path)
+    ts._roots.add(key_of("/"))          # the host's libssl files are not what this is about
+    try:
+        assert live.stdout.readline() == "up\n"
+        ts.scan_process(live.pid)        # queued: the scan starts
+        ts.scan_process(brief.pid)       # the same binary while it runs
+        brief.kill()
+        brief.wait()                     # gone before the probes go live
+        assert (ts.unprobed_processes, ts.unprobed_connections) == (0, 0)
+        go.set()
+        ts._work.join()
+        assert len(attached) == 1
+        assert (ts.unprobed_processes, ts.unprobed_connections) == (1, 1)
+        ts.scan_process(live.pid)        # probed now: nothing more is counted
+        assert (ts.unprobed_processes, ts.unprobed_connections) == (1, 1)
+    finally:
+        for p in (live, brief):
+            p.kill()
+            p.wait()
+        srv.close()
+        ts.close()

@@ -43,6 +43,14 @@ def test_every_kernel_counter_reaches_capture_stats():
     assert set(values.values()) <= got, {k: v for k, v in values.items() if v not in got}
 
 
+def test_the_boringssl_counters_reach_capture_stats():
+    from types import SimpleNamespace
+    t = Tracer(Config(), lambda item: None)
+    t._targets = SimpleNamespace(unprobed_processes=1007, unprobed_connections=1009, attached=[])
+    st = t.stats()
+    assert (st.boringssl_unprobed_processes, st.boringssl_unprobed_connections) == (1007, 1009)
+
+
 def test_capture_stats_counters_are_all_its_int_fields():
     ints = [f.name for f in dataclasses.fields(CaptureStats) if f.type in ("int", int)]
     assert list(CaptureStats.COUNTERS) == ints
