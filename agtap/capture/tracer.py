@@ -20,7 +20,7 @@ from agtap.capture import headers, loader, probepoints, verifier
 from agtap.capture.chunk import CaptureStats
 from agtap.capture.connid import ConnId
 from agtap.capture.conns import ConnMapper
-from agtap.capture.records import COUNTER_NAMES, COUNTER_SLOTS, K_EXEC, S_IGNORE, decode, layout_problems
+from agtap.capture.records import COUNTER_NAMES, COUNTER_SLOTS, K_EXEC, S_H2, S_IGNORE, decode, layout_problems
 from agtap.capture.targets import TargetSet
 from agtap.config import Config
 
