@@ -80,6 +80,25 @@ if [ "$what" = test ]; then
       npm install --no-audit --no-fund --loglevel=error --prefix "$dir" "$spec"
       touch "$dir/.agtap-installed"
     done < setup/agents.txt
+    # The newest Claude Code too, when the registry answers: the bpf and unit tiers test it beside
+    # the pinned one (tests/support/npmbins.py reads this record). Offline the record goes and
+    # the pinned one alone is tested; an install already cached is kept for the next time.
+    newest_file="$agent_cache/claude-code-newest"
+    newest=$(timeout 60 npm view --silent @anthropic-ai/claude-code-linux-x64 version 2>/dev/null || true)
+    if [[ "$newest" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
+      spec="@anthropic-ai/claude-code-linux-x64@$newest"
+      dir="$agent_cache/$spec"
+      if [ ! -f "$dir/.agtap-installed" ]; then
+        echo "setup: npm install $spec (the newest Claude Code, into $dir)"
+        rm -rf "$dir" && mkdir -p "$dir"
+        npm install --no-audit --no-fund --loglevel=error --prefix "$dir" "$spec" && touch "$dir/.agtap-installed"
+      fi
+      if [ -f "$dir/.agtap-installed" ]; then echo "$newest" > "$newest_file"; else rm -f "$newest_file"; fi
+      echo "setup: newest Claude Code: $newest"
+    else
+      rm -f "$newest_file"
+      echo "setup: npm registry not reachable: the pinned Claude Code alone is tested"
+    fi
   fi
 fi
 echo "setup: ok ($what)"

@@ -17,7 +17,7 @@ import pytest
 from tests.support.agtapd import Agtapd
 from tests.support import Reply, ToolCall
 from tests.support.clients import CLIENTS_DIR
-from tests.support.npmbins import BUN_RELEASES, bun, claude
+from tests.support.npmbins import BUN_RELEASES, bun, claude, claude_versions
 
 SETTLE = 0.7
 BUN_KEY = "sk-ant-agtap-test-bun-5d20"
@@ -171,9 +171,11 @@ CLAUDE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("version", claude_versions())      # pinned, and the newest when setup had network
 @pytest.mark.parametrize("case,replies,stops", CLAUDE_CASES, ids=[c[0] for c in CLAUDE_CASES])
-def test_claude_code_print_mode_is_one_event_per_request(bdaemon, fake_api, certs, tmp_path, case, replies, stops):
-    binary = claude()
+def test_claude_code_print_mode_is_one_event_per_request(bdaemon, fake_api, certs, tmp_path, case, replies, stops,
+                                                         version):
+    binary = claude(version)
     work = tmp_path / "work"
     work.mkdir()
     (work / "notes.txt").write_text("a file for Glob to find\n")
@@ -210,13 +212,14 @@ def test_claude_code_print_mode_is_one_event_per_request(bdaemon, fake_api, cert
         assert CLAUDE_KEY.encode() not in p.read_bytes(), f"the API key reached {p}"
 
 
-def test_claude_code_retry_after_a_cut_stream_is_a_call_of_its_own(bdaemon, fake_api, certs, tmp_path):
+@pytest.mark.parametrize("version", claude_versions())
+def test_claude_code_retry_after_a_cut_stream_is_a_call_of_its_own(bdaemon, fake_api, certs, tmp_path, version):
     """The server cuts the first stream; Claude Code frees that connection and retries on a
     new one, whose SSL* is usually the freed one's address. With the SSL destructor probed
     the first call ends when its connection does and the retry is a call of its own;
     without it (measured) the retry's bytes were read as the cut call's continuation
     (parse_error: bad_chunk_size) and the retry was lost."""
-    binary = claude()
+    binary = claude(version)
     work = tmp_path / "work"
     work.mkdir()
     line = located(bdaemon, binary, "-p")

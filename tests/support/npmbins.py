@@ -13,6 +13,7 @@ machine, never per test run.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -26,6 +27,22 @@ if not os.access(CACHE if CACHE.exists() else CACHE.parent if CACHE.parent.exist
 
 BUN_RELEASES = ("1.1.30", "1.2.15", "1.4.5")        # Oct 2024, Jun 2025, 2026: over a year apart
 CLAUDE_CODE = "2.1.332"
+CLAUDE_PACKAGE = "@anthropic-ai/claude-code-linux-x64"
+# the newest Claude Code release, as setup resolved and installed it when it could reach npm
+CLAUDE_NEWEST = AGENT_CACHE / "claude-code-newest"
+
+
+def claude_versions() -> tuple[str, ...]:
+    """The Claude Code releases the suite tests: the pinned one, and the newest one if setup
+    found it (network) and installed it; offline, setup removes the record: pinned alone."""
+    try:
+        newest = CLAUDE_NEWEST.read_text().strip()
+    except OSError:
+        newest = ""
+    installed = AGENT_CACHE / f"{CLAUDE_PACKAGE}@{newest}" / ".agtap-installed"
+    if re.fullmatch(r"\d+\.\d+\.\d+", newest) and newest != CLAUDE_CODE and installed.is_file():
+        return (CLAUDE_CODE, newest)
+    return (CLAUDE_CODE,)
 
 
 def npm_binary(package: str, version: str, relpath: str) -> Path:
@@ -63,4 +80,4 @@ def bun(version: str) -> Path:
 
 
 def claude(version: str = CLAUDE_CODE) -> Path:
-    return npm_binary("@anthropic-ai/claude-code-linux-x64", version, "claude")
+    return npm_binary(CLAUDE_PACKAGE, version, "claude")

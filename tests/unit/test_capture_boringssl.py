@@ -65,11 +65,7 @@ def _objdump(path, start: int, length: int) -> list[str]:
     return [ln.split("\t", 1)[1] for ln in out.splitlines() if re.match(r"\s+[0-9a-f]+:\t", ln)]
 
 
-@pytest.mark.skipif(shutil.which("objdump") is None, reason="binutils missing: make setup installs it")
-@pytest.mark.parametrize("which", EXPECTED, ids=[f"{a}-{b}" for a, b in EXPECTED])
-def test_objdump_agrees(which):
-    write, read, _ = EXPECTED[which]
-    path = binary(which)
+def objdump_agrees_on_write_and_read(path, write: int, read: int) -> None:
     w = _objdump(path, write, 0x1A0)
     assert w[0].startswith("push   %rbp"), w[:3]
     # the immediates of SSL_write's four OPENSSL_PUT_ERROR(SSL, ...) calls, in source order
@@ -83,12 +79,7 @@ def test_objdump_agrees(which):
     assert any(re.match(r"mov\s+\$0x42,%e(?:dx|si)$", ln) for ln in r), r
 
 
-@pytest.mark.skipif(shutil.which("objdump") is None, reason="binutils missing: make setup installs it")
-@pytest.mark.parametrize("which", EXPECTED, ids=[f"{a}-{b}" for a, b in EXPECTED])
-def test_objdump_agrees_on_the_ssl_destructor(which):
-    free = EXPECTED[which][2]
-    new, call_at = SSL_NEW[which]
-    path = binary(which)
+def objdump_agrees_on_the_destructor(path, free: int) -> None:
     d = _objdump(path, free, 0x80)
     assert d[0].startswith("push   %rbp"), d[:3]                  # emulated by the kernel: no step
     this = re.match(r"mov\s+%rdi,%(r\w+)$", next(ln for ln in d if ln.startswith("mov    %rdi,")))
@@ -97,9 +88,39 @@ def test_objdump_agrees_on_the_ssl_destructor(which):
     reg = this.group(1)
     k = next(i for i, ln in enumerate(body) if re.match(r"call\s+\*0x10\(%rax\)$", ln))
     assert body[k - 1] == f"mov    %{reg},%rdi" and f"mov    (%{reg}),%rax" in body[k - 4:k], body[k - 4:k + 1]
+
+
+NEED_OBJDUMP = pytest.mark.skipif(shutil.which("objdump") is None, reason="binutils missing: make setup installs it")
+
+
+@NEED_OBJDUMP
+@pytest.mark.parametrize("which", EXPECTED, ids=[f"{a}-{b}" for a, b in EXPECTED])
+def test_objdump_agrees(which):
+    write, read, _ = EXPECTED[which]
+    objdump_agrees_on_write_and_read(binary(which), write, read)
+
+
+@NEED_OBJDUMP
+@pytest.mark.parametrize("which", EXPECTED, ids=[f"{a}-{b}" for a, b in EXPECTED])
+def test_objdump_agrees_on_the_ssl_destructor(which):
+    free = EXPECTED[which][2]
+    new, call_at = SSL_NEW[which]
+    path = binary(which)
+    objdump_agrees_on_the_destructor(path, free)
     n = _objdump(path, new, call_at + 5)
     assert re.match(rf"call\s+{free:x} ", n[-1]), n[-3:]           # SSL_new's failure path calls it
     assert any(re.match(r"mov\s+\$0xb9,%e(?:si|dx)$", ln) for ln in n), n[:24]
+
+
+@NEED_OBJDUMP
+@pytest.mark.parametrize("version", npmbins.claude_versions())
+def test_every_claude_code_the_suite_has_is_located_and_objdump_agrees(version):
+    # the pinned release, and the newest one when setup could ask the registry (network):
+    # its addresses are not known in advance, so they are checked with objdump, not compared
+    loc = located(("claude", version))
+    assert loc.free, loc.how
+    objdump_agrees_on_write_and_read(npmbins.claude(version), loc.write, loc.read)
+    objdump_agrees_on_the_destructor(npmbins.claude(version), loc.free)
 
 
 def _damaged(tmp_path, old: bytes, new: bytes, at: int | None = None):
