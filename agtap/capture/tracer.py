@@ -91,7 +91,11 @@ def _attach_uprobe(b, path: str, addr: int, fn_name: str, *, ret: bool) -> None:
     ev_name = b._get_uprobe_evname(b"r" if ret else b"p", bpath, off, -1)
     fd = _bpf_attach_uprobe(fn.fd, 1 if ret else 0, ev_name, bpath, off, -1, 0)
     if fd < 0:
-        raise Exception(f"Failed to attach BPF to {'uretprobe' if ret else 'uprobe'} at {addr:#x} of {path}")
+        # The kernel keeps one offset per probe point and refuses (EINVAL) another: a tracer built
+        # on the binding's call holds this one (or left it behind: seen to outlive every process
+        # here). Probing there at all then takes BCC's own call, which passes the same garbage.
+        (b.attach_uretprobe if ret else b.attach_uprobe)(name=path.encode(), addr=addr, fn_name=fn_name.encode())
+        return
     b._add_uprobe_fd(ev_name, fd)
 
 
