@@ -7,7 +7,8 @@ Three levels, each on CPU 0 only (sched_setaffinity):
   daemon   the daemon's own per-item path: Controller.feed() with the daemon's sinks
            (bodies + JSONL to a temp dir) — what `agtap` does per item after the ring buffer
   daemon_nofsync / daemon_nobodies: what-ifs for a proposed change (see _daemon)
-Workloads: non-streaming calls, streamed calls (~200 SSE events, one chunk each), MCP stdio
+Workloads: non-streaming calls, streamed calls (~200 SSE events, one chunk each), the same
+streamed calls over HTTP/2 (frames, HPACK; many streams a connection), MCP stdio
 sessions (initialize, tools/list, 5 tools/call). Then cProfile of the daemon level on the
 streamed workload: the functions that dominate.
 """
@@ -103,6 +104,7 @@ def run(work: Path, quick: bool) -> dict:
     g = Gen()
     workloads = {"nonstream": g.http_calls(sizes["nonstream"], False),
                  "stream": g.http_calls(sizes["stream"], True),
+                 "stream_h2": g.h2_calls(sizes["stream"]),
                  "mcp": g.mcp_sessions(sizes["mcp"])}
     import inspect
     from agtap.sinks.bodies import BodiesSink

@@ -34,6 +34,19 @@ def _request(stream: bool) -> bytes:
                                  "messages": [{"role": "user", "content": "Summarize the log below. " * 20}]})
 
 
+def _unchunk(write: bytes) -> bytes:
+    """The payload of a write that holds HTTP/1.1 chunks (the terminator gives b"")."""
+    out, pos = b"", 0
+    while pos < len(write):
+        nl = write.index(b"\r\n", pos)
+        size = int(write[pos:nl], 16)
+        out += write[nl + 2:nl + 2 + size]
+        pos = nl + 2 + size + 2
+        if size == 0:
+            break
+    return out
+
+
 class Gen:
     def __init__(self):
         self.ts = 1_000_000_000
@@ -55,6 +68,41 @@ class Gen:
             for w in writes:
                 out.append(self.chunk(conn, I, w))
             if i % per_conn == per_conn - 1:
+                out.append(ConnClosed(conn, self.ts))
+        return out
+
+    def h2_calls(self, n: int, per_conn: int = 50) -> list:
+        """The streamed workload over HTTP/2: the same request and SSE events as http_calls(n, True),
+        in frames as an HTTP/2 client and server write them (hyperframe; hpack, one encoder per
+        connection and direction): the preface and SETTINGS, then per call the request's HEADERS +
+        DATA in one write, the answer's HEADERS, one DATA frame per event (END_STREAM on the last)."""
+        from hpack import Encoder
+        from hyperframe.frame import DataFrame, HeadersFrame, SettingsFrame
+        from agtap.wire.http2 import PREFACE
+        _first, writes = self.table[("anthropic", True)]
+        events = [e for e in map(_unchunk, writes) if e]
+        head, _, body = _request(True).partition(b"\r\n\r\n")
+        fields = [tuple(line.split(": ", 1)) for line in head.decode().split("\r\n")[1:]]
+        req_headers = [(":method", "POST"), (":scheme", "https"), (":authority", "api.anthropic.com"),
+                       (":path", "/v1/messages")] + [(k.lower(), v) for k, v in fields
+                                                     if k.lower() not in ("host", "connection")]
+        out: list = []
+        for i in range(n):
+            k = i % per_conn
+            conn = ConnId.tls(4242, 0x6600000 + i // per_conn)
+            if k == 0:
+                client, server = Encoder(), Encoder()
+                out.append(self.chunk(conn, E, PREFACE + SettingsFrame(0).serialize()))
+                out.append(self.chunk(conn, I, SettingsFrame(0).serialize()))
+            sid = 2 * k + 1
+            out.append(self.chunk(conn, E, HeadersFrame(sid, client.encode(req_headers), flags=["END_HEADERS"]).serialize()
+                                  + DataFrame(sid, body, flags=["END_STREAM"]).serialize()))
+            out.append(self.chunk(conn, I, HeadersFrame(sid, server.encode(
+                [(":status", "200"), ("content-type", "text/event-stream")]), flags=["END_HEADERS"]).serialize()))
+            for j, ev in enumerate(events):
+                last = j == len(events) - 1
+                out.append(self.chunk(conn, I, DataFrame(sid, ev, flags=["END_STREAM"] if last else []).serialize()))
+            if k == per_conn - 1:
                 out.append(ConnClosed(conn, self.ts))
         return out
 

@@ -49,6 +49,7 @@ ERROR_CODES = ("NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERR
                "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED")
 
 _HEAD = struct.Struct("!HBBBL")   # frame header: length (24 bits as 16 + 8), type, flags, stream id
+DATA_TYPE = DataFrame.type
 
 
 def error_name(code: int) -> str:
@@ -142,6 +143,7 @@ class FrameReader:
         self.need = 0                       # BUFFER/DATA/SKIP: bytes still to come
         self.pad = 0                        # DATA: padding after the data
         self.end_sid = 0                    # a DATA frame with END_STREAM: notify once its bytes are read
+        self.data_wire = 0                  # a DATA frame's size on the wire, told with its first piece
         self.check_next = False             # after a cut: the next chunk must start with a frame header
         # the header block in progress (HEADERS/PUSH_PROMISE, then CONTINUATIONs)
         self.block: list[bytes] | None = None
@@ -190,7 +192,7 @@ class FrameReader:
         elif self.state in (DATA, DATA_PAD) or self.state == SKIP and self.end_sid:
             conn.owner.h2_stream_lost(self.from_client, self.frame.stream_id, "cut", ts)
         self.state = HEAD
-        self.buf, self.pos, self.end_sid = b"", 0, 0
+        self.buf, self.pos, self.end_sid, self.data_wire = b"", 0, 0, 0
         self.check_next = True
 
     # -- steps: True to go on, False to wait for the next chunk ----------------------
@@ -229,15 +231,19 @@ class FrameReader:
         if self.block is None and isinstance(frame, ContinuationFrame):
             self._fatal("http2: CONTINUATION outside a header block", self.ts)
             return False
-        if isinstance(frame, DataFrame):
-            self.conn.owner.h2_data(self.from_client, frame.stream_id, b"", False, self.ts, 9 + length)
-            self.end_sid = frame.stream_id if "END_STREAM" in frame.flags else 0
+        if frame.type == DATA_TYPE:   # the frame's size is told with its first piece (or its end)
+            flags = frame.flags
+            self.data_wire = 9 + length
+            self.end_sid = frame.stream_id if "END_STREAM" in flags else 0
             self.need = length
-            self.state = DATA_PAD if "PADDED" in frame.flags else DATA
             self.pad = 0
-            if self.state == DATA_PAD and length == 0:
-                self._fatal("http2: padded DATA frame without its pad length", self.ts)
-                return False
+            if "PADDED" in flags:
+                if length == 0:
+                    self._fatal("http2: padded DATA frame without its pad length", self.ts)
+                    return False
+                self.state = DATA_PAD
+            else:
+                self.state = DATA
         elif isinstance(frame, (HeadersFrame, PushPromiseFrame, ContinuationFrame)):
             self._block_frame(frame, length)
         elif isinstance(frame, (SettingsFrame, RstStreamFrame, GoAwayFrame)):
@@ -323,17 +329,26 @@ class FrameReader:
         return True
 
     def _step_data(self) -> bool:
+        need = self.need
         avail = len(self.buf) - self.pos
-        if avail <= 0 and self.need:
+        if avail <= 0 and need:
             return False
-        take = min(avail, self.need)
-        if take:
-            piece = self.buf[self.pos:self.pos + take]
-            self.pos += take
-            self.need -= take
-            self.conn.owner.h2_data(self.from_client, self.frame.stream_id, piece, False, self.ts, 0)
-        if self.need == 0:
-            self._skip(self.pad)
+        if need:
+            take = avail if avail < need else need
+            pos = self.pos
+            self.pos = pos + take
+            self.need = need = need - take
+            end = need == 0 and not self.pad and self.end_sid != 0   # the end comes with the last piece
+            self.conn.owner.h2_data(self.from_client, self.frame.stream_id, self.buf[pos:pos + take], end,
+                                    self.ts, self.data_wire)
+            self.data_wire = 0
+            if end:
+                self.end_sid = 0
+        if need == 0:
+            if self.pad or self.end_sid or self.data_wire:
+                self._skip(self.pad)   # padding to pass, or an empty frame still to tell
+            else:
+                self.state = HEAD
         return True
 
     def _step_dead(self) -> bool:
@@ -344,9 +359,9 @@ class FrameReader:
     def _skip_done(self) -> None:
         self.state = HEAD
         frame = self.frame
-        if self.end_sid:
-            sid, self.end_sid = self.end_sid, 0
-            self.conn.owner.h2_data(self.from_client, sid, b"", True, self.ts, 0)
+        if self.end_sid or self.data_wire:   # a DATA frame's end, or an empty one's size
+            end, self.end_sid, wire, self.data_wire = self.end_sid != 0, 0, self.data_wire, 0
+            self.conn.owner.h2_data(self.from_client, frame.stream_id, b"", end, self.ts, wire)
         elif self.block is not None and self.block_over and "END_HEADERS" in frame.flags:
             self._block_done()
 
