@@ -88,6 +88,17 @@ def _bcc() -> Check:
     return Check("ok", "BCC", f"python3-bpfcc {getattr(bcc, '__version__', '')}".strip())
 
 
+def _http2() -> Check:
+    """HTTP/2 is decoded with hyperframe and hpack (agtap/wire/http2.py): without them nothing starts."""
+    try:
+        import hpack
+        import hyperframe
+    except ImportError as e:
+        return Check("FAIL", "HTTP/2", f"{e.name or 'hpack/hyperframe'} is not importable",
+                     "sudo apt-get install python3-hpack python3-hyperframe")
+    return Check("ok", "HTTP/2", f"hyperframe {hyperframe.__version__}, hpack {hpack.__version__}")
+
+
 def _libssl() -> list[Check]:
     """Every libssl capture would probe, per container: found as the tracer finds them
     (targets.TargetSet, without attaching), with where each probe would sit."""
@@ -183,7 +194,7 @@ def _root() -> Check:
 
 
 def run_checks(runtime_dir: str, cache_dir: str) -> list[Check]:
-    return [_kernel(), _btf(), _tracefs(), *_events(), _headers(runtime_dir), _bcc(), *_libssl(), *_node(),
+    return [_kernel(), _btf(), _tracefs(), *_events(), _headers(runtime_dir), _bcc(), _http2(), *_libssl(), *_node(),
             *_boringssl(cache_dir), *_go(), _root()]
 
 

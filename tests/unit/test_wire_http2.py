@@ -242,3 +242,14 @@ def test_every_hostile_shape_split_anywhere_never_raises(name):
             continue
         r, _ = _fed(shape, piece)
         assert r.p.stats.internal_errors == 0 and r.p.stats.conns_open == 0
+
+
+def test_doctor_says_when_the_http2_modules_are_missing(monkeypatch):
+    import sys
+    from agtap.capture.doctor import _http2
+    ok = _http2()
+    assert ok.verdict == "ok" and "hpack 4." in ok.line() and "hyperframe 6." in ok.line()
+    monkeypatch.setitem(sys.modules, "hpack", None)   # import hpack now raises ImportError
+    bad = _http2()
+    assert bad.verdict == "FAIL" and "hpack is not importable" in bad.line()
+    assert "apt-get install python3-hpack python3-hyperframe" in bad.line()
