@@ -39,7 +39,9 @@ from dataclasses import dataclass, field
 from agtap.capture import boringend, x86code
 
 MARKER = b"boringssl/ssl/ssl_lib.cc\0"
-PRESENT = b"boringssl/ssl/"      # any of BoringSSL's ssl/ source paths: the library is linked in
+# any of BoringSSL's ssl/ source paths: the library is linked in. Bun vendors it as
+# vendor/boringssl/ssl/, Chromium (and so Electron) as third_party/boringssl/src/ssl/.
+PRESENT = (b"boringssl/ssl/", b"boringssl/src/ssl/")
 ERR_LIB_SSL = 16
 R_SHOULD_NOT_HAVE_BEEN_CALLED = 66
 R_BAD_LENGTH = 111
@@ -138,7 +140,7 @@ def has_marker(path: str) -> bool:
     """Whether the ELF file carries a BoringSSL ssl/ source path (one search of the file)."""
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            return m[:4] == b"\x7fELF" and m.find(PRESENT) >= 0
+            return m[:4] == b"\x7fELF" and any(m.find(p) >= 0 for p in PRESENT)
     except (OSError, ValueError):
         return False
 
@@ -170,8 +172,8 @@ def _locate(elf: Elf) -> Located:
     if elf.machine != 62:
         raise Refusal("not an x86-64 executable")
     if elf.type != ET_EXEC:
-        raise Refusal("position-independent executable: its ssl_lib.cc references are RIP-relative, "
-                      "which this locator does not read yet")
+        raise Refusal("position-independent executable (Chromium, Electron): its ssl_lib.cc references are "
+                      "RIP-relative, which this locator does not read yet")
     m = elf.m
     paths = _path_strings(m)
     if not paths:

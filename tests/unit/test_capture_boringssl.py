@@ -170,6 +170,18 @@ def test_without_ssl_new_the_connection_end_is_not_located_but_reads_and_writes_
     assert "SSL_free" not in loc.symbols
 
 
+def test_a_position_independent_executable_with_chromiums_boringssl_is_refused_clearly(tmp_path):
+    # Chromium (Debian's chromium 156, and Electron, which embeds it) keeps BoringSSL under
+    # third_party/boringssl/src/ and is a PIE: "present, not located", never "no BoringSSL".
+    # A PIE (/bin/ls) carrying Chromium's path string stands in for its 297 MB binary here.
+    p = tmp_path / "pie-with-chromium-boringssl"
+    p.write_bytes(open(os.path.realpath("/bin/ls"), "rb").read() + b"../../third_party/boringssl/src/ssl/ssl_lib.cc\0")
+    assert boringssl.has_marker(str(p))
+    v = boringcache.verdict(str(p), str(tmp_path / "cache"))
+    assert not v.located and not v.symbols
+    assert v.line().startswith("BoringSSL present, not located: position-independent executable"), v.line()
+
+
 def test_a_binary_without_boringssl_has_no_marker():
     assert not boringssl.has_marker(os.path.realpath("/bin/ls"))
     with pytest.raises(boringssl.Refusal, match="no ssl_lib.cc path string|position-independent"):
