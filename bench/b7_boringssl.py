@@ -25,7 +25,7 @@ path, cache = sys.argv[1], sys.argv[2]
 v = boringcache.verdict(path, cache)
 wall = time.monotonic() - t0
 r = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"located": v.located, "cached": v.cached, "write": v.write, "read": v.read,
+print(json.dumps({"located": v.located, "cached": v.cached, "write": v.write, "read": v.read, "free": v.free,
                   "wall_s": wall, "cpu_s": r.ru_utime + r.ru_stime, "maxrss_mb": r.ru_maxrss / 1024}))
 """
 
