@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from importlib import resources
 
 DEFAULT_OVERRIDE = "/etc/agtap/prices.json"
@@ -63,6 +64,7 @@ def load_prices(override: str | None = DEFAULT_OVERRIDE) -> dict[str, dict]:
     return load_tables(override)[0]
 
 
+_CLAUDE_DOTS = re.compile(r"(?<=\d)\.(?=\d)")
 _VENDOR_PREFIXES = ("models/", "publishers/google/models/", "openai/", "anthropic/", "google/")
 
 
@@ -109,6 +111,9 @@ class PriceTable:
                 if m.startswith(pre):
                     m = m[len(pre):]
             found = _prefix_match(m, self._keys, self.models)
+            if found is None and m.startswith("claude-"):
+                # OpenRouter spells Claude's versions with dots (anthropic/claude-sonnet-4.5, claude-3.5-haiku)
+                found = _prefix_match(_CLAUDE_DOTS.sub("-", m), self._keys, self.models)
         if len(self._cache) < 4096:
             self._cache[(model, platform)] = found
         return found
@@ -123,7 +128,9 @@ class PriceTable:
         cread = call.cache_read_input_tokens or 0
         cwrite = call.cache_creation_input_tokens or 0
         model = (call.response_model or call.model or "").lower()
-        if call.provider == "anthropic" or "claude" in model:   # Claude on Vertex counts tokens the same way
+        # Anthropic's usage (on any platform) leaves cache reads/writes out of input_tokens; so does
+        # Claude in other native APIs (Bedrock). An OpenAI-shaped answer (OpenRouter's Claude) counts them in.
+        if call.provider == "anthropic" or ("claude" in model and call.provider != "openai"):
             prompt_size = inp + cread + cwrite
         else:
             prompt_size = inp

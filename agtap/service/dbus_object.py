@@ -19,7 +19,7 @@ Every method answers with a named io.agtap.Error.* on failure, never a traceback
                   Targets as, StartedAt t (µs since the epoch); PropertiesChanged on change
       GetStats() -> a{sv}            Controller.get_stats(): counts as t, cost/uptime as d
       GetRecentCalls(u n) -> as      the last n events (JSON, as in events.jsonl), newest last
-      GetCallBodies(s id) -> s       the call's stored, redacted body file (JSON); NotFound, InvalidArgument
+      GetCallBodies(s event_id) -> s the call's stored, redacted body file (JSON); NotFound, InvalidArgument
       signal CallCaptured(s json)    every finished call
     io.agtap.Agtap1.Control
       Start() Stop() SetFilter(au pids, as comms) ClearFilter() Clean()

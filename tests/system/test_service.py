@@ -135,6 +135,8 @@ def test_call_in_journal_and_event_log_without_secrets(svc):
     # the daemon runs in the container's PID namespace: PIDs are the ones it sees there
     assert e["AGTAP_PID"] == str(pid)
     assert e["AGTAP_PROVIDER"] == "anthropic"
+    # the Host header names Anthropic's API: the platform; the fake answers with id msg_systest
+    assert (e["AGTAP_PLATFORM"], e["AGTAP_RESPONSE_ID"]) == ("anthropic", "msg_systest")
     assert e["AGTAP_INPUT_TOKENS"] == "12" and e["AGTAP_OUTPUT_TOKENS"] == "7"
     assert e["AGTAP_STOP_REASON"] == "end_turn"
     assert e["AGTAP_PROC"].startswith("python3")
@@ -144,6 +146,8 @@ def test_call_in_journal_and_event_log_without_secrets(svc):
     line = [ln for ln in box.sh("cat /var/log/agtap/events.jsonl").stdout.splitlines() if model in ln][-1]
     ev = json.loads(line)
     assert ev["provider"] == "anthropic" and ev["model"] == model
+    assert (ev["platform"], ev["id"], ev["response_id"]) == ("anthropic", "msg_systest", "msg_systest")
+    assert ev["event_id"] == e["AGTAP_EVENT_ID"] and ev["body_path"].endswith(f"/{ev['event_id']}.json")
     assert ev["input_tokens"] == 12 and ev["output_tokens"] == 7 and ev["stop_reason"] == "end_turn"
     assert box.sh(f"grep -rqF {SECRET} /var/log/agtap /var/lib/agtap", check=False).returncode == 1, \
         "the API key reached a file agtap wrote"

@@ -48,6 +48,10 @@ def chat(model, content="ok", finish="stop", usage=None, rid="chatcmpl-7", **ext
     # OpenRouter passes a first party's model through at its price (vendor prefix stripped)
     ("openrouter.ai", "/api/v1/chat/completions", "openai/gpt-4o-mini",
      {"prompt_tokens": 1000, "completion_tokens": 100}, "openrouter", (1000 * 0.15 + 100 * 0.60) / 1e6),
+    # OpenRouter's Claude in OpenAI's shape: prompt_tokens include the 600 cached (sonnet-4-5: $3, $0.30 cached, $15)
+    ("openrouter.ai", "/api/v1/chat/completions", "anthropic/claude-sonnet-4.5",
+     {"prompt_tokens": 1000, "completion_tokens": 100, "prompt_tokens_details": {"cached_tokens": 600}}, "openrouter",
+     (400 * 3.0 + 600 * 0.30 + 100 * 15.0) / 1e6),
     # Together: no prices in the table: no cost_usd rather than a guess
     ("api.together.xyz", "/v1/chat/completions", "meta-llama/Llama-3.3-70B-Instruct-Turbo",
      {"prompt_tokens": 10, "completion_tokens": 1}, "together", None),
@@ -72,6 +76,10 @@ def test_same_model_id_costs_what_its_platform_charges():
     assert t.lookup("deepseek-chat", "deepseek")["cache_read"] == 0.028
     assert t.lookup("deepseek-chat", "openrouter") is None
     assert t.lookup("gpt-4o", "groq") == t.models["gpt-4o"]        # the first parties' table still applies
+    # OpenRouter's ids: vendor prefix, and dots in Claude's versions
+    assert t.lookup("anthropic/claude-sonnet-4.5", "openrouter") == t.models["claude-sonnet-4-5"]
+    assert t.lookup("anthropic/claude-3.5-haiku", "openrouter") == t.models["claude-3-5-haiku"]
+    assert t.lookup("google/gemini-2.5-flash", "openrouter") == t.models["gemini-2.5-flash"]
 
 
 def test_override_file_adds_a_platform(tmp_path):
