@@ -39,12 +39,13 @@ def make_call(event_id=None, request_body=None, response_body=None, **kw) -> Cal
 
 def test_file_layout_content_and_modes(tmp_path):
     sink = BodiesSink(str(tmp_path / "bodies"), 10, 24, group="daemon")
-    c = make_call()
+    c = make_call(platform="anthropic")
     sink.write(c)
     expected = tmp_path / "bodies" / "2026-11-26" / f"{c.event_id}.json"
     assert c.body_path == str(expected)
     doc = json.loads(expected.read_bytes())
-    assert (doc["event_id"], doc["id"], doc["provider"]) == (c.event_id, "msg_01", "anthropic")
+    assert (doc["event_id"], doc["id"], doc["provider"], doc["platform"]) == (c.event_id, "msg_01", "anthropic",
+                                                                              "anthropic")
     assert doc["request"] == {
         "target": "POST /v1/messages?beta=true",
         "headers": [["Host", "api.anthropic.com"], ["x-api-key", "[REDACTED]"], ["content-type", "application/json"]],
