@@ -135,7 +135,8 @@ def seen(cache_dir: str) -> list[Verdict]:
             with open(os.path.join(d, n)) as f:
                 x = json.load(f)
             x.pop("format", None)
-            out.append(Verdict(**{k: x[k] for k in Verdict.__dataclass_fields__ if k != "cached"}))
+            # an entry of an older format lacks the newer fields: listed with their defaults
+            out.append(Verdict(**{k: x[k] for k in Verdict.__dataclass_fields__ if k in x and k != "cached"}))
         except (OSError, ValueError, TypeError, KeyError):
             continue
     return out

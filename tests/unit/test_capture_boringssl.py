@@ -203,6 +203,20 @@ def test_verdict_is_cached_per_build_and_reused(tmp_path, monkeypatch):
     assert [x.path for x in boringcache.seen(str(tmp_path))] == [path]
 
 
+def test_doctor_still_lists_an_entry_written_before_the_destructor_was_located(tmp_path):
+    import json
+    path = str(npmbins.bun("1.4.5"))
+    boringcache.verdict(path, str(tmp_path))
+    f = next((tmp_path / "boringssl").iterdir())
+    d = json.loads(f.read_text())
+    del d["free"]
+    d["format"] = 1
+    f.write_text(json.dumps(d))
+    [v] = boringcache.seen(str(tmp_path))                       # listed (agtap doctor)...
+    assert v.path == path and v.located and v.free == 0
+    assert boringcache.load(str(tmp_path), path, os.stat(path), v.build_id) is None   # ...but never used
+
+
 @pytest.mark.parametrize("spoil", ["corrupt", "mtime", "not-a-push", "free-not-a-push", "old-format", "other-build"])
 def test_a_corrupt_or_foreign_entry_is_ignored(tmp_path, spoil):
     import json
