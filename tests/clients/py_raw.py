@@ -40,7 +40,11 @@ if args.lib == "requests":
 
     def call() -> dict:
         r = session.request(args.method, args.url, data=body, headers=headers, verify=ca or True)
-        return {"status": r.status_code, "body": r.text, "content_encoding": r.headers.get("content-encoding")}
+        # r.text would guess the charset of a body without one (application/octet-stream) with
+        # chardet when that is importable (Debian's python3-chardet comes with python3-botocore),
+        # which reads the 2-byte UTF-8 of the echo body as Latin-1: every body here is UTF-8.
+        return {"status": r.status_code, "body": r.content.decode("utf-8", "replace"),
+                "content_encoding": r.headers.get("content-encoding")}
 else:
     import httpx
 

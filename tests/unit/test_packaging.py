@@ -58,7 +58,8 @@ def test_pyproject_dependencies_are_what_agtap_imports():
     imports = {"dbus-next": "dbus_next", "sdnotify": "sdnotify", "systemd-python": "systemd",
                "prometheus-client": "prometheus_client", "urwid": "urwid", "Brotli": "brotli",
                "zstandard": "zstandard", "capstone": "capstone", "numpy": "numpy",
-               "hyperframe": "hyperframe", "hpack": "hpack"}
+               "hyperframe": "hyperframe", "hpack": "hpack",
+               "botocore": "botocore"}
     assert set(pyproject_deps()) == set(imports)
     sources = "".join(p.read_text() for p in (REPO / "agtap").rglob("*.py"))
     for dist, module in imports.items():
