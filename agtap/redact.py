@@ -38,6 +38,7 @@ SECRET_HEADERS = frozenset(
         "x-api-key",
         "x-goog-api-key",
         "api-key",
+        "x-amz-security-token",   # AWS temporary credentials' session token (SigV4 is in authorization)
         "cookie",
         "set-cookie",
     }

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 
 from agtap.call import KIND_LLM
-from agtap.providers import anthropic, gemini, openai_chat, openai_responses
+from agtap.providers import (anthropic, bedrock_converse, bedrock_invoke, gemini, gemini_embeddings, ollama,
+                             openai_chat, openai_embeddings, openai_responses)
 from agtap.providers.base import LlmProvider, Request, new_call, served_by, set_error, split_host
 from agtap.providers.mcp import McpContext, McpSession, is_jsonrpc
 from agtap.wire.encoding import BodyDecoder, decode_all
+from agtap.wire.eventstream import EventStreamDecoder
 from agtap.wire.jsonarray import JsonArrayStream
+from agtap.wire.ndjson import LineDecoder
 from agtap.wire.sse import SseDecoder
 from agtap.wire.jsontext import loads
 
-LLM_PROVIDERS: tuple[LlmProvider, ...] = (anthropic, openai_chat, openai_responses, gemini)
+LLM_PROVIDERS: tuple[LlmProvider, ...] = (anthropic, openai_chat, openai_responses, gemini, ollama,
+                                          openai_embeddings, gemini_embeddings, bedrock_converse, bedrock_invoke)
 
 # Exchange kinds
 LLM, MCP, PENDING, IGNORED = "llm", "mcp", "pending", "ignored"
@@ -80,7 +84,7 @@ class KeptBody:
 
 class Exchange:
     __slots__ = ("conn", "head", "req", "kind", "mod", "state", "call", "origin", "req_kept", "req_done", "started",
-                 "resp_head", "decoder", "mode", "sse", "jarr", "resp_kept", "incomplete", "last_ts", "ctx",
+                 "resp_head", "decoder", "mode", "sse", "jarr", "lines", "evs", "resp_kept", "incomplete", "last_ts", "ctx",
                  "mcp_keys", "session", "stream_done")
 
     def __init__(self, conn, head, req: Request, kind: str, mod, origin):
@@ -100,6 +104,8 @@ class Exchange:
         self.mode = "json"
         self.sse: SseDecoder | None = None
         self.jarr: JsonArrayStream | None = None
+        self.lines: LineDecoder | None = None          # mode "ndjson" (Ollama)
+        self.evs: EventStreamDecoder | None = None     # mode "eventstream" (AWS Bedrock)
         self.resp_kept = KeptBody()
         self.incomplete: str | None = None
         self.stream_done = False      # the provider's end-of-stream event was seen
@@ -179,6 +185,14 @@ class Exchange:
             self.sse = SseDecoder()
             if self.call is not None:
                 self.call.streaming = True   # what was sent, even if the request body was cut or capped
+        elif self.kind == LLM and "application/vnd.amazon.eventstream" in ct:
+            self.mode = "eventstream"
+            self.evs = EventStreamDecoder()
+            self.call.streaming = True
+        elif self.kind == LLM and "application/x-ndjson" in ct:
+            self.mode = "ndjson"
+            self.lines = LineDecoder()
+            self.call.streaming = True
         elif self.kind == LLM and self.call.streaming and self.mod.STREAM_JSON_ARRAY:
             self.mode = "array"
             self.jarr = JsonArrayStream()
@@ -217,6 +231,41 @@ class Exchange:
         elif self.mode == "array":
             for obj in self.jarr.feed(data):
                 self._deliver(None, obj, ts, b"")
+        elif self.mode == "ndjson":
+            self._ndjson(self.lines.feed(data, ts))
+        elif self.mode == "eventstream":
+            for msg in self.evs.feed(data, ts):
+                self._message(msg.event_name, msg.payload, msg.ts_ns)
+            if self.evs.error:
+                self._stream_error(self.evs.error)
+
+    def _ndjson(self, lines) -> None:
+        before = self.lines.overflows
+        for line, _first_ts, ts in lines:
+            self._message(None, line, ts)
+        if self.lines.overflows != before:
+            self._stream_error("ndjson line too large")
+
+    def _stream_error(self, why: str) -> None:
+        """A framing error in a streamed body: counted once, the call marked (what came before is kept)."""
+        if self.incomplete is None or not self.incomplete.startswith("parse_error"):
+            self.conn.stats.parse_errors += 1
+        self.mark("parse_error: " + why)
+
+    def _message(self, event, data: bytes, ts: int) -> None:
+        """One framed message of an NDJSON or event-stream body (JSON payload) to the provider."""
+        if self.mod.stream_end(event, data):
+            self.stream_done = True
+        if self.mod.fast(self.state, self.call, event, data, ts):
+            return
+        obj = None
+        if data.lstrip()[:1] in (b"{", b"["):
+            try:
+                obj = loads(data)
+            except ValueError:
+                self._stream_error("bad json in stream message")
+                return
+        self._deliver(event, obj, ts, data)
 
     def _sse_event(self, ev) -> None:
         d = ev.data
@@ -265,6 +314,13 @@ class Exchange:
                 if self.jarr.error and reason is None:
                     self.conn.stats.parse_errors += 1
                     self.mark("parse_error: " + self.jarr.error)
+            elif self.mode == "ndjson":
+                rest = self.lines.take_partial()
+                if rest.strip():   # a last line without its newline
+                    self._ndjson([(rest, self.last_ts, self.last_ts)])
+            elif self.mode == "eventstream":
+                if self.evs.finish() and reason is None:
+                    self._stream_error(self.evs.error)
             else:
                 self._json_body(reason)
         self._finish()

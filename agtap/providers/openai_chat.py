@@ -30,13 +30,19 @@ class _State:
         self.tool_index: set = set()   # (choice, tool index) whose name was recorded
 
 
+def azure_deployment(path: str) -> str | None:
+    """Azure OpenAI's /openai/deployments/{deployment}/...: the deployment, else None."""
+    if "/deployments/" not in path:
+        return None
+    return path.split("/deployments/", 1)[1].split("/", 1)[0] or None
+
+
 def begin(req, call):
     body = req.json_obj()
     m = body.get("model")
-    if isinstance(m, str):
-        call.model = m
-    elif "/deployments/" in req.path:  # Azure: the deployment names the model
-        call.model = req.path.split("/deployments/", 1)[1].split("/", 1)[0]
+    deployment = azure_deployment(req.path)
+    # Azure: the deployment (in the path) names the model; the SDK may repeat it in the body
+    call.model = deployment or (m if isinstance(m, str) else None)
     call.streaming = body.get("stream") is True
     call.operation = "chat"
     return _State()
@@ -134,4 +140,10 @@ def _tool_deltas(state, call, choice, tool_calls) -> None:
 
 
 def finish(state, call) -> None:
-    pass
+    azure_model(call)
+
+
+def azure_model(call) -> None:
+    """Azure OpenAI: the model is the one that answered (a deployment is a name the user chose)."""
+    if call.response_model and call.bodies is not None and "/deployments/" in call.bodies.request_target:
+        call.model = call.response_model

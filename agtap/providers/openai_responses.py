@@ -1,4 +1,4 @@
-"""OpenAI Responses API: POST .../responses.
+"""OpenAI Responses API: POST .../responses (also Azure OpenAI's /openai/deployments/{d}/responses and /openai/v1/responses).
 
 Shapes: https://platform.openai.com/docs/api-reference/responses/object
 (status completed|incomplete|failed, output items incl. function_call with name,
@@ -12,7 +12,7 @@ response.completed / response.incomplete / response.failed, error).
 from __future__ import annotations
 
 from agtap.providers.base import add_tool, content_at, copy_strings, set_error
-from agtap.providers.openai_chat import error_kind, usage
+from agtap.providers.openai_chat import azure_deployment, azure_model, error_kind, usage
 
 NAME = "openai"
 STREAM_JSON_ARRAY = False   # streams are SSE
@@ -33,7 +33,7 @@ class _State:
 def begin(req, call):
     body = req.json_obj()
     m = body.get("model")
-    call.model = m if isinstance(m, str) else None
+    call.model = azure_deployment(req.path) or (m if isinstance(m, str) else None)
     call.streaming = body.get("stream") is True
     call.operation = "responses"
     return _State()
@@ -97,4 +97,4 @@ def feed(state, call, event, obj, ts) -> None:
 
 
 def finish(state, call) -> None:
-    pass
+    azure_model(call)

@@ -8,7 +8,8 @@ a proxy). /etc/agtap/prices.json overrides both, in the same shape.
 
 Model ids match table keys by longest prefix at a word boundary, so dated and
 versioned ids find their family: claude-sonnet-4-5-20250929, claude-sonnet-4-5@20250929
-(Vertex), gpt-4o-2024-08-06, models/gemini-2.5-flash-001. Unknown model -> None
+(Vertex), anthropic.claude-sonnet-4-5-20250929-v1:0 (Bedrock), gpt-4o-2024-08-06,
+models/gemini-2.5-flash-001, amazon.titan-embed-text-v2:0. Unknown model -> None
 (the event then has no cost_usd, rather than a wrong one).
 
 How counts are billed differs by provider, and the table's prices assume:
@@ -77,6 +78,17 @@ def _prefix_match(m: str, keys: list[str], models: dict[str, dict]) -> dict | No
     return None
 
 
+def bedrock_claude(m: str) -> str:
+    """Bedrock's ids for Claude -> the Claude API's: 'anthropic.claude-3-5-haiku-20241022-v1:0',
+    'us.anthropic.claude-sonnet-4-5-...' (a cross-region inference profile), or an ARN ending in one."""
+    if m.startswith("arn:"):
+        m = m.rsplit("/", 1)[-1]
+    i = m.find("anthropic.claude")
+    if i == 0 or (i > 0 and m[i - 1] == "." and "." not in m[:i - 1]):
+        return m[i + len("anthropic."):]
+    return m
+
+
 class PriceTable:
     def __init__(self, models: dict[str, dict] | None = None, override: str | None = DEFAULT_OVERRIDE,
                  platforms: dict[str, dict[str, dict]] | None = None):
@@ -107,6 +119,7 @@ class PriceTable:
         if platform in self.platforms:   # the platform's own ids, vendor prefix and all (openai/gpt-oss-120b)
             found = _prefix_match(m, self._platform_keys[platform], self.platforms[platform])
         if found is None:
+            m = bedrock_claude(m)
             for pre in _VENDOR_PREFIXES:
                 if m.startswith(pre):
                     m = m[len(pre):]

@@ -269,6 +269,7 @@ def test_every_llm_provider_module_has_the_protocols_entry_points():
     from agtap.providers import mcp
     from agtap.providers.base import LlmProvider
     assert [m.__name__.rsplit(".", 1)[1] for m in LLM_PROVIDERS if isinstance(m, LlmProvider)] == \
-        ["anthropic", "openai_chat", "openai_responses", "gemini"]
+        ["anthropic", "openai_chat", "openai_responses", "gemini", "ollama", "openai_embeddings",
+         "gemini_embeddings", "bedrock_converse", "bedrock_invoke"]
     assert not isinstance(mcp, LlmProvider)   # the check tells a module without them apart
     assert [m.NAME for m in LLM_PROVIDERS if m.STREAM_JSON_ARRAY] == ["google"]

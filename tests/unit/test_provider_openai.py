@@ -97,12 +97,21 @@ def test_chat_error_object():
     assert r2.one().stop_reason == "error:invalid_request_error"
 
 
-def test_azure_deployment_names_the_model():
+def test_azure_model_is_the_answering_model_else_the_deployment():
+    # A deployment is a name the user chose; the response says which model answered.
     r = Run()
     r.out(request("/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21",
                   {"messages": []}, host="x.openai.azure.com"), 0)
     r.inn(response(fixture("openai_chat_tool.json")), 3)
-    assert r.one().model == "my-gpt4o"
+    c = r.one()
+    assert c.model == c.response_model == "gpt-4o-2024-08-06"
+    # no model in the answer (an error, or a server that leaves it out): the deployment
+    r2 = Run()
+    r2.out(request("/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21",
+                   {"model": "ignored-body-model", "messages": []}, host="x.openai.azure.com"), 0)
+    r2.inn(response({"error": {"message": "no quota", "type": "requests", "code": "429"}}, status=429), 3)
+    c2 = r2.one()
+    assert c2.model == "my-gpt4o" and c2.response_model is None and c2.stop_reason == "error:429"
 
 
 def test_responses_non_streaming_function_call():
@@ -164,3 +173,19 @@ def test_fast_path_never_hides_a_finish_reason_of_another_choice():
     end_chunked(r, 30)
     c = r.one()
     assert c.stop_reason == "length" and c.ttft_ms == 5.0
+
+
+def test_azure_responses_and_the_v1_paths():
+    r = Run()
+    r.out(request("/openai/deployments/my-4-1/responses?api-version=2025-04-01-preview", {"input": "weather?"},
+                  host="x.openai.azure.com"), 0)
+    r.inn(response(fixture("openai_responses_tool.json")), 9)
+    c = r.one()
+    assert (c.operation, c.model, c.tools) == ("responses", "gpt-4.1-2025-04-14", ["get_current_weather"])
+    # /openai/v1/...: no deployment in the path, the body names it
+    for path, op in (("/openai/v1/chat/completions", "chat"), ("/openai/v1/responses", "responses")):
+        r2 = Run()
+        r2.out(request(path, {"model": "my-deploy", "input": "x", "messages": []}, host="x.openai.azure.com"), 0)
+        r2.inn(response({"error": {"code": "429", "message": "no"}}, status=429), 9)
+        c2 = r2.one()
+        assert (c2.operation, c2.model, c2.stop_reason) == (op, "my-deploy", "error:429")

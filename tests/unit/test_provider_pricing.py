@@ -75,3 +75,15 @@ def test_broken_override_falls_back_to_packaged_prices(tmp_path):
     assert PriceTable(override=str(f)).error.startswith(str(f))
     with pytest.raises(ValueError):
         load_prices(str(f))
+
+
+def test_bedrock_ids_find_the_claude_prices():
+    t = PriceTable(override=None)
+    sonnet = t.lookup("claude-sonnet-4-5")
+    for model in ("anthropic.claude-sonnet-4-5-20250929-v1:0", "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                  "arn:aws:bedrock:us-east-1:123456789012:inference-profile/global.anthropic.claude-sonnet-4-5-20250929-v1:0"):
+        assert t.lookup(model) is sonnet, model
+    assert t.lookup("x.y.anthropic.claude-sonnet-4-5") is None      # not a Bedrock id: no guess
+    assert t.lookup("amazon.titan-embed-text-v2:0") == {"input": 0.02, "output": 0.0}
+    # an embeddings call: input tokens only
+    assert t.cost(call("aws_bedrock", "cohere.embed-english-v3", input_tokens=2_000_000)) == 0.2

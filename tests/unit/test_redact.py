@@ -27,13 +27,14 @@ def test_every_secret_header_is_redacted_case_insensitively():
         ("api-key", "k3"),
         ("Cookie", "session=1"),
         ("set-cookie", "id=2; HttpOnly"),
+        ("X-Amz-Security-Token", "FwoGZXIvYXdzEFAKE"),
         ("Content-Type", "application/json"),
         ("anthropic-version", "2023-06-01"),
     ]
     out = redact_headers(headers)
     assert [n for n, _ in out] == [n for n, _ in headers]
-    assert [v for _, v in out[:7]] == [REDACTED] * 7
-    assert out[7:] == headers[7:]
+    assert [v for _, v in out[:8]] == [REDACTED] * 8
+    assert out[8:] == headers[8:]
     assert headers[0] == ("Authorization", "Bearer tok1")  # input not modified
 
 

@@ -25,6 +25,8 @@ SECRETS = {
     "set-cookie": "fake-setcookie-0007-SECRET",
     "proxy-authorization": "fake-proxyauth-0008-SECRET",
     "query api_key": "fake-queryapikey-0009-SECRET",
+    "aws sigv4": "fake-sigv4signature-0011-SECRET",
+    "aws session token": "fake-amzsecuritytoken-0012-SECRET",
     "anthropic key in prompt": "sk-ant-api03-" + "Q7w8E9r0" * 10,
     "openai key in response": "sk-proj-" + "Zx12Cv34Bn56" * 4,
     "google key in SSE": "AIzaSy" + "Pq1Wr2Et3Y" * 3 + "u4I",
@@ -44,6 +46,9 @@ def make_call() -> Call:
             ("api-key", s["api-key"]),
             ("Cookie", f"session={s['cookie']}; theme=dark"),
             ("Proxy-Authorization", f"Basic {s['proxy-authorization']}"),
+            ("Authorization", "AWS4-HMAC-SHA256 Credential=ASIAFAKE/20261130/us-east-1/bedrock/aws4_request, "
+                              f"SignedHeaders=host;x-amz-date;x-amz-security-token, Signature={s['aws sigv4']}"),
+            ("X-Amz-Security-Token", s["aws session token"]),
         ],
         request_target=f"POST /v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key={s['query key']}"
         f"&api_key={s['query api_key']}",
