@@ -10,7 +10,9 @@ import json
 import re
 from typing import Callable
 
-from . import shapes_anthropic, shapes_gemini, shapes_openai
+from urllib.parse import unquote
+
+from . import shapes_anthropic, shapes_bedrock, shapes_gemini, shapes_ollama, shapes_openai
 from .exchange import Exchange
 from .reply import Planned, Reply
 
@@ -23,7 +25,40 @@ VERTEX_ANTHROPIC_PATH = re.compile(
     r"^/v1\w*/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/([^/:]+):(rawPredict|streamRawPredict)$")
 # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
 # (https://learn.microsoft.com/azure/ai-services/openai/reference), same bodies as OpenAI.
-AZURE_CHAT_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
+# Also .../responses and .../embeddings, and the deployment-less /openai/v1/... form.
+AZURE_PATH = re.compile(r"^/openai/(?:deployments/([^/]+)|v1)/(chat/completions|responses|embeddings)$")
+GEMINI_EMBED_PATH = re.compile(r"^/v1\w*/(?:[^:]*/)?models/([^/:]+):(embedContent|batchEmbedContents)$")
+# AWS Bedrock Runtime: /model/{modelId}/{operation}, the model id percent-encoded by the SDKs.
+BEDROCK_PATH = re.compile(r"^/model/([^/]+)/(converse|converse-stream|invoke|invoke-with-response-stream)$")
+OLLAMA_PATHS = ("/api/chat", "/api/generate", "/api/embed")
+
+
+def _other_api(ex: Exchange, take_reply: Callable[[str], Reply]) -> tuple[Planned, bool] | None:
+    """Bedrock, Ollama and the embeddings endpoints (None: not one of theirs)."""
+    path = ex.path
+    bedrock, gem_embed = BEDROCK_PATH.match(path), GEMINI_EMBED_PATH.match(path)
+    if not (bedrock or gem_embed or path in OLLAMA_PATHS or path == "/v1/embeddings"):
+        return None
+    reply = ex.reply = take_reply(ex.target)
+    try:
+        request = json.loads(ex.body or b"{}")
+    except ValueError:
+        request = {}
+    if bedrock:
+        model, op = unquote(bedrock.group(1)), bedrock.group(2)
+        stream = op.endswith("stream") if reply.stream is None else reply.stream
+        if op.startswith("converse"):
+            return shapes_bedrock.converse(reply, ex.seq, stream), stream
+        return shapes_bedrock.invoke(reply, model, request, ex.seq, stream), stream
+    if gem_embed:
+        return shapes_gemini.embed(reply, gem_embed.group(2), request), False
+    if path == "/v1/embeddings":
+        return shapes_openai.embeddings(reply, request, ex.seq), False
+    if path == "/api/embed":
+        return shapes_ollama.embed(reply, request), False
+    # Ollama streams unless the request says "stream": false
+    stream = request.get("stream") is not False if reply.stream is None else reply.stream
+    return shapes_ollama.generate(reply, path, request, stream), stream
 
 
 def plan(ex: Exchange, take_reply: Callable[[str], Reply]) -> tuple[Planned, bool]:
@@ -36,9 +71,11 @@ def plan(ex: Exchange, take_reply: Callable[[str], Reply]) -> tuple[Planned, boo
         n = int(m.group(1))
         filler = (b"agtap-bulk-filler-" * (n // 18 + 1))[:n]
         return Planned(200, "application/octet-stream", body=filler), False
+    if method == "POST" and (other := _other_api(ex, take_reply)) is not None:
+        return other
     gem = GEMINI_PATH.match(path)
     vertex_claude = VERTEX_ANTHROPIC_PATH.match(path)
-    azure = AZURE_CHAT_PATH.match(path)
+    azure = AZURE_PATH.match(path)
     if method != "POST" or not (gem or vertex_claude or azure or path in (
             "/v1/messages", "/v1/chat/completions", "/v1/responses")):
         body = json.dumps({"error": {"message": f"fake API: no route {method} {path}"}}).encode()
@@ -60,8 +97,12 @@ def plan(ex: Exchange, take_reply: Callable[[str], Reply]) -> tuple[Planned, boo
         return shapes_anthropic.messages(reply, request, ex.seq, stream), stream
     stream = bool(request.get("stream")) if reply.stream is None else reply.stream
     if azure:
-        request.setdefault("model", azure.group(1))
-        return shapes_openai.chat(reply, request, ex.seq, stream), stream
+        if azure.group(1):
+            request.setdefault("model", azure.group(1))
+        shape = {"chat/completions": shapes_openai.chat, "responses": shapes_openai.responses}.get(azure.group(2))
+        if shape is None:
+            return shapes_openai.embeddings(reply, request, ex.seq), False
+        return shape(reply, request, ex.seq, stream), stream
     shape = {"/v1/messages": shapes_anthropic.messages, "/v1/chat/completions": shapes_openai.chat,
              "/v1/responses": shapes_openai.responses}[path]
     return shape(reply, request, ex.seq, stream), stream

@@ -73,3 +73,17 @@ def generate(reply: Reply, model_in_path: str, seq: int, stream: bool, alt_sse: 
     events = [("[" if i == 0 else "\n,\r\n").encode() + t.encode() for i, t in enumerate(texts)]
     events.append(b"\n]")
     return Planned(200, "application/json; charset=UTF-8", events=events)
+
+
+def embed(reply: Reply, op: str, request: dict[str, Any]) -> Planned:
+    """:embedContent -> {"embedding": {"values"}}; :batchEmbedContents -> {"embeddings": [...]}
+    (https://ai.google.dev/api/embeddings), with usageMetadata.promptTokenCount."""
+    if reply.status != 200:
+        return error(reply)
+    values = {"values": [0.25, -0.5, 0.125]}
+    usage = {"promptTokenCount": reply.input_tokens, "totalTokenCount": reply.input_tokens}
+    if op == "embedContent":
+        body: dict[str, Any] = {"embedding": values, "usageMetadata": usage}
+    else:
+        body = {"embeddings": [values for _ in request.get("requests") or [None]], "usageMetadata": usage}
+    return Planned(200, "application/json; charset=UTF-8", body=dumps(body))

@@ -192,3 +192,22 @@ def responses(reply: Reply, request: dict[str, Any], seq: int, stream: bool) -> 
     emit("response.completed", response=final)
     return Planned(200, "text/event-stream; charset=utf-8", events=events, headers=headers)
 
+
+
+# ---------------------------------------------------------------- embeddings
+
+def embeddings(reply: Reply, request: dict[str, Any], seq: int) -> Planned:
+    """https://platform.openai.com/docs/api-reference/embeddings/object: a list, the usage, no id."""
+    if reply.status != 200:
+        return error(reply, seq)
+    inputs = request.get("input")
+    n = len(inputs) if isinstance(inputs, list) and not all(isinstance(i, int) for i in inputs) else 1
+    # encoding_format "base64" (what the Python SDK asks for): 3 float32 as base64
+    b64 = request.get("encoding_format") == "base64"
+    vector: Any = "AACAPgAAAL8AAAA+" if b64 else [0.25, -0.5, 0.125]
+    body = {"object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": vector} for i in range(n)],
+            "model": reply.model or request.get("model") or "text-embedding-fake",
+            "usage": {"prompt_tokens": reply.input_tokens, "total_tokens": reply.input_tokens}}
+    return Planned(200, "application/json", body=dumps(body),
+                   headers=[("x-request-id", f"req_fake{seq:06d}"), ("openai-processing-ms", "7")])
