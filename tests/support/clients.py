@@ -346,3 +346,20 @@ def run_client(kind: str, api: FakeApi | None = None, mode: str | None = None, *
     if kwargs.get("wait_go"):
         proc.go()
     return proc.wait()
+
+
+# Scripts that make a list of calls in one process (one SDK start-up for many calls), each
+# taking --base-url and --calls a,b,c: AWS Bedrock (boto3, AnthropicBedrock), Azure OpenAI and
+# OpenAI embeddings (openai), google-genai embeddings, Ollama (plain HTTP). See each script.
+CALL_SCRIPTS = {"python-bedrock": "py_bedrock.py", "python-azure": "py_azure.py",
+                "python-genai-embed": "py_genai_embed.py", "python-ollama": "py_ollama.py"}
+
+
+def run_calls(kind: str, api: FakeApi, calls: list[str], *, api_key: str | None = None,
+              timeout: float = 90.0) -> ClientRun:
+    """Run a CALL_SCRIPTS client making `calls` in order; .results has one entry per call."""
+    argv = [PYTHON, str(CLIENTS_DIR / CALL_SCRIPTS[kind]), "--base-url", api.base_url, "--calls", ",".join(calls)]
+    extra = {"AWS_CA_BUNDLE": str(api.certs.ca)} if api.certs is not None else {}
+    popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, cwd=str(CLIENTS_DIR), env=client_env(api, api_key, extra))
+    return ClientProcess(kind, "calls", argv, popen, api_key, timeout).wait()

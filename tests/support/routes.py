@@ -25,8 +25,9 @@ VERTEX_ANTHROPIC_PATH = re.compile(
     r"^/v1\w*/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/([^/:]+):(rawPredict|streamRawPredict)$")
 # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
 # (https://learn.microsoft.com/azure/ai-services/openai/reference), same bodies as OpenAI.
-# Also .../responses and .../embeddings, and the deployment-less /openai/v1/... form.
-AZURE_PATH = re.compile(r"^/openai/(?:deployments/([^/]+)|v1)/(chat/completions|responses|embeddings)$")
+# Also .../responses and .../embeddings, and the deployment-less /openai/v1/... and
+# /openai/responses (where AzureOpenAI sends Responses calls, the deployment in the body) forms.
+AZURE_PATH = re.compile(r"^/openai/(?:deployments/([^/]+)/|v1/|)(chat/completions|responses|embeddings)$")
 GEMINI_EMBED_PATH = re.compile(r"^/v1\w*/(?:[^:]*/)?models/([^/:]+):(embedContent|batchEmbedContents)$")
 # AWS Bedrock Runtime: /model/{modelId}/{operation}, the model id percent-encoded by the SDKs.
 BEDROCK_PATH = re.compile(r"^/model/([^/]+)/(converse|converse-stream|invoke|invoke-with-response-stream)$")

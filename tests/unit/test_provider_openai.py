@@ -182,6 +182,12 @@ def test_azure_responses_and_the_v1_paths():
     r.inn(response(fixture("openai_responses_tool.json")), 9)
     c = r.one()
     assert (c.operation, c.model, c.tools) == ("responses", "gpt-4.1-2025-04-14", ["get_current_weather"])
+    # /openai/responses?api-version=...: where AzureOpenAI sends Responses calls, the deployment in the body
+    r1 = Run()
+    r1.out(request("/openai/responses?api-version=2025-04-01-preview", {"model": "my-4-1", "input": "weather?"},
+                   host="x.openai.azure.com"), 0)
+    r1.inn(response(fixture("openai_responses_tool.json")), 9)
+    assert r1.one().model == "gpt-4.1-2025-04-14"
     # /openai/v1/...: no deployment in the path, the body names it
     for path, op in (("/openai/v1/chat/completions", "chat"), ("/openai/v1/responses", "responses")):
         r2 = Run()
