@@ -18,8 +18,11 @@ Every end-to-end test uses the same three pieces. tests/conftest.py provides the
    (OpenAI), /v1beta/models/{model}:generateContent|streamGenerateContent[?alt=sse]
    (Gemini; also Vertex AI's .../publishers/google/models/{model}:...), Vertex AI's
    .../publishers/anthropic/models/{model}:rawPredict|streamRawPredict (Claude), Azure
-   OpenAI /openai/deployments/{d}/chat/completions, GET /bulk/{n} (n filler bytes),
-   POST /echo (body echoed back). Only http/1.1 is offered in ALPN unless
+   OpenAI /openai/deployments/{d}/chat/completions|responses|embeddings (and /openai/v1/...),
+   /v1/embeddings, Gemini :embedContent|:batchEmbedContents, AWS Bedrock
+   /model/{id}/converse|converse-stream|invoke|invoke-with-response-stream (event streams:
+   tests/support/eventstream.py), Ollama /api/chat|generate|embed (NDJSON), GET /bulk/{n}
+   (n filler bytes), POST /echo (body echoed back). Only http/1.1 is offered in ALPN unless
    FakeApi(http2=True): then also HTTP/2 (ALPN h2, h2c prior knowledge, Upgrade: h2c;
    see h2serve.py), each stream an Exchange as above.
 
@@ -56,6 +59,9 @@ Every end-to-end test uses the same three pieces. tests/conftest.py provides the
    Kinds and modes: clients.MODES. Each kind sends its own fake key (clients.API_KEYS,
    in the header clients.KEY_HEADER names) so secret-stripping tests can grep for it.
    MCP kinds (python-mcp, node-mcp, node-jsonrpc) need no FakeApi: run_client("python-mcp").
+   clients.run_calls("python-bedrock" | "python-azure" | "python-genai-embed" | "python-ollama",
+   api, ["converse", "converse-stream", ...]) runs one process that makes those calls in order
+   (one SDK start-up for many calls): .results has one entry per call.
    Process names (comm): python-* run as "python" (this venv's bin/python), node-* as
    "node", curl as "curl" (as "sh" until go() when wait_go=True: it is exec'd then).
    tests.support.cases.LLM_CASES / MCP_CASES: every (kind, mode) with the provider,

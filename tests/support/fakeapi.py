@@ -12,7 +12,14 @@ Routes (by path, like the real APIs; see routes.py):
   POST /v1beta/models/{model}:streamGenerateContent  Gemini stream (?alt=sse or JSON array)
   POST /v1/projects/P/locations/L/publishers/google/models/{model}:...   Gemini on Vertex AI
   POST /v1/projects/P/locations/L/publishers/anthropic/models/{model}:rawPredict|streamRawPredict
-  POST /openai/deployments/{deployment}/chat/completions            Azure OpenAI chat
+  POST /openai/deployments/{deployment}/chat/completions|responses|embeddings   Azure OpenAI
+  POST /openai/responses, /openai/v1/chat/completions|responses|embeddings      (Azure's other forms)
+  POST /v1/embeddings                                OpenAI embeddings
+  POST /v1beta/models/{model}:embedContent|batchEmbedContents   Gemini embeddings (and Vertex's)
+  POST /model/{modelId}/converse|converse-stream|invoke|invoke-with-response-stream   AWS Bedrock
+                                                     (streams: AWS event streams; InvokeModel: Claude,
+                                                     Titan / Cohere embeddings)
+  POST /api/chat, /api/generate, /api/embed          Ollama (streams: NDJSON; plain HTTP in the tests)
   GET  /bulk/{n}                                     n bytes of filler ("unrelated traffic")
   POST /echo                                         the request body, unchanged
 """
