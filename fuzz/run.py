@@ -11,7 +11,8 @@ Every input is a byte string that steers one of these targets (its first byte pi
              Pipeline, closed/expired/flushed; and fed again, on one of 3000 connection ids,
              into one long-lived Pipeline (max_conns=1000) that is never reset
   raw        a valid request head, then the fuzz bytes as the response (or as the request)
-  wire       SseDecoder, LineDecoder, JsonArrayStream, HttpParser and H2Connection fed the bytes in pieces
+  wire       SseDecoder, LineDecoder, JsonArrayStream, HttpParser, H2Connection and EventStreamDecoder fed the bytes
+             in pieces
   encoding   BodyDecoder (gzip, deflate, br, zstd, stacked) over raw or mutated-compressed bytes
 
 Checked on every input (a violation is a failure, like an exception): nothing escapes feed,
@@ -48,7 +49,7 @@ except ImportError:  # the random engine needs nothing else
 def _import_targets(expose: bool = True):
     global Chunk, ConnClosed, ConnId, Direction, Transport, Limits, Pipeline, PriceTable, event_line
     global SseDecoder, LineDecoder, JsonArrayStream, HttpParser, BodyDecoder, SEEDS, PROVIDERS, PLATFORMS
-    global H2Connection, MAX_TABLE_SIZE
+    global H2Connection, MAX_TABLE_SIZE, EventStreamDecoder
     from agtap.call import PROVIDERS
     from agtap.providers.platforms import NAMES as PLATFORMS
     from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
@@ -57,6 +58,7 @@ def _import_targets(expose: bool = True):
     from agtap.providers.pricing import PriceTable
     from agtap.sinks.jsonl import event_line
     from agtap.wire.encoding import BodyDecoder
+    from agtap.wire.eventstream import EventStreamDecoder
     from agtap.wire.http1 import HttpParser
     from agtap.wire.http2 import MAX_TABLE_SIZE, H2Connection
     from agtap.wire.jsonarray import JsonArrayStream
@@ -271,7 +273,7 @@ class Harness:
             self.long.expire(self.t)
 
     def _wire(self, r: Reader) -> None:
-        which = r.int(0, 4)
+        which = r.int(0, 5)
         data = r.rest()
         step = 1 if len(data) < 64 else 512
         pieces = [data[i:i + step] for i in range(0, len(data), step)]
@@ -303,6 +305,17 @@ class Harness:
                     check(kept <= 4096 + 16384 + 512, f"http2 reader keeps {kept} bytes")
                 for hp in (conn.client_hpack, conn.server_hpack):
                     check(hp.dec.header_table_size <= MAX_TABLE_SIZE, "hpack table past its cap")
+        elif which == 5:
+            if data[:1] == b"\x00":   # a real event stream, mutated: valid framing, broken messages
+                from fuzz.seeds import bedrock_stream
+                data = mutate(Reader(data[1:]), bedrock_stream())
+                pieces = [data[i:i + 64] for i in range(0, len(data), 64)]
+            d = EventStreamDecoder(max_message=4096)
+            for k, p in enumerate(pieces):
+                for m in d.feed(p, k):
+                    check(len(m.payload) <= 4096, "event stream message past its cap")
+                check(len(d._buf) <= 4096, f"event stream decoder buffers {len(d._buf)} bytes")
+            d.finish()
         else:
             got = []
             hp = HttpParser(bool(data[:1] and data[0] & 1), got.append, lambda h, b, t: None,

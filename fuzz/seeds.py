@@ -12,10 +12,13 @@ import gzip
 import json
 import zlib
 
+from tests.support import eventstream
 from tests.support.h2wire import hostile_shapes, real_conversation
 from tests.support.harness import chunk_frame, fixture, request, response, response_head, sse_blocks
 
 SSE_HEAD = {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked"}
+ES_HEAD = {"Content-Type": "application/vnd.amazon.eventstream", "Transfer-Encoding": "chunked"}
+NDJSON_HEAD = {"Content-Type": "application/x-ndjson", "Transfer-Encoding": "chunked"}
 
 
 def _chunked_sse(name: str) -> bytes:
@@ -24,6 +27,15 @@ def _chunked_sse(name: str) -> bytes:
 
 def _mcp(msg: dict) -> bytes:
     return json.dumps(msg).encode() + b"\n"
+
+
+def _chunked(pieces: list[bytes]) -> bytes:
+    return b"".join(chunk_frame(p) for p in pieces) + b"0\r\n\r\n"
+
+
+def bedrock_stream() -> bytes:
+    """A ConverseStream body (binary AWS event stream) from the fixture's events."""
+    return b"".join(eventstream.event(n, p) for n, p in json.loads(fixture("bedrock_converse_stream_tool.json")))
 
 
 def seeds() -> list[list[tuple[bool, bytes]]]:
@@ -74,6 +86,20 @@ def seeds() -> list[list[tuple[bool, bytes]]]:
           + b"0\r\n\r\n")],
         # HTTP/2: a real client's and server's bytes (python3-h2)
         real_conversation(),
+        # AWS Bedrock: ConverseStream and InvokeModelWithResponseStream (event streams), InvokeModel
+        [(True, request("/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream", {"messages": []},
+                        host="bedrock-runtime.us-east-1.amazonaws.com")),
+         (False, response_head(200, ES_HEAD) + _chunked([bedrock_stream()]))],
+        [(True, request("/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/invoke-with-response-stream",
+                        {"anthropic_version": "bedrock-2023-05-31", "messages": []}, host="b")),
+         (False, response_head(200, ES_HEAD) + _chunked(
+             [eventstream.chunk(e) for e in json.loads(fixture("bedrock_invoke_anthropic_stream.json"))]))],
+        [(True, request("/model/amazon.titan-embed-text-v2%3A0/invoke", {"inputText": "x"}, host="b")),
+         (False, response(fixture("bedrock_titan_embed.json"), headers={"X-Amzn-Bedrock-Input-Token-Count": "11"}))],
+        # Ollama's native API: an NDJSON stream over plain HTTP
+        [(True, request("/api/chat", {"model": "llama3.2", "messages": []}, host="127.0.0.1:11434")),
+         (False, response_head(200, NDJSON_HEAD) + _chunked(fixture("ollama_chat_stream_tool.ndjson")
+                                                          .splitlines(keepends=True)))],
     ]
 
 

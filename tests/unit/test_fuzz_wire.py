@@ -25,13 +25,14 @@ from agtap.capture.connid import ConnId
 from agtap.pipeline import Limits, Pipeline
 from agtap.providers.pricing import PriceTable
 from agtap.wire.encoding import BodyDecoder
+from agtap.wire.eventstream import EventStreamDecoder
 from agtap.wire.http1 import HttpParser
 from agtap.wire.jsonarray import JsonArrayStream
 from agtap.wire.ndjson import LineDecoder
 from agtap.wire.sse import SseDecoder
 from tests.support.harness import chunk
 from fuzz import run as fuzz_run
-from fuzz.seeds import seeds
+from fuzz.seeds import bedrock_stream, seeds
 
 SETTINGS = settings(max_examples=int(os.environ.get("AGTAP_FUZZ_EXAMPLES", "200")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -115,6 +116,31 @@ def _lines(pieces, max_line):
 def test_ndjson_lines_do_not_depend_on_the_cuts(case, max_line):
     data, pieces = case
     assert _lines(pieces, max_line) == _lines([data], max_line)
+
+
+def _event_stream(pieces):
+    d = EventStreamDecoder(max_message=1024)
+    out = []
+    for i, p in enumerate(pieces):
+        out += [(m.headers, m.payload) for m in d.feed(p, i)]
+        assert len(d._buf) <= 1024      # bounded whatever the bytes say
+    return out, d.finish()
+
+
+@st.composite
+def mutated_event_stream(draw):
+    """A real ConverseStream body with a few bytes changed (lengths, CRCs, headers, payloads)."""
+    data = bytearray(bedrock_stream())
+    for _ in range(draw(st.integers(1, 4))):
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+@SETTINGS
+@given(split_of(st.one_of(any_bytes, st.just(bedrock_stream()), mutated_event_stream())))
+def test_event_stream_messages_do_not_depend_on_the_cuts(case):
+    data, pieces = case
+    assert _event_stream(pieces) == _event_stream([data])
 
 
 def _array(pieces):
