@@ -99,6 +99,12 @@ def split_host(host: str | None, transport: str) -> tuple[str, int | None]:
         return addr, default
 
 
+def never(*_args) -> bool:
+    """`fast` and `stream_end` of a provider whose answers are one JSON body (embeddings):
+    nothing to skip, no stream to end."""
+    return False
+
+
 def new_call(origin: Origin, provider: str, kind: str, start_ns: int, wall_ns: int) -> Call:
     return Call(
         ts=rfc3339(wall_ns) if wall_ns else "", id=None, pid=origin.pid, proc=origin.proc,

@@ -12,7 +12,7 @@ Errors as for generateContent ({"error": {"code", "message", "status"}}).
 
 from __future__ import annotations
 
-from agtap.providers.base import as_int, copy_counts, set_error
+from agtap.providers.base import as_int, copy_counts, never, set_error
 from agtap.providers.gemini import provider_for
 
 NAME = "gemini"
@@ -36,20 +36,15 @@ def match(req) -> bool:
     return req.method == "POST" and _model(req.path) is not None
 
 
+fast = stream_end = never   # answers are one JSON body
+
+
 def begin(req, call):
     call.provider = provider_for(req.path)
     call.model = _model(req.path)
     call.streaming = False
     call.operation = "embeddings"
     return None
-
-
-def fast(state, call, event, data, ts) -> bool:
-    return False
-
-
-def stream_end(event, data: bytes) -> bool:
-    return False
 
 
 def feed(state, call, event, obj, ts) -> None:

@@ -9,7 +9,7 @@ Errors as for chat completions.
 
 from __future__ import annotations
 
-from agtap.providers.base import copy_counts, set_error
+from agtap.providers.base import copy_counts, never, set_error
 from agtap.providers.openai_chat import azure_deployment, azure_model, error_kind
 
 NAME = "openai"
@@ -21,20 +21,15 @@ def match(req) -> bool:
     return req.method == "POST" and req.path.endswith("/embeddings") and not req.path.endswith("/api/embeddings")
 
 
+fast = stream_end = never   # answers are one JSON body
+
+
 def begin(req, call):
     m = req.json_obj().get("model")
     call.model = azure_deployment(req.path) or (m if isinstance(m, str) else None)
     call.streaming = False
     call.operation = "embeddings"
     return None
-
-
-def fast(state, call, event, data, ts) -> bool:
-    return False
-
-
-def stream_end(event, data: bytes) -> bool:
-    return False
 
 
 def feed(state, call, event, obj, ts) -> None:

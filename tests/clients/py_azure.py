@@ -9,15 +9,11 @@ openai.OpenAI with base_url .../openai/v1/ as Azure documents it); openai-embedd
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--base-url", required=True)
-parser.add_argument("--calls", required=True)
-parser.add_argument("--wait-go", action="store_true")
-args = parser.parse_args()
+from pyclient_common import parse_calls_args, run_calls
+
+args = parse_calls_args()
 
 import openai  # noqa: E402
 
@@ -68,8 +64,4 @@ def one(name: str) -> dict:
         return {"call": name, "error": {"status": getattr(e, "status_code", None), "body": e.body}}
 
 
-if args.wait_go:
-    print(json.dumps({"ready": os.getpid()}), flush=True)
-    input()
-results = [one(name) for name in args.calls.split(",")]
-print(json.dumps({"client": "python-azure", "mode": "calls", "pid": os.getpid(), "results": results}), flush=True)
+run_calls("python-azure", args, one)

@@ -13,19 +13,16 @@ Prints {"client": "python-bedrock", "pid", "results": [{"call", ...what the SDK 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+
+from pyclient_common import parse_calls_args, run_calls
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 WEATHER = {"name": "get_weather", "description": "Weather for a city",
            "schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--base-url", required=True)
-parser.add_argument("--calls", required=True, help="comma-separated call names (see the docstring)")
-parser.add_argument("--wait-go", action="store_true")
-args = parser.parse_args()
+args = parse_calls_args()
 calls = args.calls.split(",")
 creds = dict(aws_access_key_id="ASIAAGTAPTESTFAKE0001", aws_secret_access_key="agtap/test/secret/key",
              aws_session_token=os.environ.get("AGTAP_TEST_API_KEY", "agtap-test-session-token"))
@@ -118,8 +115,4 @@ def one(name: str) -> dict:
         return {"call": name, "error": {"status": getattr(e, "status_code", None), "type": type(e).__name__}}
 
 
-if args.wait_go:
-    print(json.dumps({"ready": os.getpid()}), flush=True)
-    input()
-results = [one(name) for name in calls]
-print(json.dumps({"client": "python-bedrock", "mode": "calls", "pid": os.getpid(), "results": results}), flush=True)
+run_calls("python-bedrock", args, one)

@@ -7,15 +7,11 @@ $SSL_CERT_FILE (see py_gemini.py). Prints {"client": "python-genai-embed", "pid"
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--base-url", required=True)
-parser.add_argument("--calls", required=True)
-parser.add_argument("--wait-go", action="store_true")
-args = parser.parse_args()
+from pyclient_common import parse_calls_args, run_calls
+
+args = parse_calls_args()
 
 from google import genai  # noqa: E402
 from google.genai import errors, types  # noqa: E402
@@ -42,8 +38,4 @@ def one(name: str) -> dict:
         return {"call": name, "error": {"status": e.code, "message": e.message}}
 
 
-if args.wait_go:
-    print(json.dumps({"ready": os.getpid()}), flush=True)
-    input()
-results = [one(name) for name in args.calls.split(",")]
-print(json.dumps({"client": "python-genai-embed", "mode": "calls", "pid": os.getpid(), "results": results}), flush=True)
+run_calls("python-genai-embed", args, one)

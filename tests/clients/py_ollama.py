@@ -7,15 +7,9 @@ syscalls, not TLS. Prints {"client": "python-ollama", "pid", "results": [{"call"
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
+from pyclient_common import parse_calls_args, run_calls
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--base-url", required=True)
-parser.add_argument("--calls", required=True)
-parser.add_argument("--wait-go", action="store_true")
-args = parser.parse_args()
+args = parse_calls_args()
 
 import ollama  # noqa: E402
 
@@ -51,8 +45,4 @@ def one(name: str) -> dict:
         return {"call": name, "error": {"status": e.status_code, "message": e.error}}
 
 
-if args.wait_go:
-    print(json.dumps({"ready": os.getpid()}), flush=True)
-    input()
-results = [one(name) for name in args.calls.split(",")]
-print(json.dumps({"client": "python-ollama", "mode": "calls", "pid": os.getpid(), "results": results}), flush=True)
+run_calls("python-ollama", args, one)

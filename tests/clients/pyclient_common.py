@@ -84,3 +84,21 @@ def run(client_name: str, args: argparse.Namespace, call: Callable[[], dict[str,
 def tool_schema() -> dict[str, Any]:
     """JSON schema of the `get_weather` tool every tools-mode client offers."""
     return {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+# --- the scripts that make a list of calls (py_bedrock, py_azure, py_genai_embed, py_ollama) ---
+
+def parse_calls_args() -> argparse.Namespace:
+    """--base-url URL --calls a,b,c [--wait-go]: tests.support.clients.run_calls's command line."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--calls", required=True, help="comma-separated call names (see the script's docstring)")
+    parser.add_argument("--wait-go", action="store_true")
+    return parser.parse_args()
+
+
+def run_calls(client_name: str, args: argparse.Namespace, one: Callable[[str], dict[str, Any]]) -> None:
+    """one(name) for each call named, in order; one JSON line with every result."""
+    wait_go(args)
+    results = [one(name) for name in args.calls.split(",")]
+    print(json.dumps({"client": client_name, "mode": "calls", "pid": os.getpid(), "results": results}), flush=True)
