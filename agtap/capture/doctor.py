@@ -99,6 +99,15 @@ def _http2() -> Check:
     return Check("ok", "HTTP/2", f"hyperframe {hyperframe.__version__}, hpack {hpack.__version__}")
 
 
+def _botocore() -> Check:
+    # Not needed for capture: only AWS Bedrock's streamed answers are read with it (wire/eventstream.py).
+    import importlib.util
+    if importlib.util.find_spec("botocore") is None:
+        return Check("warn", "botocore", "not importable: AWS Bedrock's streamed answers (ConverseStream, "
+                     "InvokeModelWithResponseStream) are not read", "sudo apt-get install python3-botocore")
+    return Check("ok", "botocore", "AWS event streams (Bedrock) are read with botocore")
+
+
 def _libssl() -> list[Check]:
     """Every libssl capture would probe, per container: found as the tracer finds them
     (targets.TargetSet, without attaching), with where each probe would sit."""
@@ -194,8 +203,8 @@ def _root() -> Check:
 
 
 def run_checks(runtime_dir: str, cache_dir: str) -> list[Check]:
-    return [_kernel(), _btf(), _tracefs(), *_events(), _headers(runtime_dir), _bcc(), _http2(), *_libssl(), *_node(),
-            *_boringssl(cache_dir), *_go(), _root()]
+    return [_kernel(), _btf(), _tracefs(), *_events(), _headers(runtime_dir), _bcc(), _http2(), _botocore(),
+            *_libssl(), *_node(), *_boringssl(cache_dir), *_go(), _root()]
 
 
 def main(runtime_dir: str, cache_dir: str) -> int:

@@ -111,7 +111,11 @@ class EventStreamDecoder:
     def _parse(self, message: bytes):
         """One complete message through botocore's parser, or None (and the error) if it fails."""
         if self._parser is None:
-            from botocore.eventstream import EventStreamBuffer   # see the module docstring
+            try:
+                from botocore.eventstream import EventStreamBuffer   # see the module docstring
+            except ImportError:   # installed without its dependencies: `agtap doctor` says so too
+                self._fail("botocore is not installed (python3-botocore): event streams are not read")
+                return None
             self._parser = EventStreamBuffer()
         try:
             self._parser.add_data(message)

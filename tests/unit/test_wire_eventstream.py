@@ -83,3 +83,27 @@ def test_a_stream_cut_mid_message_says_so_at_the_end():
     clean = EventStreamDecoder()
     clean.feed(m, 1)
     assert clean.finish() is None
+
+
+def test_without_botocore_the_stream_is_an_error_that_says_the_fix(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_botocore(name, *a, **kw):
+        if name.startswith("botocore"):
+            raise ImportError(name)
+        return real_import(name, *a, **kw)
+    monkeypatch.setattr(builtins, "__import__", no_botocore)
+    d = EventStreamDecoder()
+    assert d.feed(EMPTY, 1) == []
+    assert d.error == "botocore is not installed (python3-botocore): event streams are not read"
+
+
+def test_doctor_says_whether_bedrock_streams_can_be_read(monkeypatch):
+    import importlib.util
+
+    from agtap.capture import doctor
+    assert doctor._botocore().verdict == "ok"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    c = doctor._botocore()
+    assert c.verdict == "warn" and "python3-botocore" in c.line() and "Bedrock" in c.line()
