@@ -23,7 +23,7 @@ KIND_MCP = "mcp_call"
 
 # The API families, as the original tool documents `provider`. Where a call was
 # served (Vertex AI, Groq, a local server, ...) is `platform`, not the provider.
-PROVIDERS = ("anthropic", "openai", "google", "mcp")
+PROVIDERS = ("anthropic", "openai", "google", "aws_bedrock", "ollama", "mcp")
 
 # --- the event id: agtap's own, never from the wire ---
 # 32 lowercase hex digits (a uuid4). It names the call's body file, so every

@@ -115,7 +115,7 @@ def feed(state, call, event, obj, ts) -> None:
         anthropic.feed(None, call, None, obj, ts)
     elif state.body == "embeddings":
         copy_counts(call, obj, (("inputTextTokenCount", "input_tokens"),))
-        copy_strings(call, obj, (("id", "response_id"),))
+        copy_strings(call, obj, (("id", "id"),))
     else:
         for key in ("stop_reason", "completionReason", "finish_reason"):
             if isinstance(obj.get(key), str):

@@ -105,17 +105,22 @@ def stream_end(event, data: bytes) -> bool:
     return b'"finishReason"' in data
 
 
+def api_error(call, obj: dict) -> bool:
+    """A google.rpc.Status body ({"error": {"code", "message", "status"}}) is the call's error: True if obj is one."""
+    err = obj.get("error")
+    if isinstance(err, dict):
+        set_error(call, err.get("status") or err.get("code"))
+        return True
+    return False
+
+
 def feed(state, call, event, obj, ts) -> None:
     state.deferred = None   # this event's usage is newer than any skipped one
     if isinstance(obj, list):  # a non-streamed array body, or an SSE data line holding one
         for o in obj:
             feed(state, call, event, o, ts)
         return
-    if not isinstance(obj, dict):
-        return
-    err = obj.get("error")
-    if isinstance(err, dict):
-        set_error(call, err.get("status") or err.get("code"))
+    if not isinstance(obj, dict) or api_error(call, obj):
         return
     copy_strings(call, obj, (("responseId", "id"), ("modelVersion", "response_model")))
     cands = obj.get("candidates")

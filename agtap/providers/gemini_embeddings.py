@@ -7,15 +7,16 @@ when the API reports it) and Vertex AI's
 https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/text-embeddings-api
 (:predict -> {"predictions": [{"embeddings": {"values", "statistics": {"token_count"}}}]}),
 which google-genai's embed_content calls on Vertex. Never streamed, no response id.
-Errors as for generateContent ({"error": {"code", "message", "status"}}).
+Errors as for generateContent ({"error": {"code", "message", "status"}}). Provider "google",
+platform "gemini" or "vertex_ai" (agtap/providers/platforms.py), as for generateContent.
 """
 
 from __future__ import annotations
 
-from agtap.providers.base import as_int, copy_counts, never, set_error
-from agtap.providers.gemini import provider_for
+from agtap.providers.base import as_int, copy_counts, never
+from agtap.providers.gemini import api_error
 
-NAME = "gemini"
+NAME = "google"
 STREAM_JSON_ARRAY = False   # never streamed
 _OPS = (":embedContent", ":batchEmbedContents")
 
@@ -40,7 +41,6 @@ fast = stream_end = never   # answers are one JSON body
 
 
 def begin(req, call):
-    call.provider = provider_for(req.path)
     call.model = _model(req.path)
     call.streaming = False
     call.operation = "embeddings"
@@ -48,11 +48,7 @@ def begin(req, call):
 
 
 def feed(state, call, event, obj, ts) -> None:
-    if not isinstance(obj, dict):
-        return
-    err = obj.get("error")
-    if isinstance(err, dict):
-        set_error(call, err.get("status") or err.get("code"))
+    if not isinstance(obj, dict) or api_error(call, obj):
         return
     copy_counts(call, obj.get("usageMetadata"), (("promptTokenCount", "input_tokens"),))
     preds = obj.get("predictions")

@@ -144,10 +144,7 @@ def finish(state, call) -> None:
 
 
 def azure_model(call) -> None:
-    """Azure OpenAI: the model is the one that answered (a deployment is a name the user chose).
-
-    Azure is told by its paths: a deployment in the path, or the api-version every
-    /openai/... call but the /openai/v1/ form carries."""
-    target = call.bodies.request_target if call.bodies is not None else ""
-    if call.response_model and ("/deployments/" in target or "api-version=" in target):
+    """Azure OpenAI (platform azure_openai): the model is the one that answered (a deployment
+    is a name the user chose), else the deployment."""
+    if call.platform == "azure_openai" and call.response_model:
         call.model = call.response_model

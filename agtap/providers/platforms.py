@@ -1,6 +1,7 @@
 """Where a call was served: the `platform`, from the request's host and path. The one table.
 
-`provider` is the API family the request speaks (anthropic, openai, google, mcp);
+`provider` is the API family the request speaks (anthropic, openai, google, aws_bedrock,
+ollama, mcp);
 `platform` is who answered it: the first party (api.anthropic.com -> "anthropic"),
 a cloud that serves the same API (Vertex AI, Groq, OpenRouter ...), a server on
 this host ("local"), or "other" (a proxy or gateway this table does not know).
@@ -28,8 +29,10 @@ OTHER = "other"     # a host the table does not name
 class Platform:
     name: str                         # the event's `platform`
     otel: str | None                  # gen_ai.provider.name; None: the family's (FAMILY_OTEL)
-    hosts: tuple[str, ...] = ()       # exact host names, or ".suffix" (matches the name and any under it)
-    paths: tuple[str, ...] = ()       # path fragments that name the platform on any host (proxies, tests)
+    hosts: tuple[str, ...] = ()       # exact host names, ".suffix" (matches the name and any under it),
+                                      # or "a.*.b" ("*": one or more labels: bedrock-runtime.us-east-1.amazonaws.com)
+    paths: tuple[str, ...] = ()       # path fragments that name the platform on any host (proxies, tests);
+                                      # one ending in "$" must end the path (Ollama's /api/chat, not /api/chat/x)
 
 
 # Order matters only for paths: the first row whose fragment is in the path wins,
@@ -42,6 +45,18 @@ PLATFORMS: tuple[Platform, ...] = (
     Platform("anthropic", "anthropic", ("api.anthropic.com",)),
     Platform("openai", "openai", ("api.openai.com",)),
     Platform("gemini", "gcp.gemini", ("generativelanguage.googleapis.com",)),   # Gemini API (Google AI Studio)
+    # AWS Bedrock Runtime: /model/{modelId}/converse|converse-stream|invoke|invoke-with-response-stream
+    # (no other API puts "/model/" in its path), or its host (also its OpenAI-compatible endpoints)
+    Platform("aws_bedrock", "aws.bedrock", ("bedrock-runtime.*.amazonaws.com", "bedrock-runtime-fips.*.amazonaws.com"),
+             ("/model/",)),
+    # Azure OpenAI: /openai/deployments/{d}/..., /openai/responses (the SDK's Responses path), or its hosts
+    # (the deployment-less /openai/v1/... is Groq's path too: that form is named by the host)
+    Platform("azure_openai", "azure.ai.openai",
+             (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com"),
+             ("/openai/deployments/", "/openai/responses$")),
+    # Ollama's native API, wherever it runs (a local server, ollama.com); its OpenAI-compatible
+    # /v1/... on a local port is "local": nothing there says Ollama
+    Platform("ollama", None, ("ollama.com",), ("/api/chat$", "/api/generate$", "/api/embed$", "/api/embeddings$")),
     # OpenAI-compatible clouds (provider "openai": recognised by path, named here by host)
     Platform("groq", "groq", ("api.groq.com",)),
     Platform("deepseek", "deepseek", ("api.deepseek.com",)),
@@ -56,7 +71,7 @@ PLATFORMS: tuple[Platform, ...] = (
 )
 
 # gen_ai.provider.name for a family, where the platform's row names none
-FAMILY_OTEL = {"anthropic": "anthropic", "openai": "openai", "google": "gcp.gen_ai"}
+FAMILY_OTEL = {"anthropic": "anthropic", "openai": "openai", "google": "gcp.gen_ai", "aws_bedrock": "aws.bedrock"}
 
 NAMES: tuple[str, ...] = tuple(p.name for p in PLATFORMS) + (LOCAL, OTHER)
 _BY_NAME = {p.name: p for p in PLATFORMS}
@@ -65,7 +80,14 @@ _BY_NAME = {p.name: p for p in PLATFORMS}
 def _host_matches(host: str, pattern: str) -> bool:
     if pattern.startswith("."):
         return host.endswith(pattern) or host == pattern[1:]
+    if "*" in pattern:
+        head, _, tail = pattern.partition("*")
+        return len(host) > len(head) + len(tail) and host.startswith(head) and host.endswith(tail)
     return host == pattern
+
+
+def _path_matches(path: str, fragment: str) -> bool:
+    return path.endswith(fragment[:-1]) if fragment.endswith("$") else fragment in path
 
 
 def is_loopback(host: str) -> bool:
@@ -82,7 +104,7 @@ def is_loopback(host: str) -> bool:
 def platform_for(host: str, path: str = "", transport: str = "") -> str:
     """The platform that served a request to `host` (no port) for `path`."""
     for p in PLATFORMS:
-        if any(frag in path for frag in p.paths):
+        if any(_path_matches(path, frag) for frag in p.paths):
             return p.name
     if not host and transport in ("pipe", "socket"):
         return LOCAL    # JSON-RPC over a pipe or a socket with no HTTP: an MCP server on this host

@@ -68,8 +68,9 @@ def test_bedrock_boto3_and_anthropic_bedrock(daemon, tls_api):
     assert all(ex.header("x-amz-security-token") == SESSION_TOKEN for ex in exchanges)
     msg_id = [f"msg_bdrk_fake{ex.seq:06d}" for ex in exchanges]   # the fake's ids follow its exchange count
     evs = events_in_order(daemon, tls_api, run.pid, len(calls))
-    bedrock = dict(provider="aws_bedrock", model=CLAUDE, operation="chat", **TOKENS)
-    claude = dict(provider="anthropic", model=CLAUDE, operation="chat", **TOKENS)
+    # Bedrock's path names the platform whatever the host (here the fake on 127.0.0.1)
+    bedrock = dict(provider="aws_bedrock", platform="aws_bedrock", model=CLAUDE, operation="chat", **TOKENS)
+    claude = dict(provider="anthropic", platform="aws_bedrock", model=CLAUDE, operation="chat", **TOKENS)
     check(evs, [
         dict(bedrock, streaming=False, stop_reason="end_turn", tools=[], cache_read_input_tokens=10, http_status=200,
              cost_usd=round((30 * 0.8 + 4 * 4.0 + 10 * 0.08) / 1e6, 8)),     # claude-3-5-haiku's prices
@@ -78,13 +79,13 @@ def test_bedrock_boto3_and_anthropic_bedrock(daemon, tls_api):
         dict(bedrock, streaming=True, stop_reason="tool_use", tools=["get_weather"]),
         dict(provider="aws_bedrock", http_status=429, stop_reason="error:ThrottlingException"),
         dict(provider="aws_bedrock", streaming=True, http_status=200, stop_reason="error:modelStreamErrorException"),
-        dict(claude, streaming=False, stop_reason="end_turn", response_id=msg_id[6]),
-        dict(claude, streaming=True, stop_reason="end_turn", response_id=msg_id[7]),
+        dict(claude, streaming=False, stop_reason="end_turn", id=msg_id[6]),
+        dict(claude, streaming=True, stop_reason="end_turn", id=msg_id[7]),
         dict(provider="aws_bedrock", model="amazon.titan-embed-text-v2:0", operation="embeddings", input_tokens=9,
              output_tokens=0, streaming=False, cost_usd=round(9 * 0.02 / 1e6, 8)),   # its headers count 0 out
         dict(provider="aws_bedrock", model="cohere.embed-english-v3", operation="embeddings", input_tokens=11,
              output_tokens=0),
-        dict(claude, streaming=False, stop_reason="end_turn", response_id=msg_id[10]),
+        dict(claude, streaming=False, stop_reason="end_turn", id=msg_id[10]),
         dict(claude, streaming=True, stop_reason="end_turn"),
         dict(claude, streaming=False, stop_reason="tool_use", tools=["get_weather"]),
         dict(provider="anthropic", http_status=429, stop_reason="error:ThrottlingException"),
@@ -105,19 +106,23 @@ def test_azure_openai_and_openai_embeddings(daemon, tls_api):
     run = run_calls("python-azure", api, calls, api_key=AZURE_KEY).check()
     assert [r["call"] for r in run.results] == calls and "error" in run.results[6]
     evs = events_in_order(daemon, tls_api, run.pid, len(calls))
-    azure = dict(provider="openai", model=served, **TOKENS)   # the model that answered, not the deployment
+    # the model that answered, not the deployment; /openai/deployments/ and /openai/responses name the platform
+    azure = dict(provider="openai", platform="azure_openai", model=served, **TOKENS)
     check(evs, [
         dict(azure, operation="chat", streaming=False, stop_reason="stop", response_model=served),
         dict(azure, operation="chat", streaming=True, stop_reason="stop"),
         dict(azure, operation="chat", streaming=False, stop_reason="tool_calls", tools=["get_weather"]),
         dict(azure, operation="responses", streaming=False, stop_reason="completed"),
         dict(azure, operation="responses", streaming=True, stop_reason="completed"),
-        dict(provider="openai", operation="embeddings", model="text-embedding-3-small", input_tokens=5,
+        dict(provider="openai", platform="azure_openai", operation="embeddings", model="text-embedding-3-small",
+             input_tokens=5,
              cost_usd=round(5 * 0.02 / 1e6, 8)),
         # no answering model: the deployment
         dict(provider="openai", model="my-gpt-deployment", http_status=429, stop_reason="error:rate_limit_exceeded"),
-        dict(provider="openai", operation="chat", model="my-gpt-deployment", stop_reason="stop"),   # /openai/v1/
-        dict(provider="openai", operation="embeddings", model="text-embedding-3-small", input_tokens=8),
+        # /openai/v1/ is Groq's path too: only an Azure host would say Azure, and this one is 127.0.0.1
+        dict(provider="openai", platform="local", operation="chat", model="my-gpt-deployment", stop_reason="stop"),
+        dict(provider="openai", platform="local", operation="embeddings", model="text-embedding-3-small",
+             input_tokens=8),
     ])
 
 
@@ -130,9 +135,10 @@ def test_gemini_and_vertex_embeddings(daemon, tls_api):
     assert "error" in run.results[2]
     evs = events_in_order(daemon, tls_api, run.pid, len(calls))
     check(evs, [
-        dict(provider="gemini", operation="embeddings", model="gemini-embedding-001", input_tokens=9,
-             streaming=False, cost_usd=round(9 * 0.15 / 1e6, 8)),
-        dict(provider="vertex_ai", operation="embeddings", model="gemini-embedding-001", input_tokens=4),
+        dict(provider="google", platform="local", operation="embeddings", model="gemini-embedding-001",
+             input_tokens=9, streaming=False, cost_usd=round(9 * 0.15 / 1e6, 8)),
+        dict(provider="google", platform="vertex_ai", operation="embeddings", model="gemini-embedding-001",
+             input_tokens=4),
         dict(operation="embeddings", http_status=429, stop_reason="error:RESOURCE_EXHAUSTED"),
     ])
 
@@ -145,14 +151,16 @@ def test_ollama_native_api_over_plain_http(daemon, tls_api, fake_api_plain):
     run = run_calls("python-ollama", api, calls).check()
     assert run.results[6]["error"]["status"] == 404
     evs = events_in_order(daemon, tls_api, run.pid, len(calls))
-    ollama = dict(provider="ollama", model="llama3.2", transport="socket", server_port=api.port, **TOKENS)
+    ollama = dict(provider="ollama", platform="ollama", model="llama3.2", transport="socket", server_port=api.port,
+                  **TOKENS)
     check(evs, [
         dict(ollama, operation="chat", streaming=False, stop_reason="stop", tools=[], response_model="llama3.2"),
         dict(ollama, operation="chat", streaming=True, stop_reason="stop"),
         dict(ollama, operation="chat", streaming=False, stop_reason="stop", tools=["get_weather"]),
         dict(ollama, operation="text_completion", streaming=False, stop_reason="stop"),
         dict(ollama, operation="text_completion", streaming=True, stop_reason="length"),
-        dict(provider="ollama", operation="embeddings", model="all-minilm", input_tokens=7, output_tokens=None),
+        dict(provider="ollama", platform="ollama", operation="embeddings", model="all-minilm", input_tokens=7,
+             output_tokens=None),
         dict(provider="ollama", http_status=404, stop_reason="error:http_404"),
     ])
     assert all("cost_usd" not in e for e in evs)       # local models have no price

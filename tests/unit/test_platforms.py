@@ -46,6 +46,22 @@ VERTEX = "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2
     ("notapi.openai.com", "/v1/chat/completions", "tls", OTHER),
     ("groq.com", "/openai/v1/chat/completions", "tls", OTHER),
     ("", "/v1/messages", "tls", OTHER),
+    ("bedrock-runtime.us-east-1.amazonaws.com", "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse", "tls",
+     "aws_bedrock"),
+    ("127.0.0.1", "/model/amazon.titan-embed-text-v2%3A0/invoke", "tls", "aws_bedrock"),   # a Bedrock path anywhere
+    ("bedrock-runtime.eu-west-1.amazonaws.com", "/openai/v1/chat/completions", "tls", "aws_bedrock"),
+    ("bedrock-runtime-fips.us-east-1.amazonaws.com", "/openai/v1/chat/completions", "tls", "aws_bedrock"),
+    ("bedrock-runtime.amazonaws.com", "/v1/chat/completions", "tls", OTHER),       # "*" is at least one label
+    ("runtime.sagemaker.us-east-1.amazonaws.com", "/endpoints/x/invocations", "tls", OTHER),
+    ("my-res.openai.azure.com", "/openai/v1/chat/completions", "tls", "azure_openai"),
+    ("my-res.cognitiveservices.azure.com", "/openai/v1/responses", "tls", "azure_openai"),
+    ("127.0.0.1", "/openai/deployments/gpt4o/chat/completions", "tls", "azure_openai"),
+    ("127.0.0.1", "/openai/responses", "tls", "azure_openai"),      # where AzureOpenAI sends Responses calls
+    ("127.0.0.1", "/openai/v1/responses", "tls", LOCAL),            # Groq's path too: only an Azure host says Azure
+    ("127.0.0.1", "/api/chat", "socket", "ollama"),
+    ("ollama.com", "/api/generate", "tls", "ollama"),
+    ("127.0.0.1", "/api/chat/completions", "socket", LOCAL),       # Open WebUI's OpenAI-style path: not Ollama's
+    ("127.0.0.1", "/v1/chat/completions", "socket", LOCAL),        # Ollama's OpenAI-compatible API: nothing says so
 ])
 def test_platform_for(host, path, transport, want):
     assert platform_for(host, path, transport) == want
@@ -75,6 +91,10 @@ def test_every_otel_name_is_a_semantic_conventions_value():
     ("openai", "mistral", "mistral_ai"),
     ("openai", "openrouter", "openai"),     # not in the conventions: the API family's name
     ("openai", OTHER, "openai"),
+    ("aws_bedrock", "aws_bedrock", "aws.bedrock"),
+    ("anthropic", "aws_bedrock", "aws.bedrock"),     # Claude through InvokeModel
+    ("openai", "azure_openai", "azure.ai.openai"),
+    ("ollama", "ollama", None),                       # not in the conventions: the OTel sink writes "ollama"
     ("mcp", LOCAL, None),
 ])
 def test_otel_provider_name(provider, platform, want):

@@ -36,7 +36,8 @@ def test_converse_with_a_tool_call():
     r.out(request(f"/model/{HAIKU_PATH}/converse", CONVERSE, host=HOST, headers=SIGV4), 0)
     r.inn(response(fixture("bedrock_converse_tool.json"), headers={"x-amzn-RequestId": "7c1e-req"}), 80)
     c = r.one()
-    assert (c.provider, c.model, c.operation, c.streaming) == ("aws_bedrock", HAIKU, "chat", False)
+    assert (c.provider, c.platform, c.model, c.operation, c.streaming) == ("aws_bedrock", "aws_bedrock", HAIKU,
+                                                                           "chat", False)
     assert (c.input_tokens, c.output_tokens, c.cache_read_input_tokens, c.cache_creation_input_tokens) == \
         (375, 64, 128, 0)
     assert c.stop_reason == "tool_use" and c.tools == ["top_song"] and c.latency_ms == 80.0
@@ -110,10 +111,10 @@ def test_invoke_model_with_an_anthropic_body():
     r.inn(response(fixture("bedrock_invoke_anthropic_tool.json"),
                    headers={"X-Amzn-Bedrock-Input-Token-Count": "340", "X-Amzn-Bedrock-Output-Token-Count": "48"}), 40)
     c = r.one()
-    assert (c.provider, c.model, c.response_model, c.operation) == \
-        ("anthropic", HAIKU, "claude-3-5-haiku-20241022", "chat")
+    assert (c.provider, c.platform, c.model, c.response_model, c.operation) == \
+        ("anthropic", "aws_bedrock", HAIKU, "claude-3-5-haiku-20241022", "chat")
     assert (c.input_tokens, c.output_tokens) == (340, 48) and c.stop_reason == "tool_use"
-    assert c.tools == ["get_weather"] and c.response_id == "msg_bdrk_01AbCdEf"
+    assert c.tools == ["get_weather"] and c.id == "msg_bdrk_01AbCdEf"
     # claude-3-5-haiku: $0.80 / $4.00 per million (agtap/data/prices.json)
     assert c.cost_usd == round((340 * 0.8 + 48 * 4.0) / 1e6, 8)
 
@@ -126,7 +127,7 @@ def test_invoke_model_with_response_stream_anthropic():
     r.close(300)      # message_stop ended the stream: complete without the chunked terminator
     c = r.one()
     assert c.streaming and c.provider == "anthropic" and c.stop_reason == "end_turn"
-    assert (c.input_tokens, c.output_tokens) == (21, 9) and c.response_id == "msg_bdrk_01Hx5yZ3"
+    assert (c.input_tokens, c.output_tokens) == (21, 9) and c.id == "msg_bdrk_01Hx5yZ3"
     assert c.ttft_ms == 120.0        # message_start 100, content_block_start 110, first delta 120
     assert c.latency_ms == 160.0
 
@@ -146,7 +147,7 @@ def test_invoke_model_embeddings_titan_and_cohere():
                     headers={"X-Amzn-Bedrock-Input-Token-Count": "6", "X-Amzn-Bedrock-Output-Token-Count": "0"}), 20)
     c2 = r2.one()
     assert (c2.operation, c2.input_tokens, c2.output_tokens) == ("embeddings", 6, 0)
-    assert c2.response_id == "4e5d2a1c-7b3f-4c1e-9a2b-0f1e2d3c4b5a"
+    assert c2.id == "4e5d2a1c-7b3f-4c1e-9a2b-0f1e2d3c4b5a"
     assert c2.cost_usd == round(6 * 0.10 / 1e6, 8)      # Cohere Embed 3: $0.10 per million
 
 

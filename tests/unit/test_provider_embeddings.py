@@ -13,8 +13,8 @@ def test_openai_embeddings():
                   host="api.openai.com"), 0)
     r.inn(response(fixture("openai_embeddings.json")), 25)
     c = r.one()
-    assert (c.provider, c.operation, c.model, c.response_model, c.streaming) == \
-        ("openai", "embeddings", "text-embedding-3-small", "text-embedding-3-small", False)
+    assert (c.provider, c.platform, c.operation, c.model, c.response_model, c.streaming) == \
+        ("openai", "openai", "embeddings", "text-embedding-3-small", "text-embedding-3-small", False)
     assert (c.input_tokens, c.output_tokens, c.stop_reason, c.ttft_ms) == (8, None, None, None)
     assert c.cost_usd == round(8 * 0.02 / 1e6, 8)     # $0.02 per million input tokens
 
@@ -25,7 +25,8 @@ def test_azure_embeddings_name_the_model_by_the_answer_else_the_deployment():
                   host="x.openai.azure.com", headers={"api-key": "azure-secret"}), 0)
     r.inn(response(fixture("openai_embeddings.json")), 25)
     c = r.one()
-    assert (c.model, c.operation, c.input_tokens) == ("text-embedding-3-small", "embeddings", 8)
+    assert (c.model, c.operation, c.input_tokens, c.platform) == ("text-embedding-3-small", "embeddings", 8,
+                                                                  "azure_openai")
     r2 = Run()
     r2.out(request("/openai/deployments/emb-small/embeddings?api-version=2024-10-21", {"input": ["x"]},
                    host="x.openai.azure.com"), 0)
@@ -39,7 +40,7 @@ def test_ollama_s_older_embeddings_path_is_ollama_s():
     r.out(request("/api/embeddings", {"model": "all-minilm", "prompt": "x"}, host="127.0.0.1:11434"), 0)
     r.inn(response({"embedding": [0.1, 0.2]}), 5)
     c = r.one()
-    assert (c.provider, c.operation, c.input_tokens) == ("ollama", "embeddings", None)
+    assert (c.provider, c.platform, c.operation, c.input_tokens) == ("ollama", "ollama", "embeddings", None)
 
 
 def test_gemini_batch_embed_contents():
@@ -51,7 +52,7 @@ def test_gemini_batch_embed_contents():
     r.inn(response(fixture("gemini_batch_embed.json")), 30)
     c = r.one()
     assert (c.operation, c.model, c.input_tokens, c.streaming) == ("embeddings", "gemini-embedding-001", 9, False)
-    assert c.provider == "gemini"
+    assert (c.provider, c.platform) == ("google", "gemini")
     assert c.cost_usd == round(9 * 0.15 / 1e6, 8)
 
 
@@ -76,6 +77,7 @@ def test_vertex_predict_for_a_text_embedding_model():
     r.inn(response(fixture("vertex_predict_embed.json")), 10)
     c = r.one()
     assert (c.operation, c.model, c.input_tokens) == ("embeddings", "text-embedding-005", 10)   # 6 + 4
+    assert (c.provider, c.platform) == ("google", "vertex_ai")
     # :predict of a model that is not an embedding model is not taken for one
     r2 = Run()
     r2.out(request("/v1/projects/p/locations/l/publishers/google/models/imagen-3.0:predict", {}), 0)

@@ -30,8 +30,8 @@ def test_chat_stream_with_a_tool_call():
     ndjson(r, lines, 100)
     end_chunked(r, 150)
     c = r.one()
-    assert (c.provider, c.model, c.response_model, c.operation, c.streaming) == \
-        ("ollama", "llama3.2", "llama3.2", "chat", True)
+    assert (c.provider, c.platform, c.model, c.response_model, c.operation, c.streaming) == \
+        ("ollama", "ollama", "llama3.2", "llama3.2", "chat", True)
     assert (c.input_tokens, c.output_tokens, c.stop_reason) == (122, 23, "stop")
     assert c.tools == ["get_current_weather"]
     assert c.ttft_ms == 110.0            # the first line (at 100) has empty content

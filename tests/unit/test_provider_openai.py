@@ -104,7 +104,7 @@ def test_azure_model_is_the_answering_model_else_the_deployment():
                   {"messages": []}, host="x.openai.azure.com"), 0)
     r.inn(response(fixture("openai_chat_tool.json")), 3)
     c = r.one()
-    assert c.model == c.response_model == "gpt-4o-2024-08-06"
+    assert c.model == c.response_model == "gpt-4o-2024-08-06" and c.platform == "azure_openai"
     # no model in the answer (an error, or a server that leaves it out): the deployment
     r2 = Run()
     r2.out(request("/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21",
