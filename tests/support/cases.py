@@ -88,10 +88,12 @@ VERTEX_CASES: list[Case] = [
 ]
 
 # Other ways the same providers are reached (and their keys sent): Azure OpenAI's `api-key`
-# header and deployments path; Gemini's key as a `?key=` query parameter.
+# header and deployments path (which names the platform, also on loopback); Gemini's key as
+# a `?key=` query parameter.
 OTHER_CASES: list[Case] = [
-    Case("python-openai", "azure-chat-stream", "openai", "chat", True, path="/openai/deployments/"),
-    Case("python-openai", "azure-chat", "openai", "chat", False, path="/openai/deployments/"),
+    Case("python-openai", "azure-chat-stream", "openai", "chat", True, path="/openai/deployments/",
+         platform="azure_openai"),
+    Case("python-openai", "azure-chat", "openai", "chat", False, path="/openai/deployments/", platform="azure_openai"),
     Case("curl", "gemini-query-key", "google", "generate_content", False, path="?key="),
 ]
 
