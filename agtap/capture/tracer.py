@@ -125,11 +125,6 @@ class Tracer:
         return list(self._targets.attached) if self._targets else []
 
     @property
-    def go_binaries(self) -> dict[str, str]:
-        """Every Go executable seen since start -> how its crypto/tls was found, or why not."""
-        return dict(self._targets.go) if self._targets else {}
-
-    @property
     def boringssl(self) -> dict:
         """Every executable with BoringSSL seen since start -> its boringcache.Verdict."""
         return dict(self._targets.boringssl) if self._targets else {}
