@@ -19,7 +19,7 @@ import threading
 import time
 
 from agtap import __version__
-from agtap.config import Config, shown
+from agtap.config import PROBE_SCOPES, Config, shown
 
 D = Config()   # the defaults the help shows
 
@@ -48,6 +48,14 @@ def _capture_flags(p: argparse.ArgumentParser) -> None:
                    help="trace only this process (repeatable; with -c, either selects)")
     g.add_argument("-c", "--comm", action="append", dest="comms", metavar="NAME",
                    help="trace only processes or threads of this name (repeatable)")
+    g.add_argument("--probe-scope", choices=PROBE_SCOPES,
+                   help=f"where the TLS data probes sit: 'process' attaches them to the processes agtap watches "
+                        f"(filter, agent runtimes, TLS clients), 'host' to every process (default {D.probe_scope})")
+    g.add_argument("--agent-runtime", action="append", dest="agent_runtimes", metavar="PATTERN",
+                   help="programs watched from their exec on, by executable or process name; repeatable, "
+                        f"replaces the list (default {shown(D.agent_runtimes)})")
+    g.add_argument("--max-uprobes", type=int, metavar="N",
+                   help=f"uprobes held at most; past it a library's probes go host-wide (default {D.max_uprobes})")
     g.add_argument("-v", "--verbose", action="store_true", default=None,
                    help="log each probe attached and each file without SSL symbols")
     g.add_argument("--max-capture-bytes", type=int, metavar="N",
@@ -71,7 +79,7 @@ def _capture_flags(p: argparse.ArgumentParser) -> None:
                    help=f"where located BoringSSL offsets are kept (default {D.cache_dir}; env AGTAP_CACHE_DIR)")
 
 
-FLAG_FIELDS = ("pids", "comms", "verbose", "max_capture_bytes", "event_log", "bodies_dir", "max_body_store",
+FLAG_FIELDS = ("pids", "comms", "probe_scope", "agent_runtimes", "max_uprobes", "verbose", "max_capture_bytes", "event_log", "bodies_dir", "max_body_store",
                "body_retention", "max_log_size", "max_log_files", "stdout", "metrics_addr", "otel", "bus",
                "runtime_dir", "cache_dir")
 

@@ -16,12 +16,20 @@ DEFAULT_EVENT_LOG = "/var/log/agtap/events.jsonl"
 DEFAULT_BODIES_DIR = "/var/lib/agtap/bodies"
 DEFAULT_RUNTIME_DIR = "/run/agtap"
 DEFAULT_CACHE_DIR = "/var/cache/agtap"
+# programs watched at exec under the per-process probe scope (agtap/capture/watchpolicy.py):
+# patterns of an executable's file name, its process name, or a library it links (libcurl: an
+# HTTP client library, so curl and programs built on it)
+DEFAULT_RUNTIMES = ("python3*", "python", "node", "nodejs", "bun", "deno", "claude", "opencode", "libcurl.so*")
+PROBE_SCOPES = ("process", "host")
 
 
 @dataclass(slots=True)
 class Config:
     pids: list[int] = field(default_factory=list)        # -p/--pid, repeatable
     comms: list[str] = field(default_factory=list)       # -c/--comm, repeatable
+    probe_scope: str = "host"                             # host | process: where the TLS data probes sit
+    agent_runtimes: list[str] = field(default_factory=lambda: list(DEFAULT_RUNTIMES))   # watched at exec
+    max_uprobes: int = 4096                               # uprobes (perf event fds) held at most
     verbose: bool = False                                 # -v
     max_capture_bytes: int = 4 * 1024 * 1024              # per SSL_write/read call
     event_log: str = DEFAULT_EVENT_LOG                    # AGTAP_LOG
@@ -50,6 +58,8 @@ def shown(value: object) -> str:
     """A default as the CLI help, the man page and etc/agtap.toml write it (168.0 -> "168")."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

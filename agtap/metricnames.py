@@ -117,6 +117,13 @@ PROM_STATS: dict[str, tuple[str, str, str]] = {
     "boringssl_unprobed_connections": ("agtap_boringssl_unprobed_connections_total", "counter",
                                        "TCP connections a BoringSSL binary's processes held when its probes went "
                                        "live: calls written on them before then were not seen"),
+    "late_attach": ("agtap_late_attach_total", "counter",
+                    "Processes that wrote TLS application data before their per-process probes were live "
+                    "(their first request may be missing)"),
+    "probe_fallbacks": ("agtap_probe_fallbacks_total", "counter",
+                        "Files whose data probes went host-wide because the uprobe limit was reached"),
+    "watched_processes": ("agtap_watched_processes", "gauge", "Processes with TLS data probes of their own"),
+    "uprobes": ("agtap_uprobes", "gauge", "Uprobes held (one perf event file descriptor each)"),
     "conns_open": ("agtap_connections_open", "gauge", "Connections the pipeline holds state for"),
     "conns_evicted": ("agtap_connections_evicted_total", "counter",
                       "Connections dropped for new ones past the connection limit (their call ends incomplete)"),

@@ -107,6 +107,17 @@ BPF_HASH(comm_tgids, u32, u8, 65536);          /* tgids whose main thread's comm
  * Written by the data hooks, read and deleted by the exit hook. */
 BPF_HASH(active_tgids, u32, u8, 65536);
 
+/* Per-process probe scope (agtap/capture/scope.py): tgid -> W_PENDING | W_LIVE | W_LATE.
+ * Written by userspace (a process it decided to watch: pending, then live once
+ * its data probes are attached; deleted when it stops watching it), by the
+ * sentinel (a TLS client start: pending) and by the write hooks (W_LATE); read
+ * by the sentinel, the write hooks and the exit hook. Empty with --probe-scope=host. */
+BPF_HASH(watch_state, u32, u8, 65536);
+
+/* Tgids that started a TLS client connection. Written by the client sentinel,
+ * read by the server sentinel, deleted by the exit hook. */
+BPF_HASH(client_tgids, u32, u8, 65536);
+
 /* Counters: written by every hook, read by userspace. */
 BPF_PERCPU_ARRAY(counters, u64, N_COUNTERS);
 
@@ -485,6 +496,27 @@ known:
         return 1;
     count(C_SKIPPED, len);
     return 0;
+}
+
+/* A process whose data probes are not attached yet writes to a socket: if the
+ * bytes start a TLS application-data record (17 03 03), its first request may
+ * have gone unseen. Counted once per process (C_LATE_ATTACH). A client's own
+ * handshake flights start 16 (handshake) or 14 (change_cipher_spec, TLS 1.3's
+ * compatibility mode, ahead of its encrypted Finished), so they do not count. */
+static __always_inline void note_late_write(u32 tgid, const char *buf, u64 len) {
+    u8 *w = watch_state.lookup(&tgid);
+    if (!w || *w != W_PENDING)
+        return;   /* not waiting for its probes: the common case */
+    if (len < 5)
+        return;   /* shorter than a TLS record header */
+    u8 h[3] = {};
+    if (bpf_probe_read_user(h, sizeof(h), buf))
+        return;   /* unreadable */
+    if (h[0] != 0x17 || h[1] != 0x03 || h[2] != 0x03)
+        return;   /* not TLS application data */
+    u8 late = W_LATE;
+    watch_state.update(&tgid, &late);
+    count(C_LATE_ATTACH, 1);
 }
 
 /* Should a read on this connection be copied? */

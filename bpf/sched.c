@@ -1,6 +1,8 @@
 /* agtap: process lifecycle. exec tells userspace to look for new SSL targets
- * (a node binary at a new path) and lets the comm filter follow process
- * names; exit ends the connections of processes that had captured ones.
+ * (a node binary at a new path; with per-process probes, a runtime to watch)
+ * and lets the comm filter follow process names; exit ends the connections of
+ * processes that had captured ones and the probes of watched ones; fork
+ * extends watching to a watched process's children.
  */
 
 TRACEPOINT_PROBE(sched, sched_process_exec) {
@@ -31,9 +33,31 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     if (tgid != tid)
         return 0;   /* a thread, not the process */
     comm_tgids.delete(&tgid);
-    if (!active_tgids.lookup(&tgid))
-        return 0;   /* it never had a captured connection */
-    active_tgids.delete(&tgid);
+    client_tgids.delete(&tgid);
+    int watched = watch_state.lookup(&tgid) != 0;
+    if (watched)
+        watch_state.delete(&tgid);
+    int active = active_tgids.lookup(&tgid) != 0;
+    if (active)
+        active_tgids.delete(&tgid);
+    if (!watched && !active)
+        return 0;   /* no captured connection and no probes of its own */
     emit_event(K_EXIT, 0, tgid, tid);
+    return 0;
+}
+
+/* A watched process forks (or clones a thread): userspace watches the child
+ * too (a child does not inherit its parent's per-process probes). The child's
+ * id is the kernel's global one: with the daemon in another PID namespace the
+ * child is left to its exec and the sentinel. */
+TRACEPOINT_PROBE(sched, sched_process_fork) {
+    u32 tgid, tid;
+    if (USE_NS_PIDS)
+        return 0;   /* child_pid is not in the daemon's namespace */
+    if (!current_ids(&tgid, &tid))
+        return 0;   /* a task outside the daemon's PID namespace */
+    if (!watch_state.lookup(&tgid))
+        return 0;   /* the parent is not watched: the common case */
+    emit_event(K_FORK, (u64)args->child_pid, tgid, tid);
     return 0;
 }

@@ -89,3 +89,47 @@ int probe_ssl_free(struct pt_regs *ctx) {
     emit_event(K_CLOSE, key.id, tgid, tid);
     return 0;
 }
+
+/* The sentinel (per-process probe scope): attached host-wide, entry only, at
+ * SSL_set_connect_state, which every OpenSSL client connection goes through
+ * (SSL_connect calls it when the caller did not) and a server never calls.
+ * Once per client connection, never per byte: a process not watched yet is
+ * marked pending and named to userspace, which attaches its data probes. */
+int probe_ssl_client_start(struct pt_regs *ctx) {
+    u32 tgid, tid;
+    if (!current_ids(&tgid, &tid))
+        return 0;   /* a task outside the daemon's PID namespace */
+    u8 one = 1;
+    client_tgids.update(&tgid, &one);
+    if (watch_state.lookup(&tgid))
+        return 0;   /* watched already, or its probes are on their way */
+    if (!selected(tgid))
+        return 0;   /* -p / -c filters: not to be watched */
+    u8 pending = W_PENDING;
+    if (watch_state.insert(&tgid, &pending))
+        return 0;   /* another thread of it got here first, or the map is full */
+    emit_event(K_CLIENT, PT_REGS_PARM1(ctx), tgid, tid);
+    return 0;
+}
+
+/* Its counterpart on SSL_set_accept_state, which every OpenSSL server connection goes
+ * through (SSL_accept calls it when the caller did not): a process watched because of
+ * what it runs (a Python web app is a runtime) that serves TLS and has never been a
+ * client is named to userspace, which stops watching it. Once per accepted connection
+ * of a watched process only. */
+int probe_ssl_server_start(struct pt_regs *ctx) {
+    u32 tgid, tid;
+    if (!current_ids(&tgid, &tid))
+        return 0;   /* a task outside the daemon's PID namespace */
+    if (!watch_state.lookup(&tgid))
+        return 0;   /* not watched: the common case for a server */
+    if (client_tgids.lookup(&tgid))
+        return 0;   /* a client too (a proxy, an agent serving MCP): stays watched */
+    u32 k0 = 0, k1 = 1;
+    u32 *pid_on = filter_cfg.lookup(&k0);
+    u32 *comm_on = filter_cfg.lookup(&k1);
+    if ((pid_on && *pid_on) || (comm_on && *comm_on))
+        return 0;   /* a filter is set: what is watched is what it names */
+    emit_event(K_SERVER, PT_REGS_PARM1(ctx), tgid, tid);
+    return 0;
+}

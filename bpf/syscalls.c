@@ -25,6 +25,7 @@ static __always_inline int sys_write_enter(u64 fd, u64 buf, u64 len, u32 iovcnt)
         first = (const char *)v.base;
         first_len = v.len;
     }
+    note_late_write(tgid, first, first_len);
     struct conn_key_t key = {.pid = tgid, .is_tls = 0, .id = fd};
     if (!classify_write(&key, first, first_len, 1))
         return 0;   /* not an HTTP request or JSON-RPC message on a captured fd */

@@ -78,8 +78,14 @@ class CaptureStats:
     # BoringSSL binaries (Bun, Claude Code) before their probes went live (first scan of a build):
     boringssl_unprobed_processes: int = 0    # processes that exited before: every call of theirs missed
     boringssl_unprobed_connections: int = 0  # TCP connections open then: calls on them until then missed
+    late_attach: int = 0        # processes that wrote TLS application data before their probes were live
+    probe_fallbacks: int = 0    # files whose data probes went host-wide: the uprobe limit was reached
+    watched_processes: int = 0  # gauge: processes with data probes of their own (per-process scope)
+    uprobes: int = 0            # gauge: uprobes held (perf event fds)
     targets: list[str] = field(default_factory=list)
+    probe_scope: str = ""       # "process" | "host"
 
     COUNTERS = ("chunks", "bytes", "lost_records", "lost_bytes", "cut_records", "read_failed_bytes",
                 "conn_table_full", "skipped_bytes", "dropped_reads", "h2_connections",
-                "boringssl_unprobed_processes", "boringssl_unprobed_connections")
+                "boringssl_unprobed_processes", "boringssl_unprobed_connections", "late_attach", "probe_fallbacks")
+    GAUGES = ("watched_processes", "uprobes")   # levels of the running tracer, not summed over restarts

@@ -112,7 +112,7 @@ def _libssl() -> list[Check]:
     """Every libssl capture would probe, per container: found as the tracer finds them
     (targets.TargetSet, without attaching), with where each probe would sit."""
     import logging
-    found = TargetSet(lambda path, symbols: None, logging.getLogger("agtap.doctor.targets"))
+    found = TargetSet(lambda path, target: None, logging.getLogger("agtap.doctor.targets"))
     found.scan_host()
     out = []
     for t in sorted(found.targets, key=lambda t: t.where != "host"):

@@ -12,7 +12,9 @@ import struct
 from dataclasses import dataclass
 
 SSL_SYMBOLS = ("SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex")
-OPTIONAL_SYMBOLS = ("SSL_free",)
+# SSL_free ends a connection; SSL_set_connect_state starts a client one (the sentinel of the
+# per-process probe scope, agtap/capture/scope.py)
+OPTIONAL_SYMBOLS = ("SSL_free", "SSL_set_connect_state", "SSL_set_accept_state")
 SHT_SYMTAB, SHT_DYNSYM = 2, 11
 PT_LOAD = 1
 
@@ -128,3 +130,45 @@ def code_at(path: str, addr: int, n: int) -> bytes:
     except (OSError, ValueError, struct.error, IndexError):
         pass
     return b""
+
+
+PT_DYNAMIC, DT_NULL, DT_NEEDED, DT_STRTAB = 2, 0, 1, 5
+
+
+def needed(path: str) -> list[str]:
+    """The libraries an ELF executable or library names in its DT_NEEDED entries ([] if none or
+    not ELF64 little-endian): what the dynamic linker maps before main() runs."""
+    out: list[str] = []
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            if m[:4] != b"\x7fELF" or m[4] != 2 or m[5] != 1:
+                return out
+            phoff, = struct.unpack_from("<Q", m, 0x20)
+            phentsize, phnum = struct.unpack_from("<HH", m, 0x36)
+            loads, dyn = [], None
+            for i in range(phnum):
+                p_type, _fl, p_offset, p_vaddr, _pa, p_filesz = struct.unpack_from("<IIQQQQ", m, phoff + i * phentsize)
+                if p_type == PT_LOAD:
+                    loads.append((p_vaddr, p_offset, p_filesz))
+                elif p_type == PT_DYNAMIC:
+                    dyn = (p_offset, p_filesz)
+            if dyn is None:
+                return out
+            names, strtab = [], None
+            for off in range(dyn[0], dyn[0] + dyn[1] - 15, 16):
+                tag, val = struct.unpack_from("<qQ", m, off)
+                if tag == DT_NULL:
+                    break
+                if tag == DT_NEEDED:
+                    names.append(val)
+                elif tag == DT_STRTAB:
+                    strtab = next((val - va + fo for va, fo, sz in loads if va <= val < va + sz), None)
+            if strtab is None:
+                return out
+            for n in names:
+                end = m.find(b"\0", strtab + n, strtab + n + 4096)
+                if end > 0:
+                    out.append(m[strtab + n:end].decode("utf-8", "replace"))
+    except (OSError, ValueError, struct.error, IndexError):
+        pass
+    return out

@@ -92,3 +92,27 @@ def plan(path: str, symbols: dict[str, int]) -> list[ProbePoint]:
         if plain in symbols:
             points.append(ProbePoint(symbols[plain], enter, ret, plain, True))
     return points
+
+
+# --- the sentinel of the per-process probe scope (agtap/capture/scope.py) ---
+SENTINEL = "SSL_set_connect_state"
+SERVER_SENTINEL = "SSL_set_accept_state"
+# first instructions the kernel emulates instead of single-stepping: push %reg (with or without REX.B)
+PUSH_REG, REX_B = range(0x50, 0x58), 0x41
+
+
+def emulated_prologue(code: bytes) -> bool:
+    """Whether the first instruction is a `push %reg`, which the x86 uprobe code emulates
+    (one trap per call; anything else is single-stepped out of line: a second trap)."""
+    return bool(code) and (code[0] in PUSH_REG or (len(code) > 1 and code[0] == REX_B and code[1] in PUSH_REG))
+
+
+def sentinel_point(path: str, symbols: dict[str, int], name: str = SENTINEL) -> tuple[int, bool] | None:
+    """(address, emulated) of the function every OpenSSL client connection calls once and a
+    server never does (name=SERVER_SENTINEL: the other way round); None if the file does not
+    export it (BoringSSL located by its error sites, Go: their processes are watched by
+    executable instead)."""
+    if name not in symbols:
+        return None
+    addr = symbols[name]
+    return addr, emulated_prologue(code_at(path, addr, 4))

@@ -23,12 +23,15 @@ BPF_CONSTANTS: dict[str, tuple[int, str]] = {
     "K_SOCK_READ": (4, "read/recv/recvmsg on a captured fd"),
     "K_CLOSE": (5, "close(fd) or SSL_free(ssl) on a captured connection"),
     "K_EXEC": (6, "a process exec'd: userspace looks for new SSL targets"),
-    "K_EXIT": (7, "a process with captured connections exited"),
+    "K_EXIT": (7, "a process with captured connections, or a watched one, exited"),
     "K_GO_WRITE": (8, "Go crypto/tls.(*Conn).Write on a captured connection"),
     "K_GO_READ": (9, "Go crypto/tls.(*Conn).Read on a captured connection"),
     "K_GO_CLOSE": (10, "Go crypto/tls.(*Conn).Close on a captured connection"),
     # conn_key_t.is_tls: what the key's id is (0: an fd, 1: an SSL*)
     "KEY_GOTLS": (2, "the id is a Go *tls.Conn"),
+    "K_CLIENT": (11, "a process not watched yet started a TLS client connection (the sentinel)"),
+    "K_FORK": (12, "a watched process forked or cloned (conn_id: the child's pid or tid)"),
+    "K_SERVER": (13, "a watched process, never a TLS client, accepted a TLS connection (not named by a filter)"),
     # record flags
     "F_CUT": (1, "the buffer was longer than the cap: the rest was not copied"),
     "F_LAST": (2, "last record of this buffer"),
@@ -38,6 +41,10 @@ BPF_CONSTANTS: dict[str, tuple[int, str]] = {
     "S_EGRESS_ONLY": (3, "copy writes only (local IPC: the peer's writes are captured too)"),
     "S_NEVER": (4, "not a connection at all (a file, a tty): copy nothing ever"),
     "S_H2": (5, "HTTP/2 (client preface written): copy writes and reads until close; userspace never ignores it"),
+    # a process's state in watch_state (per-process probe scope, agtap/capture/scope.py)
+    "W_PENDING": (1, "to be watched: its data probes are not attached yet"),
+    "W_LIVE": (2, "its data probes are attached"),
+    "W_LATE": (3, "wrote TLS application data while pending: counted once in C_LATE_ATTACH"),
     # counter slots (per-CPU array `counters`, summed by userspace)
     "C_LOST": (0, "ring-buffer output failed: bytes lost"),
     "C_CUT": (1, "buffers cut at the cap"),
@@ -48,7 +55,8 @@ BPF_CONSTANTS: dict[str, tuple[int, str]] = {
     "C_SKIPPED": (6, "payload bytes seen on ignored connections (not copied)"),
     "C_LOST_RECS": (7, "ring-buffer records lost"),
     "C_H2_CONNS": (8, "HTTP/2 connections seen (client preface written)"),
-    "N_COUNTERS": (9, "counter slots"),
+    "C_LATE_ATTACH": (9, "processes that wrote TLS application data before their probes were live"),
+    "N_COUNTERS": (10, "counter slots"),
 }
 _V = {k: v for k, (v, _) in BPF_CONSTANTS.items()}
 K_TLS_WRITE, K_TLS_READ = _V["K_TLS_WRITE"], _V["K_TLS_READ"]
@@ -56,6 +64,8 @@ K_SOCK_WRITE, K_SOCK_READ = _V["K_SOCK_WRITE"], _V["K_SOCK_READ"]
 K_CLOSE, K_EXEC, K_EXIT = _V["K_CLOSE"], _V["K_EXEC"], _V["K_EXIT"]
 K_GO_WRITE, K_GO_READ, K_GO_CLOSE = _V["K_GO_WRITE"], _V["K_GO_READ"], _V["K_GO_CLOSE"]
 KEY_GOTLS = _V["KEY_GOTLS"]
+K_CLIENT, K_FORK, K_SERVER = _V["K_CLIENT"], _V["K_FORK"], _V["K_SERVER"]
+W_PENDING, W_LIVE, W_LATE = _V["W_PENDING"], _V["W_LIVE"], _V["W_LATE"]
 F_CUT, F_LAST = _V["F_CUT"], _V["F_LAST"]
 S_CAPTURE, S_IGNORE = _V["S_CAPTURE"], _V["S_IGNORE"]
 S_EGRESS_ONLY, S_NEVER, S_H2 = _V["S_EGRESS_ONLY"], _V["S_NEVER"], _V["S_H2"]
@@ -63,7 +73,7 @@ S_EGRESS_ONLY, S_NEVER, S_H2 = _V["S_EGRESS_ONLY"], _V["S_NEVER"], _V["S_H2"]
 COUNTERS = {
     "C_LOST": "lost_bytes", "C_CUT": "cut_buffers", "C_RECORDS": "records", "C_BYTES": "bytes",
     "C_CONN_FULL": "conn_table_full", "C_READ_FAIL": "read_failed_bytes", "C_SKIPPED": "skipped_bytes",
-    "C_LOST_RECS": "lost_records", "C_H2_CONNS": "h2_connections",
+    "C_LOST_RECS": "lost_records", "C_H2_CONNS": "h2_connections", "C_LATE_ATTACH": "late_attach",
 }
 COUNTER_SLOTS = {name: _V[c] for c, name in COUNTERS.items()}
 COUNTER_NAMES = tuple(COUNTER_SLOTS)

@@ -104,10 +104,10 @@ def exe_of(pid: int, proc_root: str = "/proc") -> str:
 
 
 class TargetSet:
-    """Keeps the attached files; `attach(path, symbols)` does the probing of OpenSSL/BoringSSL,
+    """Keeps the attached files; `attach(path, target)` does the probing of OpenSSL/BoringSSL,
     `attach_go(path, probes)` that of a Go executable (goprobes.plan; BCC, in the tracer)."""
 
-    def __init__(self, attach: Callable[[str, dict[str, int]], None], log: logging.Logger,
+    def __init__(self, attach: Callable[[str, Target], None], log: logging.Logger,
                  proc_root: str = "/proc", cache_dir: str | None = None,
                  attach_go: Callable[[str, list[goprobes.GoProbe]], None] | None = None):
         self._attach = attach
@@ -182,7 +182,7 @@ class TargetSet:
             if go is not None:
                 self._attach_go(opened, go)
             else:
-                self._attach(opened, t.symbols)
+                self._attach(opened, t)
         except Exception as e:  # BCC raises plain Exception
             self.failed[t.describe()] = str(e)
             self._log.warning("could not attach to %s: %s", t.describe(), e)

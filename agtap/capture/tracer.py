@@ -16,12 +16,16 @@ import threading
 import time
 from typing import Callable
 
-from agtap.capture import headers, loader, probepoints, verifier
+from agtap.capture import headers, loader, verifier
 from agtap.capture.chunk import CaptureStats
 from agtap.capture.connid import ConnId
 from agtap.capture.conns import ConnMapper
-from agtap.capture.records import COUNTER_NAMES, COUNTER_SLOTS, K_EXEC, S_H2, S_IGNORE, decode, layout_problems
-from agtap.capture.targets import TargetSet
+from agtap.capture.probetable import Probe, ProbeTable
+from agtap.capture.records import (COUNTER_NAMES, COUNTER_SLOTS, K_CLIENT, K_EXEC, K_EXIT, K_FORK, K_SERVER, S_H2,
+                                   S_IGNORE, decode, layout_problems)
+from agtap.capture.scope import HostScope, ProcessScope
+from agtap.capture.targets import Target, TargetSet
+from agtap.capture.watchpolicy import WatchPolicy
 from agtap.config import Config
 
 # when to look again at a new process's mapped libraries (seconds after exec)
@@ -45,10 +49,19 @@ class BpfRefused(CaptureError):
     exit_status = verifier.EXIT_BPF_REFUSED
 
 
+def _raise_fd_limit(want: int) -> None:
+    """Every uprobe is a perf event fd: let this process hold `want` more than it has."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = want + 1024
+    if soft != resource.RLIM_INFINITY and soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need if hard == resource.RLIM_INFINITY else min(need, hard), hard))
+
+
 def _detach_all(b) -> None:
-    """Detach every probe at once. Each detach waits for an RCU grace period in the
-    kernel (~100 ms on a busy 2-core machine); BCC does them one by one (3-4 s for
-    ~30 probes). The waits overlap when the detaches run concurrently (BCC's
+    """Detach every tracepoint at once (the uprobes: ProbeTable.close, the same way). Each
+    detach waits for an RCU grace period in the kernel (~100 ms on a busy 2-core machine);
+    BCC does them one by one. The waits overlap when the detaches run concurrently (BCC's
     ctypes calls release the GIL), which keeps SIGTERM-to-exit under 2 s."""
     from concurrent.futures import ThreadPoolExecutor
     jobs = [(b.detach_uprobe_event, k) for k in list(b.uprobe_fds)]
@@ -64,41 +77,6 @@ def _detach_all(b) -> None:
         list(ex.map(run, jobs))
 
 
-_bpf_attach_uprobe = None
-
-
-def _attach_uprobe(b, path: str, addr: int, fn_name: str, *, ret: bool) -> None:
-    """BCC's attach_uprobe/attach_uretprobe, calling libbcc with its real prototype.
-
-    BCC 0.26's Python binding declares six arguments for bpf_attach_uprobe, which takes
-    seven: the last, the uprobe's reference counter ("semaphore") offset, is then whatever
-    the stack holds (6 on this machine; dmesg says "ref_ctr_offset mismatch ... old: 0x6").
-    The kernel adds to a 16-bit counter at that offset of the probed file in every process
-    that maps it writable there, and refuses (EINVAL) every later probe at the same place
-    with another offset. Passed as 0 here: no counter. The probe is registered with the BPF
-    object as BCC's own would be, so detaching and cleanup() work unchanged."""
-    global _bpf_attach_uprobe
-    from bcc import BPF
-    if _bpf_attach_uprobe is None:
-        f = ctypes.CDLL("libbcc.so.0", use_errno=True).bpf_attach_uprobe   # a handle of its own: BCC's is left as is
-        f.restype = ctypes.c_int
-        f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_int,
-                      ctypes.c_uint32]
-        _bpf_attach_uprobe = f
-    bpath, off = BPF._check_path_symbol(path.encode(), b"", addr, -1)
-    b._check_probe_quota(1)
-    fn = b.load_func(fn_name.encode(), BPF.KPROBE)
-    ev_name = b._get_uprobe_evname(b"r" if ret else b"p", bpath, off, -1)
-    fd = _bpf_attach_uprobe(fn.fd, 1 if ret else 0, ev_name, bpath, off, -1, 0)
-    if fd < 0:
-        # The kernel keeps one offset per probe point and refuses (EINVAL) another: a tracer built
-        # on the binding's call holds this one (or left it behind: seen to outlive every process
-        # here). Probing there at all then takes BCC's own call, which passes the same garbage.
-        (b.attach_uretprobe if ret else b.attach_uprobe)(name=path.encode(), addr=addr, fn_name=fn_name.encode())
-        return
-    b._add_uprobe_fd(ev_name, fd)
-
-
 class Tracer:
     def __init__(self, config: Config, on_item: Callable, log: logging.Logger | None = None):
         self.config = config
@@ -108,6 +86,7 @@ class Tracer:
         self._lock = threading.RLock()
         self._mapper: ConnMapper | None = None
         self._targets: TargetSet | None = None
+        self._scope: HostScope | ProcessScope | None = None
         self._rescans: list[tuple[float, int]] = []   # (due monotonic s, pid)
         self._pids = list(config.pids)
         self._comms = list(config.comms)
@@ -159,14 +138,24 @@ class Tracer:
             self._bpf = b
             self._mapper = ConnMapper(self._set_state)
             self._apply_filter()
+            _raise_fd_limit(self.config.max_uprobes)
+            table = ProbeTable(b, self.config.max_uprobes)
+            if self.config.probe_scope == "host":
+                self._scope = HostScope(table, self.log)
+            else:
+                policy = WatchPolicy(self.config.agent_runtimes)
+                policy.set_filter(self._pids, self._comms)
+                self._scope = ProcessScope(table, b, self.log, policy)
             self._targets = TargetSet(self._attach_file, self.log, cache_dir=self.config.cache_dir,
                                       attach_go=self._attach_go)
             self._targets.scan_host()
+            self._scope.start()
             b["records"].open_ring_buffer(self._on_record)
             self.released_bytes = loader.release_compiler_memory()
             self.log.debug("released %d MB the BPF compile left resident", self.released_bytes >> 20)
             self.started_at = time.time()
-            self.log.info("capturing: %d targets, syscall tracepoints attached", len(self._targets.attached))
+            self.log.info("capturing: %d targets, syscall tracepoints attached, probes %s", len(self._targets.attached),
+                          "host-wide" if self._scope.name == "host" else "per process")
 
     def _compile_and_load(self):
         """Compile, then load every program; the compiler's and verifier's output (fd 2) is
@@ -199,6 +188,9 @@ class Tracer:
                 return
             if self._targets:
                 self._targets.close()
+            if self._scope:
+                self._scope.close()
+                self._scope = None
             _detach_all(self._bpf)
             self._deliver(self._mapper.flush_all())   # client chunks still waiting for their server
             self._bpf.cleanup()
@@ -207,47 +199,25 @@ class Tracer:
             self.log.info("capture stopped: every probe detached")
 
     # --- probes ---
-    def _attach_file(self, path: str, symbols: dict[str, int]) -> None:
-        """Probe one file; symbols: name -> ELF address (elfsyms.symbol_addrs). By address:
-        BCC would otherwise parse the file's symbol table again for every probe.
-        Called from the poll thread and from the BoringSSL worker (targets.py)."""
+    def _attach_file(self, path: str, target: Target) -> None:
+        """Probe one file (target.symbols: name -> ELF address, elfsyms.symbol_addrs), as the
+        probe scope says: host-wide, or per watched process (scope.py). Called from the poll
+        thread and from the BoringSSL worker (targets.py)."""
         with self._lock:
-            if self._bpf is None:
+            if self._bpf is None or self._scope is None:
                 raise RuntimeError("capture stopped")
-            self._attach_points(self._bpf, path, symbols)
-
-    def _attach_points(self, b, path: str, symbols: dict[str, int]) -> None:
-        points = probepoints.plan(path, symbols)
-        for pt in points:
-            _attach_uprobe(b, path, pt.addr, pt.enter, ret=False)
-            _attach_uprobe(b, path, pt.addr, pt.ret, ret=True)
-        ends = ""
-        if "SSL_free" in symbols:   # OpenSSL's SSL_free, or BoringSSL's SSL destructor (boringend.py)
-            _attach_uprobe(b, path, symbols["SSL_free"], "probe_ssl_free", ret=False)
-            ends = f"; connection end at {symbols['SSL_free']:#x}"
-        self.log.info("probing %s: %s%s", path, "; ".join(pt.describe() for pt in points), ends)
+            self._scope.add_file(path, target)
 
     def _attach_go(self, path: str, probes: list) -> None:
         """Probe one Go executable's crypto/tls (goprobes.plan: each function's stack check, and
-        every RET of Read; never a uretprobe on Go code, bpf/gotls.c says why). All or nothing.
-        Called from the locate worker (targets.py)."""
+        every RET of Read; never a uretprobe on Go code, bpf/gotls.c says why), entry probes
+        only, all or nothing, as the probe scope says: per process, its processes are watched
+        by executable (Go has no sentinel). Called from the locate worker (targets.py)."""
         with self._lock:
-            if self._bpf is None:
+            if self._bpf is None or self._scope is None:
                 raise RuntimeError("capture stopped")
-            b, done = self._bpf, []
-            try:
-                for p in probes:
-                    _attach_uprobe(b, path, p.addr, p.program, ret=False)
-                    done.append(p.addr)
-            except Exception:
-                for addr in done:
-                    try:
-                        b.detach_uprobe(name=path, addr=addr)
-                    except Exception:
-                        pass   # stop() detaches whatever is left
-                raise
-            self.log.info("probing %s: %d uprobes (%s)", path, len(probes),
-                          ", ".join(sorted({p.what.split()[0] for p in probes})))
+            self._scope.add_file(path, Target(path), probes=[Probe(p.addr, p.program) for p in probes],
+                                 what=f"{len(probes)} uprobes ({', '.join(sorted({p.what.split()[0] for p in probes}))})")
 
     # --- the poll thread ---
     def poll(self, timeout_ms: int = 100) -> None:
@@ -263,8 +233,19 @@ class Tracer:
     def _on_record(self, ctx, data, size) -> None:
         try:
             rec = decode(ctypes.string_at(data, size))
+            if rec.kind == K_CLIENT:
+                self._scope.on_client(rec.pid, rec.ts_ns)
+                return
+            if rec.kind == K_FORK:
+                self._scope.on_fork(rec.conn_id, rec.ts_ns)
+                return
+            if rec.kind == K_SERVER:
+                self._scope.on_server(rec.pid)
+                return
             if rec.kind == K_EXEC:
-                self._on_exec(rec.pid)
+                self._on_exec(rec.pid, rec.ts_ns)
+            elif rec.kind == K_EXIT:
+                self._scope.on_exit(rec.pid)
             self._deliver(self._mapper.map(rec))
         except Exception:   # a bad record must not stop the capture
             self.log.exception("record dropped")
@@ -273,12 +254,13 @@ class Tracer:
         for item in items:
             self.on_item(item)
 
-    def _on_exec(self, pid: int) -> None:
+    def _on_exec(self, pid: int, ts_ns: int = 0) -> None:
         now = time.monotonic()
         for d in RESCAN_DELAYS:
             heapq.heappush(self._rescans, (now + d, pid))
         if self._targets:
             self._targets.scan_process(pid)
+        self._scope.on_exec(pid, ts_ns)
 
     def _run_rescans(self) -> None:
         now = time.monotonic()
@@ -286,6 +268,7 @@ class Tracer:
             _, pid = heapq.heappop(self._rescans)
             if self._targets and os.path.exists(f"/proc/{pid}"):
                 self._targets.scan_process(pid)
+                self._scope.on_scan(pid)
 
     # --- maps ---
     def _set_state(self, pid: int, is_tls: int, ident: int, state: int) -> None:
@@ -327,6 +310,8 @@ class Tracer:
         self._comms = [str(c)[:15] for c in comms]
         with self._lock:
             self._apply_filter()
+            if self._scope:
+                self._scope.set_filter(self._pids, self._comms)
 
     def _apply_filter(self) -> None:
         b = self._bpf
@@ -372,10 +357,16 @@ class Tracer:
 
     def stats(self) -> CaptureStats:
         c = self.counters()
+        scope = self._scope
         return CaptureStats(chunks=c["records"], bytes=c["bytes"], lost_records=c["lost_records"],
                             lost_bytes=c["lost_bytes"], cut_records=c["cut_buffers"],
                             read_failed_bytes=c["read_failed_bytes"], conn_table_full=c["conn_table_full"],
                             skipped_bytes=c["skipped_bytes"], h2_connections=c["h2_connections"],
+                            late_attach=c["late_attach"],
                             dropped_reads=self._mapper.dropped_reads if self._mapper else 0, targets=self.targets,
                             boringssl_unprobed_processes=self._targets.unprobed_processes if self._targets else 0,
-                            boringssl_unprobed_connections=self._targets.unprobed_connections if self._targets else 0)
+                            boringssl_unprobed_connections=self._targets.unprobed_connections if self._targets else 0,
+                            probe_fallbacks=scope.fallbacks if scope else 0,
+                            watched_processes=scope.watched() if scope else 0,
+                            uprobes=len(scope.table) if scope else 0,
+                            probe_scope=scope.name if scope else self.config.probe_scope)

@@ -20,7 +20,7 @@ import tomllib
 import typing
 from typing import Any
 
-from agtap.config import Config
+from agtap.config import PROBE_SCOPES, Config
 
 # Flag spellings that differ from the Config field they fill.
 ALIASES = {"pid": "pids", "comm": "comms", "log": "event_log"}   # flag spelling -> Config field
@@ -99,6 +99,9 @@ def load_config_file(path: str, *, missing_ok: bool = True) -> dict[str, Any]:
         if name in out:
             raise ConfigFileError(f"{path}: {key!r} given twice (as {name!r} and an alias)")
         out[name] = _check(path, key, value, types[name])
+    if "probe_scope" in out and out["probe_scope"] not in PROBE_SCOPES:
+        raise ConfigFileError(f"{path}: probe_scope = {out['probe_scope']!r}: expected "
+                              + " or ".join(f'"{s}"' for s in PROBE_SCOPES))
     if "bus" in out and out["bus"] not in ("system", "session", "none"):
         raise ConfigFileError(f"{path}: bus = {out['bus']!r}: expected \"system\", \"session\" or \"none\"")
     if out.get("pids") or out.get("comms"):

@@ -344,7 +344,10 @@ class Controller:
                 self.log.exception("tracer stats")
         for f in CaptureStats.COUNTERS:
             setattr(out, f, getattr(old, f) + (getattr(st, f, 0) if st else 0))
+        for f in CaptureStats.GAUGES:
+            setattr(out, f, getattr(st, f, 0) if st else 0)
         out.targets = self.targets
+        out.probe_scope = getattr(st, "probe_scope", "") or self.config.probe_scope
         return out
 
     @property
@@ -363,6 +366,9 @@ class Controller:
             "uptime_s": round(self.uptime, 3),
             "started_at": self.started_at,
             "targets": cap.targets,
+            "probe_scope": cap.probe_scope,
+            "watched_processes": cap.watched_processes,
+            "uprobes": cap.uprobes,
             "filter_pids": list(self.pids),
             "filter_comms": list(self.comms),
             "calls": self.calls,
@@ -390,6 +396,8 @@ class Controller:
             "h2_connections": cap.h2_connections,
             "boringssl_unprobed_processes": cap.boringssl_unprobed_processes,
             "boringssl_unprobed_connections": cap.boringssl_unprobed_connections,
+            "late_attach": cap.late_attach,
+            "probe_fallbacks": cap.probe_fallbacks,
             **pipeline,
             "poll_errors": self.poll_errors,
             "sink_errors": self.sink_errors,
@@ -461,5 +469,7 @@ class Controller:
     def status_line(self) -> str:
         st = self.capture_stats()
         state = "capturing" if self.capturing else "stopped"
-        return (f"{state} · {len(st.targets)} targets · {self.calls:,} calls · "
-                f"{st.lost_records + self.inbox_dropped:,} lost")
+        scope = (f"probes per process, {st.watched_processes:,} watched" if st.probe_scope == "process"
+                 else "probes host-wide")
+        return (f"{state} · {len(st.targets)} targets · {scope} · {self.calls:,} calls · "
+                f"{st.lost_records + self.inbox_dropped:,} lost · {st.late_attach:,} late attach")

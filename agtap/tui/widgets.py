@@ -70,9 +70,12 @@ class HeaderView(urwid.WidgetWrap):
             filters = " ".join(f"{k}=" + (",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v))
                                for k, v in filters.items() if v not in (None, "", [], {}))
         filters = safe_field(filters or "none", 60)
+        scope = stats.get("probe_scope")
+        probes = (f"  probes: per process, {stats.get('watched_processes', 0)} watched" if scope == "process"
+                  else "  probes: host-wide" if scope == "host" else "")
         parts1 = [("header", f"agtap {version} " if version else "agtap "), state,
                   ("header", f"  up {fmt.duration(up) if m.state == RUNNING else '-'}"),
-                  ("header", f"  filters: {filters}")]
+                  ("header", f"  filters: {filters}"), ("header", probes)]
         if m.paused:
             parts1.append(("state_off", f"  PAUSED (+{m.pending})"))
         if m.filter:

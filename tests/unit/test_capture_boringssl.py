@@ -249,7 +249,7 @@ def test_a_corrupt_or_foreign_entry_is_ignored(tmp_path, spoil):
 def _worker_set(tmp_path):
     from agtap.capture.targets import TargetSet
     attached = []
-    ts = TargetSet(lambda path, syms: attached.append((path, dict(syms))), logging.getLogger("test"),
+    ts = TargetSet(lambda path, t: attached.append((path, dict(t.symbols))), logging.getLogger("test"),
                    cache_dir=str(tmp_path))
     return ts, attached
 

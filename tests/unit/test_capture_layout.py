@@ -71,7 +71,7 @@ def test_the_c_defines_none_of_the_shared_numbers_itself():
 def test_every_shared_name_the_c_uses_is_defined_once_in_the_program_text():
     text = loader.program_text(1 << 20)
     body = "\n".join(bpf_sources().values())
-    used = set(re.findall(r"\b(?:[KFSC]_[A-Z][A-Z_]*|N_COUNTERS)\b", body))
+    used = set(re.findall(r"\b(?:[KFSCW]_[A-Z][A-Z_]*|N_COUNTERS)\b", body))
     assert used and used <= set(records.BPF_CONSTANTS), used - set(records.BPF_CONSTANTS)
     for k, (v, _meaning) in records.BPF_CONSTANTS.items():
         assert len(re.findall(r"^#define %s %d$" % (k, v), text, re.M)) == 1, k
@@ -82,8 +82,10 @@ def test_the_numbers_are_consistent():
     kinds = [val for k, val in v.items() if k.startswith("K_")]
     states = [val for k, val in v.items() if k.startswith("S_")]
     slots = sorted(val for k, val in v.items() if k.startswith("C_"))
-    assert len(set(kinds)) == len(kinds) == 10 and 0 not in kinds      # 0: an unset record
+    watch = [val for k, val in v.items() if k.startswith("W_")]
+    assert len(set(kinds)) == len(kinds) == 13 and 0 not in kinds      # 0: an unset record
     assert len(set(states)) == len(states) == 5 and 0 not in states    # 0: no entry
+    assert len(set(watch)) == len(watch) == 3 and 0 not in watch       # 0: no entry
     assert v["F_CUT"] & v["F_LAST"] == 0
     assert slots == list(range(v["N_COUNTERS"]))                        # every slot read, none past the array
     assert sorted(records.COUNTER_SLOTS.values()) == slots and len(set(records.COUNTER_NAMES)) == len(slots)

@@ -43,8 +43,8 @@ class Recorder:
     def __init__(self):
         self.calls: list[str] = []
 
-    def __call__(self, path, symbols):
-        assert {"SSL_read", "SSL_write"} <= symbols.keys()
+    def __call__(self, path, target):
+        assert {"SSL_read", "SSL_write"} <= target.symbols.keys()
         self.calls.append(path)
 
 

@@ -30,7 +30,8 @@ def option_defaults_in_help() -> dict[str, str]:
     out = {}
     for action in cli.parser()._actions:
         if action.dest in cli.FLAG_FIELDS and action.help:
-            m = re.search(r"\(default ([^;,)]+)", action.help)
+            pattern = r"\(default ([^;)\s]+)" if isinstance(getattr(D, action.dest), list) else r"\(default ([^;,)]+)"
+            m = re.search(pattern, action.help)
             out[action.dest] = m.group(1) if m else None
     return out
 
@@ -66,7 +67,8 @@ def test_man_page_shows_the_same_defaults():
     assert {dest[f] for f in blocks if f in dest} == set(cli.FLAG_FIELDS), "every flag is in the man page"
     for flag, body in blocks.items():
         name = dest[flag]
-        m = re.search(r"\(default ([^;,)\s]+)", body)
+        m = re.search(r"\(default ([^;)\s]+)" if isinstance(getattr(D, name), list) else r"\(default ([^;,)\s]+)",
+                      body)
         if name in NO_VALUE or name in SWITCHES:
             assert m is None, flag
         else:

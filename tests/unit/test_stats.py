@@ -53,7 +53,7 @@ def test_the_boringssl_counters_reach_capture_stats():
 
 def test_capture_stats_counters_are_all_its_int_fields():
     ints = [f.name for f in dataclasses.fields(CaptureStats) if f.type in ("int", int)]
-    assert list(CaptureStats.COUNTERS) == ints
+    assert list(CaptureStats.COUNTERS) + list(CaptureStats.GAUGES) == ints
 
 
 def _controller(tmp_path):
@@ -72,7 +72,7 @@ def test_every_counter_reaches_getstats_metrics_and_the_cli(tmp_path):
         n = itertools.count(101)
         want: dict[str, int] = {}                        # GetStats key -> the value set at the source
         cap = ctl.tracer._stats
-        for f in CaptureStats.COUNTERS:
+        for f in CaptureStats.COUNTERS + CaptureStats.GAUGES:
             setattr(cap, f, next(n))
             want[CAPTURE_KEY.get(f, f)] = getattr(cap, f)
         ctl.inbox_dropped, ctl.inbox_dropped_bytes = next(n), next(n)

@@ -115,6 +115,17 @@ def test_header_shows_state_uptime_filters_and_totals():
     assert lines(HeaderView(m), (80,))[0].rstrip() == "agtap 0.1.0 ■ stopped  up 1h02m  filters: none  PAUSED (+0)  /gpt"
 
 
+def test_header_shows_the_probe_scope_and_the_processes_watched():
+    m = Model(clock=lambda: 1000.0)
+    m.set_props({"Version": "0.1.0", "Capturing": True, "Filters": {"pids": [], "comms": []}})
+    m.set_stats({"uptime_s": 65, "probe_scope": "process", "watched_processes": 7})
+    m.set_state(RUNNING)
+    assert lines(HeaderView(m), (100,))[0].rstrip() == \
+        "agtap 0.1.0 ● capturing  up 1m05s  filters: none  probes: per process, 7 watched"
+    m.set_stats({"uptime_s": 65, "probe_scope": "host", "watched_processes": 0})
+    assert lines(HeaderView(m), (100,))[0].rstrip().endswith("filters: none  probes: host-wide")
+
+
 def test_banner_when_the_service_is_not_running():
     m = Model()
     m.set_state(NOT_RUNNING)

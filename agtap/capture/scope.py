@@ -1,0 +1,387 @@
+"""Where the TLS data probes sit: host-wide (--probe-scope=host), or per watched process.
+
+Host scope (the old behaviour): every probed file gets its data probes for every process;
+every process that maps it takes the trap on every SSL call.
+
+Process scope (the default): each probed file gets only the sentinel host-wide (an
+entry-only probe on SSL_set_connect_state: once per client connection, never per byte),
+and the data probes are attached per process, for the processes watchpolicy.py
+chooses. A process's probes go when it exits, or when a filter change leaves it out.
+The attaching happens on a thread of its own (one attach is ~10-30 ms), so the poll
+thread keeps draining the ring buffer.
+
+Limits: every probe is one perf event fd; ProbeTable holds at most `max_uprobes`. When a
+process's probes would pass it, the file in question falls back to host-wide probes (its
+per-process ones are closed, one set serves every process), counted in `probe_fallbacks`
+and logged. The per-process state in the kernel (watch_state) holds 65,536 processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from agtap.capture import probepoints
+from agtap.capture.probetable import HOST, PointRefused, Probe, ProbeLimit, ProbeTable
+from agtap.capture.procfiles import Key, key_of, path_keys
+from agtap.capture.records import W_LIVE, W_PENDING
+from agtap.capture.procfiles import parse_maps_line
+from agtap.capture.targets import LIBSSL_NAME, Target, all_pids
+from agtap.capture.watchpolicy import WatchPolicy, is_process
+
+SCOPES = ("process", "host")
+SWEEP_S = 5.0       # how often the attach thread checks that watched processes still exist
+
+
+def data_probes(path: str, symbols: dict[str, int]) -> tuple[list[Probe], list[probepoints.ProbePoint]]:
+    """The probes that copy a file's TLS plaintext: entry and return of each probe point, SSL_free."""
+    points = probepoints.plan(path, symbols)
+    probes = [p for pt in points for p in (Probe(pt.addr, pt.enter), Probe(pt.addr, pt.ret, True))]
+    if "SSL_free" in symbols:
+        probes.append(Probe(symbols["SSL_free"], "probe_ssl_free"))
+    return probes, points
+
+
+def _end(symbols: dict[str, int]) -> str:
+    """Where the connection end is probed: OpenSSL's SSL_free, or BoringSSL's SSL destructor (boringend.py)."""
+    return f"; connection end at {symbols['SSL_free']:#x}" if "SSL_free" in symbols else ""
+
+
+def mapped_keys(pid: int, proc_root: str = "/proc") -> set[Key]:
+    """(dev, inode) of every file the process maps."""
+    try:
+        with open(f"{proc_root}/{pid}/maps") as f:
+            return {m.key for m in map(parse_maps_line, f) if m}
+    except OSError:
+        return set()
+
+
+class HostScope:
+    """Every probe host-wide: what agtap did before per-process probes."""
+    name = "host"
+
+    def __init__(self, table: ProbeTable, log: logging.Logger):
+        self.table = table
+        self.log = log
+        self.fallbacks = 0
+
+    def add_file(self, path: str, target: Target, probes: list[Probe] | None = None, what: str = "") -> None:
+        if probes is None:
+            probes, points = data_probes(path, target.symbols)
+            what = "; ".join(pt.describe() for pt in points) + _end(target.symbols)
+        self.table.attach(path, probes, HOST)
+        self.log.info("probing %s: %s", path, what)
+
+    def watched(self) -> int:
+        return 0
+
+    def on_exec(self, pid: int, ts_ns: int = 0) -> None: ...
+    def on_fork(self, child: int, ts_ns: int = 0) -> None: ...
+    def on_client(self, pid: int, ts_ns: int = 0) -> None: ...
+    def on_exit(self, pid: int) -> None: ...
+    def on_server(self, pid: int) -> None: ...
+    def on_scan(self, pid: int) -> None: ...
+    def set_filter(self, pids: list[int], comms: list[str]) -> None: ...
+    def start(self) -> None: ...
+
+    def close(self) -> None:
+        self.table.close()
+
+
+@dataclass(slots=True)
+class ProbeFile:
+    path: str                 # as attached (agtap's view)
+    probes: list[Probe]       # its data probes
+    library: bool             # a libssl (any process of its root may map it later), not an executable
+    root: Key | None          # the root directory it was found in
+    keys: set[Key]            # every (dev, inode) it is known by
+    sentinel: bool            # the sentinel sits on it: its clients are found by their first connection
+    host_wide: bool = False   # fell back to host-wide data probes (the limit)
+
+
+@dataclass(slots=True)
+class Watch:
+    reason: str
+    since: float = field(default_factory=time.monotonic)
+    files: set[str] = field(default_factory=set)
+
+
+class ProcessScope:
+    name = "process"
+
+    def __init__(self, table: ProbeTable, bpf, log: logging.Logger, policy: WatchPolicy,
+                 proc_root: str = "/proc"):
+        self.table = table
+        self._bpf = bpf
+        self.log = log
+        self.policy = policy
+        self._proc_root = proc_root
+        self._files: dict[str, ProbeFile] = {}
+        self._files_lock = threading.Lock()
+        self._watched: dict[int, Watch] = {}     # by the attach thread only
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._detacher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="agtap-detach")
+        self.fallbacks = 0
+        self.attach_ms: list[float] = []         # decision-to-live latency of each watch (the last 1000)
+
+    # --- called from the poll thread (and the BoringSSL worker): queued ---
+    def add_file(self, path: str, target: Target, probes: list[Probe] | None = None, what: str = "") -> None:
+        """A file whose data probes go on watched processes. `probes`/`what`: a probe family with
+        its own probe points (Go: entry and every RET) gives them; default: OpenSSL's (plan())."""
+        if probes is None:
+            probes, points = data_probes(path, target.symbols)
+            what = "; ".join(pt.describe() for pt in points) + _end(target.symbols)
+        sentinel = probepoints.sentinel_point(path, target.symbols)
+        root = key_of(f"{self._proc_root}/{target.pid}/root/" if target.pid else "/")
+        f = ProbeFile(path, probes, bool(LIBSSL_NAME.search(target.path)), root, path_keys(path),
+                      sentinel is not None)
+        server = probepoints.sentinel_point(path, target.symbols, probepoints.SERVER_SENTINEL)
+        for point, fn in ((sentinel, "probe_ssl_client_start"), (server, "probe_ssl_server_start")):
+            if point is not None:
+                addr, emulated = point
+                self.table.attach(path, [Probe(addr, fn)], HOST)
+                if not emulated:
+                    self.log.info("%s of %s at %#x is single-stepped (one more trap per connection)", fn, path, addr)
+        with self._files_lock:
+            self._files[path] = f
+        self.log.info("probing %s per process: %s%s", path, what,
+                      "; sentinel at SSL_set_connect_state" if sentinel else "; its processes watched by executable")
+        self._jobs.put(("file", path))
+
+    def on_exec(self, pid: int, ts_ns: int = 0) -> None:
+        self._jobs.put(("exec", pid, ts_ns))
+
+    def on_fork(self, child: int, ts_ns: int = 0) -> None:
+        self._jobs.put(("fork", child, ts_ns))
+
+    def on_client(self, pid: int, ts_ns: int = 0) -> None:
+        self._jobs.put(("client", pid, ts_ns))
+
+    def on_exit(self, pid: int) -> None:
+        self._jobs.put(("exit", pid))
+
+    def on_server(self, pid: int) -> None:
+        self._jobs.put(("server", pid))
+
+    def on_scan(self, pid: int) -> None:
+        """A process's mapped files were looked at again (rescans after exec)."""
+        self._jobs.put(("scan", pid))
+
+    def set_filter(self, pids: list[int], comms: list[str]) -> None:
+        self._jobs.put(("filter", list(pids), list(comms)))
+
+    def watched(self) -> int:
+        return len(self._watched)
+
+    def start(self) -> None:
+        """Watch what is running already; then follow exec, fork, the sentinel and exit."""
+        self._thread = threading.Thread(target=self._run, name="agtap-attach", daemon=True)
+        self._thread.start()
+        self._jobs.put(("start",))
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+        self._detacher.shutdown(wait=True)
+        self.table.close()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Until every queued job is done (tests, and the first status after start)."""
+        done = threading.Event()
+        self._jobs.put(("mark", done))
+        return done.wait(timeout)
+
+    # --- the attach thread ---
+    def _run(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=SWEEP_S)
+            except queue.Empty:
+                self._sweep()
+                continue
+            if job is None:
+                return
+            try:
+                getattr(self, "_do_" + job[0])(*job[1:])
+            except Exception:   # one odd process must not end the attaching for the others
+                self.log.exception("per-process probes: %s failed", job[0])
+
+    def _do_mark(self, done: threading.Event) -> None:
+        done.set()
+
+    def _do_start(self) -> None:
+        self._rewatch(initial=True)
+
+    def _do_filter(self, pids: list[int], comms: list[str]) -> None:
+        self.policy.set_filter(pids, comms)
+        self._rewatch(initial=False)
+
+    def _rewatch(self, initial: bool) -> None:
+        """Watch what the policy chooses among running processes; with a filter, stop watching
+        everything it does not name."""
+        if not initial:
+            for pid in list(self._watched):
+                if not self.policy.allowed(pid):
+                    self._unwatch(pid, "filter")
+        for pid in all_pids(self._proc_root):
+            if pid == os.getpid() or pid in self._watched:
+                continue
+            reason = self.policy.at_start(pid, self._by_exe(pid))
+            if reason:
+                self._watch(pid, reason)
+
+    def _do_exec(self, pid: int, ts_ns: int) -> None:
+        if pid in self._watched:
+            self._attach_files(pid)   # a new image: its executable may be a probed file
+            return
+        if not self.policy.allowed(pid):
+            return
+        if self.policy.filtered:
+            self._watch(pid, "filter", ts_ns)
+        elif self.policy.is_runtime(pid):
+            self._watch(pid, "runtime", ts_ns)
+        elif self._by_exe(pid):
+            self._watch(pid, "executable", ts_ns)
+
+    def _do_fork(self, child: int, ts_ns: int) -> None:
+        if child not in self._watched and is_process(child, self._proc_root) and self.policy.allowed(child):
+            self._watch(child, "child", ts_ns)
+
+    def _do_client(self, pid: int, ts_ns: int) -> None:
+        if pid in self._watched:
+            self._set_state(pid, W_LIVE)
+        else:
+            self._watch(pid, "client", ts_ns)
+
+    def _do_server(self, pid: int) -> None:
+        """A TLS server (and never a client) watched for what it runs: not watched any more."""
+        w = self._watched.get(pid)
+        if w is not None and w.reason != "client" and not self.policy.filtered:
+            self._unwatch(pid, "a TLS server")
+
+    def _do_exit(self, pid: int) -> None:
+        if pid in self._watched:
+            self._unwatch(pid, "exit", kernel_state=False)
+
+    def _do_scan(self, pid: int) -> None:
+        if pid in self._watched:
+            self._attach_files(pid)
+
+    def _do_file(self, path: str) -> None:
+        with self._files_lock:
+            f = self._files.get(path)
+        if f is None:
+            return
+        for pid in list(self._watched):
+            self._attach_files(pid)
+        if not f.sentinel:
+            for pid in all_pids(self._proc_root):
+                if pid not in self._watched and pid != os.getpid() and self.policy.allowed(pid) \
+                        and self._exe_key(pid) in f.keys:
+                    self._watch(pid, "executable")
+
+    def _sweep(self) -> None:
+        for pid in list(self._watched):
+            if not os.path.exists(f"{self._proc_root}/{pid}"):
+                self._unwatch(pid, "gone", kernel_state=False)
+
+    # --- watching ---
+    def _exe_key(self, pid: int) -> Key | None:
+        return key_of(f"{self._proc_root}/{pid}/exe")
+
+    def _by_exe(self, pid: int) -> bool:
+        """Its executable is a probed file without the sentinel (BoringSSL, Go)."""
+        k = self._exe_key(pid)
+        with self._files_lock:
+            return k is not None and any(not f.sentinel and k in f.keys for f in self._files.values())
+
+    def _files_for(self, pid: int) -> list[ProbeFile]:
+        """The probed files this process maps, or may map: the libssl files of its root
+        directory (before it maps one: a runtime at exec), its executable, what it maps."""
+        root = key_of(f"{self._proc_root}/{pid}/root/")
+        keys = mapped_keys(pid, self._proc_root)
+        exe = self._exe_key(pid)
+        if exe is not None:
+            keys.add(exe)
+        with self._files_lock:
+            return [f for f in self._files.values() if (f.library and f.root == root) or f.keys & keys]
+
+    def _set_state(self, pid: int, state: int) -> None:
+        import ctypes
+        try:
+            self._bpf["watch_state"][ctypes.c_uint32(pid)] = ctypes.c_uint8(state)
+        except Exception:
+            pass   # the map is full: the sentinel keeps naming this process; nothing else depends on it
+
+    def _watch(self, pid: int, reason: str, ts_ns: int = 0) -> None:
+        t0 = time.monotonic()
+        self._watched[pid] = Watch(reason)
+        if reason == "child":
+            self._set_state(pid, W_LIVE)      # its parent's probes were inherited at the fork (perfevent.py)
+        elif reason != "client":
+            self._set_state(pid, W_PENDING)   # the sentinel has set it (or W_LATE since) for a client
+        n = self._attach_files(pid)
+        if not os.path.exists(f"{self._proc_root}/{pid}"):
+            self._unwatch(pid, f"gone {(time.monotonic_ns() - ts_ns) / 1e6:.1f} ms after the event", kernel_state=True)
+            return
+        self._set_state(pid, W_LIVE)
+        ms = (time.monotonic() - t0) * 1000
+        since = (time.monotonic_ns() - ts_ns) / 1e6 if ts_ns else ms   # from the kernel's event: exec, fork, sentinel
+        self.attach_ms = self.attach_ms[-999:] + [since]
+        self.log.info("watching pid %d (%s): %d probes in %.1f ms, live %.1f ms after the event", pid, reason, n, ms,
+                      since)
+
+    def _attach_files(self, pid: int) -> int:
+        w = self._watched[pid]
+        n = 0
+        for f in self._files_for(pid):
+            if f.path in w.files or f.host_wide:
+                continue
+            try:
+                n += self.table.attach(f.path, f.probes, pid)
+            except (ProbeLimit, PointRefused) as e:
+                self._fall_back(f, str(e))
+                continue
+            except OSError as e:
+                if os.path.exists(f"{self._proc_root}/{pid}"):
+                    self.log.warning("pid %d: %s", pid, e)
+                continue
+            w.files.add(f.path)
+        return n
+
+    def _fall_back(self, f: ProbeFile, why: str) -> None:
+        """Too many probes: this file's data probes go host-wide, its per-process ones are closed."""
+        self.fallbacks += 1
+        taken = [e for pid in list(self._watched) for e in self.table.take(path=f.path, pid=pid)]
+        try:
+            self.table.attach(f.path, f.probes, HOST)
+        except (ProbeLimit, OSError) as e:
+            self.log.error("%s: cannot fall back to host-wide probes either (%s): its calls are not seen", f.path, e)
+        else:
+            f.host_wide = True
+            self.log.warning("%s: %s; its data probes are host-wide from now on (every process mapping it "
+                             "pays the probes)", f.path, why)
+        for w in self._watched.values():
+            w.files.discard(f.path)
+        self.table.detach_many(taken)
+
+    def _unwatch(self, pid: int, why: str, kernel_state: bool = True) -> None:
+        self._watched.pop(pid, None)
+        if kernel_state:
+            try:
+                import ctypes
+                del self._bpf["watch_state"][ctypes.c_uint32(pid)]
+            except (KeyError, Exception):
+                pass   # not there (exited: the exit hook deleted it)
+        taken = self.table.take(pid=pid)
+        if taken:
+            self._detacher.submit(self.table.detach_many, taken)   # each close waits for a grace period: off this thread
+        self.log.info("not watching pid %d any more (%s): %d probes detached", pid, why, len(taken))
