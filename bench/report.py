@@ -458,6 +458,56 @@ def _reproduce() -> list[str]:
     a("    .venv/bin/python -m bench.run --only pipeline              # no root needed")
     a("    .venv/bin/python -m bench.run --only boringssl             # no root needed")
     a("    sudo .venv/bin/python -m bench.run --only gotls            # Go client, traced/untraced, ~1 min")
+    a("    sudo .venv/bin/python -m bench.run --only probe_scope      # who pays for the probes, per scope")
+    a("")
+    return L
+
+
+def _probe_scope(R: dict, TEXT: dict) -> list[str]:
+    """The section "# 9. Who pays for the probes (probe scope)"."""
+    L: list[str] = []
+    a = L.append
+    b9 = ok_result(R, "probe_scope")
+    if not b9:
+        return L
+    r = b9["results"]
+    a("## 9. Who pays for the probes (probe scope)")
+    a("")
+    L += _run_note(R, "probe_scope")
+    m = r["mechanism"]["ns_per_iter"]
+    a(f"`bench/b9_scope.py`, {b9['rounds']} rounds, configurations interleaved. (a) The mechanism: "
+      f"{b9['sslcalls_iters']:,} SSL_write_ex + SSL_read_ex pairs in memory (bench 1's sslcalls), empty BPF "
+      "programs on entry and return of agtap's two libssl probe points, attached as the row says (per-process "
+      "ones the way agtap attaches them: a tracefs uprobe event and a perf event for the process).")
+    a("")
+    a("| attach | ns per pair | × untraced |")
+    a("|---|---|---|")
+    names = {"none": "none", "host": "host-wide (pid -1: --probe-scope=host)",
+             "pid_other": "pid = another process (a TLS server)",
+             "pid_self_inherit": "pid = parent, with inherit; the loop in a child forked after the attach",
+             "pid_self_no_inherit": "pid = parent, without inherit; the loop in a child forked after the attach"}
+    for c, label in names.items():
+        ratio = m.get(f"{c}/none") if c != "none" else {"n": 1, "median": 1.0, "min": 1.0, "max": 1.0}
+        a(f"| {label} | {med(m[c], 0)} | {med(ratio, 2)} |")
+    a("")
+    for part, what, configs in (
+            ("download", f"(b) `openssl s_server -WWW` (a TLS server that is no agent runtime) serving "
+                         f"{b9['downloads']} × 1 MiB to a Python client (bench/clients/bulk.py, one connection per "
+                         "download); with the filter the client is left out (`-c agtap-nomatch`).",
+             ("agtap_host", "agtap_process", "agtap_process_filtered")),
+            ("calls", f"(c) Bench 1's httpx client, {b9['calls']} Anthropic calls to bench/server.py (a Python "
+                      "TLS server: a runtime, let go at its first accepted connection).",
+             ("agtap_host", "agtap_process"))):
+        x = r[part]
+        a(what)
+        a("")
+        a("| scope | client wall traced/untraced | client CPU traced/untraced | server CPU traced/untraced |")
+        a("|---|---|---|---|")
+        for c in configs:
+            a(f"| {c.replace('agtap_', '')} | {med(x['wall'][f'{c}/untraced'])} | {med(x['cpu'][f'{c}/untraced'])} | "
+              f"{med(x['server_cpu'][f'{c}/untraced'])} |")
+        a("")
+    a("Command: `sudo .venv/bin/python -m bench.run --only probe_scope`.")
     a("")
     return L
 
@@ -467,7 +517,8 @@ def write(results: Path, doc: Path) -> None:
     from bench.analysis import texts
     TEXT = texts(R)
     L = _preamble(R) + _targets(R)
-    for section in (_tls_overhead, _unrelated, _pipeline, _load_steps, _startup, _latency, _boringssl, _gotls):
+    for section in (_tls_overhead, _unrelated, _pipeline, _load_steps, _startup, _latency, _boringssl, _gotls,
+                    _probe_scope):
         L += section(R, TEXT)
     L += _reproduce()
     doc.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ bench/results/<name>.json and the tables in docs/PERFORMANCE.md.
 
     .venv/bin/python -m bench.run [--quick] [--only NAME[,NAME]] [--no-doc]
 
-NAMEs: tls_overhead, unrelated, pipeline, load, startup, latency, boringssl, gotls. --quick: a smoke run
+NAMEs: tls_overhead, unrelated, pipeline, load, startup, latency, boringssl, gotls, probe_scope. --quick: a smoke run
 (fewer rounds, shorter steps) that still exercises every path.
 """
 
@@ -33,8 +33,9 @@ BENCHES = {   # name -> module (run(work, quick) -> dict)
     "latency": "bench.b6_latency",
     "boringssl": "bench.b7_boringssl",
     "gotls": "bench.b8_gotls",
+    "probe_scope": "bench.b9_scope",
 }
-ROOT_ONLY = {"tls_overhead", "unrelated", "load", "startup", "latency", "gotls"}
+ROOT_ONLY = {"tls_overhead", "unrelated", "load", "startup", "latency", "gotls", "probe_scope"}
 RESULTS = REPO / "bench" / "results"
 
 
