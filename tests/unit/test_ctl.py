@@ -178,3 +178,12 @@ def test_a_stuck_service_is_a_timeout_not_a_hang(tmp_path):
         dm.proc.kill()
         dm.stop()
     assert r.returncode == 1 and "did not answer within 1 s" in r.stderr, r.stderr
+
+
+def test_status_says_where_the_probes_sit(capsys):
+    from agtap.ctl import print_status
+    props = {"Capturing": True, "Version": "0.1", "StartedAt": 0, "Filters": {}, "Targets": []}
+    print_status(props, {"probe_scope": "process", "watched_processes": 3, "uprobes": 25, "late_attach": 1})
+    assert "probes: per process, 3 processes watched; 25 uprobes; late attach 1" in capsys.readouterr().out
+    print_status(props, {"probe_scope": "host", "uprobes": 9, "late_attach": 0})
+    assert "probes: host-wide; 9 uprobes; late attach 0" in capsys.readouterr().out
