@@ -95,8 +95,15 @@ class Pipeline:
         self._now = 0   # ts of the latest chunk
         self.conns: dict[ConnId, object] = {}
         self.mcp_sessions: dict[str, McpSession] = {}   # by Mcp-Session-Id, across connections
+        # ignore_stream(conn, stream_id): an HTTP/2 stream of no interest; the capture layer then
+        # stops copying its DATA in the kernel (frames' headers still come). Set by the service.
+        self.ignore_stream: Callable[[ConnId, int], None] | None = None
         self._ctx = DriverContext(self.limits, self.stats, self._emit, ignore_conn or (lambda conn: None),
-                                  self.shared_mcp_session)
+                                  self.shared_mcp_session, self._ignore_stream)
+
+    def _ignore_stream(self, conn: ConnId, stream_id: int) -> None:
+        if self.ignore_stream is not None:
+            self.ignore_stream(conn, stream_id)
 
     # -- input -------------------------------------------------------------------
     def feed(self, item: Chunk | ConnClosed) -> None:

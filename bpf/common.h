@@ -2,6 +2,7 @@
  * maps that say which connections are captured, the filters, the counters.
  *
  * Loaded by agtap/capture/loader.py, which concatenates this file with
+ * h2.h (HTTP/2), copy.h (copying buffers into records, classifying writes),
  * ssl.c, syscalls.c and sched.c and defines these macros first:
  *   SEG_SIZE     bytes of payload per ring-buffer record (power of two)
  *   MAX_SEGS     records one SSL/syscall buffer may produce (cap = SEG_SIZE*MAX_SEGS)
@@ -213,24 +214,6 @@ static __always_inline int http_request_start(const char *h) {
     return (n == '/' || n == '*' || n == 'h') ? 1 : 0;
 }
 
-/* Is this the HTTP/2 client connection preface, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
- * (RFC 9113, 3.4)? `h` holds the first n bytes of the write. Compared as three
- * little-endian words, like http_request_start reads its bytes. A client
- * sends it first on every HTTP/2 connection: over TLS after ALPN "h2", in
- * cleartext with prior knowledge (h2c), and after a 101 answering
- * `Upgrade: h2c`. The 24 bytes in pieces of several writes are not
- * recognised (no client seen does that). */
-#define H2_PREFACE_LEN 24
-static __always_inline int h2_preface(const char *h, u32 n) {
-    if (n < H2_PREFACE_LEN)
-        return 0;
-    u64 w[3];
-    __builtin_memcpy(w, h, sizeof(w));
-    return w[0] == 0x5448202a20495250ULL &&   /* "PRI * HT" */
-           w[1] == 0x0a0d302e322f5054ULL &&   /* "TP/2.0\r\n" */
-           w[2] == 0x0a0d0a0d4d530a0dULL;     /* "\r\nSM\r\n\r\n" */
-}
-
 /* Is `"jsonrpc"` among the first n (at most 64) bytes of h, starting at or after `from`? */
 static __always_inline int has_jsonrpc_member(const char *h, u32 n, int from) {
 #pragma unroll
@@ -280,6 +263,9 @@ static __always_inline int jsonrpc_start(const char *head, const char *buf, u64 
  * does not grow with the cap: 34 programs x STEPS records x SEG_SIZE bytes
  * bound what one call can copy, and MAX_SEGS (from the cap) is below that. */
 #define STEPS 8
+#define STEPS_H2 8   /* an HTTP/2 read: a step per record, dropped frame or skipped run (bpf/h2.h) */
+/* the steps of one read: STEPS_H2 in each of the 33 tail calls (MAX_TAIL_CALL_CNT), one spare */
+#define H2_STEP_BUDGET (32 * STEPS_H2)
 
 struct cursor_t {
     u64 buf;          /* where the next bytes come from */
@@ -290,6 +276,13 @@ struct cursor_t {
     u64 iov;          /* iovec array, 0 for a plain buffer */
     u32 iov_idx;
     u32 iov_cnt;
+    /* HTTP/2 ingress (bpf/h2.h): where the frames are in this buffer */
+    u64 walk;         /* 1: the frames are walked (DATA of ignored streams is not copied) */
+    u64 next_hdr;     /* offset of the next frame header not yet looked at (may be past the end) */
+    u64 skip_to;      /* bytes before this offset are the payload of a dropped DATA frame */
+    u64 gen;          /* the connection's generation: the h2_drop keys of its streams */
+    u64 steps;        /* steps this read has taken (H2_STEP_BUDGET) */
+    struct conn_key_t wkey;   /* its h2_walk entry, where the position is saved at the end */
 };
 
 /* The copy in progress on this CPU. Written by the hook that starts a copy and
@@ -298,235 +291,10 @@ BPF_PERCPU_ARRAY(cursors, struct cursor_t, 1);
 
 /* Continuation programs, one per program type (a tail call must stay within
  * its type). Filled by userspace at load; read by bpf_tail_call. */
-BPF_PROG_ARRAY(cont_kprobe_progs, 1);
-BPF_PROG_ARRAY(cont_tp_progs, 1);
+BPF_PROG_ARRAY(cont_kprobe_progs, 2);   /* [0] cont_kprobe, [1] cont_h2_kprobe */
+BPF_PROG_ARRAY(cont_tp_progs, 2);       /* [0] cont_tracepoint, [1] cont_h2_tracepoint */
 
 struct iovec_user {
     u64 base;
     u64 len;
 };
-
-/* Emit up to STEPS records from the cursor. Returns 1 if bytes remain. */
-static __always_inline int emit_steps(void) {
-    u32 zero = 0;
-    struct record_t *r = scratch.lookup(&zero);
-    struct cursor_t *c = cursors.lookup(&zero);
-    if (!r || !c)
-        return 0;   /* cannot happen: a per-CPU array always has slot 0 */
-    u64 cap = (u64)SEG_SIZE * MAX_SEGS;
-#pragma unroll
-    for (int i = 0; i < STEPS; i++) {
-        if (c->total_left == 0)
-            return 0;   /* all copied */
-        if (c->copied >= cap)
-            return 0;   /* the cap: the last record was flagged F_CUT, start_copy counted it */
-        if (c->seg_left == 0) {
-            /* next iovec */
-            if (!c->iov || c->iov_idx >= c->iov_cnt || c->iov_idx >= 64)
-                return 0;   /* no more buffers */
-            struct iovec_user v = {};
-            if (bpf_probe_read_user(&v, sizeof(v), (void *)(c->iov + (u64)c->iov_idx * sizeof(v)))) {
-                count(C_READ_FAIL, c->total_left);
-                return 0;   /* unreadable iovec array */
-            }
-            c->iov_idx++;
-            c->buf = v.base;
-            c->seg_left = v.len < c->total_left ? v.len : c->total_left;
-            continue;
-        }
-        u64 n = c->seg_left < SEG_SIZE ? c->seg_left : SEG_SIZE;
-        if (c->copied + n > cap)
-            n = cap - c->copied;
-        r->offset = c->copied;
-        r->total = c->total;
-        r->flags = 0;
-        if (c->total_left == n)
-            r->flags = F_LAST;
-        else if (c->copied + n >= cap)
-            r->flags = F_LAST | F_CUT;
-        /* n is 1..SEG_SIZE: seg_left > 0, and copied < cap */
-        u32 nn = copy_len(n, sizeof(r->data));
-        if (bpf_probe_read_user(r->data, nn, (void *)c->buf)) {
-            count(C_READ_FAIL, nn);
-            r->len = 0;
-            nn = 0;
-        } else {
-            r->len = nn;
-        }
-        if (records.ringbuf_output(r, HDR_SIZE + nn, 0)) {
-            count(C_LOST, n);
-            count(C_LOST_RECS, 1);
-        } else {
-            count(C_RECORDS, 1);
-            count(C_BYTES, nn);
-        }
-        c->buf += n;
-        c->seg_left -= n;
-        c->total_left -= n;
-        c->copied += n;
-    }
-    return c->total_left > 0 && c->copied < cap;
-}
-
-/* Start copying `len` bytes: from buf, or (iov_cnt > 0) from the iovec array
- * at buf. Returns 1 if the caller must tail-call its continuation program. */
-static __always_inline int start_copy(u8 kind, u64 conn_id, u32 tgid, u32 tid,
-                                      u64 buf, u64 len, u32 iov_cnt) {
-    u32 zero = 0;
-    struct record_t *r = scratch.lookup(&zero);
-    struct cursor_t *c = cursors.lookup(&zero);
-    if (!r || !c)
-        return 0;   /* cannot happen: a per-CPU array always has slot 0 */
-    r->ts_ns = bpf_ktime_get_ns();
-    r->conn_id = conn_id;
-    r->pid = tgid;
-    r->tid = tid;
-    r->kind = kind;
-    bpf_get_current_comm(&r->comm, sizeof(r->comm));
-    if (len > (u64)SEG_SIZE * MAX_SEGS)
-        count(C_CUT, 1);
-    c->total = len;
-    c->total_left = len;
-    c->copied = 0;
-    c->iov_idx = 0;
-    if (iov_cnt) {
-        c->iov = buf;
-        c->iov_cnt = iov_cnt;
-        c->seg_left = 0;
-        c->buf = 0;
-    } else {
-        c->iov = 0;
-        c->iov_cnt = 0;
-        c->buf = buf;
-        c->seg_left = len;
-    }
-    return emit_steps();
-}
-
-int cont_kprobe(struct pt_regs *ctx) {
-    if (emit_steps())
-        cont_kprobe_progs.call(ctx, 0);
-    else
-        return 0;
-    count(C_CUT, 1);   /* reached only if the tail call failed: the rest is not copied */
-    return 0;
-}
-
-int cont_tracepoint(void *ctx) {
-    if (emit_steps())
-        cont_tp_progs.call(ctx, 0);
-    else
-        return 0;
-    count(C_CUT, 1);   /* reached only if the tail call failed: the rest is not copied */
-    return 0;
-}
-
-/* A record with no payload: close, exec, exit. */
-static __always_inline void emit_event(u8 kind, u64 conn_id, u32 tgid, u32 tid) {
-    u32 zero = 0;
-    struct record_t *r = scratch.lookup(&zero);
-    if (!r)
-        return;   /* cannot happen: a per-CPU array always has slot 0 */
-    r->ts_ns = bpf_ktime_get_ns();
-    r->conn_id = conn_id;
-    r->total = 0;
-    r->offset = 0;
-    r->pid = tgid;
-    r->tid = tid;
-    r->len = 0;
-    r->kind = kind;
-    r->flags = F_LAST;
-    bpf_get_current_comm(&r->comm, sizeof(r->comm));
-    if (records.ringbuf_output(r, HDR_SIZE, 0))
-        count(C_LOST_RECS, 1);
-    else
-        count(C_RECORDS, 1);
-}
-
-/* Decide, from the first bytes of a write, whether it is captured.
- * Returns 1 to copy the buffer. Updates the connection's state. */
-static __always_inline int classify_write(struct conn_key_t *key, const char *buf, u64 len,
-                                          int allow_jsonrpc) {
-    struct conn_val_t *cv = conns.lookup(key);
-    if (cv && cv->state == S_NEVER)
-        return 0;   /* userspace resolved it to a file or tty */
-    if (cv && cv->state == S_H2)
-        return 1;   /* HTTP/2: every write is frames, copied; nothing here starts an exchange */
-    char head[64] = {};
-    u32 n = len < 64 ? (u32)len : 64;
-    if (n < 4)
-        goto known;   /* too short to start anything: only continues a capture */
-    if (bpf_probe_read_user(head, copy_len(n, sizeof(head)), buf))   /* n is 4..64 */
-        goto known;   /* unreadable: treat as a continuation */
-    if (h2_preface(head, n)) {
-        /* An HTTP/2 connection: many exchanges (streams) share it, so it is
-         * copied whole from here on, whatever it was before (an
-         * `Upgrade: h2c` request, captured or ignored, precedes the preface). */
-        struct conn_val_t v = {.state = S_H2};
-        if (conns.update(key, &v)) {
-            count(C_CONN_FULL, 1);
-            return 0;
-        }
-        count(C_H2_CONNS, 1);
-        return 1;
-    }
-    int http = http_request_start(head);
-    if (http) {
-        /* A new request: POST exchanges are captured (every provider API
-         * call is a POST); any other method's exchange is not copied. */
-        struct conn_val_t v = {.state = http == 2 ? S_CAPTURE : S_IGNORE};
-        if (cv && cv->state == S_EGRESS_ONLY && http == 2)
-            v.state = S_EGRESS_ONLY;
-        if (conns.update(key, &v))
-            count(C_CONN_FULL, 1);
-        return http == 2;
-    }
-    if (!cv && allow_jsonrpc && jsonrpc_start(head, buf, len)) {
-        struct conn_val_t v = {.state = S_CAPTURE};
-        if (conns.update(key, &v)) {
-            count(C_CONN_FULL, 1);
-            return 0;
-        }
-        return 1;
-    }
-known:
-    if (!cv)
-        return 0;   /* not a connection we capture: the common case */
-    if (cv->state == S_CAPTURE || cv->state == S_EGRESS_ONLY)
-        return 1;
-    count(C_SKIPPED, len);
-    return 0;
-}
-
-/* A process whose data probes are not attached yet writes to a socket: if the
- * bytes start a TLS application-data record (17 03 03), its first request may
- * have gone unseen. Counted once per process (C_LATE_ATTACH). A client's own
- * handshake flights start 16 (handshake) or 14 (change_cipher_spec, TLS 1.3's
- * compatibility mode, ahead of its encrypted Finished), so they do not count. */
-static __always_inline void note_late_write(u32 tgid, const char *buf, u64 len) {
-    u8 *w = watch_state.lookup(&tgid);
-    if (!w || *w != W_PENDING)
-        return;   /* not waiting for its probes: the common case */
-    if (len < 5)
-        return;   /* shorter than a TLS record header */
-    u8 h[3] = {};
-    if (bpf_probe_read_user(h, sizeof(h), buf))
-        return;   /* unreadable */
-    if (h[0] != 0x17 || h[1] != 0x03 || h[2] != 0x03)
-        return;   /* not TLS application data */
-    u8 late = W_LATE;
-    watch_state.update(&tgid, &late);
-    count(C_LATE_ATTACH, 1);
-}
-
-/* Should a read on this connection be copied? */
-static __always_inline int read_wanted(struct conn_key_t *key) {
-    struct conn_val_t *cv = conns.lookup(key);
-    return cv && (cv->state == S_CAPTURE || cv->state == S_H2);
-}
-
-/* Note a tgid that owns a captured connection (so its exit is reported). */
-static __always_inline void mark_active(u32 tgid) {
-    u8 one = 1;
-    active_tgids.update(&tgid, &one);
-}

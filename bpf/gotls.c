@@ -72,15 +72,15 @@ static __always_inline int gotls_call(struct pt_regs *ctx, u32 *tgid, u32 *tid) 
     return 1;
 }
 
-/* Copy n bytes of a captured connection's buffer. */
+/* Copy n bytes of a captured connection's buffer (a read passes its key: HTTP/2 walk, bpf/h2.h). */
 static __always_inline int gotls_copy(struct pt_regs *ctx, u8 kind, u64 conn, u32 tgid, u32 tid,
-                                      u64 buf, u64 n) {
+                                      u64 buf, u64 n, struct conn_key_t *h2key) {
     mark_active(tgid);
-    if (start_copy(kind, conn, tgid, tid, buf, n, 0))
-        cont_kprobe_progs.call(ctx, 0);   /* more than STEPS records: continue */
-    else
+    int more = start_copy(kind, conn, tgid, tid, buf, n, 0, h2key);
+    if (!more)
         return 0;
-    count(C_CUT, 1);   /* reached only if the tail call failed: the rest is not copied */
+    cont_kprobe_progs.call(ctx, more - 1);   /* more than STEPS records, or an HTTP/2 walk */
+    cont_failed();   /* reached only if the tail call failed: the rest is not copied */
     return 0;
 }
 
@@ -96,7 +96,7 @@ int probe_gotls_write(struct pt_regs *ctx) {
     struct conn_key_t key = {.pid = tgid, .is_tls = KEY_GOTLS, .id = conn};
     if (!classify_write(&key, (const char *)buf, len, 0))
         return 0;   /* not an exchange we capture */
-    return gotls_copy(ctx, K_GO_WRITE, conn, tgid, tid, buf, len);
+    return gotls_copy(ctx, K_GO_WRITE, conn, tgid, tid, buf, len, 0);
 }
 
 int probe_gotls_read(struct pt_regs *ctx) {
@@ -140,7 +140,7 @@ int probe_gotls_read_ret(struct pt_regs *ctx) {
     u64 buf = r.buf;
     if (buf >= r.sp && buf < r.stack_hi)
         buf += ctx->sp - r.sp;   /* a buffer on a stack the runtime moved meanwhile */
-    return gotls_copy(ctx, K_GO_READ, r.conn, tgid, tid, buf, n);
+    return gotls_copy(ctx, K_GO_READ, r.conn, tgid, tid, buf, n, &key);
 }
 
 /* (*Conn).Close: the connection is over; tell userspace if it was captured. */
@@ -152,6 +152,7 @@ int probe_gotls_close(struct pt_regs *ctx) {
     if (!conns.lookup(&key))
         return 0;   /* never captured */
     conns.delete(&key);
-    emit_event(K_GO_CLOSE, key.id, tgid, tid);
+    h2_walk.delete(&key);
+    emit_event(K_GO_CLOSE, key.id, tgid, tid, 0, KEY_GOTLS);
     return 0;
 }

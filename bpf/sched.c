@@ -22,7 +22,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
         else
             comm_tgids.delete(&tgid);
     }
-    emit_event(K_EXEC, 0, tgid, tid);
+    emit_event(K_EXEC, 0, tgid, tid, 0, 0);
     return 0;
 }
 
@@ -42,7 +42,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
         active_tgids.delete(&tgid);
     if (!watched && !active)
         return 0;   /* no captured connection and no probes of its own */
-    emit_event(K_EXIT, 0, tgid, tid);
+    emit_event(K_EXIT, 0, tgid, tid, 0, 0);
     return 0;
 }
 
@@ -58,6 +58,6 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
         return 0;   /* a task outside the daemon's PID namespace */
     if (!watch_state.lookup(&tgid))
         return 0;   /* the parent is not watched: the common case */
-    emit_event(K_FORK, (u64)args->child_pid, tgid, tid);
+    emit_event(K_FORK, (u64)args->child_pid, tgid, tid, 0, 0);
     return 0;
 }

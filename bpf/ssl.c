@@ -59,11 +59,12 @@ static __always_inline int ssl_return(struct pt_regs *ctx, int ex) {
         return 0;   /* reads follow a captured request only */
     }
     mark_active(tgid);
-    if (start_copy(args.kind, args.conn_id, tgid, tid, args.buf, n, 0))
-        cont_kprobe_progs.call(ctx, 0);   /* more than STEPS records: continue */
-    else
+    int more = start_copy(args.kind, args.conn_id, tgid, tid, args.buf, n, 0,
+                          args.kind == K_TLS_READ ? &key : 0);
+    if (!more)
         return 0;
-    count(C_CUT, 1);   /* reached only if the tail call failed: the rest is not copied */
+    cont_kprobe_progs.call(ctx, more - 1);   /* more than STEPS records, or an HTTP/2 walk */
+    cont_failed();   /* reached only if the tail call failed: the rest is not copied */
     return 0;
 }
 
@@ -86,7 +87,8 @@ int probe_ssl_free(struct pt_regs *ctx) {
     if (!conns.lookup(&key))
         return 0;   /* never captured */
     conns.delete(&key);
-    emit_event(K_CLOSE, key.id, tgid, tid);
+    h2_walk.delete(&key);
+    emit_event(K_CLOSE, key.id, tgid, tid, 0, 1);
     return 0;
 }
 
@@ -108,7 +110,7 @@ int probe_ssl_client_start(struct pt_regs *ctx) {
     u8 pending = W_PENDING;
     if (watch_state.insert(&tgid, &pending))
         return 0;   /* another thread of it got here first, or the map is full */
-    emit_event(K_CLIENT, PT_REGS_PARM1(ctx), tgid, tid);
+    emit_event(K_CLIENT, PT_REGS_PARM1(ctx), tgid, tid, 0, 1);
     return 0;
 }
 
@@ -130,6 +132,6 @@ int probe_ssl_server_start(struct pt_regs *ctx) {
     u32 *comm_on = filter_cfg.lookup(&k1);
     if ((pid_on && *pid_on) || (comm_on && *comm_on))
         return 0;   /* a filter is set: what is watched is what it names */
-    emit_event(K_SERVER, PT_REGS_PARM1(ctx), tgid, tid);
+    emit_event(K_SERVER, PT_REGS_PARM1(ctx), tgid, tid, 0, 1);
     return 0;
 }

@@ -63,11 +63,12 @@ static __always_inline int sys_exit_copy(void *ctx, long ret) {
     if (!current_ids(&tgid, &tid))
         return 0;   /* a task outside the daemon's PID namespace */
     mark_active(tgid);
-    if (start_copy(a.kind, a.conn_id, tgid, tid, a.buf, ret, a.iovcnt))
-        cont_tp_progs.call(ctx, 0);   /* more than STEPS records: continue */
-    else
+    struct conn_key_t key = {.pid = tgid, .is_tls = 0, .id = a.conn_id};
+    int more = start_copy(a.kind, a.conn_id, tgid, tid, a.buf, ret, a.iovcnt, a.kind == K_SOCK_READ ? &key : 0);
+    if (!more)
         return 0;
-    count(C_CUT, 1);   /* reached only if the tail call failed: the rest is not copied */
+    cont_tp_progs.call(ctx, more - 1);   /* more than STEPS records, or an HTTP/2 walk */
+    cont_failed();   /* reached only if the tail call failed: the rest is not copied */
     return 0;
 }
 
@@ -117,6 +118,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close) {
     if (!conns.lookup(&key))
         return 0;   /* not a captured fd: the common case */
     conns.delete(&key);
-    emit_event(K_CLOSE, key.id, tgid, tid);
+    h2_walk.delete(&key);
+    emit_event(K_CLOSE, key.id, tgid, tid, 0, 0);
     return 0;
 }

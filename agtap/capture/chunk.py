@@ -80,6 +80,8 @@ class CaptureStats:
     boringssl_unprobed_connections: int = 0  # TCP connections open then: calls on them until then missed
     late_attach: int = 0        # processes that wrote TLS application data before their probes were live
     probe_fallbacks: int = 0    # files whose data probes went host-wide: the uprobe limit was reached
+    h2_dropped_bytes: int = 0   # DATA payload of HTTP/2 streams of no interest, not copied (by design)
+    h2_walks_lost: int = 0      # HTTP/2 connections the kernel stopped walking: copied whole from then on
     watched_processes: int = 0  # gauge: processes with data probes of their own (per-process scope)
     uprobes: int = 0            # gauge: uprobes held (perf event fds)
     targets: list[str] = field(default_factory=list)
@@ -87,5 +89,6 @@ class CaptureStats:
 
     COUNTERS = ("chunks", "bytes", "lost_records", "lost_bytes", "cut_records", "read_failed_bytes",
                 "conn_table_full", "skipped_bytes", "dropped_reads", "h2_connections",
-                "boringssl_unprobed_processes", "boringssl_unprobed_connections", "late_attach", "probe_fallbacks")
+                "boringssl_unprobed_processes", "boringssl_unprobed_connections", "late_attach", "probe_fallbacks",
+                "h2_dropped_bytes", "h2_walks_lost")
     GAUGES = ("watched_processes", "uprobes")   # levels of the running tracer, not summed over restarts

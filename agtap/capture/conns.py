@@ -32,8 +32,8 @@ from typing import Callable
 from agtap.capture import procinfo
 from agtap.capture.chunk import Chunk, ConnClosed, Direction, Transport
 from agtap.capture.connid import ConnId
-from agtap.capture.records import (K_CLOSE, K_EXEC, K_EXIT, K_GO_CLOSE, K_SOCK_READ, S_EGRESS_ONLY, S_NEVER,
-                                   F_CUT, RawRecord)
+from agtap.capture.records import (K_CLOSE, K_EXEC, K_EXIT, K_GO_CLOSE, K_H2_START, K_SOCK_READ, S_EGRESS_ONLY,
+                                   S_NEVER, F_CUT, RawRecord)
 
 MAX_FD_CACHE = 65536
 MAX_PROCS = 32768
@@ -78,6 +78,8 @@ class ConnMapper:
         self._released: list = []   # chunks the last _resolve_fd let go (they precede its own)
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
         self.dropped_reads = 0
+        # HTTP/2 connections the kernel walks: kernel key (pid, is_tls, id) -> generation (K_H2_START)
+        self._h2_gens: OrderedDict[tuple[int, int, int], int] = OrderedDict()
 
     # --- processes ---
     def process(self, pid: int) -> procinfo.ProcessInfo:
@@ -89,8 +91,16 @@ class ConnMapper:
                 self._procs.popitem(last=False)
         return info
 
+    def h2_gen(self, key: tuple[int, int, int]) -> int | None:
+        """The generation the kernel gave this HTTP/2 connection (None: it does not walk it).
+        Records are handled in order: a connection that reuses the key later has not
+        replaced it yet while the old one's chunks are being decoded."""
+        return self._h2_gens.get(key)
+
     def forget_process(self, pid: int) -> None:
         self._procs.pop(pid, None)
+        for key in [k for k in self._h2_gens if k[0] == pid]:
+            del self._h2_gens[key]
         self._ipc_clients.pop(pid, None)
         self._ipc_servers.pop(pid, None)
         for key in [k for k in self._fds if k[0] == pid]:
@@ -229,12 +239,19 @@ class ConnMapper:
             self.forget_process(rec.pid)
             return out + [ConnClosed(c, rec.ts_ns, "process_exit") for c in sorted(conns)]
         if rec.kind == K_CLOSE:
+            self._h2_gens.pop((rec.pid, int(rec.offset), rec.conn_id), None)
             return self._settle((rec.pid, rec.conn_id)) + self._close(rec)
         if rec.kind == K_GO_CLOSE:
+            self._h2_gens.pop((rec.pid, int(rec.offset), rec.conn_id), None)
             conn = ConnId.gotls(rec.pid, rec.conn_id)
             if conn not in self._conns_by_pid.get(rec.pid, ()):
                 return []   # none of its bytes was delivered (a GET the kernel did not copy)
             return self._closed(rec, conn)
+        if rec.kind == K_H2_START:
+            self._h2_gens[(rec.pid, int(rec.offset), rec.conn_id)] = rec.total
+            if len(self._h2_gens) > MAX_FD_CACHE:
+                self._h2_gens.popitem(last=False)
+            return []
         before: list = []
         if rec.is_tls:
             conn = (ConnId.gotls if rec.is_go else ConnId.tls)(rec.pid, rec.conn_id)

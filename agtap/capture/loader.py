@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agtap.capture import records
 
-BPF_FILES = ("common.h", "ssl.c", "gotls.c", "syscalls.c", "sched.c")
+BPF_FILES = ("common.h", "h2.h", "copy.h", "ssl.c", "gotls.c", "syscalls.c", "sched.c")
 SEG_SIZE = 16384          # payload bytes per ring-buffer record
 RINGBUF_PAGES = 4096      # 16 MiB of ring buffer
 PROC_PID_INIT_INO = 0xEFFFFFFC   # the initial PID namespace's inode
@@ -62,7 +62,7 @@ def load_every_program(b) -> int:
     n = lib.bpf_num_functions(b.module)
     for i in range(n):
         name = lib.bpf_function_name(b.module, i)
-        tracepoint = name.startswith(b"tracepoint__") or name == b"cont_tracepoint"
+        tracepoint = name.startswith(b"tracepoint__") or name in (b"cont_tracepoint", b"cont_h2_tracepoint")
         b.load_func(name, BPF.TRACEPOINT if tracepoint else BPF.KPROBE)
     return n
 

@@ -32,6 +32,8 @@ BPF_CONSTANTS: dict[str, tuple[int, str]] = {
     "K_CLIENT": (11, "a process not watched yet started a TLS client connection (the sentinel)"),
     "K_FORK": (12, "a watched process forked or cloned (conn_id: the child's pid or tid)"),
     "K_SERVER": (13, "a watched process, never a TLS client, accepted a TLS connection (not named by a filter)"),
+    "K_H2_START": (14, "an HTTP/2 connection began with the preface: `total` = its generation (h2_drop keys), "
+                       "`offset` = its key's is_tls (0 fd, 1 SSL*, KEY_GOTLS)"),
     # record flags
     "F_CUT": (1, "the buffer was longer than the cap: the rest was not copied"),
     "F_LAST": (2, "last record of this buffer"),
@@ -56,7 +58,9 @@ BPF_CONSTANTS: dict[str, tuple[int, str]] = {
     "C_LOST_RECS": (7, "ring-buffer records lost"),
     "C_H2_CONNS": (8, "HTTP/2 connections seen (client preface written)"),
     "C_LATE_ATTACH": (9, "processes that wrote TLS application data before their probes were live"),
-    "N_COUNTERS": (10, "counter slots"),
+    "C_H2_DROPPED": (10, "HTTP/2 DATA payload bytes of ignored streams, not copied (by design)"),
+    "C_H2_LOST": (11, "HTTP/2 connections whose frames the kernel stopped walking (copied whole from then on)"),
+    "N_COUNTERS": (12, "counter slots"),
 }
 _V = {k: v for k, (v, _) in BPF_CONSTANTS.items()}
 K_TLS_WRITE, K_TLS_READ = _V["K_TLS_WRITE"], _V["K_TLS_READ"]
@@ -66,6 +70,7 @@ K_GO_WRITE, K_GO_READ, K_GO_CLOSE = _V["K_GO_WRITE"], _V["K_GO_READ"], _V["K_GO_
 KEY_GOTLS = _V["KEY_GOTLS"]
 K_CLIENT, K_FORK, K_SERVER = _V["K_CLIENT"], _V["K_FORK"], _V["K_SERVER"]
 W_PENDING, W_LIVE, W_LATE = _V["W_PENDING"], _V["W_LIVE"], _V["W_LATE"]
+K_H2_START = _V["K_H2_START"]
 F_CUT, F_LAST = _V["F_CUT"], _V["F_LAST"]
 S_CAPTURE, S_IGNORE = _V["S_CAPTURE"], _V["S_IGNORE"]
 S_EGRESS_ONLY, S_NEVER, S_H2 = _V["S_EGRESS_ONLY"], _V["S_NEVER"], _V["S_H2"]
@@ -74,6 +79,7 @@ COUNTERS = {
     "C_LOST": "lost_bytes", "C_CUT": "cut_buffers", "C_RECORDS": "records", "C_BYTES": "bytes",
     "C_CONN_FULL": "conn_table_full", "C_READ_FAIL": "read_failed_bytes", "C_SKIPPED": "skipped_bytes",
     "C_LOST_RECS": "lost_records", "C_H2_CONNS": "h2_connections", "C_LATE_ATTACH": "late_attach",
+    "C_H2_DROPPED": "h2_dropped_bytes", "C_H2_LOST": "h2_walks_lost",
 }
 COUNTER_SLOTS = {name: _V[c] for c, name in COUNTERS.items()}
 COUNTER_NAMES = tuple(COUNTER_SLOTS)

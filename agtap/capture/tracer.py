@@ -131,10 +131,12 @@ class Tracer:
                 raise CaptureError("bpf/common.h and agtap/capture/records.py disagree on the record layout: "
                                    + "; ".join(problems), "reinstall agtap (its BPF sources do not match its Python)")
             from bcc import BPF
-            for fn_name, arr, ptype in (("cont_kprobe", "cont_kprobe_progs", BPF.KPROBE),
-                                        ("cont_tracepoint", "cont_tp_progs", BPF.TRACEPOINT)):
+            for fn_name, arr, idx, ptype in (("cont_kprobe", "cont_kprobe_progs", 0, BPF.KPROBE),
+                                             ("cont_h2_kprobe", "cont_kprobe_progs", 1, BPF.KPROBE),
+                                             ("cont_tracepoint", "cont_tp_progs", 0, BPF.TRACEPOINT),
+                                             ("cont_h2_tracepoint", "cont_tp_progs", 1, BPF.TRACEPOINT)):
                 fn = b.load_func(fn_name, ptype)
-                b[arr][ctypes.c_int(0)] = ctypes.c_int(fn.fd)
+                b[arr][ctypes.c_int(idx)] = ctypes.c_int(fn.fd)
             self._bpf = b
             self._mapper = ConnMapper(self._set_state)
             self._apply_filter()
@@ -296,6 +298,20 @@ class Tracer:
             return
         self._set_state(*key, S_IGNORE)
 
+    def ignore_stream(self, conn: ConnId, stream_id: int) -> None:
+        """No interest in one stream of an HTTP/2 connection: the kernel stops copying the payload
+        of its DATA frames (their headers still come, with length 0: bpf/h2.h). A connection the
+        kernel does not walk (no K_H2_START seen: `Upgrade: h2c`, or its walk given up) is left as is."""
+        key = conn.kernel_key()
+        gen = self._mapper.h2_gen(key) if key is not None and self._mapper is not None else None
+        if gen is None or self._bpf is None:
+            return
+        try:
+            drop = self._bpf["h2_drop"]
+            drop[drop.Key(gen, stream_id, 0)] = ctypes.c_uint8(1)
+        except Exception:
+            pass   # an LRU map makes room; anything else: the stream's DATA is copied (costs, loses nothing)
+
     def _state(self, pid: int, is_tls: bool, ident: int) -> int | None:
         if self._bpf is None:
             return None
@@ -363,6 +379,7 @@ class Tracer:
                             read_failed_bytes=c["read_failed_bytes"], conn_table_full=c["conn_table_full"],
                             skipped_bytes=c["skipped_bytes"], h2_connections=c["h2_connections"],
                             late_attach=c["late_attach"],
+                            h2_dropped_bytes=c["h2_dropped_bytes"], h2_walks_lost=c["h2_walks_lost"],
                             dropped_reads=self._mapper.dropped_reads if self._mapper else 0, targets=self.targets,
                             boringssl_unprobed_processes=self._targets.unprobed_processes if self._targets else 0,
                             boringssl_unprobed_connections=self._targets.unprobed_connections if self._targets else 0,

@@ -19,3 +19,6 @@ class DriverContext:
     ignore_conn: Callable[["ConnId"], None]          # no interest in the connection's current exchange:
                                                      # the capture layer may stop copying it
     shared_session: Callable[[str], "McpSession"]    # the MCP session of an Mcp-Session-Id, across connections
+    ignore_stream: Callable[["ConnId", int], None] = lambda conn, stream_id: None
+                                                     # HTTP/2: no interest in this stream (its request matched no
+                                                     # provider): the kernel may stop copying its DATA

@@ -207,7 +207,7 @@ class HttpConn(McpSessions):
         if 100 <= head.status < 200:
             if head.status == 101 and (head.header("upgrade") or "").strip().lower() == "h2c":
                 # to HTTP/2: the kernel keeps copying (the client's preface follows and makes
-                # the connection HTTP/2 there, bpf/common.h) and so do we, as HTTP/2
+                # the connection HTTP/2 there, bpf/copy.h classify_write) and so do we, as HTTP/2
                 self._upgrade_h2c()
                 return
             if head.status == 101:   # Switching Protocols (e.g. WebSocket): no more HTTP/1.1 here

@@ -98,6 +98,8 @@ class Controller:
         self._schedule = schedule or (lambda fn: fn())
         self._poll_timeout_ms = poll_timeout_ms
         self.pipeline = pipeline_factory(self._on_call, self._ignore_conn)
+        if hasattr(self.pipeline, "ignore_stream"):
+            self.pipeline.ignore_stream = self._ignore_stream
         price_error = getattr(getattr(self.pipeline, "prices", None), "error", None)
         if price_error:
             self.log.error("price overrides not used, packaged prices apply: %s", price_error)
@@ -273,6 +275,13 @@ class Controller:
             except Exception:
                 self.log.exception("ignore_conn")
 
+    def _ignore_stream(self, conn: ConnId, stream_id: int) -> None:
+        if self.tracer is not None and hasattr(self.tracer, "ignore_stream"):
+            try:
+                self.tracer.ignore_stream(conn, stream_id)
+            except Exception:
+                self.log.exception("ignore_stream")
+
     def _on_call(self, call: Call) -> None:
         for s in self.sinks:
             try:
@@ -398,6 +407,8 @@ class Controller:
             "boringssl_unprobed_connections": cap.boringssl_unprobed_connections,
             "late_attach": cap.late_attach,
             "probe_fallbacks": cap.probe_fallbacks,
+            "h2_dropped_bytes": cap.h2_dropped_bytes,
+            "h2_walks_lost": cap.h2_walks_lost,
             **pipeline,
             "poll_errors": self.poll_errors,
             "sink_errors": self.sink_errors,

@@ -12,16 +12,19 @@ there, in both directions, byte-exact in content.
 
 from __future__ import annotations
 
+import json
 import subprocess
+import threading
+import time
 from collections import defaultdict
 
 import hpack
 import pytest
-from hyperframe.frame import DataFrame, Frame, HeadersFrame, ContinuationFrame
+from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame
 
-from agtap.capture.chunk import Direction, Transport
-from tests.support import FakeApi, Reply
-from tests.support.clients import CURL
+from agtap.capture.chunk import Chunk, Direction, Transport
+from tests.support import API_KEYS, FakeApi, Reply
+from tests.support.clients import CLIENTS_DIR, CURL, NODE, client_env
 from tests.support.h2serve import PREFACE
 
 
@@ -132,3 +135,101 @@ def test_upgrade_h2c_keeps_the_connection_after_the_101(tracer_run, h2c_api):
     resp_head, _, resp_frames = s[Direction.INGRESS].partition(b"\r\n\r\n")
     assert resp_head.startswith(b"HTTP/1.1 101 ")
     assert frames(resp_frames)[1]["data"] == ex.response_body
+
+
+# --- what non-LLM streams cost: their DATA is not copied (bpf/h2.h) -------------------------
+
+NODE_HTTP2 = CLIENTS_DIR / "node_http2.mjs"
+ANTHROPIC_STREAM = {"model": "claude-x", "max_tokens": 9, "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}]}
+
+
+def node_http2(api: FakeApi, plan: list, timeout: float = 60) -> dict:
+    out = subprocess.run([NODE, str(NODE_HTTP2), "--base-url", api.base_url, "--plan", json.dumps(plan)],
+                         capture_output=True, text=True, timeout=timeout, env=client_env(api, API_KEYS["curl"]))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+class StreamDropper:
+    """What the pipeline does for a stream no provider wants, done by the test: read the
+    client's request headers as they are captured and call Tracer.ignore_stream for /bulk/."""
+
+    def __init__(self):
+        self.tracer = None
+        self.items: list = []
+        self.buf: dict = defaultdict(bytes)
+        self.dec: dict = {}
+        self.ignored: list[int] = []
+
+    def __call__(self, item) -> None:
+        self.items.append(item)
+        if not isinstance(item, Chunk) or item.direction is not Direction.EGRESS:
+            return
+        data = self.buf[item.conn] + item.data
+        if item.conn not in self.dec:
+            if not data.startswith(PREFACE):
+                return
+            data, self.dec[item.conn] = data[len(PREFACE):], hpack.Decoder()
+        while len(data) >= 9:
+            f, length = Frame.parse_frame_header(memoryview(data[:9]))
+            if len(data) < 9 + length:
+                break
+            f.parse_body(memoryview(data[9:9 + length]))
+            data = data[9 + length:]
+            if isinstance(f, HeadersFrame) and dict(self.dec[item.conn].decode(f.data)).get(":path", "").startswith("/bulk/"):
+                self.tracer.ignore_stream(item.conn, f.stream_id)
+                self.ignored.append(f.stream_id)
+        self.buf[item.conn] = data
+
+
+@pytest.fixture(scope="module")
+def dropping_tracer(_need_root):
+    from agtap.capture.tracer import Tracer
+    from agtap.config import Config
+    dropper = StreamDropper()
+    tr = dropper.tracer = Tracer(Config(runtime_dir="/run/agtap"), dropper)
+    tr.start()
+    stop = threading.Event()
+    th = threading.Thread(target=lambda: [tr.poll(50) for _ in iter(stop.is_set, True)], daemon=True)
+    th.start()
+    yield dropper
+    stop.set()
+    th.join(5)
+    tr.stop()
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "h2c"])
+def test_data_of_ignored_streams_is_not_copied_and_the_llm_stream_is_whole(dropping_tracer, certs, tls):
+    """12 MiB of downloads and a streamed LLM call share one connection, one download in flight
+    beside the call: the downloads' DATA payload stays in the kernel (their frames come with length 0),
+    the call's frames come whole, and what userspace got still decodes frame by frame."""
+    d = dropping_tracer
+    bulk = [8 << 20, 4 << 20]
+    with FakeApi(certs, tls=tls, http2=True) as api:
+        api.script(Reply(text="the call beside the downloads", events=6, event_delay=0.05))
+        before = d.tracer.counters()
+        out = node_http2(api, [{"method": "GET", "path": f"/bulk/{bulk[0]}"},
+                               [{"method": "GET", "path": f"/bulk/{bulk[1]}"},
+                                {"path": "/v1/messages", "body": ANTHROPIC_STREAM}]])
+        exs = api.wait_for(3)
+    pid = out["pid"]
+    llm = next(ex for ex in exs if ex.path == "/v1/messages")
+    assert [r["bytes"] for r in out["results"]] == [*bulk, len(llm.response_body)]
+    time.sleep(1)
+    after = d.tracer.counters()
+    mine = [c for c in d.items if isinstance(c, Chunk) and c.pid == pid]
+    conns = {c.conn for c in mine}
+    assert len(conns) == 1, conns
+    ingress = b"".join(c.data for c in mine if c.direction is Direction.INGRESS)
+    got = frames(ingress)                       # whole frames, nothing left over
+    sid = next(s for s, v in got.items() if v["headers"] and dict(v["headers"][0]).get(":status") == "200"
+               and v["data"].startswith(b"event: message_start"))
+    assert got[sid]["data"] == llm.response_body
+    assert len(d.ignored) >= 2
+    assert sum(len(got[s]["data"]) for s in d.ignored) < 0.05 * sum(bulk)
+    assert len(ingress) < 0.05 * sum(bulk), f"{len(ingress)} bytes reached userspace for {sum(bulk)} downloaded"
+    assert after["h2_dropped_bytes"] - before["h2_dropped_bytes"] > 0.9 * sum(bulk)
+    assert after["h2_walks_lost"] == before["h2_walks_lost"]
+    print(f"h2 {'tls' if tls else 'h2c'}: {len(ingress)} bytes delivered for {sum(bulk)} downloaded, "
+          f"{after['h2_dropped_bytes'] - before['h2_dropped_bytes']} dropped in the kernel")

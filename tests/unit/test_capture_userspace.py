@@ -15,7 +15,7 @@ from agtap.capture.conns import HOLD_NS, ConnMapper
 from agtap.capture.elfsyms import exported
 from agtap.capture.recording import Recorder, RecordingError, encode, read
 from agtap.capture.records import (F_CUT, F_LAST, HDR_SIZE, K_CLOSE, K_EXIT, K_GO_CLOSE, K_GO_READ, K_GO_WRITE,
-                                   K_SOCK_READ, K_SOCK_WRITE, K_TLS_READ, K_TLS_WRITE, S_EGRESS_ONLY, S_NEVER,
+                                   K_H2_START, K_SOCK_READ, K_SOCK_WRITE, K_TLS_READ, K_TLS_WRITE, S_EGRESS_ONLY, S_NEVER,
                                    KEY_GOTLS, RawRecord, decode)
 from tests.support.harness import chunk
 
@@ -94,6 +94,25 @@ def test_go_tls_records_are_a_connection_of_their_own_named_by_the_tls_conn(fake
     assert m.map(raw(K_GO_CLOSE, 150, 0xC000999000)) == []      # never delivered: nothing to end
     m.map(raw(K_GO_WRITE, 150, 0xC000180000, b"POST /v1/messages HTTP/1.1\r\n"))   # the address reused
     assert m.map(raw(K_EXIT, 150, 0)) == [ConnClosed(ConnId.gotls(150, 0xC000180000), 1_000, "process_exit")]
+def test_an_http2_connections_generation_is_kept_until_it_closes(fake_proc):
+    """K_H2_START (bpf/copy.h) names a walked HTTP/2 connection: `total` its generation (the
+    h2_drop keys of its streams), `offset` its key's is_tls. Tracer.ignore_stream reads it here."""
+    fake_proc.add(100)
+    m = ConnMapper(proc_root=str(fake_proc.root))
+    start = lambda conn_id, gen, space: RawRecord(1, conn_id, gen, space, 100, 100, K_H2_START, F_LAST, "a", b"")
+    assert m.map(start(0xABC, 111, 1)) == [] and m.map(start(7, 222, 0)) == [] and m.map(start(0xC0, 9, KEY_GOTLS)) == []
+    assert ConnId.tls(100, 0xABC).kernel_key() == (100, 1, 0xABC)
+    assert m.h2_gen((100, 1, 0xABC)) == 111 and m.h2_gen((100, 0, 7)) == 222
+    assert m.h2_gen(ConnId.gotls(100, 0xC0).kernel_key()) == 9
+    assert m.h2_gen((100, 0, 0xABC)) is None                # the same number as an fd: another connection
+    m.map(start(0xABC, 333, 1))                             # the SSL* reused by a new connection
+    assert m.h2_gen((100, 1, 0xABC)) == 333
+    m.map(RawRecord(2, 0xABC, 0, 1, 100, 100, K_CLOSE, F_LAST, "a", b""))
+    m.map(RawRecord(2, 0xC0, 0, KEY_GOTLS, 100, 100, K_GO_CLOSE, F_LAST, "a", b""))
+    assert m.h2_gen((100, 1, 0xABC)) is None and m.h2_gen((100, KEY_GOTLS, 0xC0)) is None
+    assert m.h2_gen((100, 0, 7)) == 222
+    m.map(raw(K_EXIT, 100, 0))
+    assert m.h2_gen((100, 0, 7)) is None
 
 
 def test_a_socket_that_is_not_unix_is_named_by_pid_and_fd(fake_proc):

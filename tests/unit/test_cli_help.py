@@ -53,7 +53,7 @@ def test_ebpf_prints_the_program_and_exits_without_loading_it():
     assert re.search(r"^#define MAX_SEGS 4$", out.stdout, re.M)    # 64 KiB / 16 KiB records
     assert "TRACEPOINT_PROBE(syscalls, sys_enter_write)" in out.stdout and "int probe_ssl_free(" in out.stdout
     assert "int probe_gotls_read_ret(" in out.stdout
-    assert len(BPF_FILES) == 5
+    assert len(BPF_FILES) == 7
 
 
 def test_cache_dir_flag_wins_over_the_environment(monkeypatch):

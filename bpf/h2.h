@@ -1,0 +1,250 @@
+/* agtap: HTTP/2 in the kernel — recognising a connection by its preface, and
+ * not copying the DATA of streams userspace has no interest in.
+ *
+ * An HTTP/2 connection carries many exchanges (streams) at once, so "ignore
+ * the rest of this exchange" cannot stop copying the connection as it does
+ * for HTTP/1.1. Instead the read hooks walk the frames of what the server
+ * sends (RFC 9113, 4.1: a 9-byte header, then `length` bytes): a DATA frame of
+ * a stream userspace put in h2_drop (Tracer.ignore_stream: its request matched
+ * no provider) reaches userspace as its header alone, rewritten to length 0
+ * (and not PADDED), and its payload is not copied. Every other frame is copied
+ * unchanged, so the stream of frames userspace decodes stays well formed and
+ * its HPACK state exact: HEADERS are never dropped, and an LLM call's stream
+ * is never in h2_drop. Only what the server sends is walked (downloads are
+ * what costs); the client's writes are copied whole.
+ *
+ * When the walk can no longer be trusted (a read through iovecs, a header
+ * that breaks the rules, a buffer cut at the cap, a 9-byte header cut across
+ * reads with fewer than 3 bytes after the cut) the connection's walk is given
+ * up (C_H2_LOST): from then on it is copied whole, which costs but loses nothing.
+ * A connection that did not start with the preface (`Upgrade: h2c`: frames
+ * follow a 101 at an offset the kernel does not know) is never walked.
+ */
+
+/* Is this the HTTP/2 client connection preface, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+ * (RFC 9113, 3.4)? `h` holds the first n bytes of the write. Compared as three
+ * little-endian words, like http_request_start reads its bytes. A client
+ * sends it first on every HTTP/2 connection: over TLS after ALPN "h2", in
+ * cleartext with prior knowledge (h2c), and after a 101 answering
+ * `Upgrade: h2c`. The 24 bytes in pieces of several writes are not
+ * recognised (no client seen does that). */
+#define H2_PREFACE_LEN 24
+static __always_inline int h2_preface(const char *h, u32 n) {
+    if (n < H2_PREFACE_LEN)
+        return 0;
+    u64 w[3];
+    __builtin_memcpy(w, h, sizeof(w));
+    return w[0] == 0x5448202a20495250ULL &&   /* "PRI * HT" */
+           w[1] == 0x0a0d302e322f5054ULL &&   /* "TP/2.0\r\n" */
+           w[2] == 0x0a0d0a0d4d530a0dULL;     /* "\r\nSM\r\n\r\n" */
+}
+
+struct h2walk_t {
+    u64 gen;          /* bpf_ktime_get_ns() at the preface: names the connection in h2_drop */
+    u64 until_hdr;    /* bytes at the start of the next read before the next frame header */
+    u32 skipping;     /* those bytes are the payload of a dropped DATA frame */
+    u32 hdr_have;     /* 1..8: the next read starts inside a frame header, whose first bytes are: */
+    u8  hdr[8];
+};
+
+struct h2drop_key_t {
+    u64 gen;          /* h2walk_t.gen of the connection */
+    u32 sid;          /* stream id */
+    u32 pad;
+};
+
+/* Where each walked HTTP/2 connection's ingress is in its frames. Created by
+ * classify_write at the preface, read and updated by the read hooks (copy.h),
+ * deleted at close and when the walk is given up. */
+BPF_HASH(h2_walk, struct conn_key_t, struct h2walk_t, 16384);
+
+/* Streams whose DATA is not copied. Written by userspace (Tracer.ignore_stream),
+ * read by the read hooks, deleted by them at the stream's END_STREAM. LRU:
+ * streams that never end (reset, connection gone) age out; an entry evicted
+ * early only means that stream's DATA is copied again. The generation in the
+ * key keeps a new connection that reuses the fd or SSL* clear of them. */
+BPF_TABLE("lru_hash", struct h2drop_key_t, u8, h2_drop, 16384);
+
+#define H2_HDR 9
+#define H2_DATA 0
+#define H2_END_STREAM 0x1
+#define H2_PADDED 0x8
+#define H2_SCAN 16          /* frame headers looked at per record emitted */
+/* DATA frames shorter than this are copied even on a dropped stream: they cost
+ * little, and each dropped frame takes a step of STEPS_H2 x 33 tail calls per
+ * read (a 1 MiB read of 4 KiB frames is 256 steps of the 528). Bulk senders fill
+ * frames to the 16 KiB default maximum. */
+#define H2_DROP_MIN 4096
+
+/* Stop walking this connection: from now on it is copied whole. */
+static __always_inline void h2_lose(struct cursor_t *c) {
+    if (c->walk) {
+        h2_walk.delete(&c->wkey);
+        count(C_H2_LOST, 1);
+    }
+    c->walk = 0;
+}
+
+/* A new HTTP/2 connection, from its preface: walk its ingress from the first
+ * byte; returns the generation (0: not walked, the map is full). */
+static __always_inline u64 h2_start(struct conn_key_t *key) {
+    struct h2walk_t w = {.gen = bpf_ktime_get_ns()};
+    if (h2_walk.update(key, &w))
+        return 0;   /* full: this connection is copied whole */
+    return w.gen;
+}
+
+/* A read starts: take up the connection's walk (plain buffers only).
+ * Returns 1 when the read is walked. */
+static __always_inline int h2_load(struct cursor_t *c, struct conn_key_t *key, u64 buf, u64 len, u32 iov_cnt) {
+    c->walk = 0;
+    c->skip_to = 0;
+    struct h2walk_t *w = h2_walk.lookup(key);
+    if (!w)
+        return 0;   /* not walked: not an HTTP/2 connection that began with the preface, or given up */
+    c->wkey = *key;
+    c->gen = w->gen;
+    c->walk = 1;
+    if (iov_cnt) {
+        h2_lose(c);   /* readv/recvmsg: the frames are not walked across iovecs */
+        return 0;
+    }
+    if (w->hdr_have) {
+        /* the previous read ended inside a frame header: its length's
+         * missing bytes open this one; that frame is copied whole */
+        u8 nb[4] = {};
+        u32 have = w->hdr_have;
+        if (len < 3 || have > 8 || bpf_probe_read_user(nb, 3, (void *)buf)) {
+            h2_lose(c);
+            return 0;
+        }
+        u32 b0 = w->hdr[0], b1, b2;
+        if (have == 1) {
+            b1 = nb[0];
+            b2 = nb[1];
+        } else if (have == 2) {
+            b1 = w->hdr[1];
+            b2 = nb[0];
+        } else {
+            b1 = w->hdr[1];
+            b2 = w->hdr[2];
+        }
+        c->next_hdr = (H2_HDR - have) + ((b0 << 16) | (b1 << 8) | b2);
+    } else {
+        c->next_hdr = w->until_hdr;
+        if (w->skipping)
+            c->skip_to = w->until_hdr;
+    }
+    return 1;
+}
+
+/* The read is copied: save where the next one starts in the frames. */
+static __always_inline void h2_save(struct cursor_t *c) {
+    if (!c->walk)
+        return;
+    c->walk = 0;
+    struct h2walk_t *w = h2_walk.lookup(&c->wkey);
+    if (!w)
+        return;   /* closed meanwhile */
+    if (c->total_left) {
+        c->walk = 1;
+        h2_lose(c);   /* cut at the cap, or bytes not read: the position is unknown */
+        return;
+    }
+    w->hdr_have = 0;
+    w->skipping = 0;
+    w->until_hdr = 0;
+    if (c->next_hdr >= c->total) {
+        w->until_hdr = c->next_hdr - c->total;
+        w->skipping = c->skip_to > c->total;
+        return;
+    }
+    /* a frame header cut by the end of the read: keep its first bytes */
+    u64 have = c->total - c->next_hdr;   /* 1..8: a whole header would have been looked at */
+    if (have > 8 || bpf_probe_read_user(w->hdr, copy_len(have, 8), (void *)(c->buf - have))) {
+        c->walk = 1;
+        h2_lose(c);
+        return;
+    }
+    w->hdr_have = have;
+}
+
+static __always_inline void h2_advance(struct cursor_t *c, u64 n) {
+    c->buf += n;
+    c->seg_left -= n;
+    c->total_left -= n;
+    c->copied += n;
+}
+
+/* Before copying up to offset `limit`: walk the frame headers in the way.
+ * Returns where this record must end (<= limit), or 0 when the step was used
+ * here: dropped payload skipped, or a dropped frame's header sent rewritten. */
+static __always_inline u64 h2_walk_to(struct cursor_t *c, struct record_t *r, u64 limit) {
+    if (c->skip_to > c->copied) {
+        u64 s = c->skip_to - c->copied;
+        if (s > c->total_left)
+            s = c->total_left;
+        h2_advance(c, s);
+        count(C_H2_DROPPED, s);
+        return 0;
+    }
+#pragma clang loop unroll(disable)
+    for (int j = 0; j < H2_SCAN; j++) {
+        if (c->next_hdr >= limit)
+            return limit;   /* no header before the limit */
+        if (c->next_hdr + H2_HDR > c->total)
+            return limit;   /* a header cut by the end of the read: h2_save keeps it */
+        u8 h[H2_HDR + 7] = {};
+        if (bpf_probe_read_user(h, H2_HDR, (void *)(c->buf + (c->next_hdr - c->copied)))) {
+            h2_lose(c);
+            return limit;
+        }
+        u64 len = ((u64)h[0] << 16) | ((u64)h[1] << 8) | h[2];
+        u32 sid = ((u32)h[5] << 24) | ((u32)h[6] << 16) | ((u32)h[7] << 8) | h[8];
+        if (sid & 0x80000000) {
+            h2_lose(c);     /* the reserved bit is never sent: these are not frames */
+            return limit;
+        }
+        if (h[3] == H2_DATA && sid) {
+            struct h2drop_key_t k = {.gen = c->gen, .sid = sid};
+            if (h2_drop.lookup(&k)) {
+                if (h[4] & H2_END_STREAM)
+                    h2_drop.delete(&k);   /* the stream's last DATA */
+                if (len >= H2_DROP_MIN) {
+                    if (c->next_hdr > c->copied)
+                        return c->next_hdr;   /* copy what precedes it first */
+                    /* at the header: it goes alone, with length 0 and no padding */
+                    r->offset = c->copied;
+                    r->total = c->total;
+                    r->flags = c->total_left <= H2_HDR + len ? F_LAST : 0;
+                    r->len = H2_HDR;
+                    r->data[0] = 0;
+                    r->data[1] = 0;
+                    r->data[2] = 0;
+                    r->data[3] = h[3];
+                    r->data[4] = h[4] & ~H2_PADDED;
+                    r->data[5] = h[5];
+                    r->data[6] = h[6];
+                    r->data[7] = h[7];
+                    r->data[8] = h[8];
+                    if (records.ringbuf_output(r, HDR_SIZE + H2_HDR, 0)) {
+                        count(C_LOST, H2_HDR);
+                        count(C_LOST_RECS, 1);
+                    } else {
+                        count(C_RECORDS, 1);
+                        count(C_BYTES, H2_HDR);
+                    }
+                    c->skip_to = c->copied + H2_HDR + len;
+                    c->next_hdr = c->skip_to;
+                    h2_advance(c, H2_HDR);
+                    u64 s = len < c->total_left ? len : c->total_left;   /* and its payload, in this step */
+                    h2_advance(c, s);
+                    count(C_H2_DROPPED, s);
+                    return 0;
+                }
+            }
+        }
+        c->next_hdr += H2_HDR + len;
+    }
+    return c->next_hdr < limit ? c->next_hdr : limit;   /* H2_SCAN headers looked at: copy up to the last */
+}
