@@ -8,7 +8,9 @@ RST_STREAM ends a call incomplete with the error code; GOAWAY ends the streams
 the server says it never processed. Streams no provider wants keep no state.
 
 An HTTP/2 connection carries many exchanges at once, so `ignore_conn` (stop
-copying the connection until its next request line) is never called here.
+copying the connection until its next request line) is never called here;
+`ignore_stream` is, for each stream no provider wants: the kernel then stops
+copying that stream's DATA (its frames come with length 0, bpf/h2.h).
 """
 
 from __future__ import annotations
@@ -179,6 +181,7 @@ class H2Conn(McpSessions):
         kind, mod = classify_head(req)
         if kind == IGNORED:
             self.stats.ignored_exchanges += 1
+            self.ctx.ignore_stream(self.id, sid)   # the kernel stops copying its DATA (bpf/h2.h)
             return
         if len(self.streams) >= MAX_STREAMS:
             # A peer that never ends its streams must not grow state without bound.
@@ -205,6 +208,7 @@ class H2Conn(McpSessions):
     def _drop(self, sid: int) -> None:
         self.streams.pop(sid, None)
         self.stats.ignored_exchanges += 1
+        self.ctx.ignore_stream(self.id, sid)
 
     # -- responses ----------------------------------------------------------------
     def _response_headers(self, sid, headers, problem, end_stream, start_ts, start_wall, wire, ts) -> None:

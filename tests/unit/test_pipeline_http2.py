@@ -248,11 +248,15 @@ def test_streams_no_provider_wants_keep_no_state_and_do_not_stop_the_connection(
     sid = pair.request("/v1/messages", REQ)
     pair.respond(sid, sse_blocks(fixture("anthropic_stream_tool.sse")), content_type=SSE)
     r = Run()
+    told = []
+    r.p.ignore_stream = lambda conn, sid: told.append((str(conn), sid))
     pair.feed(r)
     assert fields(r.one()) == TOOL_STREAM
     assert r.p.stats.ignored_exchanges == 50 and r.ignored == []   # never ignore_conn: other streams go on
     conn = next(iter(r.p.conns.values()))
     assert conn.streams == {}
+    # each of them, and only them, handed to the kernel to stop copying its DATA (bpf/h2.h)
+    assert sorted(set(told)) == [(r.conn, s) for s in range(1, 100, 2)]
 
 
 def test_many_unfinished_streams_are_bounded():
