@@ -98,6 +98,7 @@ class FakeApi:
             raise ValueError("FakeApi(tls=True) needs certs (tests.support.certs.make_certs)")
         self.certs, self.tls, self.host, self.idle_timeout = certs, tls, host, idle_timeout
         self.http2 = http2  # also HTTP/2: "h2" in ALPN, h2c prior knowledge, Upgrade: h2c (h2serve.py)
+        self.keep_bulk = True  # False: HTTP/2 exchanges of GET /bulk/ keep no response body (benchmarks)
         self.default = Reply()  # used when the script queue is empty
         self.exchanges: list[Exchange] = []  # in completion order; wait_for() sorts by arrival
         # Connections that failed before a request was read (TLS handshake refused: the

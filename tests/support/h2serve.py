@@ -202,6 +202,8 @@ class H2Server:
                 self.h2.close_connection()
                 self._flush()
         ex.t_done, ex.ns_done = time.time(), time.monotonic_ns()
+        if not self.api.keep_bulk and ex.path.startswith("/bulk/"):
+            ex.response_body = b""
 
     def _check(self, sid: int) -> None:
         if self.closed or sid in self.reset:

@@ -1,6 +1,6 @@
 """Run a FakeApi as its own process: for manual runs, demos and benchmarks.
 
-    .venv/bin/python -m tests.support.serve [--plain] [--port N] [--certs DIR]
+    .venv/bin/python -m tests.support.serve [--plain] [--http2] [--port N] [--certs DIR]
         [--reply JSON] [--record FILE] [--stop-on-eof]
 
 Prints one JSON line {"base_url", "port", "pid", "ca"} when it is listening, then serves
@@ -48,6 +48,8 @@ def exchange_record(ex) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.support.serve")
     parser.add_argument("--plain", action="store_true", help="plain HTTP instead of TLS")
+    parser.add_argument("--http2", action="store_true",
+                        help="also HTTP/2 (ALPN h2, h2c prior knowledge, Upgrade: h2c); bodies of /bulk/ not kept")
     parser.add_argument("--port", type=int, default=0, help="0: ephemeral")
     parser.add_argument("--certs", help="directory for ca.pem/cert.pem/key.pem (made if missing)")
     parser.add_argument("--reply", help="default Reply as a JSON object of its fields")
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     certs = None
     if not args.plain:
         certs = make_certs(args.certs or tempfile.mkdtemp(prefix="agtap-fakeapi-"))
-    api = FakeApi(certs, tls=not args.plain, port=args.port)
+    api = FakeApi(certs, tls=not args.plain, port=args.port, http2=args.http2)
+    api.keep_bulk = not args.http2   # a benchmark's downloads are not held in memory
     if args.reply:
         fields = json.loads(args.reply)
         fields["tool_calls"] = [ToolCall(**t) for t in fields.get("tool_calls", [])]
