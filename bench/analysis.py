@@ -129,6 +129,19 @@ What is left is the probes firing, in the traced process's own context:
   `perf_syscall_enter/exit` and the `tracepoint__syscalls__sys_*` programs at a few % of dd's and cat's
   samples). The programs return after a map lookup for an fd known not to be a connection; what remains is
   the tracepoint dispatch, which every syscall tracer pays."""
+        h2r = b2["results"].get("h2bulk")
+        h2d = b2.get("h2_delivered") or {}
+        if h2r and h2d:
+            share = h2d["capture_bytes"] / h2d["downloaded_bytes"] if h2d.get("downloaded_bytes") else None
+            T["b2"] += f"""
+- h2bulk: wall agtap/untraced {_fmt(_m(h2r["wall"]["agtap/untraced"]), 3)}. An HTTP/2 connection is captured whole (the
+  next stream may be an LLM call), so here the cost is not avoided by a request line: the daemon reads each
+  stream's request headers, marks the /bulk streams uninteresting, and the kernel then walks the server's
+  frames and drops those streams' DATA payload (bpf/h2.h). What reached userspace: {h2d["capture_bytes"]:,} bytes
+  ({_fmt(share * 100 if share is not None else None, 2)}% of the {h2d["downloaded_bytes"]:,} downloaded: frame headers
+  rewritten to length 0, each download's first flow-control window, which arrives before the mark, and
+  the control frames); {h2d["h2_dropped_bytes"]:,} bytes stayed in the kernel. The rest of the cost is the same
+  uprobe on every SSL_read as for bulk, plus a 9-byte read and a map lookup per frame in the walk."""
     if b3.get("status") == "ok":
         w = b3["workloads"]
         st = w["stream"]

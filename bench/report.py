@@ -108,7 +108,7 @@ def _targets(R: dict) -> list[str]:
                          verdict(ow["median"] <= 1.0 and o["median"] <= 1.0)))
     b2 = ok_result(R, "unrelated")
     if b2:
-        for w in ("bulk", "pipe"):
+        for w in b2["results"]:
             r = b2["results"][w]["wall"]["agtap/untraced"]
             rows.append((f"2. {w}: wall agtap/untraced ≤ 1.01", f"{r['median']:.3f} [{r['min']:.3f}–{r['max']:.3f}]",
                          verdict(r["median"] <= 1.01)))
@@ -214,11 +214,13 @@ def _unrelated(R: dict, TEXT: dict) -> list[str]:
     a("## 2. Unrelated traffic")
     a("")
     a(f"`bench/b2_unrelated.py`. bulk: {b2['bulk_downloads_per_run']} × GET 1 MiB over keep-alive TLS (Python")
-    a(f"http.client); pipe: `{b2['pipe_command']}`. {b2['rounds']} rounds, untraced/agtap alternating.")
+    a(f"http.client); pipe: `{b2['pipe_command']}`" + (
+      f"; h2bulk: {b2['h2bulk_downloads_per_run']} × GET 1 MiB over one HTTP/2 TLS connection (httpx2, http2=True)"
+      if "h2bulk" in b2["results"] else "") + f". {b2['rounds']} rounds, untraced/agtap alternating.")
     a("")
     a("| workload | metric | untraced | agtap | agtap/untraced | daemon CPU s per run |")
     a("|---|---|---|---|---|---|")
-    for w in ("bulk", "pipe"):
+    for w in b2["results"]:
         r = b2["results"][w]
         for metric in ("wall", "cpu"):
             x = r[metric]
@@ -228,6 +230,13 @@ def _unrelated(R: dict, TEXT: dict) -> list[str]:
     d = b2.get("delivered_to_userspace", {})
     a("Delivered to userspace (one pass under `agtap record`, items and payload bytes in the recording): " +
       "; ".join(f"{w}: {v.get('items')} items, {v.get('bytes')} bytes (`{v.get('summary')}`)" for w, v in d.items()) + ".")
+    h2 = b2.get("h2_delivered")
+    if h2:
+        a("")
+        a(f"h2bulk, one run under a daemon selecting the client's pid (its own counters, `agtap_*` metrics): "
+          f"{h2['downloaded_bytes']:,} bytes downloaded over HTTP/{h2.get('http_version', '?').split('/')[-1]}, "
+          f"{h2['capture_bytes']:,} bytes in {h2['records']:,} records reached userspace, "
+          f"{h2['h2_dropped_bytes']:,} bytes of DATA dropped in the kernel, walks given up: {h2['h2_walks_lost']}.")
     a("")
     a(TEXT.get("b2", ""))
     a("")

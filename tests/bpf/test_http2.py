@@ -23,7 +23,7 @@ import pytest
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame
 
 from agtap.capture.chunk import Chunk, Direction, Transport
-from tests.support import API_KEYS, FakeApi, Reply
+from tests.support import API_KEYS, FakeApi, Reply, ToolCall, run_client
 from tests.support.clients import CLIENTS_DIR, CURL, NODE, client_env
 from tests.support.h2serve import PREFACE
 
@@ -233,3 +233,138 @@ def test_data_of_ignored_streams_is_not_copied_and_the_llm_stream_is_whole(dropp
     assert after["h2_walks_lost"] == before["h2_walks_lost"]
     print(f"h2 {'tls' if tls else 'h2c'}: {len(ingress)} bytes delivered for {sum(bulk)} downloaded, "
           f"{after['h2_dropped_bytes'] - before['h2_dropped_bytes']} dropped in the kernel")
+
+
+# --- every stream a call: official clients -> one event each, http_version "2" -------------
+
+SERVED = "fake-served-h2-model"
+REPLY = dict(text="Hello over HTTP/2.", input_tokens=31, output_tokens=7, model=SERVED, cache_read_input_tokens=3)
+WEATHER = [ToolCall("get_weather", {"city": "Paris"})]
+
+
+def settled(daemon, api: FakeApi, pid: int, n: int = 1) -> list[dict]:
+    """`pid`'s events once there are n and a sentinel call made after them has its event (the
+    daemon handles records in order: whatever the client's records could still cause is in)."""
+    daemon.events(pid, n=n, timeout=60)
+    sentinel = run_client("curl", api, "anthropic").check()
+    assert daemon.events(sentinel.pid, n=1, timeout=30), "the sentinel call has no event"
+    return daemon.events(pid)
+
+
+def check_event(ev: dict, api: FakeApi, want: dict, complete: bool = True) -> None:
+    for k, v in want.items():
+        assert ev[k] == v, (k, ev)
+    assert ev["http_version"] == "2" and ev["kind"] == "llm_call", ev
+    assert ev["server_address"] == "127.0.0.1" and ev["server_port"] == api.port, ev
+    assert ev["latency_ms"] > 0 and (ev["incomplete"] is not complete), ev
+    if ev["streaming"]:
+        assert 0 < ev["ttft_ms"] <= ev["latency_ms"], ev
+
+
+ANT = dict(provider="anthropic", response_model=SERVED)
+OAI = dict(provider="openai", response_model=SERVED)
+SDK_CASES = [
+    ("python-anthropic", "stream", Reply(**REPLY),
+     dict(ANT, streaming=True, stop_reason="end_turn", tools=[], input_tokens=31, output_tokens=7, http_status=200)),
+    ("python-anthropic", "nonstream", Reply(**REPLY),
+     dict(ANT, streaming=False, stop_reason="end_turn", tools=[], input_tokens=31, output_tokens=7, http_status=200)),
+    ("python-anthropic", "tools-stream", Reply(**REPLY, tool_calls=WEATHER),
+     dict(ANT, streaming=True, stop_reason="tool_use", tools=["get_weather"], output_tokens=7)),
+    ("python-anthropic", "nonstream", Reply(status=429),
+     dict(provider="anthropic", http_status=429, stop_reason="error:rate_limit_error")),
+    ("python-openai", "chat-stream", Reply(**REPLY),
+     dict(OAI, streaming=True, stop_reason="stop", tools=[], input_tokens=31, output_tokens=7, http_status=200)),
+    ("python-openai", "chat", Reply(**REPLY),
+     dict(OAI, streaming=False, stop_reason="stop", tools=[], input_tokens=31, output_tokens=7)),
+    ("python-openai", "chat-tools", Reply(**REPLY, tool_calls=[ToolCall("lookup", {"q": "x"})]),
+     dict(OAI, streaming=False, stop_reason="tool_calls", tools=["lookup"])),
+    # the SDK raises at the error event and the script exits before the stream's END_STREAM:
+    # the call is the error, incomplete ("connection_closed"), as over HTTP/1.1
+    ("python-openai", "chat-stream", Reply(**REPLY, stream_error=True),
+     dict(provider="openai", streaming=True, http_status=200, stop_reason="error:server_error")),
+    ("curl", "anthropic-stream", Reply(**REPLY),
+     dict(ANT, streaming=True, stop_reason="end_turn", input_tokens=31, output_tokens=7)),
+    ("curl", "openai-chat", Reply(**REPLY, tool_calls=[ToolCall("lookup", {"q": "y"})]),
+     dict(OAI, streaming=False, stop_reason="tool_calls", tools=["lookup"], output_tokens=7)),
+]
+
+
+@pytest.mark.parametrize("kind,mode,reply,want", SDK_CASES,
+                         ids=[f"{c[0]}-{c[1]}-{i}" for i, c in enumerate(SDK_CASES)])
+def test_official_client_over_http2_is_one_event(daemon, h2_api, kind, mode, reply, want):
+    h2_api.script(reply)
+    run = run_client(kind, h2_api, mode, http2=True)
+    if reply.status == 200 and not reply.stream_error:
+        run.check()
+    ex = h2_api.wait_for(1)[0]
+    assert ex.http_version == "2", "the client did not speak HTTP/2"
+    evs = settled(daemon, h2_api, run.pid)
+    assert len(evs) == 1, evs
+    check_event(evs[0], h2_api, want, complete=not reply.stream_error)
+
+
+def node_plan_events(daemon, api: FakeApi, plan: list, n: int) -> tuple[dict, list[dict]]:
+    out = node_http2(api, plan, timeout=120)
+    assert all(r["status"] == 200 for r in out["results"]), [r["status"] for r in out["results"]]
+    evs = settled(daemon, api, out["pid"], n)
+    return out, evs
+
+
+def test_node_http2_client_stream_json_and_error(daemon, h2_api):
+    h2_api.script(Reply(**REPLY), Reply(**REPLY, tool_calls=WEATHER), Reply(status=529))
+    out = node_http2(h2_api, [{"path": "/v1/messages", "body": ANTHROPIC_STREAM},
+                              {"path": "/v1/messages", "body": dict(ANTHROPIC_STREAM, stream=False)},
+                              {"path": "/v1/messages", "body": dict(ANTHROPIC_STREAM, stream=False)}])
+    assert [r["status"] for r in out["results"]] == [200, 200, 529]
+    evs = sorted(settled(daemon, h2_api, out["pid"], 3), key=lambda e: e["ts"])
+    assert len(evs) == 3, evs
+    check_event(evs[0], h2_api, dict(ANT, streaming=True, stop_reason="end_turn", output_tokens=7, http_status=200))
+    check_event(evs[1], h2_api, dict(ANT, streaming=False, stop_reason="tool_use", tools=["get_weather"]))
+    check_event(evs[2], h2_api, dict(provider="anthropic", http_status=529, stop_reason="error:overloaded_error"))
+
+
+def test_twenty_concurrent_streams_on_one_connection(daemon, h2_api):
+    """20 streamed calls in flight at once on one connection, their DATA frames interleaved
+    (each event a frame of its own, 20 ms apart): 20 events, each with its own stream's values."""
+    h2_api.script(*[Reply(text="piece " * 8, events=8, event_delay=0.02, input_tokens=100 + i, output_tokens=200 + i)
+                    for i in range(20)])
+    out, evs = node_plan_events(daemon, h2_api, [{"path": "/v1/messages", "body": ANTHROPIC_STREAM, "parallel": 20}], 20)
+    exs = [ex for ex in h2_api.wait_for(21) if ex.http_version == "2"]   # not the sentinel (HTTP/1.1)
+    assert len(exs) == 20 and len({ex.conn for ex in exs}) == 1
+    assert len(evs) == 20, len(evs)
+    assert sorted((e["input_tokens"], e["output_tokens"]) for e in evs) == [(100 + i, 200 + i) for i in range(20)]
+    assert all(e["http_version"] == "2" and e["streaming"] and not e["incomplete"] for e in evs)
+    # they did overlap: every call started before the first one ended
+    first_end = min(ex.ns_done for ex in exs)
+    assert all(ex.ns_request_start < first_end for ex in exs)
+
+
+def test_two_hundred_calls_on_one_connection_churning_hpack(daemon, h2_api):
+    """One connection, 200 calls one after another; each request and each answer carries a
+    header with a new ~120-byte value, indexed: both dynamic tables (4 KiB) evict all the time."""
+    h2_api.script(*[Reply(text="ok", input_tokens=1000 + i, output_tokens=1 + i % 7) for i in range(200)])
+    body = dict(ANTHROPIC_STREAM, stream=False)
+    out, evs = node_plan_events(daemon, h2_api, [{"path": "/v1/messages", "body": body, "repeat": 200,
+                                                  "churn": True}], 200)
+    exs = [ex for ex in h2_api.wait_for(201, timeout=60) if ex.http_version == "2"]   # not the sentinel
+    assert len(exs) == 200 and len({ex.conn for ex in exs}) == 1
+    assert len(evs) == 200, len(evs)
+    assert sorted((e["input_tokens"], e["output_tokens"]) for e in evs) == [(1000 + i, 1 + i % 7) for i in range(200)]
+    assert all(e["http_version"] == "2" and e["http_status"] == 200 and not e["incomplete"] for e in evs)
+
+
+def test_h2c_prior_knowledge_and_upgrade_are_calls(daemon, h2c_api):
+    h2c_api.script(Reply(**REPLY), Reply(**REPLY, events=4))
+    prior = run_client("curl", h2c_api, "anthropic", http2=True).check()
+    t = subprocess.run([CURL, "-sS", "--http2", *post_args(h2c_api)[:4], h2c_api.url("/v1/messages")],
+                       capture_output=True, text=True, timeout=30, check=True)
+    assert t.stdout.startswith("event: message_start")
+    exs = h2c_api.wait_for(2)
+    assert [ex.http_version for ex in exs] == ["2", "2"]
+    [ev] = settled(daemon, h2c_api, prior.pid)
+    check_event(ev, h2c_api, dict(ANT, streaming=False, stop_reason="end_turn", input_tokens=31, output_tokens=7))
+    assert ev["transport"] == "socket" if "transport" in ev else True
+    upgraded = [e for e in daemon.events() if e.get("server_port") == h2c_api.port and e["pid"] != prior.pid
+                and e.get("streaming")]
+    assert len(upgraded) == 1, upgraded
+    check_event(upgraded[0], h2c_api, dict(ANT, streaming=True, stop_reason="end_turn", output_tokens=7))

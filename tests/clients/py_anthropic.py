@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import anthropic
 
-from pyclient_common import api_key, exit_now, parse_args, run, tool_schema, wait_go
+from pyclient_common import api_key, exit_now, http_client, parse_args, run, tool_schema, wait_go
 
 args = parse_args(["stream", "nonstream", "tools", "tools-stream", "vertex-stream", "vertex"],
                   "claude-sonnet-5")
@@ -18,7 +18,8 @@ if args.mode.startswith("vertex"):
     client = anthropic.AnthropicVertex(region="us-east5", project_id="agtap-test", access_token=api_key(),
                                        base_url=args.base_url.rstrip("/") + "/v1", max_retries=0)
 else:
-    client = anthropic.Anthropic(api_key=api_key(), base_url=args.base_url, max_retries=0)
+    client = anthropic.Anthropic(api_key=api_key(), base_url=args.base_url, max_retries=0,
+                                 http_client=http_client(args))
 params = {"model": args.model, "max_tokens": 256,
           "messages": [{"role": "user", "content": args.prompt}]}
 if args.mode.startswith("tools"):

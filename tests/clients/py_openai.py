@@ -11,7 +11,7 @@ import json
 
 import openai
 
-from pyclient_common import api_key, exit_now, parse_args, run, tool_schema, wait_go
+from pyclient_common import api_key, exit_now, http_client, parse_args, run, tool_schema, wait_go
 
 args = parse_args(["chat-stream", "chat", "chat-tools", "chat-tools-stream",
                    "responses-stream", "responses", "responses-tools", "azure-chat-stream", "azure-chat"],
@@ -22,7 +22,8 @@ if args.mode.startswith("azure"):
     args.mode = args.mode[len("azure-"):]  # the same chat calls from here on
 else:
     # base_url ends in /v1 like the real default (https://api.openai.com/v1).
-    client = openai.OpenAI(api_key=api_key(), base_url=args.base_url.rstrip("/") + "/v1", max_retries=0)
+    client = openai.OpenAI(api_key=api_key(), base_url=args.base_url.rstrip("/") + "/v1", max_retries=0,
+                           http_client=http_client(args))
 messages = [{"role": "user", "content": args.prompt}]
 chat_tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
                                                 "parameters": tool_schema()}}]

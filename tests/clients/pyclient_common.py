@@ -32,6 +32,8 @@ def parse_args(modes: list[str], default_model: str) -> argparse.Namespace:
                         help="streams: exit the process abruptly after this many text deltas")
     parser.add_argument("--wait-go", action="store_true",
                         help="after set-up, wait for a line on stdin before the first call")
+    parser.add_argument("--http2", action="store_true",
+                        help="pass the SDK an HTTP/2 client: http_client=httpx2.Client(http2=True)")
     args = parser.parse_args()
     if args.prompt_size:
         args.prompt = big_prompt(args.prompt_size)
@@ -49,6 +51,17 @@ def exit_now(client_name: str, args: argparse.Namespace, partial: dict[str, Any]
                        "results": [{"aborted": True, **partial}]})
     os.write(1, (line + "\n").encode())
     os._exit(0)
+
+
+def http_client(args: argparse.Namespace):
+    """The SDK's http_client: None (its own, HTTP/1.1) or, with --http2, httpx2 speaking HTTP/2
+    (ALPN h2; the h2 package does the framing). Trusts $SSL_CERT_FILE like the SDK's own."""
+    if not args.http2:
+        return None
+    import ssl
+
+    import httpx2
+    return httpx2.Client(http2=True, verify=ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE")))
 
 
 def api_key() -> str:

@@ -234,7 +234,7 @@ def raw_request(mode: str, api_key: str, model: str | None = None,
 
 
 def _sdk_args(mode: str, opts: dict[str, Any]) -> list[str]:
-    args = ["--mode", mode, "--repeat", str(opts["repeat"])]
+    args = ["--mode", mode, "--repeat", str(opts["repeat"])] + (["--http2"] if opts.get("http2") else [])
     for flag, key in (("--model", "model"), ("--prompt-size", "prompt_size"),
                       ("--parallel", "parallel"), ("--exit-after", "exit_after")):
         if opts.get(key):
@@ -279,7 +279,8 @@ def _argv(kind: str, api: FakeApi | None, mode: str, key: str, opts: dict[str, A
     body = body if opts.get("body") is None else opts["body"]
     url = api.url(path)
     if kind == "curl":
-        argv = [CURL, "-sS", "--http1.1", "-X", method]
+        version = "--http1.1" if not opts.get("http2") else "--http2" if api.tls else "--http2-prior-knowledge"
+        argv = [CURL, "-sS", version, "-X", method]
         argv += ["--cacert", str(api.certs.ca)] if api.tls and api.certs else []
         argv += ["--compressed"] if opts.get("compressed") else []
         for name, value in headers.items():
@@ -306,7 +307,7 @@ def start_client(kind: str, api: FakeApi | None = None, mode: str | None = None,
                  body: str | None = None, prompt_size: int = 0, parallel: int = 1, exit_after: int = 0,
                  tool: str | None = None, arguments: dict[str, Any] | None = None,
                  api_key: str | None = None, env: dict[str, str] | None = None,
-                 timeout: float = 60.0) -> ClientProcess:
+                 timeout: float = 60.0, http2: bool = False) -> ClientProcess:
     """Start a client process; returns at once (the pid is known before any traffic).
 
     wait_go: the client sets up (imports, builds its client), then waits for
@@ -319,6 +320,8 @@ def start_client(kind: str, api: FakeApi | None = None, mode: str | None = None,
         -openai(chat): the process exits abruptly after that many text deltas.
     body: raw kinds only: send this body instead of the mode's default.
     compressed: curl only: ask for gzip (--compressed); the SDKs always ask.
+    http2: python-anthropic/-openai: an HTTP/2 http_client (httpx2, http2=True); curl: --http2
+        (ALPN h2) over TLS, --http2-prior-knowledge (h2c) in cleartext. The FakeApi needs http2=True.
     tool, arguments: MCP kinds: the tools/call made (default add {"a": 2, "b": 3}); the
         server (tests/support/mcp_server.py) has add, echo, big(n), fail(message), sleep(seconds).
     """
@@ -330,7 +333,7 @@ def start_client(kind: str, api: FakeApi | None = None, mode: str | None = None,
     key = api_key or API_KEYS.get(kind)
     opts = dict(repeat=repeat, model=model, wait_go=wait_go, compressed=compressed, body=body,
                 prompt_size=prompt_size, parallel=parallel, exit_after=exit_after, tool=tool,
-                arguments=arguments)
+                arguments=arguments, http2=http2)
     cleanup: list[str] = []
     argv = _argv(kind, api, mode, key or "", opts, cleanup)
     popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -32,6 +32,7 @@ class Exchange:
     dropped: bool = False  # the server cut the connection mid-response (Reply.drop_after)
     client_gone: str | None = None  # the write error, if the client vanished mid-response
     reply: Reply | None = None  # the scripted reply used, for LLM routes
+    http_version: str = "1.1"  # "2": a stream of an HTTP/2 connection (h2serve.py)
     t_request: float = 0.0  # time.time() when the request was fully read
     t_first_byte: float = 0.0  # ... when the response's first byte was written
     t_done: float = 0.0  # ... when the last byte was written

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import select
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -56,6 +58,7 @@ class H2Server:
         with self.cond:
             if upgrade is not None:
                 ex, settings = upgrade
+                ex.http_version = "2"   # asked in HTTP/1.1, answered in HTTP/2
                 self.h2.initiate_upgrade_connection(settings)
                 self.requests[1] = ex
             else:
@@ -73,8 +76,8 @@ class H2Server:
                             self._event(event)
                         self._flush()
                         self.cond.notify_all()
-                data = self.sock.recv(65536)
-                if not data:
+                data = self._recv()
+                if data == b"":
                     break
         except (OSError, h2.exceptions.ProtocolError):
             pass
@@ -82,6 +85,19 @@ class H2Server:
             with self.cond:
                 self.closed = True
                 self.cond.notify_all()
+
+    def _recv(self) -> bytes | None:
+        """The next bytes (b"": the client closed; None: nothing yet). An SSL object must not
+        read in one thread while another writes: the read waits for readable data outside the
+        lock, then takes it under the lock the writers hold."""
+        pending = getattr(self.sock, "pending", lambda: 0)()
+        if not pending and not select.select([self.sock], [], [], 0.2)[0]:
+            return None
+        with self.cond:
+            try:
+                return self.sock.recv(65536)
+            except ssl.SSLWantReadError:
+                return None
 
     def _flush(self) -> None:
         out = self.h2.data_to_send()
@@ -107,6 +123,7 @@ class H2Server:
         ex = Exchange(seq=0, conn=self.conn_no, client_port=self.addr[1], method=pseudo.get(":method", ""),
                       target=target, headers=[(k, v) for k, v in headers if not k.startswith(":")])
         ex.headers.insert(0, ("host", pseudo.get(":authority", "")))
+        ex.http_version = "2"
         parts = urlsplit(target)
         ex.path, ex.query = parts.path, parse_qs(parts.query)
         ex.ns_request_start = time.monotonic_ns()
