@@ -132,8 +132,16 @@ class Scene:
                                         "-key", str(certs.key), "-www", "-quiet"], env=env,
                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
-        self.client = self.start_client("agtap-scli")
-        assert tracer._targets.consider(self.lib)        # this tracer probes the copy (the sentinel, and per process)
+        try:
+            self.client = self.start_client("agtap-scli")
+            assert tracer._targets.consider(self.lib)    # this tracer probes the copy (the sentinel, and per process)
+        except BaseException:
+            self.server.kill()
+            self.server.wait()
+            if hasattr(self, "client"):
+                self.client.kill()
+                self.client.wait()
+            raise
 
     def start_client(self, name: str) -> subprocess.Popen:
         c = subprocess.Popen([sys.executable, "-c", CLIENT, str(self.port), str(self.ca), name], env=self.env,
