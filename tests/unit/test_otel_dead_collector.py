@@ -83,7 +83,9 @@ def test_dead_collector_is_bounded_and_counted():
         time.sleep(0.2)
     st = sink.stats()
     assert st["otel_export_failures"] >= 1 and st["otel_metric_export_failures"] >= 1
-    assert st["otel_dropped_spans"] >= st["otel_queue_full_drops"] + QUEUE   # a failed batch counts too
+    # a failed export's spans count as dropped too: at least one batch failed, and a batch is whatever
+    # the worker found queued when it woke (a full queue on a quiet machine, fewer under load)
+    assert st["otel_dropped_spans"] > st["otel_queue_full_drops"]
 
     t0 = time.monotonic()
     sink.close()
