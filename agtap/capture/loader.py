@@ -51,7 +51,7 @@ def compile_program(max_capture_bytes: int, header_tree: str):
     """Compile and load (not attach). Needs root."""
     os.environ["BCC_KERNEL_SOURCE"] = header_tree
     from bcc import BPF  # BCC is imported in agtap/capture only: here to compile, tracer.py, doctor.py
-    return BPF(text=program_text(max_capture_bytes), cflags=["-Wno-unused-function", "-Wno-unused-variable"])
+    return BPF(text=program_text(max_capture_bytes).encode(), cflags=["-Wno-unused-function", "-Wno-unused-variable"])
 
 
 def load_every_program(b) -> int:
