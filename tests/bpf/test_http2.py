@@ -356,6 +356,8 @@ def test_two_hundred_calls_on_one_connection_churning_hpack(daemon, h2_api):
 def test_h2c_prior_knowledge_and_upgrade_are_calls(daemon, h2c_api):
     h2c_api.script(Reply(**REPLY), Reply(**REPLY, events=4))
     prior = run_client("curl", h2c_api, "anthropic", http2=True).check()
+    # the daemon's log holds earlier tests' events too, and a port can be handed out again: only new ones
+    earlier = {e["event_id"] for e in daemon.events()}
     t = subprocess.run([CURL, "-sS", "--http2", *post_args(h2c_api)[:4], h2c_api.url("/v1/messages")],
                        capture_output=True, text=True, timeout=30, check=True)
     assert t.stdout.startswith("event: message_start")
@@ -364,7 +366,7 @@ def test_h2c_prior_knowledge_and_upgrade_are_calls(daemon, h2c_api):
     [ev] = settled(daemon, h2c_api, prior.pid)
     check_event(ev, h2c_api, dict(ANT, streaming=False, stop_reason="end_turn", input_tokens=31, output_tokens=7))
     assert ev["transport"] == "socket" if "transport" in ev else True
-    upgraded = [e for e in daemon.events() if e.get("server_port") == h2c_api.port and e["pid"] != prior.pid
-                and e.get("streaming")]
+    upgraded = [e for e in daemon.events() if e["event_id"] not in earlier and e.get("server_port") == h2c_api.port
+                and e["pid"] != prior.pid and e.get("streaming")]
     assert len(upgraded) == 1, upgraded
     check_event(upgraded[0], h2c_api, dict(ANT, streaming=True, stop_reason="end_turn", output_tokens=7))
