@@ -3,7 +3,8 @@
 Each step runs the same schedule twice: untraced first (does the server + load generator
 keep up on their own?), then with agtap running (a fresh daemon per step, with
 --metrics-addr for its capture counters). Load: bench.loadgen, 2 processes x 25 threads
-(up to 50 connections at once), open loop, Anthropic/OpenAI/Gemini x streamed/JSON.
+(up to 50 connections at once), open loop, Anthropic/OpenAI/Gemini x streamed/JSON, one
+call in H2_EVERY over HTTP/2 (each thread's own h2 connection, a stream per call).
 Compared per step: calls made vs events logged for the load generators' pids, output
 tokens summed (expected: 194 per call), lost/cut records, parse errors, daemon CPU
 (100% = one core) and RSS (max, sampled every 0.5 s). After the load the bench waits for
@@ -29,6 +30,7 @@ from bench.server import reply_for
 
 STEPS = (25, 50, 100, 200, 300, 400, 500)
 PROCS, THREADS = 2, 25
+H2_EVERY = 4   # one round of the 6 kinds in 4 goes over HTTP/2: a quarter of the calls
 TOKENS_PER_CALL = reply_for(200).output_tokens
 
 
@@ -39,7 +41,7 @@ def load(srv: Server, rate: float, duration: float, env: dict, extra: list[str] 
     for o in range(PROCS):
         argv = [PY, "-m", "bench.loadgen", "--port", str(srv.port), "--ca", srv.ca, "--rate", str(rate),
                 "--duration", str(duration), "--threads", str(THREADS), "--offset", str(o), "--stride", str(PROCS),
-                "--start-at", str(start_at), *extra]
+                "--start-at", str(start_at), "--h2-every", str(H2_EVERY), *extra]
         if calls_out is not None:
             argv += ["--calls-out", f"{calls_out}.{o}"]
         ps.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=env))
@@ -56,7 +58,8 @@ def _agg(gens: list[dict]) -> dict:
     return {"scheduled": sum(g["scheduled"] for g in gens), "made": sum(g["made"] for g in gens),
             "ok": sum(g["ok"] for g in gens), "errors": sum(g["errors"] for g in gens),
             "late_p99_ms": max((g["late_p99_ms"] or 0) for g in gens),
-            "elapsed": max(g["elapsed"] for g in gens), "pids": [g["pid"] for g in gens]}
+            "elapsed": max(g["elapsed"] for g in gens), "pids": [g["pid"] for g in gens],
+            "ok_h2": sum(n for g in gens for k, n in g["by_kind"].items() if k.endswith("-h2"))}
 
 
 def run(work: Path, quick: bool) -> dict:
@@ -65,7 +68,7 @@ def run(work: Path, quick: bool) -> dict:
     steps = (25, 100, 200) if quick else STEPS
     srv = Server(work, procs=2)
     env = client_env(srv.ca)
-    out = {"steps": [], "procs": PROCS, "threads_per_proc": THREADS, "tokens_per_call": TOKENS_PER_CALL,
+    out = {"steps": [], "procs": PROCS, "threads_per_proc": THREADS, "h2_every": H2_EVERY, "tokens_per_call": TOKENS_PER_CALL,
            "duration_untraced_s": d_untraced, "duration_traced_s": d_traced, "drain_max_s": drain_max}
     knee = None
     try:
@@ -124,6 +127,7 @@ def run(work: Path, quick: bool) -> dict:
                 "events_logged": len(evs),
                 "events_complete": sum(1 for e in evs if not e.get("incomplete")),
                 "events_incomplete": sum(1 for e in evs if e.get("incomplete")),
+                "events_complete_h2": sum(1 for e in evs if not e.get("incomplete") and e.get("http_version") == "2"),
                 "output_tokens_logged": sum(e.get("output_tokens") or 0 for e in evs),
                 "output_tokens_expected": t["ok"] * TOKENS_PER_CALL,
                 "events_other_pids": other,
@@ -139,14 +143,16 @@ def run(work: Path, quick: bool) -> dict:
                 "daemon_rss_max_mb": max(rss),
             })
             t["lost_calls"] = t["ok"] - t["events_complete"]
+            t["lost_calls_h2"] = t["ok_h2"] - t["events_complete_h2"]
             # kept up: the log caught up within 2 s of the load's end (else a backlog built up)
             t["kept_up"] = t["lost_calls"] == 0 and drain_s <= 2.0
-            t["zero_loss"] = (t["lost_calls"] == 0 and t["lost_records"] == 0 and t["cut_records"] == 0
+            t["zero_loss"] = (t["lost_calls"] == 0 and t["lost_calls_h2"] == 0 and t["lost_records"] == 0 and t["cut_records"] == 0
                               and t["output_tokens_logged"] == t["output_tokens_expected"])
             step["agtap"] = t
             out["steps"].append(step)
             print(f"bench: load {rate}/s: untraced {u['achieved_calls_per_s']:.0f}/s, agtap "
-                  f"{t['achieved_calls_per_s']:.0f}/s, {t['events_complete']}/{t['ok']} logged, "
+                  f"{t['achieved_calls_per_s']:.0f}/s, {t['events_complete']}/{t['ok']} logged "
+                  f"({t['events_complete_h2']}/{t['ok_h2']} over HTTP/2), "
                   f"lost rec {t['lost_records']:.0f}, daemon cpu {t['daemon_cpu_pct_during_load']:.0f}%, "
                   f"rss {t['daemon_rss_max_mb']:.0f} MB", flush=True)
             if not t["zero_loss"]:

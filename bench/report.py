@@ -289,8 +289,9 @@ def _load_steps(R: dict, TEXT: dict) -> list[str]:
         return L
     a("## 4. Zero loss under load")
     a("")
+    h2 = f", one call in {b4['h2_every']} over HTTP/2 (a connection per thread, a stream per call)" if b4.get("h2_every") else ""
     a(f"`bench/b4_load.py` + `bench/loadgen.py`: {b4['procs']} processes × {b4['threads_per_proc']} threads, raw HTTP/1.1")
-    a("over TLS, open loop, mix of Anthropic/OpenAI/Gemini × streamed/JSON (streams ~200 events). Per step:")
+    a(f"over TLS{h2}, open loop, mix of Anthropic/OpenAI/Gemini × streamed/JSON (streams ~200 events). Per step:")
     a(f"untraced {b4['duration_untraced_s']} s (does the server keep up alone?), then a fresh agtap for "
       f"{b4['duration_traced_s']} s; then up to {b4.get('drain_max_s', 30)} s for the log to catch up.")
     a("")
@@ -300,7 +301,7 @@ def _load_steps(R: dict, TEXT: dict) -> list[str]:
         u, t = s["untraced"], s["agtap"]
         v = "0 lost, kept up" if t.get("kept_up") else ("0 lost, backlog" if t["zero_loss"] else "LOSS")
         a(f"| {s['rate']} | {u['achieved_calls_per_s']:.0f} | {t['achieved_calls_per_s']:.0f} | {t['ok']:,} | "
-          f"{t['events_complete']:,} | {t['output_tokens_logged']:,}/{t['output_tokens_expected']:,} | "
+          f"{t['events_complete']:,}{_h2_of(t)} | {t['output_tokens_logged']:,}/{t['output_tokens_expected']:,} | "
           f"{t['lost_records']:.0f} | {t['cut_records']:.0f} | {t['parse_errors']:.0f} | "
           f"{t['daemon_cpu_pct_during_load']:.0f} | {_host(u)} → {_host(t)} | {t['late_p99_ms']:.0f} | {t['drain_s_after_load']:.1f} | "
           f"{t['daemon_rss_idle_mb']:.0f}→{t['daemon_rss_max_mb']:.0f} | {v} |")
@@ -316,6 +317,11 @@ def _load_steps(R: dict, TEXT: dict) -> list[str]:
     a(TEXT.get("b4", ""))
     a("")
     return L
+
+
+def _h2_of(t: dict) -> str:
+    """" (h2 n/m)": of the calls made over HTTP/2, how many were logged complete as HTTP/2."""
+    return f" (h2 {t['events_complete_h2']:,}/{t['ok_h2']:,})" if "ok_h2" in t else ""
 
 
 def _startup(R: dict, TEXT: dict) -> list[str]:

@@ -10,6 +10,8 @@ the real APIs do), keep-alive, no artificial delays.
 
 Prints {"port", "ca", "pids"} once listening; serves until SIGTERM. --procs N forks N
 accept processes on one listening socket (the GIL would otherwise cap the load test).
+HTTP/1.1, or HTTP/2 when the client offers "h2" by ALPN (python3-h2: the same answers,
+one DATA frame per SSE event, as the real APIs' HTTP/2 front ends send them).
 
 Routes (POST unless said): /v1/messages (Anthropic; "stream": true -> SSE),
 /v1/chat/completions (OpenAI), /v1beta/models/M:generateContent and
@@ -58,15 +60,29 @@ def render(planned, keep_alive: bool = True) -> tuple[bytes, list[bytes]]:
     return head.encode(), writes
 
 
-def answers(events: int = EVENTS) -> dict[tuple[str, bool], tuple[bytes, list[bytes]]]:
+def planned_answers(events: int = EVENTS) -> dict:
     r = reply_for(events)
     a_req = {"model": "claude-sonnet-4-5"}
     o_req = {"model": "gpt-4.1", "stream_options": {"include_usage": True}}
     out = {}
     for stream in (False, True):
-        out[("anthropic", stream)] = render(shapes_anthropic.messages(r, a_req, 1, stream))
-        out[("openai", stream)] = render(shapes_openai.chat(r, o_req, 1, stream))
-        out[("gemini", stream)] = render(shapes_gemini.generate(r, "gemini-2.5-flash", 1, stream, True))
+        out[("anthropic", stream)] = shapes_anthropic.messages(r, a_req, 1, stream)
+        out[("openai", stream)] = shapes_openai.chat(r, o_req, 1, stream)
+        out[("gemini", stream)] = shapes_gemini.generate(r, "gemini-2.5-flash", 1, stream, True)
+    return out
+
+
+def answers(events: int = EVENTS) -> dict[tuple[str, bool], tuple[bytes, list[bytes]]]:
+    return {k: render(v) for k, v in planned_answers(events).items()}
+
+
+def answers_h2(events: int = EVENTS) -> dict[tuple[str, bool], tuple[list[tuple[str, str]], list[bytes]]]:
+    """(response headers, DATA payloads): the body whole, or one payload per SSE event."""
+    out = {}
+    for k, planned in planned_answers(events).items():
+        headers = [(":status", "200"), ("content-type", planned.content_type)] + [
+            (n.lower(), v) for n, v in planned.headers if n.lower() not in ("connection", "transfer-encoding")]
+        out[k] = (headers, [planned.body or b""] if planned.events is None else list(planned.events))
     return out
 
 
@@ -83,10 +99,49 @@ def route(path: str, body: bytes) -> tuple[str, bool] | None:
     return None
 
 
-def serve_conn(sock: socket.socket, ctx: ssl.SSLContext, table: dict) -> None:
+def serve_h2(s: ssl.SSLSocket, table: dict) -> None:
+    """One HTTP/2 connection: every stream answered when its request has ended, in turn."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+    conn.initiate_connection()
+    s.sendall(conn.data_to_send())
+    reqs: dict[int, list] = {}   # stream id -> [path, body]
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return
+        for ev in conn.receive_data(d):
+            if isinstance(ev, h2.events.RequestReceived):
+                reqs[ev.stream_id] = [dict(ev.headers).get(":path", ""), b""]
+            elif isinstance(ev, h2.events.DataReceived):
+                reqs[ev.stream_id][1] += ev.data
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded):
+                path, body = reqs.pop(ev.stream_id)
+                key = route(path.split("?", 1)[0], body)
+                if key is None:
+                    conn.send_headers(ev.stream_id, [(":status", "404")], end_stream=True)
+                    continue
+                headers, payloads = table[key]
+                conn.send_headers(ev.stream_id, headers)
+                s.sendall(conn.data_to_send())
+                for i, p in enumerate(payloads):   # one write per event, as for HTTP/1.1
+                    conn.send_data(ev.stream_id, p, end_stream=i == len(payloads) - 1)
+                    s.sendall(conn.data_to_send())
+        out = conn.data_to_send()
+        if out:
+            s.sendall(out)
+
+
+def serve_conn(sock: socket.socket, ctx: ssl.SSLContext, table: dict, table_h2: dict) -> None:
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s = ctx.wrap_socket(sock, server_side=True)
+        if s.selected_alpn_protocol() == "h2":
+            serve_h2(s, table_h2)
+            return
         buf = b""
         while True:
             while (i := buf.find(b"\r\n\r\n")) < 0:
@@ -120,8 +175,11 @@ def serve_conn(sock: socket.socket, ctx: ssl.SSLContext, table: dict) -> None:
             s.sendall(first)
             for w in writes:
                 s.sendall(w)
-    except (OSError, ssl.SSLError, ValueError):
+    except (OSError, ssl.SSLError, ValueError, KeyError):
         pass
+    except Exception as e:   # h2's protocol errors: this connection ends, the server goes on
+        if type(e).__module__.split(".")[0] != "h2":
+            raise
     finally:
         try:
             sock.close()
@@ -132,13 +190,13 @@ def serve_conn(sock: socket.socket, ctx: ssl.SSLContext, table: dict) -> None:
 BULK = (b"agtap-bulk-filler-" * (4 * 1024 * 1024 // 18 + 1))[:4 * 1024 * 1024]
 
 
-def accept_loop(lsock: socket.socket, ctx: ssl.SSLContext, table: dict) -> None:
+def accept_loop(lsock: socket.socket, ctx: ssl.SSLContext, table: dict, table_h2: dict) -> None:
     while True:
         try:
             c, _ = lsock.accept()
         except OSError:
             return
-        threading.Thread(target=serve_conn, args=(c, ctx, table), daemon=True).start()
+        threading.Thread(target=serve_conn, args=(c, ctx, table, table_h2), daemon=True).start()
 
 
 def main(argv=None) -> int:
@@ -150,8 +208,8 @@ def main(argv=None) -> int:
     certs = make_certs(args.certs)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(certs.cert, certs.key)
-    ctx.set_alpn_protocols(["http/1.1"])
-    table = answers(args.events)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    table, table_h2 = answers(args.events), answers_h2(args.events)
     lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind(("127.0.0.1", 0))
@@ -161,7 +219,7 @@ def main(argv=None) -> int:
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            accept_loop(lsock, ctx, table)
+            accept_loop(lsock, ctx, table, table_h2)
             os._exit(0)
         pids.append(pid)
 
@@ -176,7 +234,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print(json.dumps({"port": lsock.getsockname()[1], "ca": str(certs.ca), "pids": pids}), flush=True)
-    accept_loop(lsock, ctx, table)
+    accept_loop(lsock, ctx, table, table_h2)
     return 0
 
 
