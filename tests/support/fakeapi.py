@@ -26,17 +26,15 @@ Routes (by path, like the real APIs; see routes.py):
 
 from __future__ import annotations
 
-import gzip
 import socket
 import ssl
 import threading
 import time
-import zlib
 from collections import deque
 from email.utils import formatdate
 from urllib.parse import parse_qs, urlsplit
 
-from . import routes
+from . import pacing, routes
 from .certs import CertPaths
 from .exchange import Exchange
 from .h2serve import PREFACE, H2Server
@@ -321,12 +319,7 @@ class FakeApi:
         reply = ex.reply or Reply()
         if reply.delay:
             time.sleep(reply.delay)
-        accepts_gzip = "gzip" in (ex.header("accept-encoding") or "").lower()
-        streaming = planned.events is not None and planned.status == 200
-        # /echo and /bulk are never compressed: byte-exact capture tests compare them as sent.
-        use_gzip = accepts_gzip and ex.reply is not None and (
-            reply.gzip is True or (reply.gzip is None and not streaming))
-        ex.gzipped, ex.status = use_gzip, planned.status
+        streaming, use_gzip = pacing.choose(ex, planned, reply)
         headers = [("Date", formatdate(usegmt=True)), ("Content-Type", planned.content_type)]
         headers += planned.headers + list(reply.headers.items())
         if use_gzip:
@@ -340,9 +333,7 @@ class FakeApi:
             sent.extend(data)
 
         if not streaming:
-            body = planned.body or b"".join(planned.events or [])
-            ex.response_body = body
-            wire = gzip.compress(body, mtime=0) if use_gzip else body
+            wire = pacing.whole_body(ex, planned, use_gzip)
             headers.append(("Content-Length", str(len(wire))))
             ex.response_headers = headers
             if reply.drop_after is not None:
@@ -352,40 +343,16 @@ class FakeApi:
             headers.append(("Transfer-Encoding", "chunked"))
             ex.response_headers = headers
             write(self._head(planned.status, headers))
-            # gzip a stream the way servers do: one deflate stream, flushed after every event.
-            comp = zlib.compressobj(wbits=31) if use_gzip else None
-            pending, pending_events = bytearray(), []  # Reply.batch events go out in one write
-
-            def flush() -> None:
-                if pending:
-                    write(bytes(pending))
-                    ex.events.extend(pending_events)  # after the write: `events` = what was sent
-                    pending.clear()
-                    pending_events.clear()
-
-            for i, event in enumerate(planned.events or []):
-                if reply.drop_after is not None and i >= reply.drop_after:
-                    ex.dropped = True
-                    break
-                if i and reply.event_delay:
-                    time.sleep(reply.event_delay)
-                if not ex.ns_first_event:
-                    ex.ns_first_event = time.monotonic_ns()
-                data = comp.compress(event) + comp.flush(zlib.Z_SYNC_FLUSH) if comp else event
-                pending += b"%x\r\n%s\r\n" % (len(data), data)
-                pending_events.append(event)
-                if len(pending_events) >= max(1, reply.batch):
-                    flush()
-            if comp and not ex.dropped:
-                tail = comp.flush()
-                pending += b"%x\r\n%s\r\n" % (len(tail), tail)
-            if not ex.dropped:
-                pending += b"0\r\n\r\n" if reply.batch > 1 else b""
-                flush()
-                if reply.batch <= 1:
+            for batch in pacing.batches(ex, planned, reply, use_gzip):
+                data = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in batch.pieces)
+                end = batch.last and not ex.dropped
+                if end and reply.batch > 1:
+                    data += b"0\r\n\r\n"  # a batching server sends the final chunk with the last events
+                if data:
+                    write(data)
+                ex.events.extend(batch.events)  # after the write: `events` = what was sent
+                if end and reply.batch <= 1:
                     write(b"0\r\n\r\n")
-            else:
-                flush()
             ex.response_body = b"".join(ex.events)
         ex.raw_response = bytes(sent)
         ex.t_done, ex.ns_done = time.time(), time.monotonic_ns()

@@ -17,14 +17,12 @@ many events instead of cutting the connection; Reply.close sends GOAWAY after th
 
 from __future__ import annotations
 
-import gzip
 import os
 import select
 import socket
 import ssl
 import threading
 import time
-import zlib
 from email.utils import formatdate
 from urllib.parse import parse_qs, urlsplit
 
@@ -34,7 +32,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 
-from . import routes
+from . import pacing, routes
 from .exchange import Exchange
 from .reply import Reply
 
@@ -157,21 +155,14 @@ class H2Server:
     def _respond(self, sid: int, ex: Exchange, planned, stream: bool, reply: Reply) -> None:
         if reply.delay:
             time.sleep(reply.delay)
-        streaming = planned.events is not None and planned.status == 200
-        accepts_gzip = "gzip" in (ex.header("accept-encoding") or "").lower()
-        use_gzip = accepts_gzip and ex.reply is not None and (
-            reply.gzip is True or (reply.gzip is None and not streaming))
-        ex.gzipped, ex.status = use_gzip, planned.status
+        streaming, use_gzip = pacing.choose(ex, planned, reply)
         headers = [("date", formatdate(usegmt=True)), ("content-type", planned.content_type)]
         headers += [(k.lower(), v) for k, v in planned.headers + list(reply.headers.items())]
         headers.append(("x-agtap-churn", os.urandom(75).hex()))
         if use_gzip:
             headers.append(("content-encoding", "gzip"))
-        body = None
         if not streaming:
-            body = planned.body or b"".join(planned.events or [])
-            ex.response_body = body
-            wire = gzip.compress(body, mtime=0) if use_gzip else body
+            wire = pacing.whole_body(ex, planned, use_gzip)
             headers.append(("content-length", str(len(wire))))
         ex.response_headers = headers
         with self.cond:
@@ -187,28 +178,11 @@ class H2Server:
             else:
                 self._send(sid, wire, end=True)
         else:
-            comp = zlib.compressobj(wbits=31) if use_gzip else None
-            pending, pending_events = bytearray(), []
-            for i, event in enumerate(planned.events or []):
-                if reply.drop_after is not None and i >= reply.drop_after:
-                    ex.dropped = True
-                    break
-                if i and reply.event_delay:
-                    time.sleep(reply.event_delay)
-                if not ex.ns_first_event:
-                    ex.ns_first_event = time.monotonic_ns()
-                pending += comp.compress(event) + comp.flush(zlib.Z_SYNC_FLUSH) if comp else event
-                pending_events.append(event)
-                if len(pending_events) >= max(1, reply.batch):
-                    self._send(sid, bytes(pending), end=False)
-                    ex.events.extend(pending_events)
-                    pending.clear()
-                    pending_events.clear()
-            if comp and not ex.dropped:
-                pending += comp.flush()
-            if pending:
-                self._send(sid, bytes(pending), end=False)
-                ex.events.extend(pending_events)
+            for batch in pacing.batches(ex, planned, reply, use_gzip):
+                data = b"".join(batch.pieces)
+                if data:
+                    self._send(sid, data, end=False)
+                ex.events.extend(batch.events)
             if ex.dropped:
                 self._reset(sid)
             else:
