@@ -128,6 +128,9 @@ PROM_STATS: dict[str, tuple[str, str, str]] = {
                          "DATA bytes of HTTP/2 streams of no interest, not copied (by design)"),
     "h2_walks_lost": ("agtap_http2_walks_lost_total", "counter",
                       "HTTP/2 connections whose frames the kernel stopped following: copied whole from then on"),
+    "h2_late_joins": ("agtap_http2_late_joins_total", "counter",
+                      "HTTP/2 connections captured without their preface (opened before agtap started): "
+                      "header blocks naming HPACK entries sent before are not guessed (h2_headers_unknown)"),
     "conns_open": ("agtap_connections_open", "gauge", "Connections the pipeline holds state for"),
     "conns_evicted": ("agtap_connections_evicted_total", "counter",
                       "Connections dropped for new ones past the connection limit (their call ends incomplete)"),

@@ -225,7 +225,7 @@ static __always_inline int classify_write(struct conn_key_t *key, const char *bu
     struct conn_val_t *cv = conns.lookup(key);
     if (cv && cv->state == S_NEVER)
         return 0;   /* userspace resolved it to a file or tty */
-    if (cv && cv->state == S_H2)
+    if (cv && (cv->state == S_H2 || cv->state == S_H2_LATE))
         return 1;   /* HTTP/2: every write is frames, copied; nothing here starts an exchange */
     char head[64] = {};
     u32 n = len < 64 ? (u32)len : 64;
@@ -262,6 +262,22 @@ static __always_inline int classify_write(struct conn_key_t *key, const char *bu
         if (conns.update(key, &v))
             count(C_CONN_FULL, 1);
         return http == 2;
+    }
+    if (!cv && h2_late(head, n, buf, len)) {
+        /* HTTP/2 frames on a connection never seen before: its preface went
+         * out before agtap started. Captured from here; the server's frames
+         * are walked from its next read (userspace decodes what it can: its
+         * HPACK state is unknown, bpf/h2.h). */
+        struct conn_val_t v = {.state = S_H2_LATE};
+        if (conns.update(key, &v)) {
+            count(C_CONN_FULL, 1);
+            return 0;
+        }
+        count(C_H2_LATE, 1);
+        u64 gen = h2_start(key);
+        if (gen)
+            emit_event(K_H2_START, key->id, key->pid, 0, gen, key->is_tls);
+        return 1;
     }
     if (!cv && allow_jsonrpc && jsonrpc_start(head, buf, len)) {
         struct conn_val_t v = {.state = S_CAPTURE};
@@ -304,7 +320,7 @@ static __always_inline void note_late_write(u32 tgid, const char *buf, u64 len) 
 /* Should a read on this connection be copied? */
 static __always_inline int read_wanted(struct conn_key_t *key) {
     struct conn_val_t *cv = conns.lookup(key);
-    return cv && (cv->state == S_CAPTURE || cv->state == S_H2);
+    return cv && (cv->state == S_CAPTURE || cv->state == S_H2 || cv->state == S_H2_LATE);
 }
 
 /* Note a tgid that owns a captured connection (so its exit is reported). */

@@ -19,6 +19,12 @@
  * up (C_H2_LOST): from then on it is copied whole, which costs but loses nothing.
  * A connection that did not start with the preface (`Upgrade: h2c`: frames
  * follow a 101 at an offset the kernel does not know) is never walked.
+ *
+ * Joining late: a connection whose preface was written before agtap started
+ * has no state here; when a write on it looks like HTTP/2 frames (h2_late),
+ * it is captured as S_H2_LATE and walked from the server's next read on
+ * (at a frame boundary unless a read was in flight when agtap started: then
+ * userspace sees no frame there and stops decoding that direction).
  */
 
 /* Is this the HTTP/2 client connection preface, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -29,6 +35,7 @@
  * `Upgrade: h2c`. The 24 bytes in pieces of several writes are not
  * recognised (no client seen does that). */
 #define H2_PREFACE_LEN 24
+#define H2_HDR 9            /* an HTTP/2 frame header's size */
 static __always_inline int h2_preface(const char *h, u32 n) {
     if (n < H2_PREFACE_LEN)
         return 0;
@@ -37,6 +44,80 @@ static __always_inline int h2_preface(const char *h, u32 n) {
     return w[0] == 0x5448202a20495250ULL &&   /* "PRI * HT" */
            w[1] == 0x0a0d302e322f5054ULL &&   /* "TP/2.0\r\n" */
            w[2] == 0x0a0d0a0d4d530a0dULL;     /* "\r\nSM\r\n\r\n" */
+}
+
+/* Joining late (agtap started after the preface went out): is this 9-byte
+ * header, at the start of a write, a frame a client plausibly sends first?
+ * `first`: the write's first frame: HEADERS opening a client stream (odd id),
+ * SETTINGS/PING on stream 0, WINDOW_UPDATE, RST_STREAM, PRIORITY; not DATA
+ * or CONTINUATION (those continue something begun before). A later frame of
+ * the same write may be any type of RFC 9113 on its kind of stream.
+ * Each with the lengths and flags RFC 9113 gives it, the reserved bit clear
+ * and a length within 1 MiB (agtap/wire/http2.looks_like_frames, which
+ * userspace applies to the same bytes, uses the same bound). Returns the
+ * frame's length + 9, or 0. */
+#define H2_LATE_MAX_LEN (1 << 20)
+static __always_inline u64 h2_late_frame(const u8 *h, int first) {
+    u64 len = ((u64)h[0] << 16) | ((u64)h[1] << 8) | h[2];
+    u32 type = h[3], flags = h[4];
+    u32 sid = ((u32)h[5] << 24) | ((u32)h[6] << 16) | ((u32)h[7] << 8) | h[8];
+    if (len > H2_LATE_MAX_LEN || (sid & 0x80000000))
+        return 0;
+    int ok = 0;
+    switch (type) {
+    case 0:   /* DATA */
+        ok = !first && sid && !(flags & ~0x9);
+        break;
+    case 1:   /* HEADERS: a client opens odd streams */
+        ok = (sid & 1) && len && !(flags & ~0x2d);
+        break;
+    case 2:   /* PRIORITY */
+        ok = sid && len == 5;
+        break;
+    case 3:   /* RST_STREAM */
+        ok = sid && len == 4;
+        break;
+    case 4:   /* SETTINGS (an ACK is empty) */
+        ok = !sid && !(flags & ~0x1) && (flags ? len == 0 : len % 6 == 0);
+        break;
+    case 6:   /* PING */
+        ok = !sid && len == 8 && !(flags & ~0x1);
+        break;
+    case 7:   /* GOAWAY */
+        ok = !first && !sid && len >= 8;
+        break;
+    case 8:   /* WINDOW_UPDATE */
+        ok = len == 4;
+        break;
+    case 9:   /* CONTINUATION */
+        ok = !first && sid && !(flags & ~0x4);
+        break;
+    }
+    return ok ? len + H2_HDR : 0;
+}
+
+/* A write on a connection agtap has no state for: is it HTTP/2 frames
+ * (a connection whose preface went out before agtap started)? `head` holds
+ * the first n (4..64) bytes of the `len` written at `buf`. The first frame
+ * must fit in the write (clients write whole frames); when the write holds
+ * more, the next frame header must be whole and plausible too. A write that
+ * is not recognised costs nothing; the connection's next write is looked at
+ * again. A false positive costs copies only: the connection is copied
+ * (S_H2_LATE) until userspace, finding no frames, ignores it. */
+static __always_inline int h2_late(const char *head, u32 n, const char *buf, u64 len) {
+    if (n < H2_HDR)
+        return 0;
+    u64 first = h2_late_frame((const u8 *)head, 1);
+    if (!first || first > len)
+        return 0;   /* not a frame a client starts with, or not whole in this write */
+    if (first == len)
+        return 1;
+    if (first + H2_HDR > len)
+        return 0;   /* a piece of a header after the frame: not how frames are written */
+    u8 h[H2_HDR] = {};
+    if (bpf_probe_read_user(h, sizeof(h), buf + first))
+        return 0;
+    return h2_late_frame(h, 0) != 0;
 }
 
 struct h2walk_t {
@@ -65,7 +146,6 @@ BPF_HASH(h2_walk, struct conn_key_t, struct h2walk_t, 16384);
  * key keeps a new connection that reuses the fd or SSL* clear of them. */
 BPF_TABLE("lru_hash", struct h2drop_key_t, u8, h2_drop, 16384);
 
-#define H2_HDR 9
 #define H2_DATA 0
 #define H2_END_STREAM 0x1
 #define H2_PADDED 0x8

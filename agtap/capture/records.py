@@ -32,8 +32,8 @@ BPF_CONSTANTS: dict[str, tuple[int, str]] = {
     "K_CLIENT": (11, "a process not watched yet started a TLS client connection (the sentinel)"),
     "K_FORK": (12, "a watched process forked or cloned (conn_id: the child's pid or tid)"),
     "K_SERVER": (13, "a watched process, never a TLS client, accepted a TLS connection (not named by a filter)"),
-    "K_H2_START": (14, "an HTTP/2 connection began with the preface: `total` = its generation (h2_drop keys), "
-                       "`offset` = its key's is_tls (0 fd, 1 SSL*, KEY_GOTLS)"),
+    "K_H2_START": (14, "an HTTP/2 connection began with the preface, or was joined late (S_H2_LATE): `total` = "
+                       "its generation (h2_drop keys), `offset` = its key's is_tls (0 fd, 1 SSL*, KEY_GOTLS)"),
     # record flags
     "F_CUT": (1, "the buffer was longer than the cap: the rest was not copied"),
     "F_LAST": (2, "last record of this buffer"),
@@ -43,6 +43,8 @@ BPF_CONSTANTS: dict[str, tuple[int, str]] = {
     "S_EGRESS_ONLY": (3, "copy writes only (local IPC: the peer's writes are captured too)"),
     "S_NEVER": (4, "not a connection at all (a file, a tty): copy nothing ever"),
     "S_H2": (5, "HTTP/2 (client preface written): copy writes and reads until close; userspace never ignores it"),
+    "S_H2_LATE": (6, "HTTP/2 joined late (a write on an unknown connection looked like frames): as S_H2, "
+                     "but userspace may ignore it (its bytes may not be HTTP/2 after all)"),
     # a process's state in watch_state (per-process probe scope, agtap/capture/scope.py)
     "W_PENDING": (1, "to be watched: its data probes are not attached yet"),
     "W_LIVE": (2, "its data probes are attached"),
@@ -60,7 +62,8 @@ BPF_CONSTANTS: dict[str, tuple[int, str]] = {
     "C_LATE_ATTACH": (9, "processes that wrote TLS application data before their probes were live"),
     "C_H2_DROPPED": (10, "HTTP/2 DATA payload bytes of ignored streams, not copied (by design)"),
     "C_H2_LOST": (11, "HTTP/2 connections whose frames the kernel stopped walking (copied whole from then on)"),
-    "N_COUNTERS": (12, "counter slots"),
+    "C_H2_LATE": (12, "HTTP/2 connections joined late: no preface seen, a write looked like frames"),
+    "N_COUNTERS": (13, "counter slots"),
 }
 _V = {k: v for k, (v, _) in BPF_CONSTANTS.items()}
 K_TLS_WRITE, K_TLS_READ = _V["K_TLS_WRITE"], _V["K_TLS_READ"]
@@ -73,13 +76,13 @@ W_PENDING, W_LIVE, W_LATE = _V["W_PENDING"], _V["W_LIVE"], _V["W_LATE"]
 K_H2_START = _V["K_H2_START"]
 F_CUT, F_LAST = _V["F_CUT"], _V["F_LAST"]
 S_CAPTURE, S_IGNORE = _V["S_CAPTURE"], _V["S_IGNORE"]
-S_EGRESS_ONLY, S_NEVER, S_H2 = _V["S_EGRESS_ONLY"], _V["S_NEVER"], _V["S_H2"]
+S_EGRESS_ONLY, S_NEVER, S_H2, S_H2_LATE = _V["S_EGRESS_ONLY"], _V["S_NEVER"], _V["S_H2"], _V["S_H2_LATE"]
 # the counters agtap reads, by slot: C_* -> the name Tracer.counters() gives it
 COUNTERS = {
     "C_LOST": "lost_bytes", "C_CUT": "cut_buffers", "C_RECORDS": "records", "C_BYTES": "bytes",
     "C_CONN_FULL": "conn_table_full", "C_READ_FAIL": "read_failed_bytes", "C_SKIPPED": "skipped_bytes",
     "C_LOST_RECS": "lost_records", "C_H2_CONNS": "h2_connections", "C_LATE_ATTACH": "late_attach",
-    "C_H2_DROPPED": "h2_dropped_bytes", "C_H2_LOST": "h2_walks_lost",
+    "C_H2_DROPPED": "h2_dropped_bytes", "C_H2_LOST": "h2_walks_lost", "C_H2_LATE": "h2_late_joins",
 }
 COUNTER_SLOTS = {name: _V[c] for c, name in COUNTERS.items()}
 COUNTER_NAMES = tuple(COUNTER_SLOTS)

@@ -292,7 +292,9 @@ class Tracer:
         an LLM call may be the next one). The check and the update are two map
         operations, so a preface written between them is still lost: the HTTP/1.1
         driver does not ask for a 101 that switches to h2c (drivers/httpconn.py);
-        this check covers the answers it has not parsed yet when the preface goes out."""
+        this check covers the answers it has not parsed yet when the preface goes out.
+        A connection joined late (S_H2_LATE: no preface, its writes looked like frames)
+        may be ignored: userspace asks when its bytes turn out not to be frames."""
         key = conn.kernel_key()
         if key is None or self._state(*key) == S_H2:
             return
@@ -380,6 +382,7 @@ class Tracer:
                             skipped_bytes=c["skipped_bytes"], h2_connections=c["h2_connections"],
                             late_attach=c["late_attach"],
                             h2_dropped_bytes=c["h2_dropped_bytes"], h2_walks_lost=c["h2_walks_lost"],
+                            h2_late_joins=c["h2_late_joins"],
                             dropped_reads=self._mapper.dropped_reads if self._mapper else 0, targets=self.targets,
                             boringssl_unprobed_processes=self._targets.unprobed_processes if self._targets else 0,
                             boringssl_unprobed_connections=self._targets.unprobed_connections if self._targets else 0,

@@ -153,6 +153,10 @@ class H2Conn(McpSessions):
         self.stats.parse_errors += 1
         for sid in list(self.streams):
             self._end(sid, ts, "parse_error: " + reason)
+        if self.late and from_client:
+            # joined late on bytes that looked like frames and are not: likely not HTTP/2 at all;
+            # the kernel may stop copying it (S_H2_LATE can be ignored, S_H2 cannot)
+            self.ctx.ignore_conn(self.id)
 
     # -- requests -----------------------------------------------------------------
     def _request_headers(self, sid, headers, problem, end_stream, start_ts, start_wall, wire, ts) -> None:

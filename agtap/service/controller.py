@@ -409,6 +409,7 @@ class Controller:
             "probe_fallbacks": cap.probe_fallbacks,
             "h2_dropped_bytes": cap.h2_dropped_bytes,
             "h2_walks_lost": cap.h2_walks_lost,
+            "h2_late_joins": cap.h2_late_joins,
             **pipeline,
             "poll_errors": self.poll_errors,
             "sink_errors": self.sink_errors,

@@ -13,9 +13,16 @@ are skipped unread.
 Joining late (no preface seen) or losing a header block (cut, too large,
 undecodable) leaves an HPACK decoder out of step with its encoder. Nothing is
 guessed: the decoder restarts empty, and since HPACK numbers dynamic entries
-from the newest, every entry inserted after the restart keeps its index; a
-block that refers to an older one fails with InvalidTableIndex and is reported
+from the newest, every entry inserted after the restart keeps its index. An
+index past the entries it holds names one inserted before the restart: it
+decodes to UNKNOWN (`_LateTable`), and a block holding an UNKNOWN is reported
 as `HPACK_UNKNOWN` (the exchange is dropped or ends incomplete, and counted).
+Such a block is still decoded to its end, and what it inserts is inserted
+(UNKNOWN where it named an unknown entry), so the decoder stays in step: the
+next block that names only entries inserted since decodes. (Failing the whole
+block instead would lose what it inserted, and a peer whose every block names
+an entry the previous one inserted would never be decoded again.) A dynamic
+table size update to 0 empties both tables: from then on the decoder is exact.
 
 Bounds: a header block (HEADERS + CONTINUATIONs) is kept up to `max_block`
 bytes, its decoded list up to `max_list` (hpack's check: the HPACK bomb), the
@@ -30,6 +37,7 @@ import struct
 
 from hpack import Decoder
 from hpack.exceptions import InvalidTableIndex
+from hpack.table import HeaderTable
 from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame, PushPromiseFrame,
                               RstStreamFrame, SettingsFrame)
@@ -47,6 +55,9 @@ HPACK_UNKNOWN = "hpack_state_unknown"   # a header block refers to entries sent 
 ERROR_CODES = ("NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
                "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
                "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED")
+
+UNKNOWN = b"\x00agtap: an HPACK entry inserted before capture began"   # told apart by identity, never by value
+MAX_ENTRIES = MAX_TABLE_SIZE // 32   # the most entries a table of MAX_TABLE_SIZE holds (32 bytes of overhead each)
 
 _HEAD = struct.Struct("!HBBBL")   # frame header: length (24 bits as 16 + 8), type, flags, stream id
 DATA_TYPE = DataFrame.type
@@ -74,6 +85,40 @@ def looks_like_frames(data: bytes) -> bool:
     return seen > 0
 
 
+class _LateTable(HeaderTable):
+    """The dynamic table of a decoder out of step: it holds the newest part of its encoder's table,
+    at the same indexes; an index past it (but within what a table may hold) names an entry inserted
+    before: (UNKNOWN, UNKNOWN). Once emptied (a size update to 0, an entry larger than the table)
+    it is exact again, and an index past it is the peer's error."""
+
+    def __init__(self):
+        super().__init__()
+        self.partial = True   # entries older than ours may exist
+
+    def get_by_index(self, index):
+        try:
+            return super().get_by_index(index)
+        except InvalidTableIndex:
+            if self.partial and HeaderTable.STATIC_TABLE_LENGTH < index <= HeaderTable.STATIC_TABLE_LENGTH + MAX_ENTRIES:
+                return UNKNOWN, UNKNOWN
+            raise
+
+    @HeaderTable.maxsize.setter
+    def maxsize(self, newmax):
+        HeaderTable.maxsize.fset(self, newmax)
+        if int(newmax) <= 0:
+            self.partial = False
+
+    def add(self, name, value):
+        super().add(name, value)
+        if not self.dynamic_entries:
+            self.partial = False   # larger than the table: it emptied it
+
+
+def _names_unknown(headers) -> bool:
+    return any(k is UNKNOWN or v is UNKNOWN for k, v in headers)
+
+
 class HeaderBlockDecoder:
     """One direction's HPACK state. `synced` while it has seen every header block since the preface."""
 
@@ -91,7 +136,8 @@ class HeaderBlockDecoder:
             d.max_allowed_table_size = self.allowed
         else:
             # out of step: hold as much as any encoder may (bounded), so that every entry both sides
-            # hold keeps its index; references past what we hold fail, never mis-decode
+            # hold keeps its index; references past what we hold are UNKNOWN, never mis-decoded
+            d.header_table = _LateTable()
             d.max_allowed_table_size = d.header_table_size = MAX_TABLE_SIZE
         self.dec = d
 
@@ -112,10 +158,12 @@ class HeaderBlockDecoder:
         try:
             raw = self.dec.decode(block, raw=True)
         except InvalidTableIndex:
-            reason = HPACK_UNKNOWN if not self.synced else "parse_error: http2 hpack: invalid table index"
+            reason = "parse_error: http2 hpack: invalid table index"
         except Exception as e:   # hpack's errors (bomb, bad size update, Huffman) and any other bad input
             reason = f"parse_error: http2 hpack: {type(e).__name__}"
         else:
+            if not self.synced and _names_unknown(raw):
+                return None, HPACK_UNKNOWN   # not guessed; the decoder stays in step (what it inserted is there)
             return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw], None
         self.lose_sync()
         return None, reason
@@ -145,6 +193,7 @@ class FrameReader:
         self.end_sid = 0                    # a DATA frame with END_STREAM: notify once its bytes are read
         self.data_wire = 0                  # a DATA frame's size on the wire, told with its first piece
         self.check_next = False             # after a cut: the next chunk must start with a frame header
+        self.lost_boundary = "http2: lost frame boundary after a cut"   # the reason when it does not
         # the header block in progress (HEADERS/PUSH_PROMISE, then CONTINUATIONs)
         self.block: list[bytes] | None = None
         self.block_sid = 0
@@ -161,9 +210,15 @@ class FrameReader:
         if self.state == DEAD:
             return
         if self.check_next:
+            if len(self.buf) + len(data) < 9:   # a header's first bytes: judged with the next chunk
+                if not self.buf:
+                    self.left_ts, self.left_wall = ts, wall
+                self.buf, self.pos = self.buf + data, 0
+                return
+            data, self.buf, self.pos = self.buf + data, b"", 0
             self.check_next = False
             if not looks_like_frames(data):
-                self._fatal("http2: lost frame boundary after a cut", ts)
+                self._fatal(self.lost_boundary, ts)
                 return
         if self.pos < len(self.buf):
             self.buf = self.buf[self.pos:] + data
@@ -429,6 +484,11 @@ class H2Connection:
         self.max_block = max_block
         self.client = FrameReader(self, True, expect_preface and not late)
         self.server = FrameReader(self, False, False)
+        if late:
+            # the server's first chunk after a late join: at a frame boundary unless a read was in
+            # flight when capture began; nothing is decoded from a direction that starts mid-frame
+            self.server.check_next = True
+            self.server.lost_boundary = "http2: joined late inside a frame"
         self.client_hpack = HeaderBlockDecoder(not late, max_list)   # decodes the blocks the client sent
         self.server_hpack = HeaderBlockDecoder(not late, max_list)
 

@@ -125,7 +125,7 @@ def test_upgrade_h2c_keeps_the_connection_after_the_101(tracer_run, h2c_api):
     t.stop()
     ex = h2c_api.wait_for(1)[0]
     mine = [c for c in t.chunks() if c.proc == "curl" and c.direction is Direction.EGRESS
-            and c.data.startswith(b"POST /v1/messages HTTP/1.1")]
+            and c.transport is Transport.SOCKET and c.data.startswith(b"POST /v1/messages HTTP/1.1")]
     assert len(mine) == 1
     s = the_conn(t, mine[0].pid)
     head, _, rest = s[Direction.EGRESS].partition(b"\r\n\r\n")

@@ -330,6 +330,80 @@ def test_late_join_never_decodes_a_wrong_header():
     assert decoded > 100
 
 
+def test_late_join_stays_in_step_through_blocks_it_cannot_decode():
+    # Like the fake API (and real APIs' request ids): every answer carries a header with a new value,
+    # indexed, whose name the encoder takes from the newest entry of that name: each answer names an
+    # entry the previous one inserted, back to one from before capture. None of those is guessed (the
+    # name is unknown for good), but what each inserts is kept in step, so once the server empties its
+    # table (a size update to 0) its answers decode again, and stay decoded. (A decoder that restarts
+    # empty at each failure would lose the entry the next answer names.)
+    import os
+    pair = H2Pair()
+    churn = lambda: [("x-churn", os.urandom(75).hex())]  # noqa: E731
+    s1 = pair.request("/v1/messages", dict(REQ, stream=False, model="before"))
+    pair.respond(s1, fixture("anthropic_message_tool.json"), headers=churn())
+    joined = len(pair.writes)
+    # the client empties its table (size 0, then 4096 again: two updates in one block): its blocks
+    # are exact from there on
+    pair.client.encoder.header_table_size = 0
+    pair.client.encoder.header_table_size = 4096
+    for i in range(30):
+        sid = pair.request("/v1/messages", dict(REQ, stream=False, model=f"m{i}"), headers=[("x-tag", f"t{i}")])
+        if i == 10:
+            pair.server.encoder.header_table_size = 0
+            pair.server.encoder.header_table_size = 4096
+        pair.respond(sid, fixture("anthropic_message_tool.json"), headers=churn())
+    r = Run()
+    pair.feed(r, start=joined)
+    assert [c.model for c in r.calls] == [f"m{i}" for i in range(30)]   # every request decoded, in order
+    assert all(dict(c.bodies.request_headers)["x-tag"] == f"t{i}" for i, c in enumerate(r.calls))
+    assert [c.incomplete_reason for c in r.calls] == ["hpack_state_unknown"] * 10 + [None] * 20
+    assert all(c.tools == ["get_weather"] and c.http_status == 200 for c in r.calls[10:])
+    assert all(c.http_status in (0, None) and c.tools == [] for c in r.calls[:10]), r.calls[0].to_dict()
+    assert r.p.stats.h2_headers_unknown == 10 and r.p.stats.parse_errors == 0
+
+
+def test_late_join_a_table_size_update_to_zero_makes_the_decoder_exact():
+    pair = H2Pair(client_table_size=0)   # the server's table off: only the client's HPACK is in question
+    s1 = pair.request("/v1/messages", dict(REQ, stream=False, model="before"), headers=[("x-session", "s1")])
+    pair.respond(s1, fixture("anthropic_message_tool.json"))
+    joined = len(pair.writes)
+    sid = pair.request("/v1/messages", dict(REQ, stream=False, model="old-entries"), headers=[("x-session", "s1")])
+    pair.respond(sid, fixture("anthropic_message_tool.json"))
+    pair.client.encoder.header_table_size = 0
+    pair.client.encoder.header_table_size = 4096
+    for model in ("after-reset", "again"):
+        sid = pair.request("/v1/messages", dict(REQ, stream=False, model=model), headers=[("x-session", "s1")])
+        pair.respond(sid, fixture("anthropic_message_tool.json"))
+    r = Run()
+    pair.feed(r, start=joined)
+    assert [(c.model, c.incomplete_reason, c.tools) for c in r.calls] == [
+        ("after-reset", None, ["get_weather"]), ("again", None, ["get_weather"])]
+    assert r.p.stats.h2_headers_unknown == 1 and r.p.stats.parse_errors == 0
+
+
+def test_late_join_inside_a_server_frame_decodes_nothing_of_that_direction():
+    # A read in flight when capture began: the server's first captured bytes start inside a frame.
+    pair = H2Pair(client_table_size=0)
+    pair.request("/v1/messages", dict(REQ, stream=False, model="before"))
+    joined = len(pair.writes)
+    pair.client.encoder.header_table_size = 0
+    pair.client.encoder.header_table_size = 4096
+    sid = pair.request("/v1/messages", dict(REQ, stream=False, model="after"))
+    pair.respond(sid, fixture("anthropic_message_tool.json"))
+    out, head, body = pair.writes[joined:]
+    assert (out[0], head[0], body[0]) == (OUT, IN, IN)
+    r = Run()
+    r.chunk(OUT, out[1], 0)
+    # the read in flight when capture began took the answer's HEADERS and DATA's frame header
+    r.chunk(IN, body[1][9:13], 10)     # under a header's 9 bytes: judged with the next chunk
+    r.chunk(IN, body[1][13:], 11)      # JSON, not a frame header
+    r.close(2000)
+    c = r.one(clean=False)
+    assert (c.model, c.incomplete_reason) == ("after", "parse_error: http2: joined late inside a frame")
+    assert r.p.stats.parse_errors == 1
+
+
 def test_h2c_upgrade_from_http1():
     r = Run(conn="sock:9:1")
     body = json.dumps(dict(REQ, stream=False)).encode()
