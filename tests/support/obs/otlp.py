@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -41,6 +42,16 @@ def any_value(v: Any) -> Any:
 
 def attrs(kvs: Any) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def _scoped(resources: Any, scopes: str, items: str) -> Iterator[tuple[dict[str, Any], Any, Any]]:
+    """(resource attributes, instrumentation scope, span or metric) for each item of an export:
+    traces and metrics nest the same way (resource -> scope -> items), under different names."""
+    for r in resources:
+        res = attrs(r.resource.attributes)
+        for sc in getattr(r, scopes):
+            for item in getattr(sc, items):
+                yield res, sc.scope, item
 
 
 @dataclass
@@ -115,34 +126,24 @@ class OtlpReceiver:
         self._thread.start()
 
     def _traces(self, body: bytes) -> None:
-        req = ExportTraceServiceRequest()
-        req.ParseFromString(body)
-        got = []
-        for rs in req.resource_spans:
-            res = attrs(rs.resource.attributes)
-            for ss in rs.scope_spans:
-                for s in ss.spans:
-                    got.append(Span(s.name, s.kind, s.start_time_unix_nano, s.end_time_unix_nano, attrs(s.attributes),
-                                    res, s.status.code, s.status.message, ss.scope.name))
-        with self._cv:
-            self.spans.extend(got)
-            self._cv.notify_all()
+        req = ExportTraceServiceRequest.FromString(body)
+        self._keep(self.spans, [
+            Span(s.name, s.kind, s.start_time_unix_nano, s.end_time_unix_nano, attrs(s.attributes),
+                 res, s.status.code, s.status.message, scope.name)
+            for res, scope, s in _scoped(req.resource_spans, "scope_spans", "spans")])
 
     def _metrics(self, body: bytes) -> None:
-        req = ExportMetricsServiceRequest()
-        req.ParseFromString(body)
-        got = []
-        for rm in req.resource_metrics:
-            res = attrs(rm.resource.attributes)
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    if m.WhichOneof("data") != "histogram":
-                        continue
-                    for p in m.histogram.data_points:
-                        got.append(Point(m.name, m.unit, attrs(p.attributes), p.count, p.sum,
-                                         list(p.explicit_bounds), list(p.bucket_counts), res))
+        req = ExportMetricsServiceRequest.FromString(body)
+        self._keep(self.points, [
+            Point(m.name, m.unit, attrs(p.attributes), p.count, p.sum, list(p.explicit_bounds),
+                  list(p.bucket_counts), res)
+            for res, _, m in _scoped(req.resource_metrics, "scope_metrics", "metrics")
+            if m.WhichOneof("data") == "histogram"
+            for p in m.histogram.data_points])
+
+    def _keep(self, into: list, got: list) -> None:
         with self._cv:
-            self.points.extend(got)
+            into.extend(got)
             self._cv.notify_all()
 
     def wait_for_spans(self, n: int, timeout: float = 20.0) -> list[Span]:
