@@ -26,13 +26,18 @@ TESTER = "agtap-tester"        # member of group agtap
 OUTSIDER = "agtap-outsider"    # not a member
 GROUP = busnames.GROUP
 
+# dbus-daemon(1) configuration: a bus of {type} type on the socket {sock}, then {policy}
 CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
-  <type>system</type>
+  <type>{type}</type>
   <listen>unix:path={sock}</listen>
   <auth>EXTERNAL</auth>
-  <policy context="default">
+{policy}</busconfig>
+"""
+
+# like /usr/share/dbus-1/system.conf; {includes}: the policy files under test
+SYSTEM_POLICY = """  <policy context="default">
     <allow user="*"/>
     <deny own="*"/>
     <deny send_type="method_call"/>
@@ -53,22 +58,13 @@ CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configurat
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
   </policy>
 {includes}
-</busconfig>
 """
 
-
-SESSION_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={sock}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
+SESSION_POLICY = """  <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
     <allow own="*"/>
   </policy>
-</busconfig>
 """
 
 
@@ -99,7 +95,8 @@ class PrivateBus:
         self.address = f"unix:path={self.sock}"
         inc = "\n".join(f"  <include>{p}</include>" for p in includes)
         self.config = os.path.join(self.dir, "bus.conf")
-        text = SESSION_CONFIG.format(sock=self.sock) if session else CONFIG.format(sock=self.sock, includes=inc)
+        policy = SESSION_POLICY if session else SYSTEM_POLICY.format(includes=inc)
+        text = CONFIG.format(type="session" if session else "system", sock=self.sock, policy=policy)
         Path(self.config).write_text(text)
         self.proc: subprocess.Popen | None = None
 
