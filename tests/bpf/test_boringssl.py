@@ -254,17 +254,7 @@ def test_no_boringssl_and_a_damaged_marker_are_refused_without_a_probe(bdaemon, 
         f.seek(at)
         f.write(b"/ssl/ssl_lib.cX\0")   # BoringSSL's other paths remain: present, not located
     damaged.chmod(0o755)
-    procs = [subprocess.Popen([str(plain), "30"]),
-             subprocess.Popen([str(damaged), str(CLIENTS_DIR / "bun_fetch.js"), "wait", "30"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
-        line = bdaemon.wait_stderr(f"{damaged}: BoringSSL present, not located")
-        assert "no ssl_lib.cc path string" in line and "not probed" in line, line
-        assert bdaemon.wait_stderr(f"no SSL symbols, no BoringSSL: {plain}")
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-    log = bdaemon.stderr_path.read_text()
-    assert f"attached: {damaged}" not in log and f"attached: {plain}" not in log
-    assert f"probing {damaged}" not in log and f"probing {plain}" not in log
+    line, _ = bdaemon.not_probed(([damaged, CLIENTS_DIR / "bun_fetch.js", "wait", "30"],
+                                  f"{damaged}: BoringSSL present, not located"),
+                                 ([plain, "30"], f"no SSL symbols, no BoringSSL: {plain}"))
+    assert "no ssl_lib.cc path string" in line and "not probed" in line, line

@@ -178,19 +178,9 @@ def test_go_without_tls_and_a_stripped_non_go_binary_are_left_alone(gdaemon, tmp
     shutil.copyfile("/bin/sleep", plain)
     subprocess.run(["strip", "--strip-all", str(plain)], check=True)
     plain.chmod(0o755)
-    procs = [subprocess.Popen([str(notls), "30"], stdout=subprocess.DEVNULL),
-             subprocess.Popen([str(plain), "30"])]
-    try:
-        line = gdaemon.wait_stderr(f"Go executable {notls}: not probed:")
-        assert "no crypto/tls use" in line and "go1.19" in line, line
-        assert gdaemon.wait_stderr(f"no SSL symbols, no BoringSSL: {plain}")
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-    log = gdaemon.stderr()
-    for path in (notls, plain):
-        assert f"probing {path}" not in log and f"attached: {path}" not in log, path
+    line, _ = gdaemon.not_probed(([notls, "30"], f"Go executable {notls}: not probed:"),
+                                 ([plain, "30"], f"no SSL symbols, no BoringSSL: {plain}"))
+    assert "no crypto/tls use" in line and "go1.19" in line, line
 
 
 def test_http2_calls_are_captured_too(gdaemon, builds, certs):

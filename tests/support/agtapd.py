@@ -212,6 +212,23 @@ class Agtapd:
             time.sleep(0.2)
         raise AssertionError(f"the daemon never logged {text!r}:\n" + self.stderr()[-4000:])
 
+    def not_probed(self, *runs: tuple[list, str]) -> list[str]:
+        """Run each command (argv, what the daemon logs when it decides to leave that executable
+        alone) until the daemon has logged it; the lines, once checked that the daemon neither
+        probed nor attached any of the executables."""
+        procs = [subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for argv, _ in runs]
+        try:
+            lines = [self.wait_stderr(text) for _, text in runs]
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+        log = self.stderr()
+        for argv, _ in runs:
+            assert f"probing {argv[0]}" not in log and f"attached: {argv[0]}" not in log, argv[0]
+        return lines
+
     def stop(self) -> int:
         """SIGTERM; its exit status (the test fails if it takes more than 30 s)."""
         self.proc.send_signal(signal.SIGTERM)
