@@ -12,7 +12,7 @@
 // (body only when under 64 KiB); --wait-go prints {"ready": pid} and waits for a line on stdin.
 import http2 from 'node:http2';
 import crypto from 'node:crypto';
-import readline from 'node:readline';
+import { waitGo } from './common.mjs';
 
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : dflt);
@@ -43,12 +43,7 @@ function request(session, step) {
 }
 
 async function main() {
-  if (argv.includes('--wait-go')) {
-    console.log(JSON.stringify({ ready: process.pid }));
-    const rl = readline.createInterface({ input: process.stdin });
-    await new Promise((resolve) => rl.once('line', resolve));
-    rl.close();
-  }
+  await waitGo({ waitGo: argv.includes('--wait-go') });
   const session = http2.connect(base);
   session.on('error', (e) => { console.error(e); process.exit(1); });
   const results = [];
