@@ -446,9 +446,10 @@ class BareUprobes:
         else:
             addrs = [syms["SSL_write_ex"], syms["SSL_read_ex"]]
         self.addrs = addrs
+        from agtap.capture.probetable import attach_host   # not BCC's attach_uprobe: a garbage counter offset (refctr.py)
         for a in addrs:
-            self.b.attach_uprobe(name=lib, addr=a, fn_name="nothing")
-            self.b.attach_uretprobe(name=lib, addr=a, fn_name="nothing")
+            attach_host(self.b, lib, a, "nothing", ret=False)
+            attach_host(self.b, lib, a, "nothing", ret=True)
 
     def cpu(self) -> float:
         return 0.0

@@ -64,20 +64,22 @@ def _write_events(line: str) -> None:
         os.close(fd)
 
 
-def create_event(name: str, path: str, offset: int, ret: bool) -> int:
-    """Make the uprobe event agtap/NAME at `offset` of `path` (a file offset); its id."""
+def create_event(name: str, path: str, offset: int, ret: bool, ref_ctr: int = 0) -> int:
+    """Make the uprobe event agtap/NAME at `offset` of `path` (a file offset), with the
+    reference counter offset `ref_ctr` if not 0 (refctr.py: the one the kernel holds there); its id."""
     if any(c.isspace() for c in path) or ":" in path or "(" in path:
         raise OSError(f"cannot name {path!r} in uprobe_events (a blank, colon or parenthesis in it)")
-    _write_events(f"{'r' if ret else 'p'}:{GROUP}/{name} {path}:{offset:#x}")
+    _write_events(f"{'r' if ret else 'p'}:{GROUP}/{name} {path}:{offset:#x}" + (f"({ref_ctr:#x})" if ref_ctr else ""))
     with open(os.path.join(tracefs(), "events", GROUP, name, "id")) as f:
         return int(f.read())
 
 
-def remove_event(name: str) -> None:
+def remove_event(name: str, group: str = GROUP) -> bool:
     try:
-        _write_events(f"-:{GROUP}/{name}")
+        _write_events(f"-:{group}/{name}")
+        return True
     except OSError:
-        pass   # gone already, or still open (then removed at the next start)
+        return False   # gone already, or still open (then removed at the next start)
 
 
 def remove_stale_events() -> int:

@@ -23,13 +23,15 @@ from __future__ import annotations
 import ctypes
 import errno
 import itertools
+import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from agtap.capture import perfevent
+from agtap.capture import perfevent, refctr
 
+log = logging.getLogger("agtap.capture.probes")
 HOST = -1   # pid of a host-wide probe
 
 
@@ -39,6 +41,12 @@ class ProbeLimit(Exception):
 
 class PointRefused(OSError):
     """A probe point cannot be probed per process here (its tracefs event or holder was refused)."""
+
+
+class _Refused(OSError):
+    def __init__(self, err: int, msg: str, *, created: bool):
+        super().__init__(err, msg)
+        self.created = created   # the tracefs event was made (registering its uprobe was refused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,32 +92,56 @@ class ProbeTable:
         """The tracefs uprobe event of one probe point, made (with its holder) the first time."""
         ev = self._events.get((path, p))
         if ev is None:
-            try:
-                ev = self._make_event(path, p, self._offset(path, p.addr))
-            except OSError as e:
-                if e.errno == errno.EINVAL:
-                    raise PointRefused(e.errno, f"the kernel refused a probe at {p.addr:#x} (EINVAL): another "
-                                       "tracer holds a uprobe there with a reference counter offset (dmesg: "
-                                       "'ref_ctr_offset mismatch'; BCC 0.26's Python binding sets one by "
-                                       "mistake)") from None
-                raise PointRefused(e.errno, f"cannot make a probe at {p.addr:#x}: {e}") from None
-            self._events[(path, p)] = ev
+            ev = self._events[(path, p)] = self._make_event_learning(path, p, self._offset(path, p.addr))
         return ev[1]
 
-    def _make_event(self, path: str, p: Probe, off: int) -> tuple[str, int, int]:
+    def _make_event_learning(self, path: str, p: Probe, off: int) -> tuple[str, int, int]:
+        """Make the event with no reference counter; if the kernel refuses it there (EINVAL), with
+        the one it holds at that point (refctr.py), each offset tried once."""
+        ref, tried, swept = 0, set(), False
+        while True:
+            tried.add(ref)
+            try:
+                return self._make_event(path, p, off, ref)
+            except _Refused as e:
+                if e.errno != errno.EINVAL:
+                    raise PointRefused(e.errno, f"cannot make a probe at {p.addr:#x}: {e.strerror}") from None
+                if not e.created and not swept:
+                    swept = True
+                    if remove_orphans(path, off, ref):
+                        continue   # libbcc's leftovers made tracefs refuse it: once more without them
+                try:
+                    held = refctr.held_offset(path, off, ref, perfevent.tracefs(), created=e.created)
+                except (refctr.Unlearned, OSError) as u:
+                    raise PointRefused(errno.EINVAL, refused_line(path, off, ref, u)) from None
+                if held in tried:
+                    others = ", ".join(f"{g}/{n} ({r:#x})" for g, n, r in refctr.events_at(perfevent.tracefs(), path, off)
+                                       if r != ref)
+                    raise PointRefused(errno.EINVAL, refused_line(path, off, ref, "the kernel's uprobe there and tracefs "
+                                                                  f"events of running tracers hold different offsets: "
+                                                                  f"{others or hex(held)}"))
+                log.info("%s at %#x: the kernel holds the probe point with reference counter offset %#x "
+                         "(another tracer's, or a uprobe it leaked); probing with it", path, off, held)
+                ref = held
+
+    def _make_event(self, path: str, p: Probe, off: int, ref: int = 0) -> tuple[str, int, int]:
         from bcc import BPF
         name = f"{'r' if p.ret else 'p'}{os.getpid()}_{next(self._serial)}"
-        event_id = perfevent.create_event(name, path, off, p.ret)
         try:
-            holder = perfevent.open_event(event_id, os.getpid(), inherit=False)
-            try:
-                perfevent.set_bpf(holder, self._bpf.load_func(p.fn, BPF.KPROBE).fd)
-            except OSError:
-                os.close(holder)
-                raise
-        except OSError:
+            event_id = perfevent.create_event(name, path, off, p.ret, ref)
+        except OSError as e:
+            raise _Refused(e.errno, str(e), created=False) from None
+        try:
+            holder = perfevent.open_event(event_id, os.getpid(), inherit=False)   # registers the uprobe
+        except OSError as e:
             perfevent.remove_event(name)
-            raise
+            raise _Refused(e.errno, e.strerror or str(e), created=True) from None
+        try:
+            perfevent.set_bpf(holder, self._bpf.load_func(p.fn.encode(), BPF.KPROBE).fd)
+        except OSError as e:
+            os.close(holder)
+            perfevent.remove_event(name)
+            raise _Refused(None, f"attaching the program: {e}", created=True) from None
         return name, event_id, holder
 
     def _open(self, path: str, p: Probe, pid: int) -> tuple[bytes, int]:
@@ -182,34 +214,70 @@ BCC_OWNED = -1   # the fd of a host-wide probe: BCC's BPF object holds it (detac
 _bpf_attach_uprobe = None
 
 
-def attach_host(b, path: str, addr: int, fn_name: str, *, ret: bool) -> bytes:
-    """A host-wide probe: BCC's attach_uprobe/attach_uretprobe, calling libbcc with its real
-    prototype; returns BCC's event name (the BPF object holds the fd, so cleanup() works).
+def refused_line(path: str, off: int, ref: int, why) -> str:
+    return (f"the kernel refused a probe at {off:#x} of {path} (EINVAL, reference counter offset {ref:#x}): "
+            f"another tracer, or a uprobe the kernel leaked, holds that point with another offset "
+            f"(dmesg: 'ref_ctr_offset mismatch'; `agtap doctor` says more), and it cannot be used: {why}")
 
-    BCC 0.26's Python binding declares six arguments for bpf_attach_uprobe, which takes
-    seven: the last, the uprobe's reference counter ("semaphore") offset, is then whatever
-    the stack holds (6 on this machine; dmesg says "ref_ctr_offset mismatch ... old: 0x6").
-    The kernel adds to a 16-bit counter at that offset of the probed file in every process
-    that maps it writable there, and refuses (EINVAL) every later probe at the same place
-    with another offset. Passed as 0 here: no counter."""
+
+def remove_orphans(path: str, off: int, ref: int) -> int:
+    """Remove the uprobe events libbcc left at the point for processes that run no more, with a
+    counter offset other than `ref` (tracefs refuses a new event beside them); how many."""
+    n = 0
+    for group, event, held in refctr.events_at(perfevent.tracefs(), path, off):
+        if held != ref and refctr.orphaned(group, event):
+            n += perfevent.remove_event(event, group)
+    if n:
+        log.info("%s at %#x: removed %d uprobe events left by BCC processes that run no more", path, off, n)
+    return n
+
+
+def _libbcc_attach(b, fn_fd: int, ret: bool, ev_name: bytes, bpath: bytes, off: int, ref: int) -> int:
+    """libbcc's bpf_attach_uprobe with its real prototype (seven arguments); the fd, or -1.
+    libbcc tries the uprobe PMU, then a tracefs event it does not remove when that fails too:
+    removed here, so it cannot make tracefs refuse agtap's events at the point."""
     global _bpf_attach_uprobe
-    from bcc import BPF
     if _bpf_attach_uprobe is None:
         f = ctypes.CDLL("libbcc.so.0", use_errno=True).bpf_attach_uprobe   # a handle of its own: BCC's is left as is
         f.restype = ctypes.c_int
         f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_int,
                       ctypes.c_uint32]
         _bpf_attach_uprobe = f
+    fd = _bpf_attach_uprobe(fn_fd, 1 if ret else 0, ev_name, bpath, off, -1, ref)
+    if fd < 0:
+        perfevent.remove_event(ev_name.decode(), "uprobes")
+    return fd
+
+
+def attach_host(b, path: str, addr: int, fn_name: str, *, ret: bool) -> bytes:
+    """A host-wide probe, as BCC's attach_uprobe/attach_uretprobe makes it but calling libbcc with
+    its real prototype; returns BCC's event name (the BPF object holds the fd, so cleanup() works).
+
+    BCC 0.26's Python binding declares six arguments for bpf_attach_uprobe, which takes
+    seven: the last, the uprobe's reference counter ("semaphore") offset, is then whatever
+    the stack holds (6 on this machine). agtap passes 0 (no counter) and, where the kernel
+    refuses that because it holds the point with another offset, the offset it holds
+    (refctr.py); it never calls BCC's own attach_uprobe. Raises PointRefused when the held
+    offset cannot be learned."""
+    from bcc import BPF
     bpath, off = BPF._check_path_symbol(path.encode(), b"", addr, -1)
     b._check_probe_quota(1)
     fn = b.load_func(fn_name.encode(), BPF.KPROBE)
     ev_name = b._get_uprobe_evname(b"r" if ret else b"p", bpath, off, -1)
-    fd = _bpf_attach_uprobe(fn.fd, 1 if ret else 0, ev_name, bpath, off, -1, 0)
+    fd = _libbcc_attach(b, fn.fd, ret, ev_name, bpath, off, 0)
     if fd < 0:
-        # The kernel keeps one offset per probe point and refuses (EINVAL) another: a tracer built
-        # on the binding's call holds this one (or left it behind: seen to outlive every process
-        # here). Probing there at all then takes BCC's own call, which passes the same garbage.
-        (b.attach_uretprobe if ret else b.attach_uprobe)(name=path.encode(), addr=addr, fn_name=fn_name.encode())
-        return ev_name
+        err = ctypes.get_errno()
+        try:
+            held = refctr.held_offset(path, off, 0, perfevent.tracefs(), created=True)
+        except (refctr.Unlearned, OSError) as u:
+            raise PointRefused(err or errno.EINVAL, refused_line(path, off, 0, u)) from None
+        if held == 0:
+            raise PointRefused(err, f"cannot attach a probe at {off:#x} of {path}: {os.strerror(err)}")
+        fd = _libbcc_attach(b, fn.fd, ret, ev_name, bpath, off, held)
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise PointRefused(err, refused_line(path, off, held, f"with {held:#x} too: {os.strerror(err)}"))
+        log.info("%s at %#x: the kernel holds the probe point with reference counter offset %#x "
+                 "(another tracer's, or a uprobe it leaked); probing with it", path, off, held)
     b._add_uprobe_fd(ev_name, fd)
     return ev_name
