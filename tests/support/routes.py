@@ -34,20 +34,31 @@ BEDROCK_PATH = re.compile(r"^/model/([^/]+)/(converse|converse-stream|invoke|inv
 OLLAMA_PATHS = ("/api/chat", "/api/generate", "/api/embed")
 
 
+def _take(ex: Exchange, take_reply: Callable[[str], Reply]) -> tuple[Reply, dict]:
+    """The scripted reply for this LLM request (kept in ex.reply) and the request's JSON body
+    ({} when it has none or it is not JSON)."""
+    reply = ex.reply = take_reply(ex.target)
+    try:
+        return reply, json.loads(ex.body or b"{}")
+    except ValueError:
+        return reply, {}
+
+
+def _streams(reply: Reply, asked: bool) -> bool:
+    """Whether to stream: Reply.stream when the test says, else what the request asked for."""
+    return asked if reply.stream is None else reply.stream
+
+
 def _other_api(ex: Exchange, take_reply: Callable[[str], Reply]) -> tuple[Planned, bool] | None:
     """Bedrock, Ollama and the embeddings endpoints (None: not one of theirs)."""
     path = ex.path
     bedrock, gem_embed = BEDROCK_PATH.match(path), GEMINI_EMBED_PATH.match(path)
     if not (bedrock or gem_embed or path in OLLAMA_PATHS or path == "/v1/embeddings"):
         return None
-    reply = ex.reply = take_reply(ex.target)
-    try:
-        request = json.loads(ex.body or b"{}")
-    except ValueError:
-        request = {}
+    reply, request = _take(ex, take_reply)
     if bedrock:
         model, op = unquote(bedrock.group(1)), bedrock.group(2)
-        stream = op.endswith("stream") if reply.stream is None else reply.stream
+        stream = _streams(reply, op.endswith("stream"))
         if op.startswith("converse"):
             return shapes_bedrock.converse(reply, ex.seq, stream), stream
         return shapes_bedrock.invoke(reply, model, request, ex.seq, stream), stream
@@ -58,7 +69,7 @@ def _other_api(ex: Exchange, take_reply: Callable[[str], Reply]) -> tuple[Planne
     if path == "/api/embed":
         return shapes_ollama.embed(reply, request), False
     # Ollama streams unless the request says "stream": false
-    stream = request.get("stream") is not False if reply.stream is None else reply.stream
+    stream = _streams(reply, request.get("stream") is not False)
     return shapes_ollama.generate(reply, path, request, stream), stream
 
 
@@ -81,22 +92,16 @@ def plan(ex: Exchange, take_reply: Callable[[str], Reply]) -> tuple[Planned, boo
             "/v1/messages", "/v1/chat/completions", "/v1/responses")):
         body = json.dumps({"error": {"message": f"fake API: no route {method} {path}"}}).encode()
         return Planned(404, "application/json", body=body), False
-    reply = ex.reply = take_reply(ex.target)
-    try:
-        request = json.loads(ex.body or b"{}")
-    except ValueError:
-        request = {}
+    reply, request = _take(ex, take_reply)
     if gem:
-        wants_stream = gem.group(2) == "streamGenerateContent"
-        stream = wants_stream if reply.stream is None else reply.stream
+        stream = _streams(reply, gem.group(2) == "streamGenerateContent")
         alt_sse = ex.query.get("alt") == ["sse"]
         return shapes_gemini.generate(reply, gem.group(1), ex.seq, stream, alt_sse), stream
     if vertex_claude:
-        wants_stream = vertex_claude.group(2) == "streamRawPredict" or bool(request.get("stream"))
-        stream = wants_stream if reply.stream is None else reply.stream
+        stream = _streams(reply, vertex_claude.group(2) == "streamRawPredict" or bool(request.get("stream")))
         request.setdefault("model", vertex_claude.group(1))
         return shapes_anthropic.messages(reply, request, ex.seq, stream), stream
-    stream = bool(request.get("stream")) if reply.stream is None else reply.stream
+    stream = _streams(reply, bool(request.get("stream")))
     if azure:
         if azure.group(1):
             request.setdefault("model", azure.group(1))
