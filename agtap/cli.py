@@ -42,6 +42,19 @@ EXAMPLES = """examples:
 """
 
 
+def _not_negative(kind):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if v < 0 or v != v:
+            raise argparse.ArgumentTypeError(f"must be 0 (off) or more: {text!r}")
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def _capture_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("capture")
     g.add_argument("-p", "--pid", type=int, action="append", dest="pids", metavar="PID",
@@ -56,6 +69,13 @@ def _capture_flags(p: argparse.ArgumentParser) -> None:
                         f"replaces the list (default {shown(D.agent_runtimes)})")
     g.add_argument("--max-uprobes", type=int, metavar="N",
                    help=f"uprobes held at most; past it a library's probes go host-wide (default {D.max_uprobes})")
+    g.add_argument("--demote-after-requests", type=_not_negative(int), metavar="N",
+                   help="process scope: stop watching a process after N requests agtap ignored and no LLM or "
+                        "MCP call; a later call of it is then missed (default "
+                        f"{shown(D.demote_after_requests)}; 0 = never)")
+    g.add_argument("--demote-after-mib", type=_not_negative(float), metavar="M",
+                   help="process scope: the same after M MiB of ignored TLS traffic "
+                        f"(default {shown(D.demote_after_mib)}; 0 = never)")
     g.add_argument("-v", "--verbose", action="store_true", default=None,
                    help="log each probe attached and each file without SSL symbols")
     g.add_argument("--max-capture-bytes", type=int, metavar="N",
@@ -79,7 +99,8 @@ def _capture_flags(p: argparse.ArgumentParser) -> None:
                    help=f"where located BoringSSL offsets are kept (default {D.cache_dir}; env AGTAP_CACHE_DIR)")
 
 
-FLAG_FIELDS = ("pids", "comms", "probe_scope", "agent_runtimes", "max_uprobes", "verbose", "max_capture_bytes", "event_log", "bodies_dir", "max_body_store",
+FLAG_FIELDS = ("pids", "comms", "probe_scope", "agent_runtimes", "max_uprobes", "demote_after_requests",
+               "demote_after_mib", "verbose", "max_capture_bytes", "event_log", "bodies_dir", "max_body_store",
                "body_retention", "max_log_size", "max_log_files", "stdout", "metrics_addr", "otel", "bus",
                "runtime_dir", "cache_dir")
 

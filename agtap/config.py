@@ -30,6 +30,8 @@ class Config:
     probe_scope: str = "host"                             # host | process: where the TLS data probes sit
     agent_runtimes: list[str] = field(default_factory=lambda: list(DEFAULT_RUNTIMES))   # watched at exec
     max_uprobes: int = 4096                               # uprobes (perf event fds) held at most
+    demote_after_requests: int = 0                        # process scope: demote a watched process after N
+    demote_after_mib: float = 0.0                         # ignored requests / M MiB, no LLM call (0: never)
     verbose: bool = False                                 # -v
     max_capture_bytes: int = 4 * 1024 * 1024              # per SSL_write/read call
     event_log: str = DEFAULT_EVENT_LOG                    # AGTAP_LOG

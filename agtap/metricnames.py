@@ -122,6 +122,9 @@ PROM_STATS: dict[str, tuple[str, str, str]] = {
                     "(their first request may be missing)"),
     "probe_fallbacks": ("agtap_probe_fallbacks_total", "counter",
                         "Files whose data probes went host-wide because the uprobe limit was reached"),
+    "demoted": ("agtap_demoted_processes_total", "counter",
+                "Watched processes demoted (--demote-after-*): probes detached after ignored traffic and no LLM or "
+                "MCP call; a later call of theirs is not seen"),
     "watched_processes": ("agtap_watched_processes", "gauge", "Processes with TLS data probes of their own"),
     "uprobes": ("agtap_uprobes", "gauge", "Uprobes held (one perf event file descriptor each)"),
     "h2_dropped_bytes": ("agtap_http2_dropped_bytes_total", "counter",

@@ -115,6 +115,18 @@ BPF_HASH(active_tgids, u32, u8, 65536);
  * by the sentinel, the write hooks and the exit hook. Empty with --probe-scope=host. */
 BPF_HASH(watch_state, u32, u8, 65536);
 
+/* What a watched process did that no provider wants (demotion, --demote-after-*,
+ * agtap/capture/demotion.py): HTTP requests the kernel itself left uncopied (not
+ * POST) and payload bytes of ignored TLS connections. An entry is created by
+ * userspace for each process it watches while demotion is on and deleted when it
+ * stops watching it; the data hooks only add to entries that exist (so nothing
+ * is counted for anyone else); read by userspace about once a second. */
+struct watch_cost_t {
+    u64 requests;
+    u64 bytes;
+};
+BPF_HASH(watch_cost, u32, struct watch_cost_t, 65536);
+
 /* Tgids that started a TLS client connection. Written by the client sentinel,
  * read by the server sentinel, deleted by the exit hook. */
 BPF_HASH(client_tgids, u32, u8, 65536);

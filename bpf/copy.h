@@ -218,6 +218,17 @@ static __always_inline void emit_event(u8 kind, u64 conn_id, u32 tgid, u32 tid, 
         count(C_RECORDS, 1);
 }
 
+/* A watched process's traffic that is not copied: counted for demotion (watch_cost). */
+static __always_inline void note_ignored(u32 tgid, u64 requests, u64 bytes) {
+    struct watch_cost_t *c = watch_cost.lookup(&tgid);
+    if (!c)
+        return;   /* not watched, or demotion off: the common case */
+    if (requests)
+        __sync_fetch_and_add(&c->requests, requests);
+    if (bytes)
+        __sync_fetch_and_add(&c->bytes, bytes);
+}
+
 /* Decide, from the first bytes of a write, whether it is captured.
  * Returns 1 to copy the buffer. Updates the connection's state. */
 static __always_inline int classify_write(struct conn_key_t *key, const char *buf, u64 len,
@@ -261,6 +272,8 @@ static __always_inline int classify_write(struct conn_key_t *key, const char *bu
             v.state = S_EGRESS_ONLY;
         if (conns.update(key, &v))
             count(C_CONN_FULL, 1);
+        if (http != 2 && key->is_tls)
+            note_ignored(key->pid, 1, len);   /* a TLS request agtap does not copy */
         return http == 2;
     }
     if (!cv && h2_late(head, n, buf, len)) {
@@ -293,6 +306,8 @@ known:
     if (cv->state == S_CAPTURE || cv->state == S_EGRESS_ONLY)
         return 1;
     count(C_SKIPPED, len);
+    if (key->is_tls)
+        note_ignored(key->pid, 0, len);
     return 0;
 }
 
@@ -317,10 +332,17 @@ static __always_inline void note_late_write(u32 tgid, const char *buf, u64 len) 
     count(C_LATE_ATTACH, 1);
 }
 
-/* Should a read on this connection be copied? */
-static __always_inline int read_wanted(struct conn_key_t *key) {
+/* Should a read on this connection be copied? `len`: the bytes read (0 at a
+ * syscall's entry, where it is not known yet): counted for demotion when not. */
+static __always_inline int read_wanted(struct conn_key_t *key, u64 len) {
     struct conn_val_t *cv = conns.lookup(key);
-    return cv && (cv->state == S_CAPTURE || cv->state == S_H2 || cv->state == S_H2_LATE);
+    if (!cv)
+        return 0;   /* not a connection we capture: the common case */
+    if (cv->state == S_CAPTURE || cv->state == S_H2 || cv->state == S_H2_LATE)
+        return 1;
+    if (cv->state == S_IGNORE && len && key->is_tls)
+        note_ignored(key->pid, 0, len);
+    return 0;
 }
 
 /* Note a tgid that owns a captured connection (so its exit is reported). */

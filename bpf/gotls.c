@@ -135,7 +135,7 @@ int probe_gotls_read_ret(struct pt_regs *ctx) {
     if ((u64)n > r.len)
         return 0;   /* more than the buffer holds: not Read's result (cannot happen) */
     struct conn_key_t key = {.pid = tgid, .is_tls = KEY_GOTLS, .id = r.conn};
-    if (!read_wanted(&key))
+    if (!read_wanted(&key, n))
         return 0;   /* reads follow a captured request only */
     u64 buf = r.buf;
     if (buf >= r.sp && buf < r.stack_hi)

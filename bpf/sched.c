@@ -22,6 +22,9 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
         else
             comm_tgids.delete(&tgid);
     }
+    u8 *w = watch_state.lookup(&tgid);
+    if (w && *w == W_DEMOTED)
+        watch_state.delete(&tgid);   /* demoted: its new image is judged anew (sentinel, userspace) */
     emit_event(K_EXEC, 0, tgid, tid, 0, 0);
     return 0;
 }

@@ -55,7 +55,7 @@ static __always_inline int ssl_return(struct pt_regs *ctx, int ex) {
     if (args.kind == K_TLS_WRITE) {
         if (!classify_write(&key, (const char *)args.buf, n, 0))
             return 0;   /* not an HTTP/1.x exchange we capture */
-    } else if (!read_wanted(&key)) {
+    } else if (!read_wanted(&key, n)) {
         return 0;   /* reads follow a captured request only */
     }
     mark_active(tgid);

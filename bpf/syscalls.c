@@ -41,7 +41,7 @@ static __always_inline int sys_read_enter(u64 fd, u64 buf, u32 iovcnt) {
     if (!current_ids(&tgid, &tid))
         return 0;   /* a task outside the daemon's PID namespace */
     struct conn_key_t key = {.pid = tgid, .is_tls = 0, .id = fd};
-    if (!read_wanted(&key))
+    if (!read_wanted(&key, 0))
         return 0;   /* reads follow a captured request only: the common case */
     struct args_t a = {.conn_id = fd, .buf = buf, .iovcnt = iovcnt, .kind = K_SOCK_READ};
     u64 id = bpf_get_current_pid_tgid();

@@ -49,6 +49,7 @@ BPF_CONSTANTS: dict[str, tuple[int, str]] = {
     "W_PENDING": (1, "to be watched: its data probes are not attached yet"),
     "W_LIVE": (2, "its data probes are attached"),
     "W_LATE": (3, "wrote TLS application data while pending: counted once in C_LATE_ATTACH"),
+    "W_DEMOTED": (4, "demoted: its data probes detached, the sentinel leaves it alone until it execs"),
     # counter slots (per-CPU array `counters`, summed by userspace)
     "C_LOST": (0, "ring-buffer output failed: bytes lost"),
     "C_CUT": (1, "buffers cut at the cap"),
@@ -72,7 +73,7 @@ K_CLOSE, K_EXEC, K_EXIT = _V["K_CLOSE"], _V["K_EXEC"], _V["K_EXIT"]
 K_GO_WRITE, K_GO_READ, K_GO_CLOSE = _V["K_GO_WRITE"], _V["K_GO_READ"], _V["K_GO_CLOSE"]
 KEY_GOTLS = _V["KEY_GOTLS"]
 K_CLIENT, K_FORK, K_SERVER = _V["K_CLIENT"], _V["K_FORK"], _V["K_SERVER"]
-W_PENDING, W_LIVE, W_LATE = _V["W_PENDING"], _V["W_LIVE"], _V["W_LATE"]
+W_PENDING, W_LIVE, W_LATE, W_DEMOTED = _V["W_PENDING"], _V["W_LIVE"], _V["W_LATE"], _V["W_DEMOTED"]
 K_H2_START = _V["K_H2_START"]
 F_CUT, F_LAST = _V["F_CUT"], _V["F_LAST"]
 S_CAPTURE, S_IGNORE = _V["S_CAPTURE"], _V["S_IGNORE"]

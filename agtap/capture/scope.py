@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agtap.capture import probepoints
+from agtap.capture.demotion import CHECK_S, DemotePolicy, Demoting
 from agtap.capture.probetable import HOST, PointRefused, Probe, ProbeLimit, ProbeTable
 from agtap.capture.procfiles import Key, key_of, path_keys
 from agtap.capture.records import W_LIVE, W_PENDING
@@ -52,6 +53,14 @@ def _end(symbols: dict[str, int]) -> str:
     return f"; connection end at {symbols['SSL_free']:#x}" if "SSL_free" in symbols else ""
 
 
+def _ppid(pid: int, proc_root: str = "/proc") -> int:
+    try:
+        with open(f"{proc_root}/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def mapped_keys(pid: int, proc_root: str = "/proc") -> set[Key]:
     """(dev, inode) of every file the process maps."""
     try:
@@ -64,6 +73,7 @@ def mapped_keys(pid: int, proc_root: str = "/proc") -> set[Key]:
 class HostScope:
     """Every probe host-wide: what agtap did before per-process probes."""
     name = "host"
+    demoted = 0   # demotion is a per-process scope's (demotion.py)
 
     def __init__(self, table: ProbeTable, log: logging.Logger):
         self.table = table
@@ -111,7 +121,7 @@ class Watch:
     files: set[str] = field(default_factory=set)
 
 
-class ProcessScope:
+class ProcessScope(Demoting):
     name = "process"
 
     def __init__(self, table: ProbeTable, bpf, log: logging.Logger, policy: WatchPolicy,
@@ -129,6 +139,10 @@ class ProcessScope:
         self._detacher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="agtap-detach")
         self.fallbacks = 0
         self.attach_ms: list[float] = []         # decision-to-live latency of each watch (the last 1000)
+        self.demotion = DemotePolicy()           # off unless the tracer sets thresholds (demotion.py)
+        self.demoted = 0                         # processes demoted since start
+        self._demoted: set[int] = set()          # demoted and still running (by the attach thread only)
+        self._next_check = 0.0
 
     # --- called from the poll thread (and the BoringSSL worker): queued ---
     def add_file(self, path: str, target: Target, probes: list[Probe] | None = None, what: str = "") -> None:
@@ -203,9 +217,10 @@ class ProcessScope:
     def _run(self) -> None:
         while True:
             try:
-                job = self._jobs.get(timeout=SWEEP_S)
+                job = self._jobs.get(timeout=CHECK_S if self.demotion.enabled else SWEEP_S)
             except queue.Empty:
                 self._sweep()
+                self._check_demotion()
                 continue
             if job is None:
                 return
@@ -213,6 +228,7 @@ class ProcessScope:
                 getattr(self, "_do_" + job[0])(*job[1:])
             except Exception:   # one odd process must not end the attaching for the others
                 self.log.exception("per-process probes: %s failed", job[0])
+            self._check_demotion()   # also while jobs keep coming
 
     def _do_mark(self, done: threading.Event) -> None:
         done.set()
@@ -234,11 +250,16 @@ class ProcessScope:
         for pid in all_pids(self._proc_root):
             if pid == os.getpid() or pid in self._watched:
                 continue
+            if pid in self._demoted and not self.policy.filtered:
+                continue   # demoted: back only when a filter names it, or at its next exec
             reason = self.policy.at_start(pid, self._by_exe(pid))
             if reason:
                 self._watch(pid, reason)
 
     def _do_exec(self, pid: int, ts_ns: int) -> None:
+        if pid in self._demoted:   # a new image, judged anew (the kernel's exec hook cleared W_DEMOTED)
+            self._demoted.discard(pid)
+            self.demotion.forget(pid)
         if pid in self._watched:
             self._attach_files(pid)   # a new image: its executable may be a probed file
             return
@@ -252,10 +273,14 @@ class ProcessScope:
             self._watch(pid, "executable", ts_ns)
 
     def _do_fork(self, child: int, ts_ns: int) -> None:
+        if self._demoted and _ppid(child, self._proc_root) in self._demoted and not self.policy.filtered:
+            return   # the child of a demoted process runs the same program: left to its exec and the sentinel
         if child not in self._watched and is_process(child, self._proc_root) and self.policy.allowed(child):
             self._watch(child, "child", ts_ns)
 
     def _do_client(self, pid: int, ts_ns: int) -> None:
+        if pid in self._demoted:
+            return   # named before its demotion reached the kernel
         if pid in self._watched:
             self._set_state(pid, W_LIVE)
         else:
@@ -268,6 +293,8 @@ class ProcessScope:
             self._unwatch(pid, "a TLS server")
 
     def _do_exit(self, pid: int) -> None:
+        self._demoted.discard(pid)
+        self.demotion.forget(pid)
         if pid in self._watched:
             self._unwatch(pid, "exit", kernel_state=False)
 
@@ -284,14 +311,18 @@ class ProcessScope:
             self._attach_files(pid)
         if not f.sentinel:
             for pid in all_pids(self._proc_root):
-                if pid not in self._watched and pid != os.getpid() and self.policy.allowed(pid) \
-                        and self._exe_key(pid) in f.keys:
+                if pid not in self._watched and pid not in self._demoted and pid != os.getpid() \
+                        and self.policy.allowed(pid) and self._exe_key(pid) in f.keys:
                     self._watch(pid, "executable")
 
     def _sweep(self) -> None:
         for pid in list(self._watched):
             if not os.path.exists(f"{self._proc_root}/{pid}"):
                 self._unwatch(pid, "gone", kernel_state=False)
+        for pid in list(self._demoted):
+            if not os.path.exists(f"{self._proc_root}/{pid}"):
+                self._demoted.discard(pid)
+                self.demotion.forget(pid)
 
     # --- watching ---
     def _exe_key(self, pid: int) -> Key | None:
@@ -324,6 +355,9 @@ class ProcessScope:
     def _watch(self, pid: int, reason: str, ts_ns: int = 0) -> None:
         t0 = time.monotonic()
         self._watched[pid] = Watch(reason)
+        self._demoted.discard(pid)
+        if self.demotion.enabled:
+            self._zero_cost(pid)
         if reason == "child":
             self._set_state(pid, W_LIVE)      # its parent's probes were inherited at the fork (perfevent.py)
         elif reason != "client":
@@ -375,6 +409,12 @@ class ProcessScope:
 
     def _unwatch(self, pid: int, why: str, kernel_state: bool = True) -> None:
         self._watched.pop(pid, None)
+        if self.demotion.enabled:
+            try:
+                import ctypes
+                del self._bpf["watch_cost"][ctypes.c_uint32(pid)]
+            except Exception:
+                pass   # not there
         if kernel_state:
             try:
                 import ctypes

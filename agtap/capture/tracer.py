@@ -20,6 +20,7 @@ from agtap.capture import headers, loader, verifier
 from agtap.capture.chunk import CaptureStats
 from agtap.capture.connid import ConnId
 from agtap.capture.conns import ConnMapper
+from agtap.capture.demotion import DemotePolicy
 from agtap.capture.probetable import Probe, ProbeTable
 from agtap.capture.records import (COUNTER_NAMES, COUNTER_SLOTS, K_CLIENT, K_EXEC, K_EXIT, K_FORK, K_SERVER, S_H2,
                                    S_IGNORE, decode, layout_problems)
@@ -148,6 +149,7 @@ class Tracer:
                 policy = WatchPolicy(self.config.agent_runtimes)
                 policy.set_filter(self._pids, self._comms)
                 self._scope = ProcessScope(table, b, self.log, policy)
+                self._scope.demotion = DemotePolicy(self.config.demote_after_requests, self.config.demote_after_mib)
             self._targets = TargetSet(self._attach_file, self.log, cache_dir=self.config.cache_dir,
                                       attach_go=self._attach_go)
             self._targets.scan_host()
@@ -296,9 +298,17 @@ class Tracer:
         A connection joined late (S_H2_LATE: no preface, its writes looked like frames)
         may be ignored: userspace asks when its bytes turn out not to be frames."""
         key = conn.kernel_key()
-        if key is None or self._state(*key) == S_H2:
+        state = self._state(*key) if key is not None else None
+        if key is None or state == S_H2:
             return
+        if key[1] and state != S_IGNORE and isinstance(self._scope, ProcessScope):
+            self._scope.demotion.note_ignored(conn.pid)   # a TLS request the kernel copied, of no interest
         self._set_state(*key, S_IGNORE)
+
+    def note_call(self, pid: int) -> None:
+        """An LLM or MCP call of this process was seen: it is never demoted (demotion.py)."""
+        if isinstance(self._scope, ProcessScope):
+            self._scope.demotion.note_call(pid)
 
     def ignore_stream(self, conn: ConnId, stream_id: int) -> None:
         """No interest in one stream of an HTTP/2 connection: the kernel stops copying the payload
@@ -387,6 +397,7 @@ class Tracer:
                             boringssl_unprobed_processes=self._targets.unprobed_processes if self._targets else 0,
                             boringssl_unprobed_connections=self._targets.unprobed_connections if self._targets else 0,
                             probe_fallbacks=scope.fallbacks if scope else 0,
+                            demoted=scope.demoted if scope else 0,
                             watched_processes=scope.watched() if scope else 0,
                             uprobes=len(scope.table) if scope else 0,
                             probe_scope=scope.name if scope else self.config.probe_scope)

@@ -283,6 +283,11 @@ class Controller:
                 self.log.exception("ignore_stream")
 
     def _on_call(self, call: Call) -> None:
+        if self.tracer is not None and hasattr(self.tracer, "note_call"):
+            try:
+                self.tracer.note_call(call.pid)   # a process with a call is never demoted
+            except Exception:
+                self.log.exception("note_call")
         for s in self.sinks:
             try:
                 s.write(call)
@@ -407,6 +412,7 @@ class Controller:
             "boringssl_unprobed_connections": cap.boringssl_unprobed_connections,
             "late_attach": cap.late_attach,
             "probe_fallbacks": cap.probe_fallbacks,
+            "demoted": cap.demoted,
             "h2_dropped_bytes": cap.h2_dropped_bytes,
             "h2_walks_lost": cap.h2_walks_lost,
             "h2_late_joins": cap.h2_late_joins,

@@ -13,6 +13,7 @@ find nor probe it, so what is in these processes' memory is this tracer's doing 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -162,11 +163,12 @@ class Scene:
             p.wait()
 
 
-@pytest.fixture
-def tracer(tmp_path, _need_root):
+@contextlib.contextmanager
+def polled_tracer(tmp_path: Path, **config):
+    """A started Tracer under per-process scope, its ring buffer polled by a thread; `items`: what it gave."""
     items: list = []
     t = Tracer(Config(runtime_dir=str(tmp_path / "run"), event_log=str(tmp_path / "events.jsonl"),
-                      cache_dir=str(tmp_path / "cache"), comms=["agtap-nomatch"], probe_scope="process"), items.append)
+                      cache_dir=str(tmp_path / "cache"), probe_scope="process", **config), items.append)
     t.start()
     stop = threading.Event()
 
@@ -176,10 +178,18 @@ def tracer(tmp_path, _need_root):
     th = threading.Thread(target=poll, daemon=True)
     th.start()
     t.items = items
-    yield t
-    stop.set()
-    th.join()
-    t.stop()
+    try:
+        yield t
+    finally:
+        stop.set()
+        th.join()
+        t.stop()
+
+
+@pytest.fixture
+def tracer(tmp_path, _need_root):
+    with polled_tracer(tmp_path, comms=["agtap-nomatch"]) as t:
+        yield t
 
 
 @pytest.fixture
