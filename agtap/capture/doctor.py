@@ -12,10 +12,10 @@ import platform
 import shutil
 from dataclasses import dataclass
 
-from agtap.capture import boringcache, golocate, headers
+from agtap.capture import boringcache, golocate, headers, refctr
 from agtap.capture import probepoints
-from agtap.capture.elfsyms import SSL_SYMBOLS, exported
-from agtap.capture.targets import LIBSSL_NAME, TargetSet, all_pids, exe_of
+from agtap.capture.elfsyms import SSL_SYMBOLS, exported, file_offset, symbol_addrs
+from agtap.capture.targets import LIBSSL_NAME, Target, TargetSet, all_pids, exe_of
 
 
 @dataclass
@@ -108,12 +108,16 @@ def _botocore() -> Check:
     return Check("ok", "botocore", "AWS event streams (Bedrock) are read with botocore")
 
 
-def _libssl() -> list[Check]:
-    """Every libssl capture would probe, per container: found as the tracer finds them
-    (targets.TargetSet, without attaching), with where each probe would sit."""
+def _found() -> TargetSet:
+    """Every file capture would probe, found as the tracer finds them (without attaching)."""
     import logging
     found = TargetSet(lambda path, target: None, logging.getLogger("agtap.doctor.targets"))
     found.scan_host()
+    return found
+
+
+def _libssl(found: TargetSet) -> list[Check]:
+    """Every libssl capture would probe, per container, with where each probe would sit."""
     out = []
     for t in sorted(found.targets, key=lambda t: t.where != "host"):
         points = "; ".join(pt.describe() for pt in probepoints.plan(t.opened or t.path, t.symbols))
@@ -130,6 +134,84 @@ def _libssl() -> list[Check]:
     if os.geteuid() != 0:
         out.append(Check("warn", "libssl", "not root: other users' processes and containers were not looked at",
                          "sudo agtap doctor"))
+    return out
+
+
+def _package_of(path: str) -> str:
+    """The Debian package that ships `path` on this host ("" if none says so)."""
+    import subprocess
+    try:
+        r = subprocess.run(["dpkg", "-S", os.path.realpath(path)], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return r.stdout.split(":", 1)[0].strip() if r.returncode == 0 else ""
+
+
+def _probed_files(found: TargetSet) -> list[Target]:
+    """What capture would probe: the files found, and the node binary on PATH (probed when it starts)."""
+    targets = list(found.targets)
+    node = shutil.which("node")
+    if node and not any(os.path.realpath(t.opened or t.path) == os.path.realpath(node) for t in targets):
+        targets.append(Target(node, symbol_addrs(node)))
+    return targets
+
+
+def _held_points(targets: list[Target]) -> list[Check]:
+    """The probe points the kernel holds with a reference counter offset (refctr.py): found by
+    registering a uprobe at each with none, for this process, and unregistering it at once."""
+    if os.geteuid() != 0:
+        return [Check("warn", "probe points", "not root: not checked for uprobes held with a reference counter "
+                      "offset", "sudo agtap doctor")]
+    if not headers.tracefs_path():
+        return []
+    points = []
+    for t in targets:
+        if not t.usable:
+            continue
+        path = t.opened or t.path
+        where = [(pt.addr, pt.covers) for pt in probepoints.plan(path, t.symbols)]
+        for addr, covers in where + [(t.symbols["SSL_free"], "SSL_free")] * ("SSL_free" in t.symbols):
+            off = file_offset(path, addr)
+            if off is not None:
+                points.append((t, path, covers, off))
+
+    def check(i: int):
+        t, path, _, off = points[i]
+        try:
+            return refctr.test_register(path, off, 900_000 + i), ""
+        except refctr.Unlearned as e:
+            return None, str(e)
+        except OSError as e:
+            return -1, str(e)
+
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=8) as ex:   # each unregistering waits for the kernel's grace period
+        results = list(ex.map(check, range(len(points))))
+    out = []
+    for (t, path, covers, off), (held, why) in zip(points, results):
+        if held == 0:
+            continue
+        where = f"{t.describe()} at {off:#x} ({covers})"
+        pkg = _package_of(path) if t.where == "host" else ""
+        clear = ("reboot (a uprobe the kernel leaked goes with it), or " +
+                 (f"`sudo apt-get install --reinstall {pkg}`" if pkg else "reinstall the package that ships the file"
+                  + ("" if t.where == "host" else f" in {t.where}")) +
+                 ": the file gets a new inode, and processes started afterwards map a file no probe holds")
+        if held == -1:
+            out.append(Check("warn", "probe point", f"{where}: not checked: {why}"))
+        elif held:
+            out.append(Check("warn", "probe point", f"{where}: the kernel holds it with reference counter offset "
+                             f"{held:#x}: another tracer's (BCC 0.26's Python binding sets a garbage one), or a uprobe "
+                             "the kernel leaked (dmesg: 'failed to unregister, leaking uprobe'). agtap probes it anyway, "
+                             "with that offset", "nothing is needed; to clear it, " + clear))
+        else:
+            out.append(Check("FAIL", "probe point", f"{where}: the kernel refuses probes there without a reference "
+                             f"counter offset, and the one it holds cannot be learned: {why}. Per-process probes on "
+                             "this file fall back to host-wide ones, and those are refused: its calls are not seen",
+                             clear))
+    if not out:
+        out.append(Check("ok", "probe points", f"{len(points)} checked: none held by another tracer with a reference "
+                     "counter offset"))
     return out
 
 
@@ -203,8 +285,9 @@ def _root() -> Check:
 
 
 def run_checks(runtime_dir: str, cache_dir: str) -> list[Check]:
+    found = _found()
     return [_kernel(), _btf(), _tracefs(), *_events(), _headers(runtime_dir), _bcc(), _http2(), _botocore(),
-            *_libssl(), *_node(), *_boringssl(cache_dir), *_go(), _root()]
+            *_libssl(found), *_held_points(_probed_files(found)), *_node(), *_boringssl(cache_dir), *_go(), _root()]
 
 
 def main(runtime_dir: str, cache_dir: str) -> int:

@@ -112,24 +112,43 @@ def functions(m, wanted, table: int = SHT_DYNSYM) -> dict[str, tuple[int, int]]:
     return found
 
 
+def _load_segment(m, addr: int) -> tuple[int, int, int] | None:
+    """(p_offset, p_vaddr, p_filesz) of the PT_LOAD holding virtual address `addr` in an mmap'd ELF64."""
+    if m[:4] != b"\x7fELF" or m[4] != 2:
+        return None
+    endian = "<" if m[5] == 1 else ">"
+    phoff, = struct.unpack_from(endian + "Q", m, 0x20)
+    phentsize, phnum = struct.unpack_from(endian + "HH", m, 0x36)
+    for i in range(phnum):
+        p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
+            endian + "IIQQQQ", m, phoff + i * phentsize)
+        if p_type == PT_LOAD and p_vaddr <= addr < p_vaddr + p_filesz:
+            return p_offset, p_vaddr, p_filesz
+    return None
+
+
 def code_at(path: str, addr: int, n: int) -> bytes:
     """Up to n bytes of the file's loadable content at virtual address `addr` (b"" if none)."""
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            if m[:4] != b"\x7fELF" or m[4] != 2:
-                return b""
-            endian = "<" if m[5] == 1 else ">"
-            phoff, = struct.unpack_from(endian + "Q", m, 0x20)
-            phentsize, phnum = struct.unpack_from(endian + "HH", m, 0x36)
-            for i in range(phnum):
-                p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
-                    endian + "IIQQQQ", m, phoff + i * phentsize)
-                if p_type == PT_LOAD and p_vaddr <= addr < p_vaddr + p_filesz:
-                    start = p_offset + (addr - p_vaddr)
-                    return bytes(m[start:start + min(n, p_vaddr + p_filesz - addr)])
+            seg = _load_segment(m, addr)
+            if seg:
+                p_offset, p_vaddr, p_filesz = seg
+                start = p_offset + (addr - p_vaddr)
+                return bytes(m[start:start + min(n, p_vaddr + p_filesz - addr)])
     except (OSError, ValueError, struct.error, IndexError):
         pass
     return b""
+
+
+def file_offset(path: str, addr: int) -> int | None:
+    """The file offset of virtual address `addr` (where a uprobe on it sits), None if not loaded."""
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            seg = _load_segment(m, addr)
+    except (OSError, ValueError, struct.error, IndexError):
+        return None
+    return seg[0] + addr - seg[1] if seg else None
 
 
 PT_DYNAMIC, DT_NULL, DT_NEEDED, DT_STRTAB = 2, 0, 1, 5

@@ -65,6 +65,7 @@ class ProbeTable:
         self._fds: dict[tuple[str, int, Probe], tuple[bytes, int]] = {}
         self._offsets: dict[tuple[str, int], int] = {}    # (path, ELF address) -> file offset
         self._events: dict[tuple[str, Probe], tuple[str, int, int]] = {}   # -> (tracefs name, id, holder fd)
+        self._held: dict[tuple[str, int], int] = {}   # (path, file offset) -> the counter offset learned there
         self._serial = itertools.count()
         perfevent.remove_stale_events()
 
@@ -98,11 +99,14 @@ class ProbeTable:
     def _make_event_learning(self, path: str, p: Probe, off: int) -> tuple[str, int, int]:
         """Make the event with no reference counter; if the kernel refuses it there (EINVAL), with
         the one it holds at that point (refctr.py), each offset tried once."""
-        ref, tried, swept = 0, set(), False
+        ref, tried, swept = self._held.get((path, off), 0), set(), False
         while True:
             tried.add(ref)
             try:
-                return self._make_event(path, p, off, ref)
+                ev = self._make_event(path, p, off, ref)
+                if ref:
+                    self._held[(path, off)] = ref
+                return ev
             except _Refused as e:
                 if e.errno != errno.EINVAL:
                     raise PointRefused(e.errno, f"cannot make a probe at {p.addr:#x}: {e.strerror}") from None
@@ -147,7 +151,7 @@ class ProbeTable:
     def _open(self, path: str, p: Probe, pid: int) -> tuple[bytes, int]:
         if pid != HOST:
             return b"", perfevent.open_event(self._event(path, p), pid, inherit=True)
-        return attach_host(self._bpf, path, p.addr, p.fn, ret=p.ret), BCC_OWNED
+        return attach_host(self._bpf, path, p.addr, p.fn, ret=p.ret, held=self._held), BCC_OWNED
 
     def attach(self, path: str, probes: list[Probe], pid: int = HOST) -> int:
         """Attach every probe on `path` for `pid` (HOST: every process). All or none: on a
@@ -249,7 +253,7 @@ def _libbcc_attach(b, fn_fd: int, ret: bool, ev_name: bytes, bpath: bytes, off: 
     return fd
 
 
-def attach_host(b, path: str, addr: int, fn_name: str, *, ret: bool) -> bytes:
+def attach_host(b, path: str, addr: int, fn_name: str, *, ret: bool, held: dict | None = None) -> bytes:
     """A host-wide probe, as BCC's attach_uprobe/attach_uretprobe makes it but calling libbcc with
     its real prototype; returns BCC's event name (the BPF object holds the fd, so cleanup() works).
 
@@ -258,26 +262,32 @@ def attach_host(b, path: str, addr: int, fn_name: str, *, ret: bool) -> bytes:
     the stack holds (6 on this machine). agtap passes 0 (no counter) and, where the kernel
     refuses that because it holds the point with another offset, the offset it holds
     (refctr.py); it never calls BCC's own attach_uprobe. Raises PointRefused when the held
-    offset cannot be learned."""
+    offset cannot be learned. `held`: (path, file offset) -> offsets learned before, tried
+    first (and the one learned here is added)."""
     from bcc import BPF
     bpath, off = BPF._check_path_symbol(path.encode(), b"", addr, -1)
     b._check_probe_quota(1)
     fn = b.load_func(fn_name.encode(), BPF.KPROBE)
     ev_name = b._get_uprobe_evname(b"r" if ret else b"p", bpath, off, -1)
-    fd = _libbcc_attach(b, fn.fd, ret, ev_name, bpath, off, 0)
+    known = (held or {}).get((path, off), 0)
+    fd = _libbcc_attach(b, fn.fd, ret, ev_name, bpath, off, known)
+    if fd < 0 and known:
+        fd = _libbcc_attach(b, fn.fd, ret, ev_name, bpath, off, 0)   # the point is held so no more: start from none
     if fd < 0:
         err = ctypes.get_errno()
         try:
-            held = refctr.held_offset(path, off, 0, perfevent.tracefs(), created=True)
+            ref = refctr.held_offset(path, off, 0, perfevent.tracefs(), created=True)
         except (refctr.Unlearned, OSError) as u:
             raise PointRefused(err or errno.EINVAL, refused_line(path, off, 0, u)) from None
-        if held == 0:
+        if ref == 0:
             raise PointRefused(err, f"cannot attach a probe at {off:#x} of {path}: {os.strerror(err)}")
-        fd = _libbcc_attach(b, fn.fd, ret, ev_name, bpath, off, held)
+        fd = _libbcc_attach(b, fn.fd, ret, ev_name, bpath, off, ref)
         if fd < 0:
             err = ctypes.get_errno()
-            raise PointRefused(err, refused_line(path, off, held, f"with {held:#x} too: {os.strerror(err)}"))
+            raise PointRefused(err, refused_line(path, off, ref, f"with {ref:#x} too: {os.strerror(err)}"))
         log.info("%s at %#x: the kernel holds the probe point with reference counter offset %#x "
-                 "(another tracer's, or a uprobe it leaked); probing with it", path, off, held)
+                 "(another tracer's, or a uprobe it leaked); probing with it", path, off, ref)
+        if held is not None:
+            held[(path, off)] = ref
     b._add_uprobe_fd(ev_name, fd)
     return ev_name

@@ -31,11 +31,12 @@ of every process probed; outside one (6 is in the ELF header) it writes nothing.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import re
 import struct
 
-from agtap.capture import elfsyms
+from agtap.capture import elfsyms, perfevent
 
 MISMATCH = re.compile(r"ref_ctr_offset mismatch\. inode: 0x([0-9a-f]+) offset: 0x([0-9a-f]+) "
                       r"ref_ctr_offset\(old\): 0x([0-9a-f]+) ref_ctr_offset\(new\): 0x([0-9a-f]+)")
@@ -165,3 +166,30 @@ def held_offset(path: str, offset: int, tried: int, tracefs: str, *, created: bo
         raise Unlearned(f"the held counter offset {held:#x} lies in writable data of the file: the kernel "
                         "would add to a value there in every process probed")
     return held
+
+
+def test_register(path: str, offset: int, serial: int) -> int:
+    """For `agtap doctor`: is the probe point (path, file offset) held with a counter offset?
+    Registers a uprobe there with none, for this process only, and unregisters it at once
+    (nothing stays registered): 0 when the kernel takes it, else the offset it holds (raises
+    Unlearned when that cannot be learned). `serial` names the tracefs event: an agtap
+    event ("p<pid>_<n>"), so a killed doctor's is removed by the next agtap start."""
+    name = f"p{os.getpid()}_{serial}"
+    tracefs = perfevent.tracefs()
+    try:
+        event_id = perfevent.create_event(name, path, offset, False)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        return held_offset(path, offset, 0, tracefs, created=False)
+    try:
+        fd = perfevent.open_event(event_id, os.getpid(), inherit=False)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        return held_offset(path, offset, 0, tracefs, created=True)
+    else:
+        os.close(fd)
+        return 0
+    finally:
+        perfevent.remove_event(name)

@@ -130,7 +130,7 @@ def test_a_point_held_with_another_counter_offset_is_probed_with_it(copy, holder
         before = runs(copy.bpf, copy.client)
         table.attach(copy.lib, [Probe(copy.write, "hit"), Probe(copy.write, "hit", True)],
                      copy.client if scope == "process" else HOST)
-        assert f"reference counter offset {HELD:#x}" in caplog.text        # learned, and said
+        assert caplog.text.count(f"reference counter offset {HELD:#x}") == 1   # learned once for the point, and said
         assert at(copy.client) == 0xCC                                     # the breakpoint is in
         assert (at(copy.bystander) == 0xCC) == (scope == "host")           # per process: the traced one only
         assert wait_until(lambda: runs(copy.bpf, copy.client) >= before + 4, 10)   # real TLS writes ran the program
@@ -145,3 +145,26 @@ def test_a_point_held_with_another_counter_offset_is_probed_with_it(copy, holder
     assert at(copy.client) != 0xCC                                         # and gone again
     events = open(os.path.join(perfevent.tracefs(), "uprobe_events")).read()
     assert f"{GROUP}/" not in events and f" {copy.lib}:" not in events     # nothing left registered
+
+
+@pytest.mark.parametrize("holder", ["tracefs", "pmu"])
+def test_doctor_names_the_held_point_and_leaves_nothing_registered(copy, holder):
+    from agtap.capture import doctor
+    from agtap.capture.targets import Target
+    off = file_offset(copy.lib, copy.write)
+    found = [Target(copy.lib, symbol_addrs(copy.lib))]
+    free = doctor._held_points(found)
+    assert [c.verdict for c in free] == ["ok"] and "none held" in free[0].detail, free
+    foreign = ForeignHolder(holder, copy.lib, off)
+    try:
+        checks = doctor._held_points(found)
+        held = [c for c in checks if f"at {off:#x} (SSL_write" in c.detail]
+        assert len(held) == 1 and held[0].verdict == "warn", checks
+        assert f"reference counter offset {HELD:#x}" in held[0].detail and "probes it anyway" in held[0].detail
+        assert "reboot" in held[0].fix and "reinstall" in held[0].fix
+        assert len(checks) == 1                       # the copy's other points are free
+    finally:
+        foreign.close()
+    events = open(os.path.join(perfevent.tracefs(), "uprobe_events")).read()
+    assert f"p:{perfevent.GROUP}/p{os.getpid()}_9" not in events and f" {copy.lib}:" not in events   # nothing left
+    assert first_bytes(copy.client, copy.lib, [copy.write])[copy.write] != 0xCC

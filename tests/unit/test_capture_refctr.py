@@ -114,3 +114,38 @@ def test_held_offset_from_tracefs_events(elf, tmp_path):
     assert refctr.held_offset(elf, 0x1040, 0, str(tmp_path), created=False) == 6
     with pytest.raises(refctr.Unlearned, match="none other"):
         refctr.held_offset(elf, 0x1040, 6, str(tmp_path), created=False)   # nothing else there: not a counter clash
+
+
+def test_doctor_lines_for_held_unlearned_and_free_points(monkeypatch):
+    """agtap doctor's probe-point lines, the kernel's answers stood in for (registering a
+    uprobe needs root and BPF: tests/bpf/test_refctr.py does it for real)."""
+    from agtap.capture import doctor, headers
+    from agtap.capture.elfsyms import symbol_addrs
+    from agtap.capture.targets import Target
+    lib = os.path.realpath("/usr/lib/x86_64-linux-gnu/libssl.so.3")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(headers, "tracefs_path", lambda: "/sys/kernel/tracing")
+    answers = {}
+
+    def register(path, off, serial):
+        a = answers.get(off, 0)
+        if isinstance(a, Exception):
+            raise a
+        return a
+    monkeypatch.setattr(refctr, "test_register", register)
+    targets = [Target(lib, symbol_addrs(lib))]
+    free = doctor._held_points(targets)
+    assert [c.verdict for c in free] == ["ok"] and free[0].detail.startswith("3 checked")   # write, read, SSL_free
+
+    from agtap.capture.elfsyms import file_offset
+    from agtap.capture.probepoints import plan
+    write, read = (file_offset(lib, pt.addr) for pt in plan(lib, targets[0].symbols))   # 0x355a0, 0x35290 on Debian 12
+    answers.update({write: 6, read: refctr.Unlearned("the kernel log has no 'ref_ctr_offset mismatch' line for it")})
+    checks = doctor._held_points(targets)
+    assert [(c.verdict, c.detail.split(":")[0]) for c in checks] == [("warn", f"{lib} at {write:#x} (SSL_write/SSL_write_ex)"),
+                                                                      ("FAIL", f"{lib} at {read:#x} (SSL_read/SSL_read_ex)")]
+    assert "reference counter offset 0x6" in checks[0].detail and "probes it anyway" in checks[0].detail
+    assert "apt-get install --reinstall libssl3" in checks[0].fix and "reboot" in checks[0].fix
+    assert "cannot be learned" in checks[1].detail and "not seen" in checks[1].detail
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert [c.verdict for c in doctor._held_points(targets)] == ["warn"]   # not root: not checked, said
