@@ -104,9 +104,6 @@ class ProbeTable:
             tried.add(ref)
             try:
                 ev = self._make_event(path, p, off, ref)
-                if ref:
-                    self._held[(path, off)] = ref
-                return ev
             except _Refused as e:
                 if e.errno != errno.EINVAL:
                     raise PointRefused(e.errno, f"cannot make a probe at {p.addr:#x}: {e.strerror}") from None
@@ -124,9 +121,13 @@ class ProbeTable:
                     raise PointRefused(errno.EINVAL, refused_line(path, off, ref, "the kernel's uprobe there and tracefs "
                                                                   f"events of running tracers hold different offsets: "
                                                                   f"{others or hex(held)}"))
-                log.info("%s at %#x: the kernel holds the probe point with reference counter offset %#x "
-                         "(another tracer's, or a uprobe it leaked); probing with it", path, off, held)
                 ref = held
+                continue
+            if ref and (path, off) not in self._held:
+                self._held[(path, off)] = ref
+                log.info("%s at %#x: the kernel holds the probe point with reference counter offset %#x "
+                         "(another tracer's, or a uprobe it leaked); probing with it", path, off, ref)
+            return ev
 
     def _make_event(self, path: str, p: Probe, off: int, ref: int = 0) -> tuple[str, int, int]:
         from bcc import BPF
