@@ -149,3 +149,15 @@ def test_doctor_lines_for_held_unlearned_and_free_points(monkeypatch):
     assert "cannot be learned" in checks[1].detail and "not seen" in checks[1].detail
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert [c.verdict for c in doctor._held_points(targets)] == ["warn"]   # not root: not checked, said
+
+
+def test_nothing_attaches_through_bccs_garbage_call():
+    """BCC 0.26's attach_uprobe/attach_uretprobe pass a garbage reference counter offset
+    (refctr.py): agtap, bench/ and tests/ call libbcc with the real prototype instead."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    call = re.compile(r"\.attach_u(?:ret)?probe" + r"\(")
+    found = [f"{p.relative_to(root)}:{n}" for d in ("agtap", "bench", "tests") for p in (root / d).rglob("*.py")
+             for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1) if call.search(line)]
+    assert found == []
