@@ -154,6 +154,28 @@ class ProbeTable:
             return b"", perfevent.open_event(self._event(path, p), pid, inherit=True)
         return attach_host(self._bpf, path, p.addr, p.fn, ret=p.ret, held=self._held), BCC_OWNED
 
+    def prepare(self, path: str, probes: list[Probe]) -> int:
+        """Make the per-process events of `path`'s probes now, while `path` still opens the file:
+        a path through /proc/PID/ (a container's libssl) goes with that process, while an event,
+        once made, holds the inode for every later process. All or none; raises ProbeLimit or
+        PointRefused as attach does. Returns how many were made."""
+        with self._lock:
+            todo = list(dict.fromkeys(p for p in probes if (path, p) not in self._events))
+            if len(self._fds) + len(self._events) + len(todo) > self.limit:
+                raise ProbeLimit(f"{len(self._fds) + len(self._events)} uprobes held, {len(todo)} "
+                                 f"more would pass the limit {self.limit}")
+            try:
+                for p in todo:
+                    self._event(path, p)
+            except OSError:
+                for p in todo:
+                    ev = self._events.pop((path, p), None)
+                    if ev is not None:
+                        os.close(ev[2])
+                        perfevent.remove_event(ev[0])
+                raise
+            return len(todo)
+
     def attach(self, path: str, probes: list[Probe], pid: int = HOST) -> int:
         """Attach every probe on `path` for `pid` (HOST: every process). All or none: on a
         failure the ones just attached are closed again and the error is raised. Returns how

@@ -18,6 +18,8 @@ and logged. The per-process state in the kernel (watch_state) holds 65,536 proce
 
 from __future__ import annotations
 
+import errno
+import itertools
 import logging
 import os
 import queue
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from agtap.capture import probepoints
 from agtap.capture.demotion import CHECK_S, DemotePolicy, Demoting
 from agtap.capture.probetable import HOST, PointRefused, Probe, ProbeLimit, ProbeTable
-from agtap.capture.procfiles import Key, key_of, path_keys
+from agtap.capture.procfiles import Key, key_of, overlay_layers, path_keys
 from agtap.capture.records import W_LIVE, W_PENDING
 from agtap.capture.procfiles import parse_maps_line
 from agtap.capture.targets import LIBSSL_NAME, Target, all_pids
@@ -37,6 +39,7 @@ from agtap.capture.watchpolicy import WatchPolicy, is_process
 
 SCOPES = ("process", "host")
 SWEEP_S = 5.0       # how often the attach thread checks that watched processes still exist
+START_WAIT_S = 30.0  # start() waits at most this long for the running processes to be watched
 
 
 def data_probes(path: str, symbols: dict[str, int]) -> tuple[list[Probe], list[probepoints.ProbePoint]]:
@@ -103,12 +106,34 @@ class HostScope:
         self.table.close()
 
 
+class Jobs:
+    """The attach thread's queue. What the kernel reports (exec, fork, a client's first
+    connection, exit) and the files it needs come first, in order: a watch at exec races the
+    process's first call. Re-watching what runs already (start, a filter change, the running
+    processes of a new executable) waits behind them: one such job may take seconds when the
+    kernel's event_mutex is contended (another tracer detaching), and used to hold up the exec
+    of a client started meanwhile until after its call."""
+    LATER = frozenset({"start", "filter", "executables", "mark"})
+
+    def __init__(self):
+        self._q: queue.PriorityQueue = queue.PriorityQueue()
+        self._serial = itertools.count()
+
+    def put(self, job: tuple | None) -> None:
+        rank = 2 if job is None else 1 if job[0] in self.LATER else 0   # None (close): after everything
+        self._q.put((rank, next(self._serial), job))
+
+    def get(self, timeout: float) -> tuple | None:
+        return self._q.get(timeout=timeout)[2]
+
+
 @dataclass(slots=True)
 class ProbeFile:
     path: str                 # as attached (agtap's view)
     probes: list[Probe]       # its data probes
     library: bool             # a libssl (any process of its root may map it later), not an executable
-    root: Key | None          # the root directory it was found in
+    roots: set[Key]           # the root directories that hold it (found in one; others: _learn_root)
+    inside: str               # its path inside those roots
     keys: set[Key]            # every (dev, inode) it is known by
     sentinel: bool            # the sentinel sits on it: its clients are found by their first connection
     host_wide: bool = False   # fell back to host-wide data probes (the limit)
@@ -134,7 +159,8 @@ class ProcessScope(Demoting):
         self._files: dict[str, ProbeFile] = {}
         self._files_lock = threading.Lock()
         self._watched: dict[int, Watch] = {}     # by the attach thread only
-        self._jobs: queue.Queue = queue.Queue()
+        self._roots_checked: dict[Key, int] = {}  # root directory -> how many files it was checked against
+        self._jobs = Jobs()
         self._thread: threading.Thread | None = None
         self._detacher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="agtap-detach")
         self.fallbacks = 0
@@ -153,8 +179,15 @@ class ProcessScope(Demoting):
             what = "; ".join(pt.describe() for pt in points) + _end(target.symbols)
         sentinel = probepoints.sentinel_point(path, target.symbols)
         root = key_of(f"{self._proc_root}/{target.pid}/root/" if target.pid else "/")
-        f = ProbeFile(path, probes, bool(LIBSSL_NAME.search(target.path)), root, path_keys(path),
-                      sentinel is not None)
+        layers = overlay_layers(target.pid, self._proc_root) if target.pid else []   # the layer file's key too
+        f = ProbeFile(path, probes, bool(LIBSSL_NAME.search(target.path)), {root} if root else set(), target.path,
+                      path_keys(path, layers, target.path), sentinel is not None)
+        try:
+            # now: `path` may lead through /proc/PID/ (a container's file), gone with that process
+            self.table.prepare(path, probes)
+        except (ProbeLimit, PointRefused) as e:
+            if not self._host_wide(f, str(e)):
+                raise RuntimeError(f"neither per-process nor host-wide probes: {e}") from None
         server = probepoints.sentinel_point(path, target.symbols, probepoints.SERVER_SENTINEL)
         for point, fn in ((sentinel, "probe_ssl_client_start"), (server, "probe_ssl_server_start")):
             if point is not None:
@@ -194,10 +227,17 @@ class ProcessScope(Demoting):
         return len(self._watched)
 
     def start(self) -> None:
-        """Watch what is running already; then follow exec, fork, the sentinel and exit."""
+        """Watch what is running already, before returning: once capture says it has started, a
+        running agent's next call is seen (its first after the start raced the attach thread,
+        unseen, when the service said READY=1 at once). Then follow exec, fork, the sentinel, exit."""
         self._thread = threading.Thread(target=self._run, name="agtap-attach", daemon=True)
         self._thread.start()
         self._jobs.put(("start",))
+        t0 = time.monotonic()
+        if not self.wait_idle(START_WAIT_S):
+            self.log.warning("watching the running processes took over %.0f s: capture starts before "
+                             "all of them are probed", START_WAIT_S)
+        self.log.info("watching %d running processes (%.0f ms)", len(self._watched), (time.monotonic() - t0) * 1000)
 
     def close(self) -> None:
         if self._thread is not None:
@@ -282,6 +322,7 @@ class ProcessScope(Demoting):
         if pid in self._demoted:
             return   # named before its demotion reached the kernel
         if pid in self._watched:
+            self._attach_files(pid)   # a library it mapped since its exec, that its root did not show then
             self._set_state(pid, W_LIVE)
         else:
             self._watch(pid, "client", ts_ns)
@@ -310,10 +351,18 @@ class ProcessScope(Demoting):
         for pid in list(self._watched):
             self._attach_files(pid)
         if not f.sentinel:
-            for pid in all_pids(self._proc_root):
-                if pid not in self._watched and pid not in self._demoted and pid != os.getpid() \
-                        and self.policy.allowed(pid) and self._exe_key(pid) in f.keys:
-                    self._watch(pid, "executable")
+            self._jobs.put(("executables", path))
+
+    def _do_executables(self, path: str) -> None:
+        """Watch the running processes of a file probed by executable (BoringSSL, Go)."""
+        with self._files_lock:
+            f = self._files.get(path)
+        if f is None:
+            return
+        for pid in all_pids(self._proc_root):
+            if pid not in self._watched and pid not in self._demoted and pid != os.getpid() \
+                    and self.policy.allowed(pid) and self._exe_key(pid) in f.keys:
+                self._watch(pid, "executable")
 
     def _sweep(self) -> None:
         for pid in list(self._watched):
@@ -343,7 +392,24 @@ class ProcessScope(Demoting):
         if exe is not None:
             keys.add(exe)
         with self._files_lock:
-            return [f for f in self._files.values() if (f.library and f.root == root) or f.keys & keys]
+            files = list(self._files.values())
+        if root is not None and self._roots_checked.get(root) != len(files):
+            self._learn_root(pid, root, files)
+        return [f for f in files if (f.library and root in f.roots) or f.keys & keys]
+
+    def _learn_root(self, pid: int, root: Key, files: list[ProbeFile]) -> None:
+        """Which probed libraries a root directory not seen before holds (once per root, again when
+        files were added): a container of an image whose libssl was found through another container
+        has a root of its own, and at exec its runtime has mapped nothing yet. Matched by the
+        file's keys (on overlayfs: the layer file's, shared by every container of the image)."""
+        if len(self._roots_checked) > 4096:
+            self._roots_checked.clear()
+        self._roots_checked[root] = len(files)
+        layers = overlay_layers(pid, self._proc_root)
+        for f in files:
+            if f.library and root not in f.roots and f.inside.startswith("/") and \
+                    path_keys(f"{self._proc_root}/{pid}/root{f.inside}", layers, f.inside) & f.keys:
+                f.roots.add(root)
 
     def _set_state(self, pid: int, state: int) -> None:
         import ctypes
@@ -385,7 +451,7 @@ class ProcessScope(Demoting):
                 self._fall_back(f, str(e))
                 continue
             except OSError as e:
-                if os.path.exists(f"{self._proc_root}/{pid}"):
+                if e.errno != errno.ESRCH and os.path.exists(f"{self._proc_root}/{pid}"):   # ESRCH: exiting
                     self.log.warning("pid %d: %s", pid, e)
                 continue
             w.files.add(f.path)
@@ -393,19 +459,24 @@ class ProcessScope(Demoting):
 
     def _fall_back(self, f: ProbeFile, why: str) -> None:
         """Too many probes: this file's data probes go host-wide, its per-process ones are closed."""
-        self.fallbacks += 1
         taken = [e for pid in list(self._watched) for e in self.table.take(path=f.path, pid=pid)]
-        try:
-            self.table.attach(f.path, f.probes, HOST)
-        except (ProbeLimit, OSError) as e:
-            self.log.error("%s: cannot fall back to host-wide probes either (%s): its calls are not seen", f.path, e)
-        else:
-            f.host_wide = True
-            self.log.warning("%s: %s; its data probes are host-wide from now on (every process mapping it "
-                             "pays the probes)", f.path, why)
+        self._host_wide(f, why)
         for w in self._watched.values():
             w.files.discard(f.path)
         self.table.detach_many(taken)
+
+    def _host_wide(self, f: ProbeFile, why: str) -> bool:
+        """The file's data probes host-wide (counted in `fallbacks`); False if that failed too."""
+        self.fallbacks += 1
+        try:
+            self.table.attach(f.path, f.probes, HOST)
+        except Exception as e:   # ProbeLimit, OSError, or BCC's plain Exception (a path gone meanwhile)
+            self.log.error("%s: cannot fall back to host-wide probes either (%s): its calls are not seen", f.path, e)
+            return False
+        f.host_wide = True
+        self.log.warning("%s: %s; its data probes are host-wide from now on (every process mapping it "
+                         "pays the probes)", f.path, why)
+        return True
 
     def _unwatch(self, pid: int, why: str, kernel_state: bool = True) -> None:
         self._watched.pop(pid, None)
