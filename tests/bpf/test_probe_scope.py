@@ -29,12 +29,12 @@ import pytest
 from agtap.capture import probepoints
 from agtap.capture.chunk import Chunk
 from agtap.capture.elfsyms import symbol_addrs
-from agtap.capture.procfiles import parse_maps_line
 from agtap.capture.records import W_LATE, W_PENDING
 from agtap.capture.targets import ldconfig_libssl
 from agtap.capture.tracer import Tracer
 from agtap.config import Config
 from tests.support.agtapd import wait_until
+from tests.support.breakpoints import file_offset, first_bytes  # noqa: F401  (test_refctr imports them from here)
 
 SERVER = r"""
 import socket, ssl, sys
@@ -72,43 +72,6 @@ while True:
 
 def host_libssl() -> str:
     return next(os.path.realpath(p) for p in ldconfig_libssl() if os.path.basename(p) == "libssl.so.3")
-
-
-def file_offset(path: str, addr: int) -> int:
-    """The file offset of ELF address `addr` (what a maps line's offset column counts)."""
-    import struct
-    with open(path, "rb") as f:
-        head = f.read(64)
-        phoff, = struct.unpack_from("<Q", head, 0x20)
-        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
-        f.seek(phoff)
-        table = f.read(phentsize * phnum)
-    for i in range(phnum):
-        p_type, _fl, p_offset, p_vaddr, _pa, p_filesz = struct.unpack_from("<IIQQQQ", table, i * phentsize)
-        if p_type == 1 and p_vaddr <= addr < p_vaddr + p_filesz:
-            return p_offset + addr - p_vaddr
-    raise ValueError(hex(addr))
-
-
-def first_bytes(pid: int, path: str, addrs: list[int]) -> dict[int, int]:
-    """ELF address -> the byte at it in process `pid`'s memory ({} while it does not map `path`)."""
-    st = os.stat(path)
-    key = (st.st_dev, st.st_ino)
-    out = {}
-    with open(f"/proc/{pid}/maps") as f:
-        maps = [m for m in map(parse_maps_line, f) if m and m.key == key]
-    lines = {m.span: m for m in maps}
-    with open(f"/proc/{pid}/maps") as f:
-        offsets = {ln.split()[0]: int(ln.split()[2], 16) for ln in f if ln.split()[0] in lines}
-    with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
-        for a in addrs:
-            off = file_offset(path, a)
-            for span, start_off in offsets.items():
-                lo, hi = (int(x, 16) for x in span.split("-"))
-                if start_off <= off < start_off + hi - lo:
-                    mem.seek(lo + off - start_off)
-                    out[a] = mem.read(1)[0]
-    return out
 
 
 class Scene:
