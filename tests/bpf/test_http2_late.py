@@ -99,9 +99,11 @@ def test_a_connection_opened_before_agtap_started(agtapd, certs, monkeypatch, tl
         assert [r["status"] for r in results] == [200] * 5
         exs = api.wait_for(5)
         assert len({ex.conn for ex in exs}) == 1, "the calls did not share one connection"
-    evs = d.events(client.pid, n=3, timeout=30)
+    evs = d.events(client.pid, n=3, timeout=60)
     by_model = {e["model"]: e for e in evs}
-    assert sorted(by_model) == ["claude-after-reset", "claude-reused", "gpt-late"], evs
+    why = lambda: (f"\nmetrics: {[ln for ln in http_get(f'http://127.0.0.1:{port}/metrics').decode().splitlines() if 'http2' in ln or 'parse' in ln]}"  # noqa: E731
+                   f"\ndaemon: {d.stderr()[-3000:]}")
+    assert sorted(by_model) == ["claude-after-reset", "claude-reused", "gpt-late"], f"{evs}{why()}"
     assert len(evs) == 3, evs   # nothing for the call before agtap, nothing guessed for B
     for model, provider, streaming, tin, tout, stop in [
             ("claude-after-reset", "anthropic", True, 13, 3, "end_turn"),
@@ -114,9 +116,8 @@ def test_a_connection_opened_before_agtap_started(agtapd, certs, monkeypatch, tl
         assert e["server_port"] == api.port and e["transport"] == ("tls" if tls else "socket"), e
     assert by_model["claude-reused"]["tools"] == ["get_weather"]
     # counted: one connection joined late; B's request and B's answer not decoded
-    assert wait_until(lambda: metric(port, "agtap_http2_headers_unknown_total") == 2, 10), \
-        metric(port, "agtap_http2_headers_unknown_total")
-    assert metric(port, "agtap_http2_late_joins_total") == 1
-    assert metric(port, "agtap_http2_connections_total") == 0   # no preface seen
-    assert metric(port, "agtap_parse_errors_total") == 0
+    assert wait_until(lambda: metric(port, "agtap_http2_headers_unknown_total") == 2, 10), why()
+    assert metric(port, "agtap_http2_late_joins_total") == 1, why()
+    assert metric(port, "agtap_http2_connections_total") == 0, why()   # no preface seen
+    assert metric(port, "agtap_parse_errors_total") == 0, why()
     assert d.stop() == 0, d.stderr()[-3000:]
