@@ -254,13 +254,14 @@ static __always_inline int classify_write(struct conn_key_t *key, const char *bu
             return 0;
         }
         count(C_H2_CONNS, 1);
-        if (!cv) {
-            /* HTTP/2 from the first byte: the server's frames start at the
-             * first read; tell userspace the generation of this connection */
-            u64 gen = h2_start(key);
-            if (gen)
-                emit_event(K_H2_START, key->id, key->pid, 0, gen, key->is_tls);
-        }
+        /* Walk the server's frames from its next read; tell userspace the
+         * generation of this connection. From the first byte, the first read
+         * starts at a frame; after a 101 to h2c (cv: the Upgrade request), at
+         * whatever follows what the client read of the 101 and the frames
+         * behind it: checked at that read (h2_load). */
+        u64 gen = h2_start(key, cv != 0);
+        if (gen)
+            emit_event(K_H2_START, key->id, key->pid, 0, gen, key->is_tls);
         return 1;
     }
     int http = http_request_start(head);
@@ -287,7 +288,7 @@ static __always_inline int classify_write(struct conn_key_t *key, const char *bu
             return 0;
         }
         count(C_H2_LATE, 1);
-        u64 gen = h2_start(key);
+        u64 gen = h2_start(key, 1);
         if (gen)
             emit_event(K_H2_START, key->id, key->pid, 0, gen, key->is_tls);
         return 1;

@@ -17,14 +17,16 @@
  * that breaks the rules, a buffer cut at the cap, a 9-byte header cut across
  * reads with fewer than 3 bytes after the cut) the connection's walk is given
  * up (C_H2_LOST): from then on it is copied whole, which costs but loses nothing.
- * A connection that did not start with the preface (`Upgrade: h2c`: frames
- * follow a 101 at an offset the kernel does not know) is never walked.
+ * After `Upgrade: h2c` the server's frames follow a 101 at an offset the kernel
+ * does not know: the walk starts at the read after the client's preface, and
+ * only if that read starts with a plausible frame header (h2_load, `unsure`).
  *
  * Joining late: a connection whose preface was written before agtap started
  * has no state here; when a write on it looks like HTTP/2 frames (h2_late),
  * it is captured as S_H2_LATE and walked from the server's next read on
- * (at a frame boundary unless a read was in flight when agtap started: then
- * userspace sees no frame there and stops decoding that direction).
+ * (at a frame boundary unless a read was in flight when agtap started: that
+ * read's first bytes are checked as after an Upgrade, and userspace too sees
+ * no frame there and stops decoding that direction).
  */
 
 /* Is this the HTTP/2 client connection preface, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -126,6 +128,8 @@ struct h2walk_t {
     u32 skipping;     /* those bytes are the payload of a dropped DATA frame */
     u32 hdr_have;     /* 1..8: the next read starts inside a frame header, whose first bytes are: */
     u8  hdr[8];
+    u64 unsure;       /* the walk starts at a read that may begin inside a frame (joined late, or
+                       * after a 101 to h2c): its first bytes must be a plausible frame header */
 };
 
 struct h2drop_key_t {
@@ -165,10 +169,27 @@ static __always_inline void h2_lose(struct cursor_t *c) {
     c->walk = 0;
 }
 
-/* A new HTTP/2 connection, from its preface: walk its ingress from the first
- * byte; returns the generation (0: not walked, the map is full). */
-static __always_inline u64 h2_start(struct conn_key_t *key) {
-    struct h2walk_t w = {.gen = bpf_ktime_get_ns()};
+/* Could these 9 bytes, at the start of a read, be a frame header the server
+ * sent? Any type of RFC 9113 on its kind of stream, the reserved bit clear, a
+ * length within 1 MiB. */
+static __always_inline int h2_server_frame(const u8 *h) {
+    u64 len = ((u64)h[0] << 16) | ((u64)h[1] << 8) | h[2];
+    u32 type = h[3];
+    u32 sid = ((u32)h[5] << 24) | ((u32)h[6] << 16) | ((u32)h[7] << 8) | h[8];
+    if (len > H2_LATE_MAX_LEN || (sid & 0x80000000) || type > 9)
+        return 0;
+    if (type == 4 || type == 6 || type == 7)
+        return sid == 0;   /* SETTINGS, PING, GOAWAY: the connection's */
+    if (type == 8)
+        return 1;          /* WINDOW_UPDATE: either */
+    return sid != 0;       /* the others: a stream's */
+}
+
+/* A new HTTP/2 connection: walk its ingress from the next read; returns the
+ * generation (0: not walked, the map is full). `unsure`: that read may begin
+ * inside a frame (the preface is not where the connection began). */
+static __always_inline u64 h2_start(struct conn_key_t *key, int unsure) {
+    struct h2walk_t w = {.gen = bpf_ktime_get_ns(), .unsure = unsure};
     if (h2_walk.update(key, &w))
         return 0;   /* full: this connection is copied whole */
     return w.gen;
@@ -214,6 +235,16 @@ static __always_inline int h2_load(struct cursor_t *c, struct conn_key_t *key, u
         c->next_hdr = w->until_hdr;
         if (w->skipping)
             c->skip_to = w->until_hdr;
+    }
+    if (w->unsure) {
+        /* the first read of a walk that may start inside a frame: walked only
+         * if it starts with a plausible frame header (else copied whole) */
+        u8 h[H2_HDR] = {};
+        w->unsure = 0;
+        if (len < H2_HDR || bpf_probe_read_user(h, sizeof(h), (void *)buf) || !h2_server_frame(h)) {
+            h2_lose(c);
+            return 0;
+        }
     }
     return 1;
 }

@@ -25,7 +25,9 @@ from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame
 from agtap.capture.chunk import Chunk, Direction, Transport
 from tests.support import API_KEYS, FakeApi, Reply, ToolCall, run_client
 from tests.support.clients import CLIENTS_DIR, CURL, NODE, client_env
+from tests.support.agtapd import wait_until
 from tests.support.h2serve import PREFACE
+from tests.support.obs.prom import free_port, scraped
 
 
 @pytest.fixture
@@ -238,6 +240,35 @@ def test_data_of_ignored_streams_is_not_copied_and_the_llm_stream_is_whole(dropp
     assert after["h2_walks_lost"] == before["h2_walks_lost"]
     print(f"h2 {'tls' if tls else 'h2c'}: {len(ingress)} bytes delivered for {sum(bulk)} downloaded, "
           f"{after['h2_dropped_bytes'] - before['h2_dropped_bytes']} dropped in the kernel")
+
+
+def test_upgrade_h2c_connection_is_walked_too(agtapd, h2c_api):
+    """curl --http2 on http:// asks `Upgrade: h2c` with the LLM call (stream 1), then downloads 8 MiB
+    on the same connection (stream 3): the kernel walks the server's frames after the 101 too (from
+    the read after the client's preface, checked to start at a frame), so the download's DATA stays
+    in the kernel once the daemon has marked its stream."""
+    bulk = 8 << 20
+    port = free_port()
+    d = agtapd("-c", "curl", "--metrics-addr", f"127.0.0.1:{port}")
+    names = ("agtap_http2_dropped_bytes_total", "agtap_capture_bytes_total", "agtap_http2_walks_lost_total")
+    before = {n: scraped(port, n) for n in names}
+    h2c_api.script(Reply(**REPLY, events=3))
+    out = subprocess.run([CURL, "-sS", "--http2", *post_args(h2c_api)[:4], h2c_api.url("/v1/messages"),
+                          "--next", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{size_download}",
+                          h2c_api.url(f"/bulk/{bulk}")], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.startswith("event: message_start") and out.stdout.endswith(f"2 {bulk}"), out.stdout[-200:]
+    exs = h2c_api.wait_for(2)
+    assert [ex.http_version for ex in exs] == ["2", "2"] and len({ex.conn for ex in exs}) == 1
+    evs = wait_until(lambda: [e for e in d.events() if e.get("server_port") == h2c_api.port], 30)
+    assert len(evs) == 1, evs
+    check_event(evs[0], h2c_api, dict(ANT, streaming=True, stop_reason="end_turn", input_tokens=31, output_tokens=7))
+    after = {n: scraped(port, n) for n in names}
+    delta = {n: after[n] - before[n] for n in names}
+    assert delta["agtap_http2_dropped_bytes_total"] > 0.9 * bulk, delta
+    assert delta["agtap_capture_bytes_total"] < 0.05 * bulk, delta
+    assert delta["agtap_http2_walks_lost_total"] == 0, delta
+    print(f"h2c upgrade: {delta}")
+    assert d.stop() == 0
 
 
 # --- every stream a call: official clients -> one event each, http_version "2" -------------

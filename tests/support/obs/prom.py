@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -35,6 +36,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 def http_get(url: str, timeout: float = 5.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback test URL
         return r.read()
+
+
+def scraped(port: int, name: str) -> float:
+    """The value of an unlabelled series in the daemon's /metrics on 127.0.0.1:port (fails if absent)."""
+    text = http_get(f"http://127.0.0.1:{port}/metrics").decode()
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert m, f"{name} not in /metrics"
+    return float(m.group(1))
 
 
 class Prometheus:
