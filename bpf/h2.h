@@ -22,7 +22,7 @@
  * only if that read starts with a plausible frame header (h2_load, `unsure`).
  *
  * Joining late: a connection whose preface was written before agtap started
- * has no state here; when a write on it looks like HTTP/2 frames (h2_late),
+ * has no state here; when a write on it opens an HTTP/2 request (h2_late),
  * it is captured as S_H2_LATE and walked from the server's next read on
  * (at a frame boundary unless a read was in flight when agtap started: that
  * read's first bytes are checked as after an Upgrade, and userspace too sees
@@ -49,17 +49,12 @@ static __always_inline int h2_preface(const char *h, u32 n) {
 }
 
 /* Joining late (agtap started after the preface went out): is this 9-byte
- * header, at the start of a write, a frame a client plausibly sends first?
- * `first`: the write's first frame: HEADERS opening a client stream (odd id),
- * SETTINGS/PING on stream 0, WINDOW_UPDATE, RST_STREAM, PRIORITY; not DATA
- * or CONTINUATION (those continue something begun before). A later frame of
- * the same write may be any type of RFC 9113 on its kind of stream.
- * Each with the lengths and flags RFC 9113 gives it, the reserved bit clear
- * and a length within 1 MiB (agtap/wire/http2.looks_like_frames, which
- * userspace applies to the same bytes, uses the same bound). Returns the
- * frame's length + 9, or 0. */
+ * header a frame of RFC 9113 on its kind of stream, with the lengths and
+ * flags it gives that type, the reserved bit clear and a length within 1 MiB
+ * (agtap/wire/http2.looks_like_frames, which userspace applies to the same
+ * bytes, uses the same bound)? Returns the frame's type + 1, or 0. */
 #define H2_LATE_MAX_LEN (1 << 20)
-static __always_inline u64 h2_late_frame(const u8 *h, int first) {
+static __always_inline u32 h2_late_frame(const u8 *h) {
     u64 len = ((u64)h[0] << 16) | ((u64)h[1] << 8) | h[2];
     u32 type = h[3], flags = h[4];
     u32 sid = ((u32)h[5] << 24) | ((u32)h[6] << 16) | ((u32)h[7] << 8) | h[8];
@@ -68,10 +63,10 @@ static __always_inline u64 h2_late_frame(const u8 *h, int first) {
     int ok = 0;
     switch (type) {
     case 0:   /* DATA */
-        ok = !first && sid && !(flags & ~0x9);
+        ok = sid && !(flags & ~0x9);
         break;
-    case 1:   /* HEADERS: a client opens odd streams */
-        ok = (sid & 1) && len && !(flags & ~0x2d);
+    case 1:   /* HEADERS */
+        ok = sid && len && !(flags & ~0x2d);
         break;
     case 2:   /* PRIORITY */
         ok = sid && len == 5;
@@ -86,40 +81,100 @@ static __always_inline u64 h2_late_frame(const u8 *h, int first) {
         ok = !sid && len == 8 && !(flags & ~0x1);
         break;
     case 7:   /* GOAWAY */
-        ok = !first && !sid && len >= 8;
+        ok = !sid && len >= 8;
         break;
     case 8:   /* WINDOW_UPDATE */
         ok = len == 4;
         break;
     case 9:   /* CONTINUATION */
-        ok = !first && sid && !(flags & ~0x4);
+        ok = sid && !(flags & ~0x4);
         break;
     }
-    return ok ? len + H2_HDR : 0;
+    return ok ? type + 1 : 0;
 }
 
-/* A write on a connection agtap has no state for: is it HTTP/2 frames
- * (a connection whose preface went out before agtap started)? `head` holds
- * the first n (4..64) bytes of the `len` written at `buf`. The first frame
- * must fit in the write (clients write whole frames); when the write holds
- * more, the next frame header must be whole and plausible too. A write that
- * is not recognised costs nothing; the connection's next write is looked at
- * again. A false positive costs copies only: the connection is copied
- * (S_H2_LATE) until userspace, finding no frames, ignores it. */
-static __always_inline int h2_late(const char *head, u32 n, const char *buf, u64 len) {
-    if (n < H2_HDR)
+/* Is the HEADERS frame whose header is at h[0..8] (its payload following in
+ * h) a client's request that carries a body? A client opens odd streams; a
+ * request with a body (every LLM call is a POST) has no END_STREAM on its
+ * HEADERS, which tells it from trailers (always END_STREAM); and its block
+ * starts with a pseudo-header (RFC 9113, 8.3): the first representation names
+ * :authority, :method, :path or :scheme (static indexes 1..7) or a dynamic
+ * entry (62 on), never :status (8..14: an answer) nor another static name.
+ * Looked at: the block's first byte, after the pad length and priority fields.
+ * This is what keeps servers out: every frame type a server writes can come
+ * from a client too, but a server never writes this. */
+static __always_inline int h2_late_request(const u8 *h, u32 have) {
+    u32 flags = h[4];
+    u32 sid = ((u32)h[5] << 24) | ((u32)h[6] << 16) | ((u32)h[7] << 8) | h[8];
+    if (h[3] != 1 || !(sid & 1) || (flags & 0x1))
+        return 0;   /* not HEADERS on a client's stream, or no body follows */
+    u32 off = H2_HDR + ((flags & 0x8) ? 1 : 0) + ((flags & 0x20) ? 5 : 0);
+    if (off >= have)
         return 0;
-    u64 first = h2_late_frame((const u8 *)head, 1);
-    if (!first || first > len)
-        return 0;   /* not a frame a client starts with, or not whole in this write */
-    if (first == len)
+    /* read at constant indexes, then chosen (h is on the stack: no offset computed on it) */
+    u32 b9 = h[9], b10 = h[10], b14 = h[14], b15 = h[15];
+    asm volatile("" : "+r"(b9), "+r"(b10), "+r"(b14), "+r"(b15));   /* else clang selects the address */
+    u32 b = (flags & 0x8) ? ((flags & 0x20) ? b15 : b10) : ((flags & 0x20) ? b14 : b9);
+    u32 idx;
+    if (b & 0x80)
+        idx = b & 0x7f;            /* indexed field */
+    else if (b & 0x40)
+        idx = b & 0x3f;            /* literal, incremental indexing: the name's index */
+    else if (b & 0x20)
+        return 1;                  /* a table size update first: the field after it is not looked at */
+    else
+        idx = b & 0x0f;            /* literal without indexing / never indexed */
+    if (idx >= 1 && idx <= 7)
         return 1;
-    if (first + H2_HDR > len)
-        return 0;   /* a piece of a header after the frame: not how frames are written */
-    u8 h[H2_HDR] = {};
-    if (bpf_probe_read_user(h, sizeof(h), buf + first))
+    /* a dynamic entry (62 on), or a name index past the 4-bit prefix (15 on: not told apart) */
+    return idx >= 62 || (!(b & 0xc0) && idx == 0x0f);
+}
+
+/* A write on a connection agtap has no state for: is it a client's HTTP/2
+ * frames (a connection whose preface went out before agtap started)? `head`
+ * holds the first n (4..64) bytes of the `len` written at `buf`. The write
+ * must open a request (h2_late_request), first or behind one small control
+ * frame (WINDOW_UPDATE, PING, SETTINGS ACK, PRIORITY, RST_STREAM); the first
+ * frame must be whole in the write (clients write whole frames), and so must
+ * the header of the frame after the request's HEADERS, if any, which must be
+ * plausible too. A write that is not recognised costs nothing: the
+ * connection's next write is looked at again. A false positive costs copies
+ * only: the connection is copied (S_H2_LATE) until userspace, finding no
+ * frames, ignores it. */
+static __always_inline int h2_late(const char *head, u32 n, const char *buf, u64 len) {
+    const u8 *h = (const u8 *)head;
+    if (n < H2_HDR + 1)
         return 0;
-    return h2_late_frame(h, 0) != 0;
+    u32 first = h2_late_frame(h);
+    if (!first)
+        return 0;
+    if (first != 2) {
+        /* a small control frame first: the request must follow it in head */
+        u64 l1 = ((u64)h[0] << 16) | ((u64)h[1] << 8) | h[2];
+        if (first == 1 || first > 9 || first == 8 || l1 > 8 || (first == 5 && !(h[4] & 0x1)))
+            return 0;   /* DATA, GOAWAY, CONTINUATION, a non-ACK SETTINGS (a server's first write), or too long */
+        u64 at = H2_HDR + l1;   /* where the request's HEADERS starts */
+        u8 g[H2_HDR + 7] = {};
+        if (at + sizeof(g) > len || bpf_probe_read_user(g, sizeof(g), buf + at))
+            return 0;
+        if (h2_late_frame(g) != 2 || !h2_late_request(g, sizeof(g)))
+            return 0;
+        u64 glen = ((u64)g[0] << 16) | ((u64)g[1] << 8) | g[2];
+        return at + H2_HDR + glen <= len;
+    }
+    if (!h2_late_request(h, n))
+        return 0;
+    u64 flen = H2_HDR + (((u64)h[0] << 16) | ((u64)h[1] << 8) | h[2]);
+    if (flen > len)
+        return 0;   /* not whole in this write */
+    if (flen == len)
+        return 1;
+    if (flen + H2_HDR > len)
+        return 0;   /* a piece of a header after the frame: not how frames are written */
+    u8 nx[H2_HDR] = {};
+    if (bpf_probe_read_user(nx, sizeof(nx), buf + flen))
+        return 0;
+    return h2_late_frame(nx) != 0;
 }
 
 struct h2walk_t {
