@@ -187,3 +187,6 @@ def test_status_says_where_the_probes_sit(capsys):
     assert "probes: per process, 3 processes watched; 25 uprobes; late attach 1" in capsys.readouterr().out
     print_status(props, {"probe_scope": "host", "uprobes": 9, "late_attach": 0})
     assert "probes: host-wide; 9 uprobes; late attach 0" in capsys.readouterr().out
+    print_status(props, {"probe_scope": "process", "watched_processes": 2, "uprobes": 20, "late_attach": 0,
+                         "demoted": 4})
+    assert "probes: per process, 2 processes watched; 20 uprobes; late attach 0; demoted 4" in capsys.readouterr().out
