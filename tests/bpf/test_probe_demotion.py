@@ -47,13 +47,19 @@ def diagnose(tracer, pid: int) -> str:
             f"its conns {conns}, stats {tracer.stats()}")
 
 
-@pytest.fixture
-def tracer(tmp_path, _need_root):
-    with polled_tracer(tmp_path, demote_after_requests=N) as t:
+# by count (N requests), or by volume (s_server -www's status page is a few KiB: 16 KiB is a few requests)
+POLICIES = {"requests": ({"demote_after_requests": N}, "ignored requests"),
+            "mib": ({"demote_after_mib": 16 / 1024}, "MiB ignored in")}
+
+
+@pytest.fixture(params=list(POLICIES))
+def tracer(request, tmp_path, _need_root):
+    with polled_tracer(tmp_path, **POLICIES[request.param][0]) as t:
+        t.why = POLICIES[request.param][1]
         yield t
 
 
-def test_a_client_making_only_ignored_requests_is_demoted_and_its_breakpoints_go(tmp_path, certs, tracer):
+def test_a_client_making_only_ignored_requests_is_demoted_and_its_breakpoints_go(tmp_path, certs, tracer, caplog):
     scene = Scene(tmp_path, certs, tracer)
     getter = subprocess.Popen([sys.executable, "-c", GETTER, str(scene.port), str(scene.ca), "agtap-get"],
                               env=scene.env, stdout=subprocess.PIPE, text=True)
@@ -66,6 +72,8 @@ def test_a_client_making_only_ignored_requests_is_demoted_and_its_breakpoints_go
         # ...until N of them were ignored: demoted, its breakpoints gone, the reason logged and counted
         assert wait_until(lambda: getter.pid in scope._demoted, 15), diagnose(tracer, getter.pid)
         assert getter.pid not in scope._watched and tracer.stats().demoted >= 1
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"demoted pid {getter.pid} ")]
+        assert said and tracer.why in said[0], said        # logged, with why (the kernel's counts: watch_cost)
         assert wait_until(lambda: scene.breakpoints(getter.pid) == 0, 10), scene.breakpoints(getter.pid)
         assert tracer._bpf["watch_state"][ctypes.c_uint32(getter.pid)].value == W_DEMOTED
         time.sleep(1.0)                               # ~10 more connections: the sentinel does not bring it back
