@@ -12,7 +12,7 @@ from collections import namedtuple
 
 from agtap.capture.conns import ConnMapper
 from agtap.capture.connid import ConnId
-from agtap.capture.records import F_LAST, K_H2_START, S_CAPTURE, S_H2, S_IGNORE, RawRecord
+from agtap.capture.records import F_LAST, K_H2_START, S_CAPTURE, S_H2, S_H2_LATE, S_IGNORE, RawRecord
 from agtap.capture.tracer import Tracer
 from agtap.config import Config
 
@@ -42,6 +42,25 @@ def test_ignore_conn_leaves_an_http2_connection_alone():
     t.ignore_conn(h2)
     assert conns[conns.Key(10, 1, 0xA)].state == S_IGNORE
     assert conns[conns.Key(10, 1, 0xB)].state == S_H2
+
+
+def test_ignore_conn_stops_a_late_joined_connection():
+    # joined late on bytes that looked like a request (S_H2_LATE): if they are not frames after all,
+    # userspace must be able to stop the copying (an S_H2 connection began with the preface: never)
+    t = tracer()
+    conns = t._bpf["conns"]
+    conns[conns.Key(10, 0, 7)] = conns.Leaf(S_H2_LATE, 0)
+    t.ignore_conn(ConnId.sock(10, 7))
+    assert conns[conns.Key(10, 0, 7)].state == S_IGNORE
+
+
+def test_a_late_connection_whose_client_bytes_are_not_frames_is_ignored():
+    from tests.support.harness import Run
+    r = Run(conn="sock:9:3")
+    # a HEADERS frame header as the kernel's h2_late wants it, then bytes that are no frame at all
+    r.out(bytes.fromhex("000005010400000001") + bytes([0x83, 0x86, 0x84, 0x41, 0x00]), 0)
+    r.out(bytes.fromhex("000000040000000001"), 10)   # SETTINGS on a stream: not HTTP/2 (hyperframe refuses it)
+    assert r.ignored == ["sock:9:3"] and r.p.stats.parse_errors == 1
 
 
 def test_ignore_stream_keys_by_the_connections_generation():
