@@ -99,7 +99,8 @@ BPF_HASH(sys_args, u64, struct args_t, 16384);
 
 /* Filters. Written by userspace (-p/-c, D-Bus SetFilter) and by the exec hook
  * (tgids whose process name matches a comm filter); read by every hook. */
-BPF_ARRAY(filter_cfg, u32, 2);                 /* [0]: pid filter on, [1]: comm filter on */
+BPF_ARRAY(filter_cfg, u32, 3);                 /* [0]: pid filter on, [1]: comm filter on,
+                                                  [2]: the filters are written (until then no hook selects anything) */
 BPF_HASH(filter_pids, u32, u8, 4096);          /* tgids to capture */
 BPF_HASH(filter_comms, struct comm_key_t, u8, 256);
 BPF_HASH(comm_tgids, u32, u8, 65536);          /* tgids whose main thread's comm matched */
@@ -160,7 +161,11 @@ static __always_inline int current_ids(u32 *tgid, u32 *tid) {
 /* Is this process selected by the -p / -c filters? Both off: everything is.
  * Both on: either one selects (a union, as with repeated -p). */
 static __always_inline int selected(u32 tgid) {
-    u32 k0 = 0, k1 = 1;
+    u32 k0 = 0, k1 = 1, k2 = 2;
+    u32 *written = filter_cfg.lookup(&k2);
+    if (!written || !*written)
+        return 0;   /* loading: the tracepoints run from the moment BCC attaches them,
+                     * before userspace has written -p/-c (a -p daemon would copy everyone) */
     u32 *pid_on = filter_cfg.lookup(&k0);
     u32 *comm_on = filter_cfg.lookup(&k1);
     int pon = pid_on && *pid_on;

@@ -366,6 +366,7 @@ class Tracer:
                     pass
         cfg[ctypes.c_int(0)] = ctypes.c_uint32(1 if self._pids else 0)
         cfg[ctypes.c_int(1)] = ctypes.c_uint32(1 if self._comms else 0)
+        cfg[ctypes.c_int(2)] = ctypes.c_uint32(1)   # written: the hooks select from now on (bpf/common.h)
 
     @property
     def filters(self) -> tuple[list[int], list[str]]:

@@ -255,6 +255,47 @@ def test_pid_filter_selects_one_process(tracer_run, fake_api):
     assert {c.pid for c in t.chunks() if not c.conn.is_ipc} == {chosen.pid}
 
 
+def test_pid_filter_holds_while_the_tracer_starts(tracer_run, fake_api):
+    """BCC attaches the syscall tracepoints as it loads the programs, before the tracer has
+    written -p into the maps: in that window nothing may be selected (it was everything, and
+    a -p daemon logged another process's plain-HTTP call). A process writing request lines
+    in a tight loop on fresh local connections all through the start must not be captured."""
+    sink = socket.socket()
+    sink.bind(("127.0.0.1", 0))
+    sink.listen(512)
+    stop = threading.Event()
+
+    def drain():
+        sink.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = sink.accept()
+                c.close()
+            except OSError:
+                pass
+    threading.Thread(target=drain, daemon=True).start()
+    noise = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import socket
+        req = b"POST /v1/messages HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 2\\r\\n\\r\\n{{}}"
+        while True:
+            s = socket.create_connection(("127.0.0.1", {sink.getsockname()[1]}))
+            s.sendall(req)
+            s.close()
+    """)])
+    chosen = start_client("python-requests", fake_api, "echo", wait_go=True).wait_ready()
+    try:
+        for _ in range(3):   # the window is milliseconds long: three starts
+            t = tracer_run("-p", str(chosen.pid))
+            t.stop()
+            assert not t.chunks(noise.pid), "the -p filter let another process through while the tracer started"
+    finally:
+        noise.kill()
+        noise.wait()
+        stop.set()
+        chosen.go().wait()
+        sink.close()
+
+
 def test_unrelated_https_downloads_cost_almost_nothing(tracer_run, fake_api, tmp_path):
     code = textwrap.dedent(f"""
         import os, requests
