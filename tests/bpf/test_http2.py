@@ -255,7 +255,8 @@ def test_upgrade_h2c_connection_is_walked_too(agtapd, h2c_api):
     h2c_api.script(Reply(**REPLY, events=3))
     out = subprocess.run([CURL, "-sS", "--http2", *post_args(h2c_api)[:4], h2c_api.url("/v1/messages"),
                           "--next", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{size_download}",
-                          "--limit-rate", "16M",   # ~0.5 s: the daemon marks the stream while it flows
+                          "--limit-rate", "4M",   # ~2 s: the daemon marks the stream while it flows (at 16M, ~0.5 s,
+                                                     # a daemon lagging under the whole tier's load marked it too late)
                           h2c_api.url(f"/bulk/{bulk}")], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.startswith("event: message_start") and out.stdout.endswith(f"2 {bulk}"), out.stdout[-200:]
     exs = h2c_api.wait_for(2)
