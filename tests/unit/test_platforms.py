@@ -65,6 +65,19 @@ VERTEX = "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2
 ])
 def test_platform_for(host, path, transport, want):
     assert platform_for(host, path, transport) == want
+    assert platform_for(host, path, transport) == want     # asked again: the remembered answer is the same
+
+
+def test_long_paths_are_judged_without_the_cache():
+    """A key past _CACHED_KEY_MAX is not kept (memory), and is judged by the same table."""
+    pad = "/x" * 400
+    vertex = f"/v1/projects/p{pad}/locations/us-central1/publishers/google/models/gemini:generateContent"
+    before = platforms._cached_platform.cache_info().currsize
+    assert platform_for("example.com", vertex, "tls") == "vertex_ai"
+    assert platform_for("127.0.0.1", pad + "/api/chat", "socket") == "ollama"
+    assert platform_for("127.0.0.1", pad + "/api/chat/x", "socket") == LOCAL
+    assert platform_for("api.anthropic.com", pad, "tls") == "anthropic"
+    assert platforms._cached_platform.cache_info().currsize == before
 
 
 # https://opentelemetry.io/docs/specs/semconv/registry/attributes/gen-ai/ (gen_ai.provider.name)
