@@ -218,7 +218,12 @@ class Exchange:
                 self.mark("parse_error: " + dec.error)
         if not data:
             return
-        self.resp_kept.add(data, self.conn.limits.max_body, self.conn.stats)
+        kept = self.resp_kept
+        if kept.size + len(data) <= self.conn.limits.max_body:
+            kept.parts.append(data)     # KeptBody.add when all of it fits (once per SSE event: inlined)
+            kept.size += len(data)
+        else:
+            kept.add(data, self.conn.limits.max_body, self.conn.stats)
         if self.mode == "sse":
             before = self.sse.overflows
             events = self.sse.feed(data, ts)

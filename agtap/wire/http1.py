@@ -145,7 +145,10 @@ class HttpParser:
             self.old_ts, self.old_wall = ts, wall
         self.pos = 0
         self.ts, self.wall = ts, wall
-        self._run()
+        # Step the state machine until a step needs bytes that have not come yet.
+        steps = _STEPS
+        while steps[self.state](self):
+            pass
         if self.pos >= len(self.buf):
             self.buf, self.pos, self.old_len = b"", 0, 0
         elif self.pos >= self.old_len:   # what is left came with this chunk
@@ -199,12 +202,6 @@ class HttpParser:
         self.pos = pos + take
         self.cur.wire_bytes += take
         self.on_body(self.cur, data, self.ts)
-
-    def _run(self) -> None:
-        """Step the state machine until a step needs bytes that have not come yet."""
-        steps = _STEPS
-        while steps[self.state](self):
-            pass
 
     # Each step handles the state it is named after; True: go on (state or position moved),
     # False: wait for the next chunk.
@@ -283,6 +280,9 @@ class HttpParser:
             self.pos = pos + size + 2
             cur.wire_bytes += size + 2
             self.on_body(cur, buf[pos:pos + size], self.ts)
+            # The read usually ends with its chunk: then wait here (every step waits on no bytes)
+            # instead of one more step that finds no size line.
+            return self.pos < len(self.buf)
         else:
             self.pos = pos
             self.remaining = size
