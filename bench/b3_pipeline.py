@@ -6,11 +6,20 @@ Three levels, each on CPU 0 only (sched_setaffinity):
   pipeline Pipeline.feed() on decoded items (wire -> providers -> Call), events discarded
   daemon   the daemon's own per-item path: Controller.feed() with the daemon's sinks
            (bodies + JSONL to a temp dir) — what `agtap` does per item after the ring buffer
-  daemon_nofsync / daemon_nobodies: what-ifs for a proposed change (see _daemon)
+  daemon_tmpfs / daemon_nobodies: what-ifs (see _daemon): the same with the sinks' directory on
+           tmpfs (no disk), and without the bodies sink
 Workloads: non-streaming calls, streamed calls (~200 SSE events, one chunk each), the same
 streamed calls over HTTP/2 (frames, HPACK; many streams a connection), MCP stdio
 sessions (initialize, tools/list, 5 tools/call). Then cProfile of the daemon level on the
 streamed workload: the functions that dominate.
+
+The bodies sink creates one file per call. What that costs the kernel depends on the
+filesystem's state, not on agtap: on this machine's ext4 (no journal) creating a file has
+been seen to cost from ~15 us to ~0.8 ms of system CPU, because the inode allocator passes
+over every inode freed in the last 12 hours (ext4 recently_deleted(), dirtytime_expire_seconds)
+and test suites create and delete many files. So the cost of one file creation in the sinks'
+directory (and on tmpfs) is measured before and after the rounds and kept (file_create_us),
+and daemon_tmpfs shows the daemon path without the disk.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ import cProfile
 import io
 import os
 import pstats
+import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -52,15 +63,35 @@ def _pipeline(items) -> tuple[float, int]:
     return time.perf_counter() - t0, n[0]
 
 
+TMPFS = Path("/dev/shm")
+
+
+def file_create_us(where: Path, n: int = 200) -> float:
+    """Median µs to create, write (2 KB) and rename one file in `where`, as BodiesSink._store does."""
+    d = Path(tempfile.mkdtemp(prefix="create-", dir=where))
+    ts = []
+    try:
+        for i in range(n):
+            tmp, final = d / f".{i:032x}.tmp", d / f"{i:032x}.json"
+            t0 = time.perf_counter()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+            os.write(fd, b"x" * 2048)
+            os.close(fd)
+            os.rename(tmp, final)
+            ts.append(time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return statistics.median(ts) * 1e6
+
+
 def _daemon(items, tmp: Path, variant: str = "") -> tuple[float, int]:
-    """variant "" : as shipped. What-ifs, to measure a proposed change:
-    "nofsync": the bodies sink without its two fsync() per call (file, then directory);
+    """variant "" : as shipped, sinks writing under `tmp` (the bench's work directory, on disk).
+    What-ifs: "tmpfs": the same with the sinks' files on tmpfs (what the disk's file creation costs);
     "nobodies": no bodies sink at all (JSONL + journal only)."""
     from agtap.config import Config
     from agtap.service.controller import Controller
     from agtap.service.daemon import build_sinks
-    from agtap.sinks import bodies as bodies_mod
-    d = Path(tempfile.mkdtemp(dir=tmp))
+    d = Path(tempfile.mkdtemp(dir=TMPFS if variant == "tmpfs" else tmp))
     cfg = Config(event_log=str(d / "events.jsonl"), bodies_dir=str(d / "bodies"), stdout=False, bus="none",
                  runtime_dir=str(d / "rt"))
     sinks = build_sinks(cfg, "foreground")
@@ -68,9 +99,6 @@ def _daemon(items, tmp: Path, variant: str = "") -> tuple[float, int]:
         for s in [s for s in sinks if getattr(s, "name", "") == "bodies"]:
             s.close()
             sinks.remove(s)
-    real_fsync = bodies_mod.os.fsync
-    if variant == "nofsync":
-        bodies_mod.os = _NoFsyncOs()
     try:
         ctl = Controller(cfg, lambda *a: None, sinks=sinks)
         t0 = time.perf_counter()
@@ -81,20 +109,9 @@ def _daemon(items, tmp: Path, variant: str = "") -> tuple[float, int]:
         calls = ctl.calls
         ctl.finish()
     finally:
-        bodies_mod.os = os
-        assert os.fsync is real_fsync
+        if variant == "tmpfs":
+            shutil.rmtree(d, ignore_errors=True)   # tmpfs is memory
     return dt, calls
-
-
-class _NoFsyncOs:
-    """os, minus fsync (for the "nofsync" what-if only)."""
-
-    def __getattr__(self, name):
-        return getattr(os, name)
-
-    @staticmethod
-    def fsync(fd):
-        return None
 
 
 def run(work: Path, quick: bool) -> dict:
@@ -109,14 +126,16 @@ def run(work: Path, quick: bool) -> dict:
     import inspect
     from agtap.sinks.bodies import BodiesSink
     out = {"cpu_pinned": [0], "rounds": rounds, "workloads": {},
-           "bodies_sink_fsyncs": "fsync" in inspect.getsource(BodiesSink._store)}
+           "bodies_sink_fsyncs": "fsync" in inspect.getsource(BodiesSink._store),
+           "sinks_dir": str(work.parent), "file_create_us": {"before": {"sinks_dir": file_create_us(work),
+                                                                  "tmpfs": file_create_us(TMPFS)}}}
     files = {}
     for name, items in workloads.items():
         f = work / f"synth-{name}.jsonl"
         files[name] = (f, write(f, items))
     for name, items in workloads.items():
         nbytes = _items_bytes(items)
-        levels = {"replay": [], "pipeline": [], "daemon": [], "daemon_nofsync": [], "daemon_nobodies": []}
+        levels = {"replay": [], "pipeline": [], "daemon": [], "daemon_tmpfs": [], "daemon_nobodies": []}
         calls = {}
         for r in range(rounds):   # levels interleaved in each round
             f = files[name][0]
@@ -129,7 +148,7 @@ def run(work: Path, quick: bool) -> dict:
             calls["replay"] = p.stdout.count(b"\n")
             dt, calls["pipeline"] = _pipeline(items)
             levels["pipeline"].append(dt)
-            for lvl, variant in (("daemon", ""), ("daemon_nofsync", "nofsync"), ("daemon_nobodies", "nobodies")):
+            for lvl, variant in (("daemon", ""), ("daemon_tmpfs", "tmpfs"), ("daemon_nobodies", "nobodies")):
                 dt, calls[lvl] = _daemon(items, work, variant)
                 levels[lvl].append(dt)
         res = {"items": len(items), "payload_bytes": nbytes, "recording_bytes": files[name][1], "calls": calls}
@@ -138,9 +157,10 @@ def run(work: Path, quick: bool) -> dict:
             res[lvl] = {"seconds": summary(ts), "calls_per_s": summary([c / t for t in ts]),
                         "payload_MB_per_s": summary([nbytes / t / 1e6 for t in ts])}
         out["workloads"][name] = res
-    # profiles: the daemon path on the streamed workload, as shipped and without fsync
+    out["file_create_us"]["after"] = {"sinks_dir": file_create_us(work), "tmpfs": file_create_us(TMPFS)}
+    # profiles: the daemon path on the streamed workload, as shipped and with its sinks on tmpfs
     out["profiles"] = {}
-    for variant in ("", "nofsync"):
+    for variant in ("", "tmpfs"):
         out["profiles"][variant or "shipped"] = _profile(workloads["stream"], work, variant)
     return out
 
