@@ -48,11 +48,11 @@ class SseDecoder:
         if self.pending_cr:
             data = b"\r" + data
             self.pending_cr = False
-        if data.endswith(b"\r"):
-            # A CR may be half of a CRLF split across chunks: decide when the next byte comes.
-            data = data[:-1]
-            self.pending_cr = True
-        if b"\r" in data:
+        if b"\r" in data:     # (most APIs end lines with LF alone: one test for the usual chunk)
+            if data.endswith(b"\r"):
+                # A CR may be half of a CRLF split across chunks: decide when the next byte comes.
+                data = data[:-1]
+                self.pending_cr = True
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         old = self.buf
         if old:
@@ -63,15 +63,18 @@ class SseDecoder:
             search = 0
         events: list[SseEvent] = []
         start = 0
+        end = len(buf)
         while True:
             i = buf.find(b"\n\n", search)
             if i < 0:
                 break
             if i > start:
-                ev = self._block(buf[start:i], ts_ns)
+                ev = self._event(buf, start, i, ts_ns)
                 if ev is not None:
                     events.append(ev)
             start = search = i + 2
+            if start == end:     # the chunk ended with its event (one event per write, typically)
+                break
         rest = buf[start:] if start else buf
         if len(rest) > self.max_event:
             self.overflows += 1
@@ -91,20 +94,25 @@ class SseDecoder:
         self.buf = b""
         return out
 
-    def _block(self, block: bytes, ts_ns: int) -> SseEvent | None:
-        # Fast paths for the two shapes nearly every API sends: "event: X\ndata: Y" and "data: Y".
-        if block.startswith(b"event: "):
-            nl = block.find(b"\n")
-            if nl > 0 and block.startswith(b"data: ", nl + 1) and block.find(b"\n", nl + 1) < 0:
-                name = block[7:nl]
+    def _event(self, buf: bytes, start: int, end: int, ts_ns: int) -> SseEvent | None:
+        """The event in buf[start:end] (its lines, without the blank line)."""
+        # Fast paths for the two shapes nearly every API sends: "event: X\ndata: Y" and "data: Y",
+        # read in place (no copy of the block).
+        if buf.startswith(b"event: ", start):
+            nl = buf.find(b"\n", start, end)
+            if nl > start and buf.startswith(b"data: ", nl + 1) and buf.find(b"\n", nl + 1, end) < 0:
+                name = buf[start + 7:nl]
                 ev = _NAMES.get(name)
                 if ev is None:
-                    ev = name.decode("utf-8", "replace")
+                    ev = name.decode("utf-8", "replace") or "message"   # an empty name is the default
                     if len(_NAMES) < 256:
                         _NAMES[name] = ev
-                return SseEvent(ev, block[nl + 7:], self.last_id, ts_ns)
-        elif block.startswith(b"data: ") and block.find(b"\n") < 0:
-            return SseEvent("message", block[6:], self.last_id, ts_ns)
+                return SseEvent(ev, buf[nl + 7:end], self.last_id, ts_ns)
+        elif buf.startswith(b"data: ", start) and buf.find(b"\n", start, end) < 0:
+            return SseEvent("message", buf[start + 6:end], self.last_id, ts_ns)
+        return self._block(buf[start:end], ts_ns)
+
+    def _block(self, block: bytes, ts_ns: int) -> SseEvent | None:
         event = "message"
         data: list[bytes] = []
         for line in block.split(b"\n"):
@@ -120,7 +128,7 @@ class SseDecoder:
             if name == b"data":
                 data.append(value)
             elif name == b"event":
-                event = value.decode("utf-8", "replace")
+                event = value.decode("utf-8", "replace") or "message"
             elif name == b"id":
                 if b"\0" not in value:
                     self.last_id = value.decode("utf-8", "replace")

@@ -48,6 +48,25 @@ def test_byte_at_a_time():
     assert decode([STREAM[i:i + 1] for i in range(len(STREAM))]) == expected()
 
 
+# The shapes the in-place fast path reads ("event: X" + one "data: Y" line, or one "data: Y"
+# line) next to ones it must leave to the full line parser, several events per chunk.
+NEAR_FAST = (b"event: a\ndata: 1\n\n"
+             b"data: 2\nid: 7\n\n"               # a second line: not the fast shape
+             b"event: b\ndata: 3\ndata: 4\n\n"   # two data lines, joined by LF
+             b"event: \ndata: 5\n\n"              # empty name: the default, "message" (WHATWG dispatch)
+             b"event: c\ndata:6\n\n"              # no space after the colon
+             b"data: event: d\n\n"                # looks like a field, is data
+             b"data: 8\n\n")
+
+
+def test_fast_shapes_and_their_neighbours():
+    want = [("a", b"1", None), ("message", b"2", "7"), ("b", b"3\n4", "7"), ("message", b"5", "7"),
+            ("c", b"6", "7"), ("message", b"event: d", "7"), ("message", b"8", "7")]
+    assert decode([NEAR_FAST]) == want
+    for i in range(len(NEAR_FAST) + 1):
+        assert decode([NEAR_FAST[:i], NEAR_FAST[i:]]) == want, i
+
+
 def test_event_carries_ts_of_completing_chunk():
     d = SseDecoder()
     assert d.feed(b"data: x\n", 10) == []
