@@ -144,11 +144,10 @@ class Call:
     def to_dict(self) -> dict[str, Any]:
         """The event as written to JSONL, the journal and D-Bus (no bodies, no monotonic times)."""
         d = {}
-        for f in dataclasses.fields(self):
-            if f.name not in self._PRIVATE:
-                d[f.name] = getattr(self, f.name)
-                if f.name == "response_model":
-                    d[RESPONSE_ID_ALIAS] = self.id   # kept for one release; read `id`
+        for name in _EVENT_FIELDS:
+            d[name] = getattr(self, name)
+            if name == "response_model":
+                d[RESPONSE_ID_ALIAS] = self.id   # kept for one release; read `id`
         if d["cost_usd"] is None:
             del d["cost_usd"]
         if not d["incomplete"]:
@@ -161,6 +160,10 @@ class Call:
 
     def is_error(self) -> bool:
         return self.outcome() == OUTCOME_ERROR
+
+
+# The event's fields in order, found once (dataclasses.fields() per call was a third of to_dict).
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(Call) if f.name not in Call._PRIVATE)
 
 
 def rfc3339(wall_ns: int) -> str:
