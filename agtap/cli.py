@@ -76,6 +76,9 @@ def _capture_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--demote-after-mib", type=_not_negative(float), metavar="M",
                    help="process scope: the same after M MiB of ignored TLS traffic "
                         f"(default {shown(D.demote_after_mib)}; 0 = never)")
+    g.add_argument("--hold-ms", type=_not_negative(int), metavar="MS",
+                   help="process scope: a runtime opening a probed library or executable waits until its probes "
+                        f"are live, at most MS ms, so its first call is seen (default {shown(D.hold_ms)}; 0 = never)")
     g.add_argument("-v", "--verbose", action="store_true", default=None,
                    help="log each probe attached and each file without SSL symbols")
     g.add_argument("--max-capture-bytes", type=int, metavar="N",
@@ -100,7 +103,7 @@ def _capture_flags(p: argparse.ArgumentParser) -> None:
 
 
 FLAG_FIELDS = ("pids", "comms", "probe_scope", "agent_runtimes", "max_uprobes", "demote_after_requests",
-               "demote_after_mib", "verbose", "max_capture_bytes", "event_log", "bodies_dir", "max_body_store",
+               "demote_after_mib", "hold_ms", "verbose", "max_capture_bytes", "event_log", "bodies_dir", "max_body_store",
                "body_retention", "max_log_size", "max_log_files", "stdout", "metrics_addr", "otel", "bus",
                "runtime_dir", "cache_dir")
 

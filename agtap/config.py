@@ -27,11 +27,13 @@ PROBE_SCOPES = ("process", "host")
 class Config:
     pids: list[int] = field(default_factory=list)        # -p/--pid, repeatable
     comms: list[str] = field(default_factory=list)       # -c/--comm, repeatable
-    probe_scope: str = "host"                             # host | process: where the TLS data probes sit
+    probe_scope: str = "process"                          # process | host: where the TLS data probes sit
     agent_runtimes: list[str] = field(default_factory=lambda: list(DEFAULT_RUNTIMES))   # watched at exec
     max_uprobes: int = 4096                               # uprobes (perf event fds) held at most
     demote_after_requests: int = 0                        # process scope: demote a watched process after N
     demote_after_mib: float = 0.0                         # ignored requests / M MiB, no LLM call (0: never)
+    hold_ms: int = 1000                                   # process scope: a starting runtime waits at most this
+                                                          # long at the open of a probed file (0: never held)
     verbose: bool = False                                 # -v
     max_capture_bytes: int = 4 * 1024 * 1024              # per SSL_write/read call
     event_log: str = DEFAULT_EVENT_LOG                    # AGTAP_LOG

@@ -112,7 +112,9 @@ def print_status(props: dict, stats: dict) -> None:
     print("probes: " + (f"per process, {_num(stats.get('watched_processes', 0))} processes watched"
                         if scope == "process" else "host-wide" if scope == "host" else "?")
           + f"; {_num(stats.get('uprobes', 0))} uprobes; late attach {_num(stats.get('late_attach', 0))}"
-          + (f"; demoted {_num(stats['demoted'])}" if stats.get("demoted") else ""))
+          + (f"; demoted {_num(stats['demoted'])}" if stats.get("demoted") else "")
+          + (f"; held at open {_num(stats['held_opens'])} ({_num(stats.get('hold_timeouts', 0))} too long)"
+             if stats.get("held_opens") else ""))
     print("filter: pids " + (", ".join(map(str, f.get("pids", []))) or "any")
           + "; process names " + (", ".join(safe_field(c) for c in f.get("comms", [])) or "any"))
     by = ", ".join(f"{safe_field(k)} {_num(v)}" for k, v in sorted(stats.get("calls_by_provider", {}).items()))

@@ -125,6 +125,12 @@ PROM_STATS: dict[str, tuple[str, str, str]] = {
     "demoted": ("agtap_demoted_processes_total", "counter",
                 "Watched processes demoted (--demote-after-*): probes detached after ignored traffic and no LLM or "
                 "MCP call; a later call of theirs is not seen"),
+    "held_opens": ("agtap_held_opens_total", "counter",
+                   "Opens of a probed library or executable by a starting runtime, held until its per-process "
+                   "probes were live (its first call is seen)"),
+    "hold_timeouts": ("agtap_hold_timeouts_total", "counter",
+                      "Held opens let through after --hold-ms before the probes were live (that process's first "
+                      "call may be missed; see late_attach)"),
     "watched_processes": ("agtap_watched_processes", "gauge", "Processes with TLS data probes of their own"),
     "uprobes": ("agtap_uprobes", "gauge", "Uprobes held (one perf event file descriptor each)"),
     "h2_dropped_bytes": ("agtap_http2_dropped_bytes_total", "counter",

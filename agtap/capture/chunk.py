@@ -84,6 +84,8 @@ class CaptureStats:
     h2_walks_lost: int = 0      # HTTP/2 connections the kernel stopped walking: copied whole from then on
     h2_late_joins: int = 0      # HTTP/2 connections captured without their preface (opened before agtap started)
     demoted: int = 0            # watched processes demoted: no LLM call after --demote-after-* ignored traffic
+    held_opens: int = 0         # opens of a probed file held until the opener's probes were live (opengate.py)
+    hold_timeouts: int = 0      # ... let through after --hold-ms before they were: its first call may be late
     watched_processes: int = 0  # gauge: processes with data probes of their own (per-process scope)
     uprobes: int = 0            # gauge: uprobes held (perf event fds)
     targets: list[str] = field(default_factory=list)
@@ -92,5 +94,5 @@ class CaptureStats:
     COUNTERS = ("chunks", "bytes", "lost_records", "lost_bytes", "cut_records", "read_failed_bytes",
                 "conn_table_full", "skipped_bytes", "dropped_reads", "h2_connections",
                 "boringssl_unprobed_processes", "boringssl_unprobed_connections", "late_attach", "probe_fallbacks",
-                "h2_dropped_bytes", "h2_walks_lost", "h2_late_joins", "demoted")
+                "h2_dropped_bytes", "h2_walks_lost", "h2_late_joins", "demoted", "held_opens", "hold_timeouts")
     GAUGES = ("watched_processes", "uprobes")   # levels of the running tracer, not summed over restarts

@@ -152,6 +152,25 @@ def file_offset(path: str, addr: int) -> int | None:
 
 
 PT_DYNAMIC, DT_NULL, DT_NEEDED, DT_STRTAB = 2, 0, 1, 5
+PT_INTERP, ET_DYN = 3, 3
+
+
+def is_shared_library(path: str) -> bool:
+    """A shared library (ET_DYN without a program interpreter), not an executable (a PIE has one)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+                return False
+            e_type, = struct.unpack_from("<H", head, 0x10)
+            phoff, = struct.unpack_from("<Q", head, 0x20)
+            phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+            f.seek(phoff)
+            ph = f.read(phentsize * phnum)
+        return e_type == ET_DYN and not any(struct.unpack_from("<I", ph, i * phentsize)[0] == PT_INTERP
+                                            for i in range(len(ph) // phentsize if phentsize else 0))
+    except (OSError, struct.error):
+        return False
 
 
 def needed(path: str) -> list[str]:

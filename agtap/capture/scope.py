@@ -29,7 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agtap.capture import probepoints
+from agtap.capture.elfsyms import is_shared_library
 from agtap.capture.demotion import CHECK_S, DemotePolicy, Demoting
+from agtap.capture.opengate import GateUnavailable, OpenGate
 from agtap.capture.probetable import HOST, PointRefused, Probe, ProbeLimit, ProbeTable
 from agtap.capture.procfiles import Key, key_of, overlay_layers, path_keys
 from agtap.capture.records import W_LIVE, W_PENDING
@@ -120,7 +122,8 @@ class Jobs:
         self._serial = itertools.count()
 
     def put(self, job: tuple | None) -> None:
-        rank = 2 if job is None else 1 if job[0] in self.LATER else 0   # None (close): after everything
+        # a process held at the open gate waits for its job: before everything; None (close): after everything
+        rank = 2 if job is None else 1 if job[0] in self.LATER else -1 if job[0] == "gate" else 0
         self._q.put((rank, next(self._serial), job))
 
     def get(self, timeout: float) -> tuple | None:
@@ -150,7 +153,7 @@ class ProcessScope(Demoting):
     name = "process"
 
     def __init__(self, table: ProbeTable, bpf, log: logging.Logger, policy: WatchPolicy,
-                 proc_root: str = "/proc"):
+                 proc_root: str = "/proc", hold_ms: int = 0):
         self.table = table
         self._bpf = bpf
         self.log = log
@@ -169,6 +172,14 @@ class ProcessScope(Demoting):
         self.demoted = 0                         # processes demoted since start
         self._demoted: set[int] = set()          # demoted and still running (by the attach thread only)
         self._next_check = 0.0
+        self.gate: OpenGate | None = None        # holds a starting runtime until its probes are live
+        if hold_ms > 0:
+            try:
+                self.gate = OpenGate(self.on_open, log, hold_ms)
+            except GateUnavailable as e:
+                log.warning("cannot hold starting processes until their probes are live (%s; the kernel needs "
+                            "CONFIG_FANOTIFY_ACCESS_PERMISSIONS, agtap CAP_SYS_ADMIN): the first call of a "
+                            "client that calls within milliseconds of its start may be unseen", e.strerror)
 
     # --- called from the poll thread (and the BoringSSL worker): queued ---
     def add_file(self, path: str, target: Target, probes: list[Probe] | None = None, what: str = "") -> None:
@@ -180,7 +191,8 @@ class ProcessScope(Demoting):
         sentinel = probepoints.sentinel_point(path, target.symbols)
         root = key_of(f"{self._proc_root}/{target.pid}/root/" if target.pid else "/")
         layers = overlay_layers(target.pid, self._proc_root) if target.pid else []   # the layer file's key too
-        f = ProbeFile(path, probes, bool(LIBSSL_NAME.search(target.path)), {root} if root else set(), target.path,
+        library = bool(LIBSSL_NAME.search(target.path)) or is_shared_library(path)
+        f = ProbeFile(path, probes, library, {root} if root else set(), target.path,
                       path_keys(path, layers, target.path), sentinel is not None)
         try:
             # now: `path` may lead through /proc/PID/ (a container's file), gone with that process
@@ -197,12 +209,45 @@ class ProcessScope(Demoting):
                     self.log.info("%s of %s at %#x is single-stepped (one more trap per connection)", fn, path, addr)
         with self._files_lock:
             self._files[path] = f
+        if self.gate is not None:   # a library: held at its open (ld.so, dlopen); an executable: at its exec
+            self.gate.mark(path, at_exec=not f.library)
         self.log.info("probing %s per process: %s%s", path, what,
                       "; sentinel at SSL_set_connect_state" if sentinel else "; its processes watched by executable")
         self._jobs.put(("file", path))
 
     def on_exec(self, pid: int, ts_ns: int = 0) -> None:
         self._jobs.put(("exec", pid, ts_ns))
+
+    # --- called from the open gate's thread (opengate.py): decided at once, attached on the attach thread ---
+    def on_open(self, pid: int, key: Key, path: str, at_exec: bool, done) -> None:
+        """`pid` waits in open() of a probed file (`at_exec`: it is exec'ing it, still in its old
+        image). done() at once if it is not to be watched (or is, with that file's probes); else
+        once the attach thread has watched it."""
+        reason = self._open_reason(pid, key, path, at_exec)
+        if not reason:
+            done()
+            return
+        self._jobs.put(("gate", pid, key if at_exec else None, reason, done))
+
+    def _open_reason(self, pid: int, key: Key, path: str, at_exec: bool) -> str:
+        with self._files_lock:
+            f = next((f for f in self._files.values() if key in f.keys), None)
+        w = self._watched.get(pid)
+        if w is not None:
+            return "" if f is None or f.host_wide or f.path in w.files else w.reason
+        if f is not None and f.host_wide:
+            return ""   # probed host-wide: nothing to wait for
+        if at_exec:   # judged by what it is about to run
+            if self.policy.filtered:
+                return "filter" if self.policy.named_at_exec(pid, path) else ""
+            if f is not None and not f.sentinel:
+                return "executable"
+            return "runtime" if self.policy.is_runtime_file(path) else ""
+        if pid in self._demoted or not self.policy.allowed(pid):
+            return ""
+        if self.policy.filtered:
+            return "filter"
+        return "runtime" if self.policy.is_runtime(pid) else "executable" if self._by_exe(pid) else ""
 
     def on_fork(self, child: int, ts_ns: int = 0) -> None:
         self._jobs.put(("fork", child, ts_ns))
@@ -240,6 +285,9 @@ class ProcessScope(Demoting):
         self.log.info("watching %d running processes (%.0f ms)", len(self._watched), (time.monotonic() - t0) * 1000)
 
     def close(self) -> None:
+        if self.gate is not None:
+            self.gate.close()   # nothing waits for the attach thread any more
+            self.gate = None
         if self._thread is not None:
             self._jobs.put(None)
             self._thread.join()
@@ -295,6 +343,19 @@ class ProcessScope(Demoting):
             reason = self.policy.at_start(pid, self._by_exe(pid))
             if reason:
                 self._watch(pid, reason)
+
+    def _do_gate(self, pid: int, exe: Key | None, reason: str, done) -> None:
+        """A process held at the open gate: watch it (`exe`: the executable it is exec'ing), then let it go."""
+        try:
+            if exe is not None and pid in self._demoted:   # a new image, judged anew
+                self._demoted.discard(pid)
+                self.demotion.forget(pid)
+            if pid in self._watched:
+                self._attach_files(pid, exe)
+            else:
+                self._watch(pid, reason, exe=exe)
+        finally:
+            done()
 
     def _do_exec(self, pid: int, ts_ns: int) -> None:
         if pid in self._demoted:   # a new image, judged anew (the kernel's exec hook cleared W_DEMOTED)
@@ -383,14 +444,15 @@ class ProcessScope(Demoting):
         with self._files_lock:
             return k is not None and any(not f.sentinel and k in f.keys for f in self._files.values())
 
-    def _files_for(self, pid: int) -> list[ProbeFile]:
+    def _files_for(self, pid: int, exe: Key | None = None) -> list[ProbeFile]:
         """The probed files this process maps, or may map: the libssl files of its root
-        directory (before it maps one: a runtime at exec), its executable, what it maps."""
+        directory (before it maps one: a runtime at exec), its executable, what it maps;
+        `exe`: the executable it is exec'ing (held at the open gate, still in its old image)."""
         root = key_of(f"{self._proc_root}/{pid}/root/")
         keys = mapped_keys(pid, self._proc_root)
-        exe = self._exe_key(pid)
-        if exe is not None:
-            keys.add(exe)
+        for k in (self._exe_key(pid), exe):
+            if k is not None:
+                keys.add(k)
         with self._files_lock:
             files = list(self._files.values())
         if root is not None and self._roots_checked.get(root) != len(files):
@@ -418,7 +480,7 @@ class ProcessScope(Demoting):
         except Exception:
             pass   # the map is full: the sentinel keeps naming this process; nothing else depends on it
 
-    def _watch(self, pid: int, reason: str, ts_ns: int = 0) -> None:
+    def _watch(self, pid: int, reason: str, ts_ns: int = 0, exe: Key | None = None) -> None:
         t0 = time.monotonic()
         self._watched[pid] = Watch(reason)
         self._demoted.discard(pid)
@@ -428,7 +490,7 @@ class ProcessScope(Demoting):
             self._set_state(pid, W_LIVE)      # its parent's probes were inherited at the fork (perfevent.py)
         elif reason != "client":
             self._set_state(pid, W_PENDING)   # the sentinel has set it (or W_LATE since) for a client
-        n = self._attach_files(pid)
+        n = self._attach_files(pid, exe)
         if not os.path.exists(f"{self._proc_root}/{pid}"):
             self._unwatch(pid, f"gone {(time.monotonic_ns() - ts_ns) / 1e6:.1f} ms after the event", kernel_state=True)
             return
@@ -439,10 +501,10 @@ class ProcessScope(Demoting):
         self.log.info("watching pid %d (%s): %d probes in %.1f ms, live %.1f ms after the event", pid, reason, n, ms,
                       since)
 
-    def _attach_files(self, pid: int) -> int:
+    def _attach_files(self, pid: int, exe: Key | None = None) -> int:
         w = self._watched[pid]
         n = 0
-        for f in self._files_for(pid):
+        for f in self._files_for(pid, exe):
             if f.path in w.files or f.host_wide:
                 continue
             try:

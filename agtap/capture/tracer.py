@@ -148,7 +148,7 @@ class Tracer:
             else:
                 policy = WatchPolicy(self.config.agent_runtimes)
                 policy.set_filter(self._pids, self._comms)
-                self._scope = ProcessScope(table, b, self.log, policy)
+                self._scope = ProcessScope(table, b, self.log, policy, hold_ms=self.config.hold_ms)
                 self._scope.demotion = DemotePolicy(self.config.demote_after_requests, self.config.demote_after_mib)
             self._targets = TargetSet(self._attach_file, self.log, cache_dir=self.config.cache_dir,
                                       attach_go=self._attach_go)
@@ -387,6 +387,7 @@ class Tracer:
     def stats(self) -> CaptureStats:
         c = self.counters()
         scope = self._scope
+        gate = getattr(scope, "gate", None)
         return CaptureStats(chunks=c["records"], bytes=c["bytes"], lost_records=c["lost_records"],
                             lost_bytes=c["lost_bytes"], cut_records=c["cut_buffers"],
                             read_failed_bytes=c["read_failed_bytes"], conn_table_full=c["conn_table_full"],
@@ -399,6 +400,7 @@ class Tracer:
                             boringssl_unprobed_connections=self._targets.unprobed_connections if self._targets else 0,
                             probe_fallbacks=scope.fallbacks if scope else 0,
                             demoted=scope.demoted if scope else 0,
+                            held_opens=gate.held if gate else 0, hold_timeouts=gate.hold_timeouts if gate else 0,
                             watched_processes=scope.watched() if scope else 0,
                             uprobes=len(scope.table) if scope else 0,
                             probe_scope=scope.name if scope else self.config.probe_scope)

@@ -84,6 +84,24 @@ class WatchPolicy:
         names.update(self.libraries(pid))
         return any(fnmatch.fnmatchcase(n, pat) for n in names for pat in self.runtimes)
 
+    def is_runtime_file(self, path: str) -> bool:
+        """Would a process running `path` be a runtime (at exec, before it runs it): by the file's
+        name and DT_NEEDED, and the process name the exec gives it (the file name, 15 bytes)."""
+        name = os.path.basename(path)
+        names = {name, name[:15]} - {""}
+        k = key_of(path)
+        if k is not None:
+            if k not in self._needed:
+                if len(self._needed) > 4096:
+                    self._needed.clear()
+                self._needed[k] = needed(path)
+            names.update(self._needed[k])
+        return any(fnmatch.fnmatchcase(n, pat) for n in names for pat in self.runtimes)
+
+    def named_at_exec(self, pid: int, path: str) -> bool:
+        """Selected by the filter once it has exec'd `path` (its process name becomes the file name)."""
+        return pid in self.pids or os.path.basename(path)[:15] in self.comms
+
     def libraries(self, pid: int) -> list[str]:
         """The DT_NEEDED names of the process's executable (read once per file)."""
         exe = f"{self.proc_root}/{pid}/exe"

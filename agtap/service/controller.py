@@ -413,6 +413,8 @@ class Controller:
             "late_attach": cap.late_attach,
             "probe_fallbacks": cap.probe_fallbacks,
             "demoted": cap.demoted,
+            "held_opens": cap.held_opens,
+            "hold_timeouts": cap.hold_timeouts,
             "h2_dropped_bytes": cap.h2_dropped_bytes,
             "h2_walks_lost": cap.h2_walks_lost,
             "h2_late_joins": cap.h2_late_joins,
