@@ -90,7 +90,8 @@ def test_a_runtime_calling_at_once_is_held_until_its_probes_are_live(gated):
         assert seen, "the first call of a runtime held at its libssl open was not seen"
         st = tracer.stats()
         assert st.held_opens >= held + 1 and st.hold_timeouts == 0   # (other runtimes on the host may be held too)
-    assert tracer.stats().late_attach == 0
+    # (late_attach is not looked at: this tracer watches the whole host, whose other clients found by the
+    # sentinel race the slowed attach and are counted there)
     assert min(tracer._scope.gate.hold_ms[-3:]) >= SLOWER_S * 1000   # it waited for the (slowed) attach
 
 
