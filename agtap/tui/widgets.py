@@ -71,7 +71,9 @@ class HeaderView(urwid.WidgetWrap):
                                for k, v in filters.items() if v not in (None, "", [], {}))
         filters = safe_field(filters or "none", 60)
         scope = stats.get("probe_scope")
-        probes = (f"  probes: per process, {stats.get('watched_processes', 0)} watched" if scope == "process"
+        probes = (f"  probes: per process, {stats.get('watched_processes', 0)} watched"
+                  + (f", {stats['late_attach']} late" if stats.get("late_attach") else "")
+                  + (f", {stats['demoted']} demoted" if stats.get("demoted") else "") if scope == "process"
                   else "  probes: host-wide" if scope == "host" else "")
         parts1 = [("header", f"agtap {version} " if version else "agtap "), state,
                   ("header", f"  up {fmt.duration(up) if m.state == RUNNING else '-'}"),

@@ -190,3 +190,6 @@ def test_status_says_where_the_probes_sit(capsys):
     print_status(props, {"probe_scope": "process", "watched_processes": 2, "uprobes": 20, "late_attach": 0,
                          "demoted": 4})
     assert "probes: per process, 2 processes watched; 20 uprobes; late attach 0; demoted 4" in capsys.readouterr().out
+    print_status(props, {"probe_scope": "process", "watched_processes": 2, "uprobes": 20, "late_attach": 0,
+                         "held_opens": 1234, "hold_timeouts": 2})
+    assert "late attach 0; held at open 1,234 (2 too long)" in capsys.readouterr().out

@@ -122,6 +122,8 @@ def test_header_shows_the_probe_scope_and_the_processes_watched():
     m.set_state(RUNNING)
     assert lines(HeaderView(m), (100,))[0].rstrip() == \
         "agtap 0.1.0 ● capturing  up 1m05s  filters: none  probes: per process, 7 watched"
+    m.set_stats({"uptime_s": 65, "probe_scope": "process", "watched_processes": 7, "late_attach": 2, "demoted": 3})
+    assert lines(HeaderView(m), (120,))[0].rstrip().endswith("probes: per process, 7 watched, 2 late, 3 demoted")
     m.set_stats({"uptime_s": 65, "probe_scope": "host", "watched_processes": 0})
     assert lines(HeaderView(m), (100,))[0].rstrip().endswith("filters: none  probes: host-wide")
 
