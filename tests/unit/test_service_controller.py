@@ -46,7 +46,7 @@ def test_start_capture_stats_stop(ctl):
     st = ctl.get_stats()
     assert st["calls_by_provider"] == {"anthropic": 3} and st["input_tokens"] == 36 and st["output_tokens"] == 102
     assert st["chunks"] == 6 and st["targets"] == ctl.targets and len(st["targets"]) == 2
-    assert ctl.status_line() == "capturing · 2 targets · probes host-wide · 3 calls · 0 lost · 0 late attach"
+    assert ctl.status_line() == "capturing · 2 targets · probes per process, 0 watched · 3 calls · 0 lost · 0 late attach"
     unsubscribe()
     tracer = ctl.tracer
     ctl.stop()

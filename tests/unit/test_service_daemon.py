@@ -44,7 +44,7 @@ def test_ready_only_once_the_name_is_owned_then_clean_exit_on_sigterm(bus, workd
     (res,) = client_calls("root", [[B.READ_INTERFACE, "GetStats", "", []]], env_for(bus.env()))
     assert res["ok"], res
     status = [ln for ln in dm.notify.drain(1.5) if ln.startswith("STATUS=")]
-    assert "STATUS=capturing · 2 targets · probes host-wide · 2 calls · 0 lost · 0 late attach" in status, status
+    assert "STATUS=capturing · 2 targets · probes per process, 0 watched · 2 calls · 0 lost · 0 late attach" in status, status
     t0 = time.monotonic()
     dm.proc.send_signal(signal.SIGTERM)
     dm.notify.wait_for("STOPPING=1", 2)
