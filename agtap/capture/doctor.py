@@ -281,6 +281,25 @@ def _go() -> list[Check]:
     return out
 
 
+def _open_gate() -> Check:
+    """Can a starting runtime be held at its open of libssl until its probes are live (opengate.py)?"""
+    import ctypes
+    from agtap.capture import opengate
+    if os.geteuid() != 0:
+        return Check("warn", "open gate", "not root: not checked (fanotify permission events need CAP_SYS_ADMIN)",
+                     "sudo agtap doctor")
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.fanotify_init(opengate.FAN_CLOEXEC | opengate.FAN_CLASS_CONTENT, os.O_RDONLY | os.O_CLOEXEC)
+    if fd < 0:
+        return Check("warn", "open gate", f"fanotify permission events unavailable ({os.strerror(ctypes.get_errno())}): "
+                     "with --probe-scope process, a runtime that calls within milliseconds of its start may have its "
+                     "first call unseen (late_attach counts it)",
+                     "a kernel built with CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y, or: sudo agtap --probe-scope host")
+    os.close(fd)
+    return Check("ok", "open gate", "fanotify permission events available: a starting runtime is held at its open of "
+                 "a probed file until its probes are live (--hold-ms)")
+
+
 def _root() -> Check:
     if os.geteuid() == 0:
         return Check("ok", "privileges", "root")
@@ -290,7 +309,7 @@ def _root() -> Check:
 def run_checks(runtime_dir: str, cache_dir: str) -> list[Check]:
     found = _found()
     return [_kernel(), _btf(), _tracefs(), *_events(), _headers(runtime_dir), _bcc(), _http2(), _botocore(),
-            *_libssl(found), *_held_points(_probed_files(found)), *_node(), *_boringssl(cache_dir), *_go(), _root()]
+            *_libssl(found), *_held_points(_probed_files(found)), *_node(), *_boringssl(cache_dir), *_go(), _open_gate(), _root()]
 
 
 def main(runtime_dir: str, cache_dir: str) -> int:
