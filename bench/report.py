@@ -489,6 +489,7 @@ def _reproduce() -> list[str]:
     a("    .venv/bin/python -m bench.run --only boringssl             # no root needed")
     a("    sudo .venv/bin/python -m bench.run --only gotls            # Go client, traced/untraced, ~1 min")
     a("    sudo .venv/bin/python -m bench.run --only probe_scope      # who pays for the probes, per scope")
+    a("    sudo .venv/bin/python -m bench.run --only hold             # what the open gate costs a start")
     a("")
     return L
 
@@ -596,13 +597,44 @@ def _probe_scope(R: dict, TEXT: dict) -> list[str]:
     return L
 
 
+def _hold(R: dict, TEXT: dict) -> list[str]:
+    """The section "# 10. What holding a starting runtime costs (open gate)"."""
+    L: list[str] = []
+    a = L.append
+    b = ok_result(R, "hold")
+    if not b:
+        return L
+    r = b
+    a("## 10. What holding a starting runtime costs (open gate)")
+    a("")
+    L += _run_note(R, "hold")
+    a(f"`bench/b10_hold.py`, {r['rounds']} rounds, configurations interleaved (order rotated), "
+      f"{r['runs_per_program']} runs of each program per configuration per round; wall time from exec to exit, "
+      "median over all runs. Under `--probe-scope process` a runtime opening a probed libssl waits until its "
+      "probes are live (`--hold-ms`, DESIGN \"Held at open\"); `ls` opens nothing agtap holds: the floor.")
+    a("")
+    a("| program | no agtap (ms) | gate (default) | added | --hold-ms 0 | added |")
+    a("|---|---|---|---|---|---|")
+    mm, add = r["median_ms"], r["added_ms"]
+    for p, label in (("python3_import_ssl", "`python3 -c \"import ssl\"`"), ("curl_version", "`curl -sV`"),
+                     ("ls", "`ls /`")):
+        a(f"| {label} | {mm['none'][p]:.1f} | {mm['gate'][p]:.1f} | {add['gate'][p]:+.1f} | "
+          f"{mm['no_gate'][p]:.1f} | {add['no_gate'][p]:+.1f} |")
+    a("")
+    a(f"Opens held per round with the gate (the others found the process watched already, from its exec): "
+      f"{', '.join(f'{x:.0f}' for x in r['held_opens_per_round'])}; let through after --hold-ms: "
+      f"{', '.join(f'{x:.0f}' for x in r['hold_timeouts_per_round'])}.")
+    a("")
+    return L
+
+
 def write(results: Path, doc: Path) -> None:
     R = _load(results)
     from bench.analysis import texts
     TEXT = texts(R)
     L = _preamble(R) + _targets(R)
     for section in (_tls_overhead, _unrelated, _pipeline, _load_steps, _startup, _latency, _boringssl, _gotls,
-                    _probe_scope):
+                    _probe_scope, _hold):
         L += section(R, TEXT)
     L += _reproduce()
     doc.parent.mkdir(parents=True, exist_ok=True)

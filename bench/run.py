@@ -3,7 +3,7 @@ bench/results/<name>.json and the tables in docs/PERFORMANCE.md.
 
     .venv/bin/python -m bench.run [--quick] [--only NAME[,NAME]] [--no-doc]
 
-NAMEs: tls_overhead, unrelated, pipeline, load, startup, latency, boringssl, gotls, probe_scope. --quick: a smoke run
+NAMEs: tls_overhead, unrelated, pipeline, load, startup, latency, boringssl, gotls, probe_scope, hold. --quick: a smoke run
 (fewer rounds, shorter steps) that still exercises every path.
 """
 
@@ -34,8 +34,9 @@ BENCHES = {   # name -> module (run(work, quick) -> dict)
     "boringssl": "bench.b7_boringssl",
     "gotls": "bench.b8_gotls",
     "probe_scope": "bench.b9_scope",
+    "hold": "bench.b10_hold",
 }
-ROOT_ONLY = {"tls_overhead", "unrelated", "load", "startup", "latency", "gotls", "probe_scope"}
+ROOT_ONLY = {"tls_overhead", "unrelated", "load", "startup", "latency", "gotls", "probe_scope", "hold"}
 RESULTS = REPO / "bench" / "results"
 
 
