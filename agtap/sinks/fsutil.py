@@ -43,20 +43,39 @@ class UnsafePathError(OSError):
 
 
 _GIDS: dict[str, int] = {}
+_MISSING: dict[str, tuple[tuple[int, int], float]] = {}   # group -> (/etc/group's (inode, mtime), when looked up)
+MISSING_RECHECK_S = 60.0
+
+
+def _group_file_key() -> tuple[int, int]:
+    try:
+        st = os.stat("/etc/group")
+        return st.st_ino, st.st_mtime_ns
+    except OSError:
+        return 0, 0
 
 
 def group_id(group: str | None) -> int:
     """gid of `group`, or -1 (leave the group alone) when it does not exist.
 
-    A gid found is kept: getgrnam reads /etc/group, and the bodies sink asks once per file."""
+    A gid found is kept: getgrnam reads /etc/group, and the bodies sink asks once per file.
+    A group not found is remembered too, until /etc/group changes (the package's postinst,
+    or an admin, runs groupadd while agtap runs) or a minute passes (a group from another
+    NSS source): so a host without the group costs one stat per file, not a read of /etc/group."""
     if not group:
         return -1
     if group in _GIDS:
         return _GIDS[group]
+    key = _group_file_key()
+    missing = _MISSING.get(group)
+    if missing and missing[0] == key and time.monotonic() - missing[1] < MISSING_RECHECK_S:
+        return -1
     try:
         gid = _GIDS[group] = grp.getgrnam(group).gr_gid
+        _MISSING.pop(group, None)
         return gid
     except KeyError:
+        _MISSING[group] = (key, time.monotonic())
         return -1
 
 

@@ -162,3 +162,26 @@ def test_failure_log_counts_every_failure_and_logs_once_per_interval(caplog):
     with caplog.at_level(logging.WARNING, logger="agtap.test"):
         fl.failed(OSError(5, "EIO"))
     assert len(caplog.records) == 2 and "4 more since last report" in caplog.records[1].getMessage()
+
+
+def test_missing_group_is_looked_up_again_only_when_etc_group_changes(monkeypatch):
+    from agtap.sinks import fsutil
+    lookups = []
+
+    def getgrnam(name):
+        lookups.append(name)
+        raise KeyError(name)
+    monkeypatch.setattr(fsutil.grp, "getgrnam", getgrnam)
+    monkeypatch.setattr(fsutil, "_MISSING", {})
+    key = [(1, 1)]
+    monkeypatch.setattr(fsutil, "_group_file_key", lambda: key[0])
+    assert fsutil.group_id("agtap-nosuchgroup") == -1
+    assert fsutil.group_id("agtap-nosuchgroup") == -1
+    assert lookups == ["agtap-nosuchgroup"]             # the negative answer is cached
+    key[0] = (1, 2)                                      # groupadd rewrote /etc/group
+    assert fsutil.group_id("agtap-nosuchgroup") == -1
+    assert lookups == ["agtap-nosuchgroup"] * 2
+    monkeypatch.setattr(fsutil.grp, "getgrnam", lambda name: type("G", (), {"gr_gid": 4242})())
+    key[0] = (1, 3)
+    monkeypatch.setattr(fsutil, "_GIDS", {})
+    assert fsutil.group_id("agtap-nosuchgroup") == 4242  # created while agtap runs: found
