@@ -191,9 +191,14 @@ What is left is the probes firing, in the traced process's own context:
         if sub > 5:
             changes.append("`agtap/redact.py`: run the token regexes only when a cheap substring test finds a "
                            "credential prefix (`sk-`, `AIza`, `earer`, …); most bodies hold none.")
-        changes.append("run the bodies sink in a writer thread behind a bounded queue (drops counted), after the JSONL line, "
-                       "so the ring buffer's poll thread does not wait for body documents and the disk (on 2 cores the "
-                       "kernel's file creation then runs beside the pipeline).")
+        changes.append("a writer thread for the bodies sink was tried and measured (branch `hsink`, af38561, not landed): "
+                       "bench 3 A/B against main in the same minutes (A B A B A B, `python -m bench.run --only pipeline --no-doc --results DIR` in each checkout), streamed `daemon` (files on /tmp) 677, "
+                       "560, 409 calls/s against main's 858, 582, 730 and `daemon_tmpfs` 925, 921, 731 against 1,019, 990, "
+                       "779: no gain. On one core (target 3's terms) the kernel's file creation runs on that core whichever "
+                       "thread asks for it; with the writer thread on CPU 1 it did not gain either: it takes the GIL back "
+                       "after each of its ~10 syscalls per file, behind a CPU-bound pipeline thread, so it starves and its "
+                       "bounded queue fills. What could: the file work out of the interpreter (a child process fed the "
+                       "documents over a pipe), or fewer files (bodies appended to one file per segment).")
         changes.append("the pipeline's per-chunk path (a streamed call is ~200 chunks: `http1.feed`, `sse.feed`, "
                        "`exchange.response_body`, `_sse_event`) is where the rest goes: ~16 Python calls per chunk.")
         T["b3"] = f"""**Verdict: ≥ 1,000 streamed calls/s {'met' if (lv.get('daemon') or 0) >= 1000 else 'not met'} by the daemon path** ({_fmt(lv.get('daemon'), 0)} calls/s,
