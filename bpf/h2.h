@@ -48,49 +48,62 @@ static __always_inline int h2_preface(const char *h, u32 n) {
            w[2] == 0x0a0d0a0d4d530a0dULL;     /* "\r\nSM\r\n\r\n" */
 }
 
-/* Joining late (agtap started after the preface went out): is this 9-byte
- * header a frame of RFC 9113 on its kind of stream, with the lengths and
- * flags it gives that type, the reserved bit clear and a length within 1 MiB
+/* Is this 9-byte header a frame of RFC 9113 (4.1, 6) on its kind of stream:
+ * a known type, the reserved bit clear, a length within 1 MiB
  * (agtap/wire/http2.looks_like_frames, which userspace applies to the same
- * bytes, uses the same bound)? Returns the frame's type + 1, or 0. */
+ * bytes, uses the same bound), stream 0 exactly for the connection's frames?
+ * Returns the frame's type + 1, or 0. Two callers:
+ * - `client` (h2_late: a write joined late, which must open a request): also
+ *   the lengths and flags RFC 9113 gives the type, and never PUSH_PROMISE
+ *   (only a server sends one).
+ * - not `client` (h2_load: the first read of a server-side walk that may start
+ *   inside a frame): the kind of stream only; PUSH_PROMISE is admitted. */
 #define H2_LATE_MAX_LEN (1 << 20)
-static __always_inline u32 h2_late_frame(const u8 *h) {
+static __always_inline u32 h2_frame(const u8 *h, int client) {
     u64 len = ((u64)h[0] << 16) | ((u64)h[1] << 8) | h[2];
     u32 type = h[3], flags = h[4];
     u32 sid = ((u32)h[5] << 24) | ((u32)h[6] << 16) | ((u32)h[7] << 8) | h[8];
-    if (len > H2_LATE_MAX_LEN || (sid & 0x80000000))
-        return 0;
+    if (len > H2_LATE_MAX_LEN || (sid & 0x80000000) || type > 9)
+        return 0;   /* longer than a frame looked for, reserved bit set, or a type RFC 9113 does not define */
+    if (type == 4 || type == 6 || type == 7) {
+        if (sid)
+            return 0;   /* SETTINGS, PING, GOAWAY: the connection's, never a stream's */
+    } else if (type != 8 && !sid) {
+        return 0;   /* DATA, HEADERS, PRIORITY, RST_STREAM, PUSH_PROMISE, CONTINUATION: a stream's (WINDOW_UPDATE: either) */
+    }
+    if (!client)
+        return type + 1;   /* a server's frame: any of these, PUSH_PROMISE too (its length and flags are not looked at) */
     int ok = 0;
     switch (type) {
     case 0:   /* DATA */
-        ok = sid && !(flags & ~0x9);
+        ok = !(flags & ~0x9);
         break;
     case 1:   /* HEADERS */
-        ok = sid && len && !(flags & ~0x2d);
+        ok = len && !(flags & ~0x2d);
         break;
     case 2:   /* PRIORITY */
-        ok = sid && len == 5;
+        ok = len == 5;
         break;
     case 3:   /* RST_STREAM */
-        ok = sid && len == 4;
+        ok = len == 4;
         break;
     case 4:   /* SETTINGS (an ACK is empty) */
-        ok = !sid && !(flags & ~0x1) && (flags ? len == 0 : len % 6 == 0);
+        ok = !(flags & ~0x1) && (flags ? len == 0 : len % 6 == 0);
         break;
     case 6:   /* PING */
-        ok = !sid && len == 8 && !(flags & ~0x1);
+        ok = len == 8 && !(flags & ~0x1);
         break;
     case 7:   /* GOAWAY */
-        ok = !sid && len >= 8;
+        ok = len >= 8;
         break;
     case 8:   /* WINDOW_UPDATE */
         ok = len == 4;
         break;
     case 9:   /* CONTINUATION */
-        ok = sid && !(flags & ~0x4);
+        ok = !(flags & ~0x4);
         break;
-    }
-    return ok ? type + 1 : 0;
+    }   /* PUSH_PROMISE (5) stays 0: a client never sends one */
+    return ok ? type + 1 : 0;   /* 0: a length or flag this type never has from a client */
 }
 
 /* Is the HEADERS frame whose header is at h[0..8] (its payload following in
@@ -145,7 +158,7 @@ static __always_inline int h2_late(const char *head, u32 n, const char *buf, u64
     const u8 *h = (const u8 *)head;
     if (n < H2_HDR + 1)
         return 0;
-    u32 first = h2_late_frame(h);
+    u32 first = h2_frame(h, 1);
     if (!first)
         return 0;
     if (first != 2) {
@@ -157,7 +170,7 @@ static __always_inline int h2_late(const char *head, u32 n, const char *buf, u64
         u8 g[H2_HDR + 7] = {};
         if (at + sizeof(g) > len || bpf_probe_read_user(g, sizeof(g), buf + at))
             return 0;
-        if (h2_late_frame(g) != 2 || !h2_late_request(g, sizeof(g)))
+        if (h2_frame(g, 1) != 2 || !h2_late_request(g, sizeof(g)))
             return 0;
         u64 glen = ((u64)g[0] << 16) | ((u64)g[1] << 8) | g[2];
         return at + H2_HDR + glen <= len;
@@ -174,7 +187,7 @@ static __always_inline int h2_late(const char *head, u32 n, const char *buf, u64
     u8 nx[H2_HDR] = {};
     if (bpf_probe_read_user(nx, sizeof(nx), buf + flen))
         return 0;
-    return h2_late_frame(nx) != 0;
+    return h2_frame(nx, 1) != 0;
 }
 
 struct h2walk_t {
@@ -222,22 +235,6 @@ static __always_inline void h2_lose(struct cursor_t *c) {
         count(C_H2_LOST, 1);
     }
     c->walk = 0;
-}
-
-/* Could these 9 bytes, at the start of a read, be a frame header the server
- * sent? Any type of RFC 9113 on its kind of stream, the reserved bit clear, a
- * length within 1 MiB. */
-static __always_inline int h2_server_frame(const u8 *h) {
-    u64 len = ((u64)h[0] << 16) | ((u64)h[1] << 8) | h[2];
-    u32 type = h[3];
-    u32 sid = ((u32)h[5] << 24) | ((u32)h[6] << 16) | ((u32)h[7] << 8) | h[8];
-    if (len > H2_LATE_MAX_LEN || (sid & 0x80000000) || type > 9)
-        return 0;
-    if (type == 4 || type == 6 || type == 7)
-        return sid == 0;   /* SETTINGS, PING, GOAWAY: the connection's */
-    if (type == 8)
-        return 1;          /* WINDOW_UPDATE: either */
-    return sid != 0;       /* the others: a stream's */
 }
 
 /* A new HTTP/2 connection: walk its ingress from the next read; returns the
@@ -296,7 +293,7 @@ static __always_inline int h2_load(struct cursor_t *c, struct conn_key_t *key, u
          * if it starts with a plausible frame header (else copied whole) */
         u8 h[H2_HDR] = {};
         w->unsure = 0;
-        if (len < H2_HDR || bpf_probe_read_user(h, sizeof(h), (void *)buf) || !h2_server_frame(h)) {
+        if (len < H2_HDR || bpf_probe_read_user(h, sizeof(h), (void *)buf) || !h2_frame(h, 0)) {
             h2_lose(c);
             return 0;
         }
