@@ -117,6 +117,12 @@ PROM_STATS: dict[str, tuple[str, str, str]] = {
     "boringssl_unprobed_connections": ("agtap_boringssl_unprobed_connections_total", "counter",
                                        "TCP connections a BoringSSL binary's processes held when its probes went "
                                        "live: calls written on them before then were not seen"),
+    "go_unprobed_processes": ("agtap_go_unprobed_processes_total", "counter",
+                              "Processes of a Go executable that exited before its probes went live (found at "
+                              "its first exec, located meanwhile): their calls were not seen"),
+    "go_unprobed_connections": ("agtap_go_unprobed_connections_total", "counter",
+                                "TCP connections a Go executable's processes held when its probes went live: "
+                                "calls written on them before then were not seen"),
     "late_attach": ("agtap_late_attach_total", "counter",
                     "Processes that wrote TLS application data before their per-process probes were live "
                     "(their first request may be missing)"),

@@ -78,6 +78,8 @@ class CaptureStats:
     # BoringSSL binaries (Bun, Claude Code) before their probes went live (first scan of a build):
     boringssl_unprobed_processes: int = 0    # processes that exited before: every call of theirs missed
     boringssl_unprobed_connections: int = 0  # TCP connections open then: calls on them until then missed
+    go_unprobed_processes: int = 0    # the same for a Go executable, found at its first exec and located
+    go_unprobed_connections: int = 0  # while its first processes ran
     late_attach: int = 0        # processes that wrote TLS application data before their probes were live
     probe_fallbacks: int = 0    # files whose data probes went host-wide: the uprobe limit was reached
     h2_dropped_bytes: int = 0   # DATA payload of HTTP/2 streams of no interest, not copied (by design)
@@ -93,6 +95,7 @@ class CaptureStats:
 
     COUNTERS = ("chunks", "bytes", "lost_records", "lost_bytes", "cut_records", "read_failed_bytes",
                 "conn_table_full", "skipped_bytes", "dropped_reads", "h2_connections",
-                "boringssl_unprobed_processes", "boringssl_unprobed_connections", "late_attach", "probe_fallbacks",
+                "boringssl_unprobed_processes", "boringssl_unprobed_connections", "go_unprobed_processes",
+                "go_unprobed_connections", "late_attach", "probe_fallbacks",
                 "h2_dropped_bytes", "h2_walks_lost", "h2_late_joins", "demoted", "held_opens", "hold_timeouts")
     GAUGES = ("watched_processes", "uprobes")   # levels of the running tracer, not summed over restarts

@@ -120,6 +120,8 @@ class TargetSet:
         # calls that BoringSSL binaries made before their probes went live (see _count_unprobed)
         self.unprobed_processes = 0     # ran the binary and exited before: every call of theirs missed
         self.unprobed_connections = 0   # TCP connections open then: calls on them before then missed
+        self.go_unprobed_processes = 0     # the same for Go executables (found at their first exec,
+        self.go_unprobed_connections = 0   # located while their first processes ran)
         self._pending: dict[Key, set[int]] = {}   # a queued binary's keys -> the pids seen running it
         self._pending_lock = threading.Lock()
         self._work: queue.Queue[tuple[Target, str, set[Key]] | None] = queue.Queue()
@@ -210,7 +212,7 @@ class TargetSet:
                     self._pending[k].add(pid)
                     return
 
-    def _count_unprobed(self, t: Target, keys: set[Key]) -> None:
+    def _count_unprobed(self, t: Target, keys: set[Key], *, go: bool = False) -> None:
         """The binary's probes are live now (worker thread). Its processes seen until now ran
         unprobed since their exec: count those that exited (every call of theirs was missed)
         and the TCP connections the others hold (calls written on them before now were
@@ -221,12 +223,16 @@ class TargetSet:
                 pids |= self._pending.pop(k, set())
         gone = [p for p in pids if not os.path.exists(f"{self._proc_root}/{p}")]
         conns = sum(tcp_connections(p, self._proc_root) for p in pids if p not in gone)
-        self.unprobed_processes += len(gone)
-        self.unprobed_connections += conns
+        if go:
+            self.go_unprobed_processes += len(gone)
+            self.go_unprobed_connections += conns
+        else:
+            self.unprobed_processes += len(gone)
+            self.unprobed_connections += conns
         if gone or conns:
             self._log.warning("%s: %d process(es) exited and %d TCP connection(s) were open before its "
-                              "BoringSSL probes went live: calls made on them until now were not seen",
-                              t.describe(), len(gone), conns)
+                              "%s probes went live: calls made on them until now were not seen",
+                              t.describe(), len(gone), conns, "Go" if go else "BoringSSL")
 
     def _work_loop(self) -> None:
         while True:
@@ -243,18 +249,18 @@ class TargetSet:
     def _look_inside(self, t: Target, opened: str, keys: set[Key]) -> None:
         """An executable without SSL symbols: a Go program, or one with BoringSSL inside."""
         if self._attach_go is not None and golocate.is_go_binary(opened):
-            self._drop_pending(keys)        # counted for BoringSSL binaries only
-            self._look_for_go(t, opened)
+            self._look_for_go(t, opened, keys)
         elif self._cache_dir is not None:
             self._look_for_boringssl(t, opened, keys)
         else:
             self._drop_pending(keys)
 
-    def _look_for_go(self, t: Target, opened: str) -> None:
+    def _look_for_go(self, t: Target, opened: str, keys: set[Key]) -> None:
         try:
             loc = golocate.locate_go_tls(opened)
             probes = goprobes.plan(loc)
         except golocate.GoRefused as e:
+            self._drop_pending(keys)
             self.go[t.describe()] = ("not probed: " if isinstance(e, golocate.GoNoTls) else "refused: ") + e.reason
             log = self._log.info if isinstance(e, golocate.GoNoTls) else self._log.warning
             log("Go executable %s: %s", t.describe(), self.go[t.describe()])
@@ -262,7 +268,10 @@ class TargetSet:
         if self._closed.is_set():
             return   # capture stopped meanwhile (a restart has a TargetSet of its own)
         self.go[t.describe()] = loc.describe()
-        self._attach_target(t, opened, loc.describe(), go=probes)
+        if self._attach_target(t, opened, loc.describe(), go=probes):
+            self._count_unprobed(t, keys, go=True)
+        else:
+            self._drop_pending(keys)
 
     def _look_for_boringssl(self, t: Target, opened: str, keys: set[Key]) -> None:
         if not boringssl.has_marker(opened):

@@ -398,6 +398,8 @@ class Tracer:
                             dropped_reads=self._mapper.dropped_reads if self._mapper else 0, targets=self.targets,
                             boringssl_unprobed_processes=self._targets.unprobed_processes if self._targets else 0,
                             boringssl_unprobed_connections=self._targets.unprobed_connections if self._targets else 0,
+                            go_unprobed_processes=self._targets.go_unprobed_processes if self._targets else 0,
+                            go_unprobed_connections=self._targets.go_unprobed_connections if self._targets else 0,
                             probe_fallbacks=scope.fallbacks if scope else 0,
                             demoted=scope.demoted if scope else 0,
                             held_opens=gate.held if gate else 0, hold_timeouts=gate.hold_timeouts if gate else 0,

@@ -410,6 +410,8 @@ class Controller:
             "h2_connections": cap.h2_connections,
             "boringssl_unprobed_processes": cap.boringssl_unprobed_processes,
             "boringssl_unprobed_connections": cap.boringssl_unprobed_connections,
+            "go_unprobed_processes": cap.go_unprobed_processes,
+            "go_unprobed_connections": cap.go_unprobed_connections,
             "late_attach": cap.late_attach,
             "probe_fallbacks": cap.probe_fallbacks,
             "demoted": cap.demoted,

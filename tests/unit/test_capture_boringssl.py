@@ -326,3 +326,42 @@ def test_processes_and_connections_before_the_probes_went_live_are_counted(tmp_p
             p.wait()
         srv.close()
         ts.close()
+
+
+def test_a_go_executables_processes_before_its_probes_went_live_are_counted_too(tmp_path, monkeypatch):
+    """Go as BoringSSL above: a Go executable found at its first exec is located off the poll
+    thread while its first processes run; those that exited meanwhile are counted, apart."""
+    import subprocess
+    import sys
+    import threading
+    from agtap.capture import golocate, goprobes
+    from agtap.capture.procfiles import key_of
+    from agtap.capture.targets import TargetSet
+    brief = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    go = threading.Event()
+
+    class Located:
+        def describe(self):
+            return "a stand-in"
+
+    def held_locate(path):
+        go.wait(30)
+        return Located()
+    monkeypatch.setattr(golocate, "is_go_binary", lambda p: True)
+    monkeypatch.setattr(golocate, "locate_go_tls", held_locate)
+    monkeypatch.setattr(goprobes, "plan", lambda loc: [])
+    attached = []
+    ts = TargetSet(lambda path, t: None, logging.getLogger("test"), attach_go=lambda path, probes: attached.append(path))
+    ts._roots.add(key_of("/"))
+    try:
+        ts.scan_process(brief.pid)       # queued: the location starts
+        brief.kill()
+        brief.wait()                     # gone before the probes go live
+        go.set()
+        ts._work.join()
+        assert len(attached) == 1
+        assert (ts.go_unprobed_processes, ts.unprobed_processes) == (1, 0)
+    finally:
+        brief.kill()
+        brief.wait()
+        ts.close()

@@ -46,9 +46,11 @@ def test_every_kernel_counter_reaches_capture_stats():
 def test_the_boringssl_counters_reach_capture_stats():
     from types import SimpleNamespace
     t = Tracer(Config(), lambda item: None)
-    t._targets = SimpleNamespace(unprobed_processes=1007, unprobed_connections=1009, attached=[])
+    t._targets = SimpleNamespace(unprobed_processes=1007, unprobed_connections=1009, go_unprobed_processes=1013,
+                                 go_unprobed_connections=1019, attached=[])
     st = t.stats()
     assert (st.boringssl_unprobed_processes, st.boringssl_unprobed_connections) == (1007, 1009)
+    assert (st.go_unprobed_processes, st.go_unprobed_connections) == (1013, 1019)
 
 
 def test_capture_stats_counters_are_all_its_int_fields():
