@@ -12,6 +12,7 @@ copied (a Chunk of that pid with the request line), and the gate's counters.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import subprocess
@@ -59,24 +60,27 @@ def run_client(scene, tracer) -> tuple[int, bool]:
     return c.pid, seen
 
 
-@pytest.fixture
-def gated(tmp_path, certs, _need_root):
-    with polled_tracer(tmp_path, hold_ms=2000) as t:
+@contextlib.contextmanager
+def gate_scene(tmp_path, certs, hold_ms: int):
+    """test_probe_scope's Scene under a tracer with this --hold-ms."""
+    with polled_tracer(tmp_path, hold_ms=hold_ms) as t:
         s = Scene(tmp_path, certs, t)
         try:
             yield s, t
         finally:
             s.close()
+
+
+@pytest.fixture
+def gated(tmp_path, certs, _need_root):
+    with gate_scene(tmp_path, certs, 2000) as st:
+        yield st
 
 
 @pytest.fixture
 def ungated(tmp_path, certs, _need_root):
-    with polled_tracer(tmp_path, hold_ms=0) as t:
-        s = Scene(tmp_path, certs, t)
-        try:
-            yield s, t
-        finally:
-            s.close()
+    with gate_scene(tmp_path, certs, 0) as st:
+        yield st
 
 
 def test_a_runtime_calling_at_once_is_held_until_its_probes_are_live(gated):
@@ -108,18 +112,14 @@ def test_without_the_gate_the_same_first_call_races_the_attach_and_is_counted(un
 
 
 def test_a_hold_longer_than_hold_ms_is_let_through_and_counted(tmp_path, certs, _need_root):
-    with polled_tracer(tmp_path, hold_ms=100) as tracer:
-        scene = Scene(tmp_path, certs, tracer)
-        try:
-            tracer._scope.wait_idle(60)
-            slow_attach(tracer)
-            t0 = time.monotonic()
-            c = subprocess.Popen([sys.executable, "-c", ONE_CALL, str(scene.port), str(scene.ca)], env=scene.env)
-            assert c.wait(30) == 0
-            assert wait_until(lambda: tracer.stats().hold_timeouts >= 1, 5)
-            assert time.monotonic() - t0 < 5
-        finally:
-            scene.close()
+    with gate_scene(tmp_path, certs, 100) as (scene, tracer):
+        tracer._scope.wait_idle(60)
+        slow_attach(tracer)
+        t0 = time.monotonic()
+        c = subprocess.Popen([sys.executable, "-c", ONE_CALL, str(scene.port), str(scene.ca)], env=scene.env)
+        assert c.wait(30) == 0
+        assert wait_until(lambda: tracer.stats().hold_timeouts >= 1, 5)
+        assert time.monotonic() - t0 < 5
 
 
 def test_agtaps_own_child_execing_a_held_file_does_not_wait_forever(tmp_path, _need_root):
