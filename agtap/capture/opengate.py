@@ -34,7 +34,7 @@ import time
 from typing import Callable
 
 FAN_CLOEXEC, FAN_NONBLOCK, FAN_CLASS_CONTENT, FAN_UNLIMITED_MARKS = 0x1, 0x2, 0x4, 0x20
-FAN_MARK_ADD = 0x1
+FAN_MARK_ADD, FAN_MARK_IGNORED_MASK, FAN_MARK_FILESYSTEM = 0x1, 0x20, 0x100
 FAN_OPEN_PERM, FAN_OPEN_EXEC_PERM = 0x10000, 0x40000
 FAN_ALLOW = 0x1
 FAN_Q_OVERFLOW = 0x4000
@@ -45,9 +45,13 @@ RESPONSE = struct.Struct("=iI")        # struct fanotify_response
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
 
-# decide(pid, key, path, at_exec, done): called on the gate's thread for a process to be held;
-# it must call done() once the process may go on (at once, or once its probes are live)
-Decide = Callable[[int, tuple[int, int], str, bool, Callable[[], None]], None]
+# decide(pid, key, path, at_exec, done, opened=): called on the gate's thread for a process to be held;
+# it must call done() once the process may go on (at once, or once its probes are live), and
+# returns True when the execs of that file need never be held again (of no interest)
+Decide = Callable[..., bool]
+# where executables live: the filesystems whose execs are held (not proc, sysfs, cgroup...)
+EXEC_FS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "zfs", "f2fs", "bcachefs",
+                     "squashfs", "erofs", "vfat", "fuseblk"})
 
 
 class GateUnavailable(OSError):
@@ -63,6 +67,8 @@ class OpenGate:
         self.hold_timeouts = 0   # ... and were let through before they were
         self.hold_ms: list[float] = []   # how long each held open waited (the last 1000)
         self._marked: set[tuple[str, int]] = set()
+        self.filesystems = 0     # filesystems whose execs are held (mark_filesystems)
+        self.ignored = 0         # executables whose execs are no longer held (of no interest)
         fd = _libc.fanotify_init(FAN_CLOEXEC | FAN_NONBLOCK | FAN_CLASS_CONTENT | FAN_UNLIMITED_MARKS,
                                  os.O_RDONLY | os.O_LARGEFILE | os.O_CLOEXEC)
         if fd < 0:
@@ -93,6 +99,37 @@ class OpenGate:
             return False
         self._marked.add((path, mask))
         return True
+
+    def mark_filesystems(self, mountinfo: str = "/proc/self/mountinfo") -> int:
+        """Hold every exec on the local filesystems (FAN_MARK_FILESYSTEM): an executable not seen
+        before (a Go program run for the first time) waits while agtap looks at it. Each file
+        judged of no interest gets an ignore mark, so its later execs are not held: the kernel
+        lets them through without asking. How many filesystems were marked."""
+        seen: set[int] = set()
+        try:
+            lines = open(mountinfo).read().splitlines()
+        except OSError:
+            return 0
+        for line in lines:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            if len(fields) < 6 or not right or right.split()[0] not in EXEC_FS or "noexec" in fields[5].split(","):
+                continue
+            mnt = fields[4].replace("\\040", " ")
+            try:
+                dev = os.stat(mnt).st_dev
+            except OSError:
+                continue
+            if dev in seen:
+                continue
+            seen.add(dev)
+            if _libc.fanotify_mark(self._fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM, AT_FDCWD,
+                                   mnt.encode()) < 0:
+                seen.discard(dev)
+                self.log.info("cannot hold the execs on %s (%s): a program there agtap has not seen run is "
+                              "found at its exec, not before", mnt, os.strerror(ctypes.get_errno()))
+        self.filesystems = len(seen)
+        return self.filesystems
 
     def close(self) -> None:
         """Stop holding (the kernel allows whatever still waits once the fanotify file is closed)."""
@@ -188,10 +225,15 @@ class OpenGate:
             except OSError:
                 pass   # closing
         try:
-            self._decide(pid, (st.st_dev, st.st_ino), path, at_exec, decided)
+            # `path` names it (as agtap's mount namespace sees it); the fd reads it from any namespace
+            of_no_interest = self._decide(pid, (st.st_dev, st.st_ino), path, at_exec, decided,
+                                          opened=f"/proc/self/fd/{fd}")
         except Exception:
             self.log.exception("open gate: deciding about pid %d failed; let through", pid)
             return None
+        if of_no_interest and at_exec and \
+                _libc.fanotify_mark(self._fd, FAN_MARK_ADD | FAN_MARK_IGNORED_MASK, FAN_OPEN_EXEC_PERM, fd, None) == 0:
+            self.ignored += 1   # (cleared by the kernel when the file is written: judged again)
         return None if done.is_set() else done
 
     def _allow(self, fd: int) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from agtap.capture import probepoints
 from agtap.capture.elfsyms import is_shared_library
+from agtap.capture.gobuildinfo import is_go_binary
 from agtap.capture.demotion import CHECK_S, DemotePolicy, Demoting
 from agtap.capture.opengate import GateUnavailable, OpenGate
 from agtap.capture.probetable import HOST, PointRefused, Probe, ProbeLimit, ProbeTable
@@ -123,7 +124,7 @@ class Jobs:
 
     def put(self, job: tuple | None) -> None:
         # a process held at the open gate waits for its job: before everything; None (close): after everything
-        rank = 2 if job is None else 1 if job[0] in self.LATER else -1 if job[0] == "gate" else 0
+        rank = 2 if job is None else 1 if job[0] in self.LATER else -1 if job[0] in ("gate", "locate") else 0
         self._q.put((rank, next(self._serial), job))
 
     def get(self, timeout: float) -> tuple | None:
@@ -172,6 +173,8 @@ class ProcessScope(Demoting):
         self.demoted = 0                         # processes demoted since start
         self._demoted: set[int] = set()          # demoted and still running (by the attach thread only)
         self._next_check = 0.0
+        self.locate = None   # the tracer's: path -> an Event set once a new executable is looked at (or None)
+        self._no_tls: set[Key] = set()           # Go executables looked at on exec, found without crypto/tls
         self.gate: OpenGate | None = None        # holds a starting runtime until its probes are live
         if hold_ms > 0:
             try:
@@ -219,17 +222,33 @@ class ProcessScope(Demoting):
         self._jobs.put(("exec", pid, ts_ns))
 
     # --- called from the open gate's thread (opengate.py): decided at once, attached on the attach thread ---
-    def on_open(self, pid: int, key: Key, path: str, at_exec: bool, done) -> None:
+    def on_open(self, pid: int, key: Key, path: str, at_exec: bool, done, opened: str = "") -> bool:
         """`pid` waits in open() of a probed file (`at_exec`: it is exec'ing it, still in its old
         image). done() at once if it is not to be watched (or is, with that file's probes); else
-        once the attach thread has watched it."""
-        reason = self._open_reason(pid, key, path, at_exec)
+        once the attach thread has watched it. True: an exec of a file of no interest (its later
+        execs need not be held). `opened`: a path that reads the file (the gate's fd), else `path`."""
+        opened = opened or path
+        reason = self._open_reason(pid, key, path, at_exec, opened)
+        if reason == "locate":   # a Go program not seen before: looked at, then watched, before it runs
+            self._jobs.put(("locate", pid, key, path, done))
+            return False
         if not reason:
             done()
-            return
+            return at_exec and self._of_no_interest(key, path, opened)
         self._jobs.put(("gate", pid, key if at_exec else None, reason, done))
+        return False
 
-    def _open_reason(self, pid: int, key: Key, path: str, at_exec: bool) -> str:
+    def _of_no_interest(self, key: Key, path: str, opened: str) -> bool:
+        """An executable whose execs need never be held: no probed file, no runtime, no Go program
+        (or one without crypto/tls); never while a filter is set (a later one may name it)."""
+        if self.policy.filtered:
+            return False
+        with self._files_lock:
+            if any(key in f.keys for f in self._files.values()):
+                return False
+        return key in self._no_tls or not (self.policy.is_runtime_file(path, opened) or is_go_binary(opened))
+
+    def _open_reason(self, pid: int, key: Key, path: str, at_exec: bool, opened: str) -> str:
         with self._files_lock:
             f = next((f for f in self._files.values() if key in f.keys), None)
         w = self._watched.get(pid)
@@ -242,7 +261,11 @@ class ProcessScope(Demoting):
                 return "filter" if self.policy.named_at_exec(pid, path) else ""
             if f is not None and not f.sentinel:
                 return "executable"
-            return "runtime" if self.policy.is_runtime_file(path) else ""
+            if self.policy.is_runtime_file(path, opened):
+                return "runtime"
+            if f is None and self.locate is not None and key not in self._no_tls and is_go_binary(opened):
+                return "locate"
+            return ""
         if pid in self._demoted or not self.policy.allowed(pid):
             return ""
         if self.policy.filtered:
@@ -283,6 +306,10 @@ class ProcessScope(Demoting):
             self.log.warning("watching the running processes took over %.0f s: capture starts before "
                              "all of them are probed", START_WAIT_S)
         self.log.info("watching %d running processes (%.0f ms)", len(self._watched), (time.monotonic() - t0) * 1000)
+        if self.gate is not None and self.locate is not None:
+            n = self.gate.mark_filesystems()
+            self.log.info("holding the execs on %d filesystems: a program not seen before is looked at before it "
+                          "runs", n)
 
     def close(self) -> None:
         if self.gate is not None:
@@ -354,6 +381,27 @@ class ProcessScope(Demoting):
                 self._attach_files(pid, exe)
             else:
                 self._watch(pid, reason, exe=exe)
+        finally:
+            done()
+
+    def _do_locate(self, pid: int, key: Key, path: str, done) -> None:
+        """A Go program exec'd for the first time, held at the gate: have it looked at (the
+        tracer's locate worker), then watch the process like any by-executable one."""
+        try:
+            ev = self.locate(path)
+            if ev is False:
+                return   # not looked at (capture starting or stopping): found at its exec as before
+            if ev is not None and not ev.wait(self.gate.hold_s if self.gate else 1.0):
+                return   # still being looked at: let go (its first calls are counted, go_unprobed_*)
+            with self._files_lock:
+                f = next((f for f in self._files.values() if key in f.keys), None)
+            if f is None:
+                self._no_tls.add(key)
+                return
+            if pid in self._watched:
+                self._attach_files(pid, key)
+            elif os.path.exists(f"{self._proc_root}/{pid}"):
+                self._watch(pid, "executable", exe=key)
         finally:
             done()
 

@@ -124,6 +124,7 @@ class TargetSet:
         self.go_unprobed_connections = 0   # located while their first processes ran)
         self._pending: dict[Key, set[int]] = {}   # a queued binary's keys -> the pids seen running it
         self._pending_lock = threading.Lock()
+        self._locating: dict[Key, threading.Event] = {}   # a queued executable's keys -> set when looked at
         self._work: queue.Queue[tuple[Target, str, set[Key]] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._closed = threading.Event()
@@ -143,6 +144,18 @@ class TargetSet:
             return False
         keys = path_keys(path)
         return bool(keys) and self._consider(Target(path), keys, exe=exe)
+
+    def examine(self, path: str) -> threading.Event | None:
+        """Look at an executable a process is about to run (held at its exec by the open gate):
+        None when that is done (attached, or nothing to probe); else an Event the locate worker
+        sets once it is through with the file (Go, BoringSSL)."""
+        keys = path_keys(path)
+        if not keys:
+            return None
+        if not keys & self._seen:
+            self._consider(Target(path), keys, exe=True)
+        with self._pending_lock:
+            return next((self._locating[k] for k in keys if k in self._locating), None)
 
     def consider_mapping(self, pid: int, m: Mapping, *, exe: bool = False) -> bool:
         """Look at one file a process maps, through the process's own view of it."""
@@ -199,9 +212,11 @@ class TargetSet:
             self._worker = threading.Thread(target=self._work_loop, name="agtap-locate", daemon=True)
             self._worker.start()
         pids = {t.pid} if t.pid else set()
+        looked_at = threading.Event()
         with self._pending_lock:
             for k in keys:
                 self._pending[k] = pids
+                self._locating[k] = looked_at
         self._work.put((t, opened, keys))
 
     def _note_pending(self, pid: int, keys: set[Key]) -> None:
@@ -244,6 +259,11 @@ class TargetSet:
             except Exception:   # one odd binary must not end the search for the others
                 self._log.exception("TLS search failed: %s", job[0].describe())
             finally:
+                if job is not None:
+                    with self._pending_lock:
+                        evs = {self._locating.pop(k, None) for k in job[2]}
+                    for ev in evs - {None}:
+                        ev.set()
                 self._work.task_done()
 
     def _look_inside(self, t: Target, opened: str, keys: set[Key]) -> None:

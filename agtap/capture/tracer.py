@@ -152,6 +152,8 @@ class Tracer:
                 self._scope.demotion = DemotePolicy(self.config.demote_after_requests, self.config.demote_after_mib)
             self._targets = TargetSet(self._attach_file, self.log, cache_dir=self.config.cache_dir,
                                       attach_go=self._attach_go)
+            if isinstance(self._scope, ProcessScope):
+                self._scope.locate = self._examine
             self._targets.scan_host()
             self._scope.start()
             b["records"].open_ring_buffer(self._on_record)
@@ -211,6 +213,17 @@ class Tracer:
             if self._bpf is None or self._scope is None:
                 raise RuntimeError("capture stopped")
             self._scope.add_file(path, target)
+
+    def _examine(self, path: str):
+        """For the attach thread (a new executable held at its exec): TargetSet.examine under the
+        tracer's lock (the poll thread's order: this lock, then the target set); False if the lock
+        is not had within a second (capture starting or stopping): not looked at."""
+        if not self._lock.acquire(timeout=1.0):
+            return False
+        try:
+            return self._targets.examine(path) if self._targets is not None else None
+        finally:
+            self._lock.release()
 
     def _attach_go(self, path: str, probes: list) -> None:
         """Probe one Go executable's crypto/tls (goprobes.plan: each function's stack check, and

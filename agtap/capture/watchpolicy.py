@@ -84,17 +84,19 @@ class WatchPolicy:
         names.update(self.libraries(pid))
         return any(fnmatch.fnmatchcase(n, pat) for n in names for pat in self.runtimes)
 
-    def is_runtime_file(self, path: str) -> bool:
+    def is_runtime_file(self, path: str, opened: str = "") -> bool:
         """Would a process running `path` be a runtime (at exec, before it runs it): by the file's
-        name and DT_NEEDED, and the process name the exec gives it (the file name, 15 bytes)."""
+        name and DT_NEEDED, and the process name the exec gives it (the file name, 15 bytes).
+        `opened`: where to read it (else `path`)."""
         name = os.path.basename(path)
         names = {name, name[:15]} - {""}
-        k = key_of(path)
+        opened = opened or path
+        k = key_of(opened)
         if k is not None:
             if k not in self._needed:
                 if len(self._needed) > 4096:
                     self._needed.clear()
-                self._needed[k] = needed(path)
+                self._needed[k] = needed(opened)
             names.update(self._needed[k])
         return any(fnmatch.fnmatchcase(n, pat) for n in names for pat in self.runtimes)
 

@@ -223,3 +223,28 @@ def test_a_go_program_running_before_the_daemon_starts_is_probed_at_start(agtapd
     finally:
         p.kill()
         p.wait()
+
+
+def test_a_go_program_run_for_the_first_time_is_held_at_exec_and_its_first_call_is_seen(gdaemon, builds, fake_api,
+                                                                                       certs, tmp_path):
+    """No -wait: a copy of the client (a file no agtap has seen: a new inode) calls the moment it
+    starts. The open gate holds its exec while the daemon locates its crypto/tls and attaches,
+    so that first call is an event (without the gate it ran unprobed: go_unprobed_*)."""
+    fresh = tmp_path / "llmclient"
+    shutil.copy(builds["go1.19"], fresh)
+    fake_api.reset()
+    fake_api.script(Reply(text="Hi, first run.", input_tokens=31, output_tokens=7))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "AGTAP_TEST_CA": str(certs.ca),
+           "AGTAP_TEST_API_KEY": GO_KEY}
+    t0 = time.monotonic()
+    p = subprocess.run([str(fresh), "-url", fake_api.base_url, "-mode", "anthropic"], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout.splitlines()[-1])
+    assert [r["status"] for r in res["results"]] == [200], res
+    [ev] = gdaemon.events(res["pid"], n=1, timeout=20)
+    assert (ev["input_tokens"], ev["output_tokens"]) == (31, 7), ev
+    assert not ev["incomplete"], ev
+    log = gdaemon.stderr()
+    assert f"watching pid {res['pid']} (executable)" in log, log[-3000:]
+    assert time.monotonic() - t0 < 30

@@ -130,7 +130,7 @@ def test_agtaps_own_child_execing_a_held_file_does_not_wait_forever(tmp_path, _n
     shutil.copy("/bin/true", exe)
     decided = []
 
-    def decide(pid, key, path, at_exec, done):
+    def decide(pid, key, path, at_exec, done, opened=""):
         decided.append((pid, path, at_exec))
         threading.Timer(0.2, done).start()   # as a watch that takes 200 ms
     gate = OpenGate(decide, logging.getLogger("test"), hold_ms=5000)

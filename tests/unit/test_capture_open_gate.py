@@ -96,3 +96,44 @@ def test_a_file_probed_host_wide_holds_nobody(proc):
     done = Done()
     s.on_open(proc, LIB[1], LIB[0], False, done)
     assert done.calls == 1 and s.watched() == 0
+
+
+def test_an_exec_of_no_interest_goes_through_and_need_not_be_held_again(other, sleeper):
+    s, _ = scope_with()
+    done = Done()
+    assert s.on_open(other, (1, 5), "/bin/ls", True, done, opened="/bin/ls") is True   # no runtime, no Go
+    assert done.calls == 1 and run_jobs(s) == []
+    assert s.on_open(other, key_of(sleeper), sleeper, True, Done()) is False   # a runtime: always judged
+    s.policy.set_filter([], ["agtap-nomatch"])
+    assert s.on_open(other, (1, 5), "/bin/ls", True, Done()) is False          # a filter is set: a later one may name it
+
+
+def test_a_go_program_not_seen_before_is_looked_at_then_watched_before_it_runs(other, tmp_path, monkeypatch):
+    import threading
+    from agtap.capture import scope as scope_mod
+    monkeypatch.setattr(scope_mod, "is_go_binary", lambda p: True)
+    s, _ = scope_with()
+    prog, key = str(tmp_path / "goclient"), (1, 6)
+    looked_at = threading.Event()
+
+    def locate(path):   # as the tracer's: the locate worker probes the file, then sets the event
+        assert path == prog
+        s._files[prog] = ProbeFile(prog, [], False, set(), prog, {key}, False)
+        looked_at.set()
+        return looked_at
+    s.locate = locate
+    done = Done()
+    assert s.on_open(other, key, prog, True, done, opened=prog) is False
+    assert done.calls == 0 and run_jobs(s) == ["locate"] and done.calls == 1
+    assert s._watched[other].reason == "executable"
+
+    s2, _ = scope_with()
+    s2.locate = lambda path: None            # looked at: no crypto/tls in it
+    d2 = Done()
+    assert s2.on_open(other, (1, 7), prog, True, d2) is False and run_jobs(s2) == ["locate"] and d2.calls == 1
+    assert s2.watched() == 0
+    assert s2.on_open(other, (1, 7), prog, True, Done()) is True   # known now: not held again
+    s3, _ = scope_with()
+    s3.locate = lambda path: False           # the tracer's lock not had: not looked at, nothing remembered
+    assert s3.on_open(other, (1, 8), prog, True, Done()) is False and run_jobs(s3) == ["locate"]
+    assert (1, 8) not in s3._no_tls
