@@ -108,7 +108,7 @@ def test_without_the_gate_the_same_first_call_races_the_attach_and_is_counted(un
     late = tracer.stats().late_attach
     pid, seen = run_client(scene, tracer)
     assert not seen
-    assert tracer.stats().late_attach == late + 1   # lost, but counted: it wrote while its probes were pending
+    assert tracer.stats().late_attach >= late + 1   # lost, but counted (other clients of the host may be too)
 
 
 def test_a_hold_longer_than_hold_ms_is_let_through_and_counted(tmp_path, certs, _need_root):
