@@ -1,8 +1,8 @@
 """Bench 10: what the open gate costs a starting program (opengate.py, --hold-ms).
 
-Under --probe-scope process (the default) a runtime that opens a probed libssl waits in
-open() until its per-process probes are live, so its first call is seen. That wait is paid
-once per process start, by runtimes only. Measured here: the wall time of a short program
+Under --probe-scope process (the default) a runtime waits at its exec (or its open of a
+probed libssl) until its per-process probes are live, so its first call is seen. That wait
+is paid once per process start, by runtimes only. Measured here: the wall time of a short program
 from exec to exit, K runs each, per configuration, configurations interleaved per round,
 order rotated:
   none              no agtap

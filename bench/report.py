@@ -610,8 +610,9 @@ def _hold(R: dict, TEXT: dict) -> list[str]:
     L += _run_note(R, "hold")
     a(f"`bench/b10_hold.py`, {r['rounds']} rounds, configurations interleaved (order rotated), "
       f"{r['runs_per_program']} runs of each program per configuration per round; wall time from exec to exit, "
-      "median over all runs. Under `--probe-scope process` a runtime opening a probed libssl waits until its "
-      "probes are live (`--hold-ms`, DESIGN \"Held at open\"); `ls` opens nothing agtap holds: the floor.")
+      "median over all runs. Under `--probe-scope process` a runtime waits at its exec (or its open of a probed "
+      "libssl) until its probes are live (`--hold-ms`, DESIGN \"Held at open\"); `ls` is held at its first exec "
+      "only (judged of no interest, then an ignore mark): the floor.")
     a("")
     a("| program | no agtap (ms) | gate (default) | added | --hold-ms 0 | added |")
     a("|---|---|---|---|---|---|")
@@ -621,7 +622,7 @@ def _hold(R: dict, TEXT: dict) -> list[str]:
         a(f"| {label} | {mm['none'][p]:.1f} | {mm['gate'][p]:.1f} | {add['gate'][p]:+.1f} | "
           f"{mm['no_gate'][p]:.1f} | {add['no_gate'][p]:+.1f} |")
     a("")
-    a(f"Opens held per round with the gate (the others found the process watched already, from its exec): "
+    a(f"Opens held per round with the gate: "
       f"{', '.join(f'{x:.0f}' for x in r['held_opens_per_round'])}; let through after --hold-ms: "
       f"{', '.join(f'{x:.0f}' for x in r['hold_timeouts_per_round'])}.")
     a("")
