@@ -234,19 +234,18 @@ class ProcessScope(Demoting):
             return False
         if not reason:
             done()
-            return at_exec and self._of_no_interest(key, path, opened)
+            return at_exec and self._of_no_interest(key)
         self._jobs.put(("gate", pid, key if at_exec else None, reason, done))
         return False
 
-    def _of_no_interest(self, key: Key, path: str, opened: str) -> bool:
-        """An executable whose execs need never be held: no probed file, no runtime, no Go program
-        (or one without crypto/tls); never while a filter is set (a later one may name it)."""
+    def _of_no_interest(self, key: Key) -> bool:
+        """An executable _open_reason found no reason to hold at its exec (no runtime, no Go program
+        to look at) whose execs need never be held again: not a probed file (their execs are
+        judged each time), and never while a filter is set (a later one may name it)."""
         if self.policy.filtered:
             return False
         with self._files_lock:
-            if any(key in f.keys for f in self._files.values()):
-                return False
-        return key in self._no_tls or not (self.policy.is_runtime_file(path, opened) or is_go_binary(opened))
+            return not any(key in f.keys for f in self._files.values())
 
     def _open_reason(self, pid: int, key: Key, path: str, at_exec: bool, opened: str) -> str:
         with self._files_lock:
