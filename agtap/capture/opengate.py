@@ -34,7 +34,7 @@ import time
 from typing import Callable
 
 FAN_CLOEXEC, FAN_NONBLOCK, FAN_CLASS_CONTENT, FAN_UNLIMITED_MARKS = 0x1, 0x2, 0x4, 0x20
-FAN_MARK_ADD, FAN_MARK_IGNORED_MASK, FAN_MARK_FILESYSTEM = 0x1, 0x20, 0x100
+FAN_MARK_ADD, FAN_MARK_REMOVE, FAN_MARK_IGNORED_MASK, FAN_MARK_FILESYSTEM = 0x1, 0x2, 0x20, 0x100
 FAN_OPEN_PERM, FAN_OPEN_EXEC_PERM = 0x10000, 0x40000
 FAN_ALLOW = 0x1
 FAN_Q_OVERFLOW = 0x4000
@@ -91,6 +91,9 @@ class OpenGate:
             return True
         if self._fd < 0:
             return False   # the gate stopped
+        # an ignore mark set when the file looked of no interest would hide its execs: gone (if any)
+        _libc.fanotify_mark(self._fd, FAN_MARK_REMOVE | FAN_MARK_IGNORED_MASK, FAN_OPEN_EXEC_PERM, AT_FDCWD,
+                            path.encode())
         if _libc.fanotify_mark(self._fd, FAN_MARK_ADD, mask, AT_FDCWD, path.encode()) < 0:
             e = ctypes.get_errno()
             self.log.warning("cannot hold the opens of %s until its probes are live (fanotify_mark: %s): a "

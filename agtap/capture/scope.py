@@ -251,11 +251,11 @@ class ProcessScope(Demoting):
         with self._files_lock:
             f = next((f for f in self._files.values() if key in f.keys), None)
         w = self._watched.get(pid)
-        if w is not None:
+        if w is not None and (f is not None or not at_exec):
             return "" if f is None or f.host_wide or f.path in w.files else w.reason
         if f is not None and f.host_wide:
             return ""   # probed host-wide: nothing to wait for
-        if at_exec:   # judged by what it is about to run
+        if at_exec:   # judged by what it is about to run (watched or not: a file not seen before)
             if self.policy.filtered:
                 return "filter" if self.policy.named_at_exec(pid, path) else ""
             if f is not None and not f.sentinel:

@@ -147,3 +147,28 @@ def test_agtaps_own_child_execing_a_held_file_does_not_wait_forever(tmp_path, _n
     finally:
         gate.close()
     assert subprocess.run([str(exe)], timeout=10).returncode == 0   # closed: nothing held any more
+
+
+def test_a_file_marked_after_an_ignore_mark_is_held_again(tmp_path, _need_root):
+    """An executable first judged of no interest (ignore mark), then found probe-able and marked:
+    its execs are held again (the ignore mark would hide them)."""
+    exe = tmp_path / "later-probed-true"
+    shutil.copy("/bin/true", exe)
+    decided = []
+
+    def decide(pid, key, path, at_exec, done, opened=""):
+        decided.append(path)
+        done()
+        return len(decided) == 1   # the first time: of no interest
+    gate = OpenGate(decide, logging.getLogger("test"), hold_ms=5000)
+    try:
+        assert gate.mark(str(exe), at_exec=True)
+        subprocess.run([str(exe)], timeout=10, check=True)
+        subprocess.run([str(exe)], timeout=10, check=True)
+        assert len(decided) == 1 and gate.ignored == 1       # ignored from the second exec on
+        gate._marked.clear()
+        assert gate.mark(str(exe), at_exec=True)              # found probe-able: marked again
+        subprocess.run([str(exe)], timeout=10, check=True)
+        assert len(decided) == 2
+    finally:
+        gate.close()

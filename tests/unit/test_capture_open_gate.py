@@ -137,3 +137,15 @@ def test_a_go_program_not_seen_before_is_looked_at_then_watched_before_it_runs(o
     s3.locate = lambda path: False           # the tracer's lock not had: not looked at, nothing remembered
     assert s3.on_open(other, (1, 8), prog, True, Done()) is False and run_jobs(s3) == ["locate"]
     assert (1, 8) not in s3._no_tls
+
+
+def test_a_watched_process_execing_a_go_program_not_seen_before_has_it_looked_at(proc, tmp_path, monkeypatch):
+    """A watched process (a runtime's child) execs a fresh Go build: judged like anyone's exec, never
+    given an ignore mark unjudged."""
+    from agtap.capture import scope as scope_mod
+    monkeypatch.setattr(scope_mod, "is_go_binary", lambda p: True)
+    s, _ = scope_with()
+    s._watch(proc, "runtime")
+    s.locate = lambda path: None   # looked at: nothing in it
+    prog = str(tmp_path / "goclient")
+    assert s.on_open(proc, (1, 9), prog, True, Done()) is False and run_jobs(s) == ["locate"]
