@@ -238,18 +238,20 @@ class ProcessScope(Demoting):
         self._jobs.put(("gate", pid, key if at_exec else None, reason, done))
         return False
 
+    def _file_by_key(self, key: Key) -> ProbeFile | None:
+        with self._files_lock:
+            return next((f for f in self._files.values() if key in f.keys), None)
+
     def _of_no_interest(self, key: Key) -> bool:
         """An executable _open_reason found no reason to hold at its exec (no runtime, no Go program
         to look at) whose execs need never be held again: not a probed file (their execs are
         judged each time), and never while a filter is set (a later one may name it)."""
         if self.policy.filtered:
             return False
-        with self._files_lock:
-            return not any(key in f.keys for f in self._files.values())
+        return self._file_by_key(key) is None
 
     def _open_reason(self, pid: int, key: Key, path: str, at_exec: bool, opened: str) -> str:
-        with self._files_lock:
-            f = next((f for f in self._files.values() if key in f.keys), None)
+        f = self._file_by_key(key)
         w = self._watched.get(pid)
         if w is not None and (f is not None or not at_exec):
             return "" if f is None or f.host_wide or f.path in w.files else w.reason
@@ -265,11 +267,7 @@ class ProcessScope(Demoting):
             if f is None and self.locate is not None and key not in self._no_tls and is_go_binary(opened):
                 return "locate"
             return ""
-        if pid in self._demoted or not self.policy.allowed(pid):
-            return ""
-        if self.policy.filtered:
-            return "filter"
-        return "runtime" if self.policy.is_runtime(pid) else "executable" if self._by_exe(pid) else ""
+        return "" if pid in self._demoted else self._running_reason(pid)
 
     def on_fork(self, child: int, ts_ns: int = 0) -> None:
         self._jobs.put(("fork", child, ts_ns))
@@ -392,9 +390,7 @@ class ProcessScope(Demoting):
                 return   # not looked at (capture starting or stopping): found at its exec as before
             if ev is not None and not ev.wait(self.gate.hold_s if self.gate else 1.0):
                 return   # still being looked at: let go (its first calls are counted, go_unprobed_*)
-            with self._files_lock:
-                f = next((f for f in self._files.values() if key in f.keys), None)
-            if f is None:
+            if self._file_by_key(key) is None:
                 self._no_tls.add(key)
                 return
             if pid in self._watched:
@@ -411,14 +407,18 @@ class ProcessScope(Demoting):
         if pid in self._watched:
             self._attach_files(pid)   # a new image: its executable may be a probed file
             return
+        reason = self._running_reason(pid)
+        if reason:
+            self._watch(pid, reason, ts_ns)
+
+    def _running_reason(self, pid: int) -> str:
+        """Why a process in its current image is watched ("" = not): the filter names it, a runtime,
+        an executable probed by executable. Its exec (here) and its open of a probed file (the gate)."""
         if not self.policy.allowed(pid):
-            return
+            return ""
         if self.policy.filtered:
-            self._watch(pid, "filter", ts_ns)
-        elif self.policy.is_runtime(pid):
-            self._watch(pid, "runtime", ts_ns)
-        elif self._by_exe(pid):
-            self._watch(pid, "executable", ts_ns)
+            return "filter"
+        return "runtime" if self.policy.is_runtime(pid) else "executable" if self._by_exe(pid) else ""
 
     def _do_fork(self, child: int, ts_ns: int) -> None:
         if self._demoted and _ppid(child, self._proc_root) in self._demoted and not self.policy.filtered:
