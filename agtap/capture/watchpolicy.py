@@ -90,14 +90,7 @@ class WatchPolicy:
         `opened`: where to read it (else `path`)."""
         name = os.path.basename(path)
         names = {name, name[:15]} - {""}
-        opened = opened or path
-        k = key_of(opened)
-        if k is not None:
-            if k not in self._needed:
-                if len(self._needed) > 4096:
-                    self._needed.clear()
-                self._needed[k] = needed(opened)
-            names.update(self._needed[k])
+        names.update(self._libraries_of(opened or path))
         return any(fnmatch.fnmatchcase(n, pat) for n in names for pat in self.runtimes)
 
     def named_at_exec(self, pid: int, path: str) -> bool:
@@ -106,14 +99,17 @@ class WatchPolicy:
 
     def libraries(self, pid: int) -> list[str]:
         """The DT_NEEDED names of the process's executable (read once per file)."""
-        exe = f"{self.proc_root}/{pid}/exe"
-        k = key_of(exe)
+        return self._libraries_of(f"{self.proc_root}/{pid}/exe")
+
+    def _libraries_of(self, path: str) -> list[str]:
+        """The DT_NEEDED names of the file at `path`, read once per (dev, inode)."""
+        k = key_of(path)
         if k is None:
             return []
         if k not in self._needed:
             if len(self._needed) > 4096:
                 self._needed.clear()
-            self._needed[k] = needed(exe)
+            self._needed[k] = needed(path)
         return self._needed[k]
 
     def named(self, pid: int) -> bool:
